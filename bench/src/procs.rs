@@ -1,0 +1,244 @@
+//! Masters as separate `sluice master` processes on loopback, for scenarios
+//! and tests that kill them (SIGKILL) and restart them from their data dirs.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use sluice_consensus::MasterClient;
+
+/// Polling interval of [`wait_until`].
+const POLL_MS: u64 = 20;
+
+/// Polls `check` until it yields `Some`, or fails after `timeout` naming `what`.
+pub async fn wait_until<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return Ok(value);
+        }
+        if Instant::now() >= deadline {
+            bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(POLL_MS)).await;
+    }
+}
+
+/// The `sluice` binary to launch: `$SLUICE_BIN`, this process if it is
+/// `sluice`, or `sluice` in the cargo target dir this test binary runs from.
+pub fn sluice_bin() -> Result<PathBuf> {
+    if let Some(path) = std::env::var_os("SLUICE_BIN") {
+        return Ok(PathBuf::from(path));
+    }
+    let exe = std::env::current_exe().context("locating the current executable")?;
+    if exe.file_name().is_some_and(|n| n == "sluice") {
+        return Ok(exe);
+    }
+    // Test binaries live in target/<profile>/deps; the binary one level up.
+    let candidates = [exe.parent().and_then(Path::parent), exe.parent()];
+    for dir in candidates.into_iter().flatten() {
+        let path = dir.join("sluice");
+        if path.is_file() {
+            return Ok(path);
+        }
+    }
+    bail!("cannot find the `sluice` binary next to {}; build it first (`cargo build --bin sluice`) or set SLUICE_BIN", exe.display())
+}
+
+/// A free loopback port (bound then released; fine for tests on one machine).
+pub fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// One master process and where it lives.
+#[derive(Debug)]
+pub struct Member {
+    pub id: u64,
+    pub api_addr: String,
+    pub raft_addr: String,
+    pub data_dir: PathBuf,
+    pub log: PathBuf,
+    child: Option<Child>,
+}
+
+/// A set of master processes under one root directory.
+#[derive(Debug)]
+pub struct ProcessCluster {
+    bin: PathBuf,
+    root: PathBuf,
+    extra_args: Vec<String>,
+    pub members: BTreeMap<u64, Member>,
+}
+
+impl ProcessCluster {
+    /// Starts masters `1..=count` (not yet forming a cluster) under `root`.
+    /// `extra_args` go to every `sluice master` (e.g. timing flags).
+    pub async fn start(root: &Path, count: u64, extra_args: &[&str]) -> Result<Self> {
+        let mut cluster = Self {
+            bin: sluice_bin()?,
+            root: root.to_path_buf(),
+            extra_args: extra_args.iter().map(|s| (*s).to_owned()).collect(),
+            members: BTreeMap::new(),
+        };
+        for id in 1..=count {
+            cluster.add_process(id).await?;
+        }
+        Ok(cluster)
+    }
+
+    /// Starts one more master process with a fresh data dir.
+    pub async fn add_process(&mut self, id: u64) -> Result<()> {
+        let member = Member {
+            id,
+            api_addr: format!("127.0.0.1:{}", free_port()?),
+            raft_addr: format!("127.0.0.1:{}", free_port()?),
+            data_dir: self.root.join(format!("master-{id}")),
+            log: self.root.join(format!("master-{id}.log")),
+            child: None,
+        };
+        self.members.insert(id, member);
+        self.restart(id).await
+    }
+
+    /// Starts (again) master `id` from its data dir and waits until it answers.
+    pub async fn restart(&mut self, id: u64) -> Result<()> {
+        let child = self.spawn(id, id)?;
+        let member = self.member_mut(id)?;
+        member.child = Some(child);
+        let api = member.api_addr.clone();
+        let client = MasterClient::new(vec![api.clone()], Duration::from_millis(500))?;
+        let log = member.log.clone();
+        wait_until(
+            Duration::from_secs(20),
+            &format!("master {id} to answer on {api}"),
+            || async { client.info(&api).await.ok() },
+        )
+        .await
+        .map_err(|e| anyhow!("{e}; its log:\n{}", tail(&log)))?;
+        Ok(())
+    }
+
+    /// Launches `sluice master` with member `id`'s addresses and data dir,
+    /// claiming to be `claimed_id` (tests pass another id to check refusal).
+    pub fn spawn(&self, id: u64, claimed_id: u64) -> Result<Child> {
+        let member = self.member(id)?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&member.log)
+            .with_context(|| format!("opening {}", member.log.display()))?;
+        let mut cmd = std::process::Command::new(&self.bin);
+        cmd.arg("master")
+            .args(["--id", &claimed_id.to_string()])
+            .args(["--raft-addr", &member.raft_addr])
+            .args(["--api-addr", &member.api_addr])
+            .arg("--data-dir")
+            .arg(&member.data_dir)
+            .args(&self.extra_args)
+            .env("SLUICE_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        cmd.spawn()
+            .with_context(|| format!("starting {}", self.bin.display()))
+    }
+
+    /// SIGKILLs master `id` (no clean shutdown) and reaps it.
+    pub fn kill(&mut self, id: u64) -> Result<()> {
+        let member = self.member_mut(id)?;
+        if let Some(mut child) = member.child.take() {
+            child.kill().context("SIGKILL")?;
+            child.wait().context("reaping")?;
+        }
+        Ok(())
+    }
+
+    pub fn member(&self, id: u64) -> Result<&Member> {
+        self.members
+            .get(&id)
+            .ok_or_else(|| anyhow!("no master {id}"))
+    }
+
+    fn member_mut(&mut self, id: u64) -> Result<&mut Member> {
+        self.members
+            .get_mut(&id)
+            .ok_or_else(|| anyhow!("no master {id}"))
+    }
+
+    pub fn api_addrs(&self) -> Vec<String> {
+        self.members.values().map(|m| m.api_addr.clone()).collect()
+    }
+
+    /// A client seeded with the given members (all when `ids` is empty).
+    pub fn client(&self, ids: &[u64], timeout: Duration) -> Result<MasterClient> {
+        let addrs = if ids.is_empty() {
+            self.api_addrs()
+        } else {
+            ids.iter()
+                .map(|id| self.member(*id).map(|m| m.api_addr.clone()))
+                .collect::<Result<_>>()?
+        };
+        Ok(MasterClient::new(addrs, timeout)?)
+    }
+
+    /// Forms a cluster of the given members (all when empty).
+    pub async fn init(&self, ids: &[u64]) -> Result<()> {
+        let client = self.client(ids, Duration::from_secs(10))?;
+        let addrs = client.seeds().to_vec();
+        client.init(&addrs).await?;
+        Ok(())
+    }
+
+    /// The current leader's id, waiting up to `timeout` for one.
+    pub async fn leader(&self, timeout: Duration) -> Result<u64> {
+        let client = self.client(&[], Duration::from_millis(500))?;
+        let live: Vec<String> = self
+            .members
+            .values()
+            .filter(|m| m.child.is_some())
+            .map(|m| m.api_addr.clone())
+            .collect();
+        wait_until(timeout, "a leader", || async {
+            for addr in &live {
+                if let Ok(status) = client.status_of(addr).await {
+                    if status.role == "leader" {
+                        return Some(status.id);
+                    }
+                }
+            }
+            None
+        })
+        .await
+    }
+
+    /// The last lines of master `id`'s log, for failure messages.
+    pub fn log_tail(&self, id: u64) -> String {
+        self.member(id)
+            .map_or_else(|e| e.to_string(), |m| tail(&m.log))
+    }
+}
+
+fn tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(30)..].join("\n")
+}
+
+impl Drop for ProcessCluster {
+    fn drop(&mut self) {
+        for member in self.members.values_mut() {
+            if let Some(mut child) = member.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+}

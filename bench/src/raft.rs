@@ -1,0 +1,374 @@
+//! `sluice bench raft`: commit latency and throughput of the master cluster.
+//!
+//! Measures, in one run and on one disk:
+//! - the disk's own fdatasync latency (the floor no durable commit can beat);
+//! - commit latency and commits/s of a local three-master cluster (fsync on)
+//!   with 1, 64 and 256 concurrent closed-loop clients, both in-process
+//!   (calling the leader's Raft directly) and over gRPC (the admin API, as
+//!   the CLI and agents use it);
+//! - leader failover: SIGKILL of the leader process → first commit
+//!   acknowledged by the new leader, over several trials.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use sluice_consensus::state::RoleSpec;
+use sluice_consensus::{Command, MasterClient, MasterConfig, MasterHandle};
+
+use crate::procs::{free_port, wait_until, ProcessCluster};
+use crate::recorder::Recorder;
+use crate::report::{self, Report};
+
+/// Clients sharing one gRPC connection in the gRPC mode.
+const CLIENTS_PER_CONNECTION: usize = 16;
+/// Size of one fdatasync probe write: a typical small log append.
+const FSYNC_PROBE_BYTES: usize = 4096;
+
+#[derive(Debug, Args, Clone)]
+pub struct RaftBenchArgs {
+    /// A short smoke run (about 20 s) instead of the full one.
+    #[arg(long)]
+    pub quick: bool,
+    /// Concurrent client counts to measure.
+    #[arg(long, value_delimiter = ',', default_value = "1,64,256")]
+    pub clients: Vec<usize>,
+    /// Seconds per (client count, mode) run [default: 5, quick: 1].
+    #[arg(long)]
+    pub seconds: Option<f64>,
+    /// Failover trials (0 skips failover) [default: 20, quick: 3].
+    #[arg(long)]
+    pub failover_trials: Option<usize>,
+    /// Output directory for the table's files [default: bench-results/raft-<unix time>].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Where the masters' RocksDB and the fsync probe live [default: a
+    /// temporary dir inside --out, so on the same disk as the results].
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+}
+
+impl RaftBenchArgs {
+    fn seconds(&self) -> f64 {
+        self.seconds.unwrap_or(if self.quick { 1.0 } else { 5.0 })
+    }
+
+    fn trials(&self) -> usize {
+        self.failover_trials
+            .unwrap_or(if self.quick { 3 } else { 20 })
+    }
+}
+
+/// Runs the whole raft suite and prints its table.
+pub async fn run(args: RaftBenchArgs) -> Result<()> {
+    if args.clients.is_empty() || args.clients.contains(&0) {
+        bail!("--clients needs positive counts, e.g. 1,64,256");
+    }
+    let seconds = args.seconds();
+    if !(seconds.is_finite() && seconds > 0.0 && seconds <= 3600.0) {
+        bail!("--seconds must be in (0, 3600], got {seconds}");
+    }
+    let out = args.out.clone().unwrap_or_else(|| {
+        let unix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        PathBuf::from(format!("bench-results/raft-{unix}"))
+    });
+    let mut report = Report::new("raft", &out)?;
+    let data_root = match &args.data_dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            tempfile::tempdir_in(dir)?
+        }
+        None => tempfile::tempdir_in(report.out_dir())?,
+    };
+    eprintln!(
+        "bench raft: results in {}, data in {}",
+        out.display(),
+        data_root.path().display()
+    );
+
+    eprintln!("[1/3] fdatasync floor");
+    let floor = fsync_floor(data_root.path(), if args.quick { 200 } else { 2000 })?;
+    report.add(
+        "raft.fdatasync",
+        "one 4 KiB pwrite + fdatasync on the data disk",
+        Some(&floor),
+        None,
+    )?;
+
+    eprintln!("[2/3] commits on a local three-master cluster");
+    commit_runs(&args, seconds, data_root.path(), &mut report).await?;
+
+    let trials = args.trials();
+    if trials > 0 {
+        eprintln!("[3/3] leader failover, {trials} trials");
+        let rec = failover(data_root.path(), trials).await?;
+        report.add(
+            "raft.failover",
+            "SIGKILL of the leader process -> first write acknowledged by the new leader",
+            Some(&rec),
+            None,
+        )?;
+    }
+    report.note(format!(
+        "clients are closed-loop: each sends its next command when the previous one is acknowledged; \
+         {seconds} s per run; every commit is fsynced on a majority before it is acknowledged"
+    ));
+    report.note("inproc = clients call the leader's openraft handle directly; grpc = clients use the admin API over loopback gRPC");
+    let summary = report.finish()?;
+    println!("{}", report::table(&summary));
+    println!("files: {}", out.display());
+    Ok(())
+}
+
+/// Latency of a small write + fdatasync, the lower bound of a durable commit.
+pub fn fsync_floor(dir: &Path, samples: usize) -> Result<Recorder> {
+    let path = dir.join("fsync-probe");
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .read(true)
+        .write(true)
+        .open(&path)?;
+    let block = vec![0xA5u8; FSYNC_PROBE_BYTES];
+    let mut rec = Recorder::new();
+    for i in 0..samples {
+        let started = Instant::now();
+        file.write_at(&block, (i * FSYNC_PROBE_BYTES) as u64)?;
+        file.sync_data()?;
+        rec.record(started.elapsed());
+    }
+    drop(file);
+    let _ = std::fs::remove_file(path);
+    Ok(rec)
+}
+
+struct InProcessCluster {
+    masters: Vec<MasterHandle>,
+    api_addrs: Vec<String>,
+}
+
+impl InProcessCluster {
+    async fn start(root: &Path) -> Result<Self> {
+        let mut masters = Vec::new();
+        let mut api_addrs = Vec::new();
+        for id in 1..=3u64 {
+            let api = format!("127.0.0.1:{}", free_port()?);
+            let raft = format!("127.0.0.1:{}", free_port()?);
+            let config =
+                MasterConfig::new(id, raft, api.clone(), root.join(format!("inproc-{id}")));
+            masters.push(MasterHandle::start(config).await?);
+            api_addrs.push(api);
+        }
+        let client = MasterClient::new(api_addrs.clone(), Duration::from_secs(10))?;
+        client.init(&api_addrs).await?;
+        client.leader_status().await?;
+        Ok(Self { masters, api_addrs })
+    }
+
+    fn leader(&self) -> Option<&MasterHandle> {
+        self.masters
+            .iter()
+            .find(|m| m.raft.metrics().borrow().state == openraft::ServerState::Leader)
+    }
+
+    async fn shutdown(self) -> Result<()> {
+        for m in self.masters {
+            m.shutdown().await?;
+        }
+        Ok(())
+    }
+}
+
+fn bench_command(client: usize, seq: u64) -> Command {
+    Command::SetRole(RoleSpec {
+        name: format!("bench-{client}"),
+        weight: 1.0 + (seq % 1000) as f64,
+        quota: None,
+        limit: None,
+    })
+}
+
+async fn commit_runs(
+    args: &RaftBenchArgs,
+    seconds: f64,
+    root: &Path,
+    report: &mut Report,
+) -> Result<()> {
+    let cluster = InProcessCluster::start(root).await?;
+    let duration = Duration::from_secs_f64(seconds);
+    for &clients in &args.clients {
+        for grpc in [false, true] {
+            let mode = if grpc { "grpc" } else { "inproc" };
+            let (rec, ops, errors) = if grpc {
+                grpc_load(&cluster.api_addrs, clients, duration).await?
+            } else {
+                let leader = wait_until(Duration::from_secs(5), "a leader", || async {
+                    cluster.leader().map(|m| m.raft.clone())
+                })
+                .await?;
+                inproc_load(leader, clients, duration).await
+            };
+            eprintln!(
+                "  {mode:>6} c={clients:<4} {:>10.0} commits/s  p99 {}",
+                ops,
+                report::human_us(rec.summary().p99_us)
+            );
+            if errors > 0 {
+                report.note(format!(
+                    "{mode} c{clients}: {errors} writes failed (leader change during the run?)"
+                ));
+            }
+            report.add(
+                &format!("raft.commit.{mode}.c{clients}"),
+                &format!("{clients} closed-loop clients ({mode}), commit latency"),
+                Some(&rec),
+                Some(ops),
+            )?;
+        }
+    }
+    cluster.shutdown().await
+}
+
+async fn inproc_load(
+    raft: sluice_consensus::types::Raft,
+    clients: usize,
+    duration: Duration,
+) -> (Recorder, f64, u64) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let errors = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for client in 0..clients {
+        let raft = raft.clone();
+        let stop = stop.clone();
+        let errors = errors.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut rec = Recorder::new();
+            let mut seq = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let started = Instant::now();
+                match raft.client_write(bench_command(client, seq)).await {
+                    Ok(_) => rec.record(started.elapsed()),
+                    Err(_) => {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                seq += 1;
+            }
+            rec
+        }));
+    }
+    collect(tasks, stop, duration, errors).await
+}
+
+async fn grpc_load(
+    api_addrs: &[String],
+    clients: usize,
+    duration: Duration,
+) -> Result<(Recorder, f64, u64)> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let errors = Arc::new(AtomicU64::new(0));
+    let connections = clients.div_ceil(CLIENTS_PER_CONNECTION);
+    let shared: Vec<Arc<MasterClient>> = (0..connections)
+        .map(|_| MasterClient::new(api_addrs.to_vec(), Duration::from_secs(10)).map(Arc::new))
+        .collect::<Result<_, _>>()?;
+    let mut tasks = Vec::new();
+    for client in 0..clients {
+        let master = shared[client % connections].clone();
+        let stop = stop.clone();
+        let errors = errors.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut rec = Recorder::new();
+            let mut seq = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let started = Instant::now();
+                match master.write(&bench_command(client, seq)).await {
+                    Ok(_) => rec.record(started.elapsed()),
+                    Err(_) => {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                seq += 1;
+            }
+            rec
+        }));
+    }
+    Ok(collect(tasks, stop, duration, errors).await)
+}
+
+async fn collect(
+    tasks: Vec<tokio::task::JoinHandle<Recorder>>,
+    stop: Arc<AtomicBool>,
+    duration: Duration,
+    errors: Arc<AtomicU64>,
+) -> (Recorder, f64, u64) {
+    let started = Instant::now();
+    tokio::time::sleep(duration).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut total = Recorder::new();
+    for task in tasks {
+        if let Ok(rec) = task.await {
+            total.merge(&rec);
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let ops = total.len() as f64 / elapsed;
+    (total, ops, errors.load(Ordering::Relaxed))
+}
+
+/// Kills the leader process `trials` times and times the first commit after.
+pub async fn failover(root: &Path, trials: usize) -> Result<Recorder> {
+    let dir = root.join("failover");
+    std::fs::create_dir_all(&dir)?;
+    let mut cluster = ProcessCluster::start(&dir, 3, &[]).await?;
+    cluster.init(&[]).await?;
+    let mut rec = Recorder::new();
+    let client = cluster.client(&[], Duration::from_secs(10))?;
+    for trial in 0..trials {
+        let leader = cluster.leader(Duration::from_secs(10)).await?;
+        // A committed write first, so the cluster is in steady state.
+        client.write(&bench_command(0, trial as u64)).await?;
+        cluster.kill(leader)?;
+        let killed = Instant::now();
+        let others: Vec<u64> = cluster
+            .members
+            .keys()
+            .copied()
+            .filter(|id| *id != leader)
+            .collect();
+        let survivor = cluster.client(&others, Duration::from_secs(10))?;
+        survivor
+            .write(&bench_command(1, trial as u64))
+            .await
+            .context("first write after killing the leader")?;
+        let took = killed.elapsed();
+        rec.record(took);
+        eprintln!(
+            "  trial {:>2}: leader {leader} killed -> commit in {}",
+            trial + 1,
+            report::human_us(took.as_secs_f64() * 1e6)
+        );
+        cluster.restart(leader).await?;
+        // Let the restarted member catch up before the next kill.
+        let api = cluster.member(leader)?.api_addr.clone();
+        let target = client.leader_status().await?.last_log_index;
+        wait_until(
+            Duration::from_secs(20),
+            "the restarted master to catch up",
+            || async {
+                let s = client.status_of(&api).await.ok()?;
+                (s.applied_index >= target).then_some(())
+            },
+        )
+        .await?;
+    }
+    let _ = std::io::stderr().flush();
+    Ok(rec)
+}

@@ -1,0 +1,320 @@
+//! The `Master` gRPC service: the admin API every CLI command talks to.
+//!
+//! Any member answers. Requests that need the leader (writes, linearizable
+//! reads, membership changes) fail on a follower with `FAILED_PRECONDITION`
+//! and the leader's id and API address in the response metadata, which
+//! [`MasterClient`](crate::MasterClient) follows without the user noticing.
+
+mod leadership;
+mod membership;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::error::{ClientWriteError, ForwardToLeader, RaftError};
+use openraft::ServerState;
+use tonic::metadata::MetadataValue;
+use tonic::{Request, Response, Status};
+
+use crate::command::Command;
+use crate::config::MasterConfig;
+use crate::proto::master_server::Master;
+use crate::proto::*;
+use crate::state::Query;
+use crate::types::{MasterNode, NodeId, Raft, StateHandle};
+
+/// Metadata key carrying the leader's id on a "not the leader" answer.
+pub const LEADER_ID_KEY: &str = "sluice-leader-id";
+/// Metadata key carrying the leader's admin API address.
+pub const LEADER_API_KEY: &str = "sluice-leader-api";
+/// Metadata key carrying a state-machine rejection as JSON (`CommandError`).
+pub const COMMAND_ERROR_KEY: &str = "sluice-command-error";
+/// Metadata key marking a refusal because the leader has lost its quorum.
+pub const NO_QUORUM_KEY: &str = "sluice-no-quorum";
+
+/// The admin API of one master.
+#[derive(Clone)]
+pub struct AdminService {
+    raft: Raft,
+    state: StateHandle,
+    config: Arc<MasterConfig>,
+    elect_suppression: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl AdminService {
+    pub fn new(raft: Raft, state: StateHandle, config: Arc<MasterConfig>) -> Self {
+        Self {
+            raft,
+            state,
+            config,
+            elect_suppression: Arc::default(),
+        }
+    }
+
+    fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.config.request_timeout_ms)
+    }
+
+    /// A "not the leader" answer pointing at the leader if one is known.
+    fn not_leader(&self, leader_id: Option<NodeId>, leader_node: Option<&MasterNode>) -> Status {
+        let metrics = self.raft.metrics().borrow().clone();
+        let leader_id = leader_id.or(metrics.current_leader);
+        let api = leader_node.map(|n| n.api_addr.clone()).or_else(|| {
+            leader_id.and_then(|id| {
+                metrics
+                    .membership_config
+                    .membership()
+                    .get_node(&id)
+                    .map(|n| n.api_addr.clone())
+            })
+        });
+        let message = match (leader_id, &api) {
+            (Some(id), Some(api)) => format!("member {} is not the leader; leader is {id} at {api}", self.config.id),
+            _ => format!("member {} is not the leader and no leader is known yet (election in progress or no quorum)", self.config.id),
+        };
+        let mut status = Status::failed_precondition(message);
+        if let (Some(id), Some(api)) = (leader_id, api) {
+            if let (Ok(id), Ok(api)) = (
+                MetadataValue::try_from(id.to_string()),
+                MetadataValue::try_from(api),
+            ) {
+                status.metadata_mut().insert(LEADER_ID_KEY, id);
+                status.metadata_mut().insert(LEADER_API_KEY, api);
+            }
+        }
+        status
+    }
+
+    fn forward(&self, forward: &ForwardToLeader<NodeId, MasterNode>) -> Status {
+        self.not_leader(forward.leader_id, forward.leader_node.as_ref())
+    }
+
+    fn write_error(&self, err: RaftError<NodeId, ClientWriteError<NodeId, MasterNode>>) -> Status {
+        match err {
+            RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => self.forward(&f),
+            RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => {
+                Status::failed_precondition(format!("membership change refused: {e}"))
+            }
+            RaftError::Fatal(e) => {
+                Status::internal(format!("master {} has stopped: {e}", self.config.id))
+            }
+        }
+    }
+
+    /// Refuses up front when this member leads but has lost its quorum, so a
+    /// write that cannot commit is never proposed and changes nothing.
+    fn check_quorum(&self) -> Result<(), Status> {
+        let metrics = self.raft.metrics().borrow().clone();
+        if metrics.state != ServerState::Leader {
+            return Ok(());
+        }
+        if let Some(ms) = metrics.millis_since_quorum_ack {
+            if ms > self.config.election_timeout_max_ms {
+                let mut status = Status::unavailable(format!(
+                    "no quorum: leader {} has not heard from a majority of masters for {ms} ms; \
+                     nothing was written. Bring a majority of masters back and retry",
+                    self.config.id
+                ));
+                status
+                    .metadata_mut()
+                    .insert(NO_QUORUM_KEY, MetadataValue::from_static("1"));
+                return Err(status);
+            }
+        }
+        Ok(())
+    }
+
+    fn require_leader(&self) -> Result<(), Status> {
+        let metrics = self.raft.metrics().borrow().clone();
+        if metrics.state == ServerState::Leader {
+            Ok(())
+        } else {
+            Err(self.not_leader(None, None))
+        }
+    }
+
+    fn member_info(&self, initialized: bool) -> MemberInfo {
+        MemberInfo {
+            id: self.config.id,
+            raft_addr: self.config.raft_addr.clone(),
+            api_addr: self.config.api_addr.clone(),
+            initialized,
+        }
+    }
+}
+
+fn role_name(state: ServerState) -> &'static str {
+    match state {
+        ServerState::Leader => "leader",
+        ServerState::Follower => "follower",
+        ServerState::Candidate => "candidate",
+        ServerState::Learner => "learner",
+        ServerState::Shutdown => "shutdown",
+    }
+}
+
+#[tonic::async_trait]
+impl Master for AdminService {
+    async fn info(&self, _request: Request<InfoRequest>) -> Result<Response<MemberInfo>, Status> {
+        let initialized = self
+            .raft
+            .is_initialized()
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Response::new(self.member_info(initialized)))
+    }
+
+    async fn init(&self, request: Request<InitRequest>) -> Result<Response<InitReply>, Status> {
+        membership::init(self, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn status(
+        &self,
+        _request: Request<StatusRequest>,
+    ) -> Result<Response<StatusReply>, Status> {
+        let metrics = self.raft.metrics().borrow().clone();
+        let committed = self
+            .raft
+            .with_raft_state(|st| st.committed.map(|id| id.index))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?;
+        let membership = metrics.membership_config.membership();
+        let voters: std::collections::BTreeSet<NodeId> = membership.voter_ids().collect();
+        let members = membership
+            .nodes()
+            .map(|(id, node)| MemberStatus {
+                id: *id,
+                raft_addr: node.raft_addr.clone(),
+                api_addr: node.api_addr.clone(),
+                voter: voters.contains(id),
+                matched_index: metrics
+                    .replication
+                    .as_ref()
+                    .and_then(|r| r.get(id).cloned().flatten())
+                    .map(|log_id| log_id.index),
+            })
+            .collect();
+        Ok(Response::new(StatusReply {
+            id: self.config.id,
+            role: role_name(metrics.state).to_owned(),
+            term: metrics.current_term,
+            leader_id: metrics.current_leader,
+            last_log_index: metrics.last_log_index,
+            applied_index: metrics.last_applied.map(|l| l.index),
+            snapshot_index: metrics.snapshot.map(|l| l.index),
+            purged_index: metrics.purged.map(|l| l.index),
+            members,
+            millis_since_quorum_ack: metrics.millis_since_quorum_ack,
+            committed_index: committed,
+        }))
+    }
+
+    async fn write(&self, request: Request<WriteRequest>) -> Result<Response<WriteReply>, Status> {
+        let command = Command::from_json(&request.into_inner().command_json)
+            .map_err(Status::invalid_argument)?;
+        self.require_leader()?;
+        self.check_quorum()?;
+        let written = tokio::time::timeout(self.request_timeout(), self.raft.client_write(command))
+            .await
+            .map_err(|_| {
+                Status::deadline_exceeded(format!(
+                    "not committed within {} ms (a majority of masters may be down); \
+                     the outcome is unknown: it is applied if that majority returns",
+                    self.config.request_timeout_ms
+                ))
+            })?
+            .map_err(|e| self.write_error(e))?;
+        match written.data.0 {
+            Ok(output) => Ok(Response::new(WriteReply {
+                log_index: written.log_id.index,
+                output_json: serde_json::to_string(&output)
+                    .map_err(|e| Status::internal(e.to_string()))?,
+            })),
+            Err(rejected) => {
+                let mut status = Status::failed_precondition(format!("rejected: {rejected}"));
+                if let Ok(json) = serde_json::to_string(&rejected) {
+                    if let Ok(value) = MetadataValue::try_from(json) {
+                        status.metadata_mut().insert(COMMAND_ERROR_KEY, value);
+                    }
+                }
+                Err(status)
+            }
+        }
+    }
+
+    async fn read(&self, request: Request<ReadRequest>) -> Result<Response<ReadReply>, Status> {
+        let request = request.into_inner();
+        let query = Query::from_json(&request.query_json).map_err(Status::invalid_argument)?;
+        if !request.stale {
+            tokio::time::timeout(self.request_timeout(), self.raft.ensure_linearizable())
+                .await
+                .map_err(|_| {
+                    Status::deadline_exceeded(format!(
+                        "linearizable read not confirmed by a majority within {} ms; \
+                         retry, or pass --stale to read this member's local state",
+                        self.config.request_timeout_ms
+                    ))
+                })?
+                .map_err(|e| match e {
+                    RaftError::APIError(openraft::error::CheckIsLeaderError::ForwardToLeader(
+                        f,
+                    )) => self.forward(&f),
+                    RaftError::APIError(other) => Status::unavailable(other.to_string()),
+                    RaftError::Fatal(e) => Status::internal(e.to_string()),
+                })?;
+        }
+        let view = self.state.read();
+        let result = query
+            .answer(&view.state)
+            .map_err(|e| Status::not_found(e.to_string()))?;
+        Ok(Response::new(ReadReply {
+            result_json: result.to_string(),
+            applied_index: view.last_applied.map(|l| l.index),
+        }))
+    }
+
+    async fn add_master(
+        &self,
+        request: Request<AddMasterRequest>,
+    ) -> Result<Response<MembershipReply>, Status> {
+        membership::add(self, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn remove_master(
+        &self,
+        request: Request<RemoveMasterRequest>,
+    ) -> Result<Response<MembershipReply>, Status> {
+        membership::remove(self, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn transfer_leader(
+        &self,
+        request: Request<TransferLeaderRequest>,
+    ) -> Result<Response<TransferLeaderReply>, Status> {
+        leadership::transfer(self, request.into_inner().to)
+            .await
+            .map(Response::new)
+    }
+
+    async fn suppress_election(
+        &self,
+        request: Request<SuppressElectionRequest>,
+    ) -> Result<Response<Empty>, Status> {
+        leadership::suppress(self, request.into_inner().millis);
+        Ok(Response::new(Empty {}))
+    }
+
+    async fn campaign(
+        &self,
+        request: Request<CampaignRequest>,
+    ) -> Result<Response<CampaignReply>, Status> {
+        let leader = leadership::campaign(self, request.into_inner().deadline_millis).await?;
+        Ok(Response::new(CampaignReply { leader }))
+    }
+}

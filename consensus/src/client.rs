@@ -1,0 +1,473 @@
+//! A client of the master cluster that works against any member.
+//!
+//! It sends each request to the leader it last saw, follows "not the leader"
+//! hints, and moves on to the next seed when a member cannot be reached, all
+//! within one overall deadline. It never resends a write whose outcome is
+//! unknown (a commit timeout or a connection lost mid-request); it says so.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use tonic::transport::Channel;
+use tonic::{Code, Status};
+
+use crate::admin::{COMMAND_ERROR_KEY, LEADER_API_KEY, NO_QUORUM_KEY};
+use crate::command::{Command, CommandError, CommandOutput};
+use crate::network::lazy_channel;
+use crate::proto::master_client::MasterClient as MasterGrpc;
+use crate::proto::*;
+use crate::state::Query;
+use crate::types::NodeId;
+
+/// Pause before retrying when no leader is known (an election is running).
+const NO_LEADER_RETRY_MS: u64 = 25;
+
+/// A gRPC client of one master's admin API (connects lazily).
+pub fn admin_client(addr: &str) -> Result<MasterGrpc<Channel>, String> {
+    lazy_channel(addr)
+        .map(|ch| MasterGrpc::new(ch).max_decoding_message_size(crate::node::MESSAGE_BYTES_MAX))
+}
+
+/// Why a request to the cluster failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// No member could be reached at all.
+    #[error("could not reach any master (tried {tried}): {detail}")]
+    Unreachable { tried: String, detail: String },
+    /// Members answered but none was or knew the leader before the deadline.
+    #[error("no leader within {waited_ms} ms (is a majority of masters up?): {detail}")]
+    NoLeader { waited_ms: u64, detail: String },
+    /// The state machine refused the command; nothing changed.
+    #[error("rejected: {0}")]
+    Rejected(CommandError),
+    /// A member was reached and answered with an error.
+    #[error("{addr}: {message}")]
+    Failed {
+        addr: String,
+        code: Code,
+        message: String,
+    },
+    /// The client was given something it cannot use.
+    #[error("{0}")]
+    Usage(String),
+}
+
+/// The outcome of a committed command.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Written {
+    pub log_index: u64,
+    pub output: CommandOutput,
+}
+
+/// A client of the whole cluster.
+#[derive(Debug)]
+pub struct MasterClient {
+    seeds: Vec<String>,
+    timeout: Duration,
+    leader: Mutex<Option<String>>,
+    channels: Mutex<HashMap<String, MasterGrpc<Channel>>>,
+}
+
+enum Outcome<T> {
+    Done(T),
+    /// Try this address next (a leader hint).
+    Redirect(String),
+    /// Try the next seed.
+    Next(String),
+    /// Wait a moment, then try again.
+    Wait(String),
+    Fail(ClientError),
+}
+
+impl MasterClient {
+    /// A client seeded with any number of master API addresses (HOST:PORT).
+    pub fn new(seeds: Vec<String>, timeout: Duration) -> Result<Self, ClientError> {
+        if seeds.is_empty() {
+            return Err(ClientError::Usage("no master address given".into()));
+        }
+        Ok(Self {
+            seeds,
+            timeout,
+            leader: Mutex::new(None),
+            channels: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn seeds(&self) -> &[String] {
+        &self.seeds
+    }
+
+    fn grpc(&self, addr: &str) -> Result<MasterGrpc<Channel>, ClientError> {
+        let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(client) = channels.get(addr) {
+            return Ok(client.clone());
+        }
+        let client = admin_client(addr).map_err(ClientError::Usage)?;
+        channels.insert(addr.to_owned(), client.clone());
+        Ok(client)
+    }
+
+    fn classify<T>(addr: &str, status: Status) -> Outcome<T> {
+        let meta = status.metadata();
+        if let Some(json) = meta.get(COMMAND_ERROR_KEY).and_then(|v| v.to_str().ok()) {
+            if let Ok(err) = serde_json::from_str::<CommandError>(json) {
+                return Outcome::Fail(ClientError::Rejected(err));
+            }
+        }
+        if let Some(api) = meta.get(LEADER_API_KEY).and_then(|v| v.to_str().ok()) {
+            if api != addr {
+                return Outcome::Redirect(api.to_owned());
+            }
+        }
+        let failed = |status: &Status| {
+            Outcome::Fail(ClientError::Failed {
+                addr: addr.to_owned(),
+                code: status.code(),
+                message: status.message().to_owned(),
+            })
+        };
+        match status.code() {
+            Code::FailedPrecondition if status.message().contains("not the leader") => {
+                Outcome::Wait(format!("{addr}: {}", status.message()))
+            }
+            Code::Unavailable if meta.get(NO_QUORUM_KEY).is_some() => failed(&status),
+            // A refused or failed connection: the request never arrived.
+            Code::Unavailable if is_connect_failure(&status) => {
+                Outcome::Next(format!("{addr}: {}", status.message()))
+            }
+            Code::Unavailable | Code::Unknown | Code::Cancelled => {
+                Outcome::Fail(ClientError::Failed {
+                    addr: addr.to_owned(),
+                    code: status.code(),
+                    message: format!(
+                        "connection lost mid-request ({}); the outcome is unknown",
+                        status.message()
+                    ),
+                })
+            }
+            _ => failed(&status),
+        }
+    }
+
+    /// Runs `call` against the leader, following hints, until the deadline.
+    async fn on_leader<T, F, Fut>(&self, call: F) -> Result<T, ClientError>
+    where
+        F: Fn(MasterGrpc<Channel>, Duration) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, Status>>,
+    {
+        let started = Instant::now();
+        let deadline = started + self.timeout;
+        let mut seed = 0usize;
+        let mut target = self
+            .leader
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let mut last_problem = String::new();
+        let mut any_reached = false;
+        let mut misses_in_row = 0usize;
+        loop {
+            let now = Instant::now();
+            if now >= deadline {
+                let waited_ms = self.timeout.as_millis() as u64;
+                return Err(if any_reached {
+                    ClientError::NoLeader {
+                        waited_ms,
+                        detail: last_problem,
+                    }
+                } else {
+                    ClientError::Unreachable {
+                        tried: self.seeds.join(", "),
+                        detail: last_problem,
+                    }
+                });
+            }
+            let addr = target.take().unwrap_or_else(|| {
+                seed = (seed + 1) % self.seeds.len();
+                self.seeds[seed].clone()
+            });
+            let outcome = match call(self.grpc(&addr)?, deadline - now).await {
+                Ok(reply) => Outcome::Done(reply.into_inner()),
+                Err(status) => Self::classify(&addr, status),
+            };
+            match outcome {
+                Outcome::Done(reply) => {
+                    *self.leader.lock().unwrap_or_else(|p| p.into_inner()) = Some(addr);
+                    return Ok(reply);
+                }
+                Outcome::Redirect(leader) => {
+                    any_reached = true;
+                    target = Some(leader);
+                }
+                Outcome::Wait(problem) => {
+                    any_reached = true;
+                    last_problem = problem;
+                    tokio::time::sleep(Duration::from_millis(NO_LEADER_RETRY_MS)).await;
+                }
+                Outcome::Next(problem) => {
+                    last_problem = problem;
+                    misses_in_row += 1;
+                    if misses_in_row % self.seeds.len() == 0 {
+                        tokio::time::sleep(Duration::from_millis(NO_LEADER_RETRY_MS)).await;
+                    }
+                    continue;
+                }
+                Outcome::Fail(err) => return Err(err),
+            }
+            misses_in_row = 0;
+        }
+    }
+
+    /// Proposes a command and waits until it is applied.
+    pub async fn write(&self, command: &Command) -> Result<Written, ClientError> {
+        let command_json =
+            serde_json::to_string(command).map_err(|e| ClientError::Usage(e.to_string()))?;
+        self.write_json(&command_json).await
+    }
+
+    /// Proposes a command given as JSON (checked by the master).
+    pub async fn write_json(&self, command_json: &str) -> Result<Written, ClientError> {
+        let reply = self
+            .on_leader(|mut c, left| {
+                let mut req = tonic::Request::new(WriteRequest {
+                    command_json: command_json.to_owned(),
+                });
+                req.set_timeout(left);
+                async move { c.write(req).await }
+            })
+            .await?;
+        let output = serde_json::from_str(&reply.output_json).map_err(|e| ClientError::Failed {
+            addr: "leader".into(),
+            code: Code::Internal,
+            message: format!("undecodable write reply: {e}"),
+        })?;
+        Ok(Written {
+            log_index: reply.log_index,
+            output,
+        })
+    }
+
+    /// Reads the state: linearizable through the leader, or `stale` from the
+    /// first seed that answers.
+    pub async fn read(&self, query: &Query, stale: bool) -> Result<serde_json::Value, ClientError> {
+        let query_json =
+            serde_json::to_string(query).map_err(|e| ClientError::Usage(e.to_string()))?;
+        let reply = if stale {
+            self.on_any(|mut c, left| {
+                let mut req = tonic::Request::new(ReadRequest {
+                    query_json: query_json.clone(),
+                    stale: true,
+                });
+                req.set_timeout(left);
+                async move { c.read(req).await }
+            })
+            .await?
+        } else {
+            self.on_leader(|mut c, left| {
+                let mut req = tonic::Request::new(ReadRequest {
+                    query_json: query_json.clone(),
+                    stale: false,
+                });
+                req.set_timeout(left);
+                async move { c.read(req).await }
+            })
+            .await?
+        };
+        serde_json::from_str(&reply.result_json).map_err(|e| ClientError::Failed {
+            addr: "master".into(),
+            code: Code::Internal,
+            message: format!("undecodable read reply: {e}"),
+        })
+    }
+
+    /// Runs `call` on the first seed that answers, in order.
+    async fn on_any<T, F, Fut>(&self, call: F) -> Result<T, ClientError>
+    where
+        F: Fn(MasterGrpc<Channel>, Duration) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, Status>>,
+    {
+        let deadline = Instant::now() + self.timeout;
+        let mut problems = Vec::new();
+        for addr in &self.seeds {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match call(self.grpc(addr)?, left).await {
+                Ok(reply) => return Ok(reply.into_inner()),
+                Err(status)
+                    if status.code() == Code::Unavailable && is_connect_failure(&status) =>
+                {
+                    problems.push(format!("{addr}: {}", status.message()));
+                }
+                Err(status) => {
+                    return Err(match Self::classify::<()>(addr, status) {
+                        Outcome::Fail(err) => err,
+                        _ => ClientError::Failed {
+                            addr: addr.clone(),
+                            code: Code::Unknown,
+                            message: "request failed".into(),
+                        },
+                    })
+                }
+            }
+        }
+        Err(ClientError::Unreachable {
+            tried: self.seeds.join(", "),
+            detail: problems.join("; "),
+        })
+    }
+
+    /// One member's identity.
+    pub async fn info(&self, addr: &str) -> Result<MemberInfo, ClientError> {
+        let mut req = tonic::Request::new(InfoRequest {});
+        req.set_timeout(self.timeout);
+        self.grpc(addr)?
+            .info(req)
+            .await
+            .map(|r| r.into_inner())
+            .map_err(|s| reached_or_not(addr, s))
+    }
+
+    /// One member's own view of Raft.
+    pub async fn status_of(&self, addr: &str) -> Result<StatusReply, ClientError> {
+        let mut req = tonic::Request::new(StatusRequest {});
+        req.set_timeout(self.timeout);
+        self.grpc(addr)?
+            .status(req)
+            .await
+            .map(|r| r.into_inner())
+            .map_err(|s| reached_or_not(addr, s))
+    }
+
+    /// The leader's view (with every member's replication progress).
+    pub async fn leader_status(&self) -> Result<StatusReply, ClientError> {
+        // Status never refuses, so ask around until a member says it leads.
+        let started = Instant::now();
+        let mut last = None;
+        while started.elapsed() < self.timeout {
+            let mut candidates: Vec<String> = self.seeds.clone();
+            if let Some(leader) = self
+                .leader
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone()
+            {
+                candidates.insert(0, leader);
+            }
+            for addr in &candidates {
+                match self.status_of(addr).await {
+                    Ok(status) if status.role == "leader" => {
+                        *self.leader.lock().unwrap_or_else(|p| p.into_inner()) = Some(addr.clone());
+                        return Ok(status);
+                    }
+                    Ok(status) => {
+                        if let Some(leader) = status
+                            .leader_id
+                            .and_then(|id| status.members.iter().find(|m| m.id == id))
+                        {
+                            if let Ok(s) = self.status_of(&leader.api_addr).await {
+                                if s.role == "leader" {
+                                    return Ok(s);
+                                }
+                            }
+                        }
+                        last = Some(Ok(status));
+                    }
+                    Err(e) => last = Some(Err(e)),
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(NO_LEADER_RETRY_MS * 4)).await;
+        }
+        match last {
+            Some(Err(e)) => Err(e),
+            _ => Err(ClientError::NoLeader {
+                waited_ms: self.timeout.as_millis() as u64,
+                detail: "no member reports being the leader".into(),
+            }),
+        }
+    }
+
+    /// Forms a cluster of the masters at `api_addrs` (each must be running and new).
+    pub async fn init(&self, api_addrs: &[String]) -> Result<Vec<MemberInfo>, ClientError> {
+        let mut members = Vec::with_capacity(api_addrs.len());
+        for addr in api_addrs {
+            let info = self.info(addr).await?;
+            if info.initialized {
+                return Err(ClientError::Usage(format!(
+                    "master {} at {addr} already belongs to a cluster; nothing changed",
+                    info.id
+                )));
+            }
+            members.push(info);
+        }
+        let first = api_addrs
+            .first()
+            .ok_or_else(|| ClientError::Usage("no masters given".into()))?;
+        let mut req = tonic::Request::new(InitRequest {
+            members: members.clone(),
+        });
+        req.set_timeout(self.timeout);
+        self.grpc(first)?
+            .init(req)
+            .await
+            .map_err(|s| reached_or_not(first, s))?;
+        Ok(members)
+    }
+
+    /// Adds the (running, new) master at `api_addr` as a voter.
+    pub async fn add_master(&self, api_addr: &str) -> Result<MembershipReply, ClientError> {
+        let member = self.info(api_addr).await?;
+        self.on_leader(|mut c, left| {
+            let mut req = tonic::Request::new(AddMasterRequest {
+                member: Some(member.clone()),
+            });
+            req.set_timeout(left.max(Duration::from_secs(60)));
+            async move { c.add_master(req).await }
+        })
+        .await
+    }
+
+    /// Removes master `id` from the cluster.
+    pub async fn remove_master(&self, id: NodeId) -> Result<MembershipReply, ClientError> {
+        self.on_leader(|mut c, left| {
+            let mut req = tonic::Request::new(RemoveMasterRequest { id });
+            req.set_timeout(left);
+            async move { c.remove_master(req).await }
+        })
+        .await
+    }
+
+    /// Makes master `to` the leader.
+    pub async fn transfer_leader(&self, to: NodeId) -> Result<TransferLeaderReply, ClientError> {
+        let reply = self
+            .on_leader(|mut c, left| {
+                let mut req = tonic::Request::new(TransferLeaderRequest { to });
+                req.set_timeout(left.max(Duration::from_secs(10)));
+                async move { c.transfer_leader(req).await }
+            })
+            .await?;
+        *self.leader.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        Ok(reply)
+    }
+}
+
+/// Whether a gRPC failure came from failing to connect (request never sent).
+fn is_connect_failure(status: &Status) -> bool {
+    let message = status.message().to_ascii_lowercase();
+    message.contains("connect") || message.contains("dns error") || message.contains("refused")
+}
+
+fn reached_or_not(addr: &str, status: Status) -> ClientError {
+    if status.code() == Code::Unavailable && is_connect_failure(&status) {
+        ClientError::Unreachable {
+            tried: addr.to_owned(),
+            detail: status.message().to_owned(),
+        }
+    } else {
+        ClientError::Failed {
+            addr: addr.to_owned(),
+            code: status.code(),
+            message: status.message().to_owned(),
+        }
+    }
+}

@@ -1,0 +1,95 @@
+//! Settings of one master.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use openraft::SnapshotPolicy;
+
+use crate::types::NodeId;
+
+/// Everything needed to start one master. Defaults suit a LAN: a dead
+/// leader is replaced in well under a second.
+#[derive(Debug, Clone)]
+pub struct MasterConfig {
+    pub id: NodeId,
+    /// HOST:PORT peers send Raft messages to.
+    pub raft_addr: String,
+    /// HOST:PORT of the admin API (CLI, agents).
+    pub api_addr: String,
+    pub data_dir: PathBuf,
+    /// How often the leader heartbeats followers.
+    pub heartbeat_interval_ms: u64,
+    /// A follower that hears nothing for a random time in
+    /// [min, max] starts an election.
+    pub election_timeout_min_ms: u64,
+    pub election_timeout_max_ms: u64,
+    /// Entries applied since the last snapshot that trigger a new one.
+    pub snapshot_logs: u64,
+    /// Entries kept in the log behind a snapshot (for slow followers).
+    pub logs_kept_after_snapshot: u64,
+    /// How long a write or linearizable read may wait for commit.
+    pub request_timeout_ms: u64,
+}
+
+pub const HEARTBEAT_INTERVAL_MS_DEFAULT: u64 = 50;
+pub const ELECTION_TIMEOUT_MIN_MS_DEFAULT: u64 = 150;
+pub const ELECTION_TIMEOUT_MAX_MS_DEFAULT: u64 = 300;
+pub const SNAPSHOT_LOGS_DEFAULT: u64 = 10_000;
+pub const LOGS_KEPT_AFTER_SNAPSHOT_DEFAULT: u64 = 1_000;
+pub const REQUEST_TIMEOUT_MS_DEFAULT: u64 = 5_000;
+
+const _: () = assert!(HEARTBEAT_INTERVAL_MS_DEFAULT * 3 <= ELECTION_TIMEOUT_MIN_MS_DEFAULT);
+const _: () = assert!(ELECTION_TIMEOUT_MIN_MS_DEFAULT < ELECTION_TIMEOUT_MAX_MS_DEFAULT);
+const _: () = assert!(ELECTION_TIMEOUT_MAX_MS_DEFAULT < REQUEST_TIMEOUT_MS_DEFAULT);
+
+impl MasterConfig {
+    pub fn new(id: NodeId, raft_addr: String, api_addr: String, data_dir: PathBuf) -> Self {
+        Self {
+            id,
+            raft_addr,
+            api_addr,
+            data_dir,
+            heartbeat_interval_ms: HEARTBEAT_INTERVAL_MS_DEFAULT,
+            election_timeout_min_ms: ELECTION_TIMEOUT_MIN_MS_DEFAULT,
+            election_timeout_max_ms: ELECTION_TIMEOUT_MAX_MS_DEFAULT,
+            snapshot_logs: SNAPSHOT_LOGS_DEFAULT,
+            logs_kept_after_snapshot: LOGS_KEPT_AFTER_SNAPSHOT_DEFAULT,
+            request_timeout_ms: REQUEST_TIMEOUT_MS_DEFAULT,
+        }
+    }
+
+    /// The openraft configuration, validated; the error says which setting is wrong.
+    pub fn raft_config(&self) -> Result<Arc<openraft::Config>, String> {
+        if self.heartbeat_interval_ms == 0 {
+            return Err("heartbeat interval must be above 0 ms".into());
+        }
+        if self.election_timeout_min_ms < self.heartbeat_interval_ms * 2 {
+            return Err(format!(
+                "election timeout min ({} ms) must be at least twice the heartbeat interval ({} ms)",
+                self.election_timeout_min_ms, self.heartbeat_interval_ms
+            ));
+        }
+        if self.election_timeout_max_ms <= self.election_timeout_min_ms {
+            return Err(format!(
+                "election timeout max ({} ms) must be above min ({} ms)",
+                self.election_timeout_max_ms, self.election_timeout_min_ms
+            ));
+        }
+        if self.snapshot_logs == 0 {
+            return Err("snapshot threshold must be at least 1 entry".into());
+        }
+        let config = openraft::Config {
+            cluster_name: "sluice".into(),
+            heartbeat_interval: self.heartbeat_interval_ms,
+            election_timeout_min: self.election_timeout_min_ms,
+            election_timeout_max: self.election_timeout_max_ms,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(self.snapshot_logs),
+            max_in_snapshot_log_to_keep: self.logs_kept_after_snapshot,
+            // Replication RPCs must finish well within an election timeout.
+            install_snapshot_timeout: self.election_timeout_max_ms.max(1000),
+            max_payload_entries: 4096,
+            ..Default::default()
+        };
+        config.validate().map(Arc::new).map_err(|e| e.to_string())
+    }
+}

@@ -1,0 +1,170 @@
+//! The Raft transport, client side: openraft messages over gRPC.
+//!
+//! Bodies are postcard-encoded openraft types. A transport failure (refused
+//! connection, dead peer) is `Unreachable` — openraft backs off; a peer that
+//! answered with a gRPC error is `Network`; a peer that answered with a Raft
+//! error is `RemoteError`. Every call carries the deadline openraft gives it.
+
+use std::time::Duration;
+
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::proto::raft_client::RaftClient;
+use crate::proto::RaftMessage;
+use crate::types::{MasterNode, NodeId, TypeConfig};
+
+/// How long to wait for a TCP connection to a peer.
+pub const CONNECT_TIMEOUT_MS: u64 = 500;
+
+/// Opens (lazily) one gRPC channel per peer.
+#[derive(Debug, Clone, Default)]
+pub struct NetworkFactory;
+
+impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
+    type Network = PeerClient;
+
+    async fn new_client(&mut self, target: NodeId, node: &MasterNode) -> PeerClient {
+        PeerClient::new(target, node.clone())
+    }
+}
+
+/// The Raft connection to one peer.
+#[derive(Debug)]
+pub struct PeerClient {
+    target: NodeId,
+    node: MasterNode,
+    client: Result<RaftClient<Channel>, String>,
+}
+
+/// A gRPC channel to `addr` (HOST:PORT) that connects on first use.
+pub fn lazy_channel(addr: &str) -> Result<Channel, String> {
+    let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+        .map_err(|e| format!("bad address {addr:?}: {e}"))?;
+    Ok(endpoint
+        .connect_timeout(Duration::from_millis(CONNECT_TIMEOUT_MS))
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(10))
+        .connect_lazy())
+}
+
+type RpcResult<T, E> = Result<T, RPCError<NodeId, MasterNode, RaftError<NodeId, E>>>;
+
+impl PeerClient {
+    fn new(target: NodeId, node: MasterNode) -> Self {
+        let client = lazy_channel(&node.raft_addr).map(RaftClient::new);
+        Self {
+            target,
+            node,
+            client,
+        }
+    }
+
+    async fn call<Req, Resp, E>(
+        &mut self,
+        kind: RpcKind,
+        request: &Req,
+        timeout: Duration,
+    ) -> RpcResult<Resp, E>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        let client = match &mut self.client {
+            Ok(client) => client,
+            Err(message) => {
+                return Err(RPCError::Unreachable(Unreachable::new(&StrError(
+                    message.clone(),
+                ))))
+            }
+        };
+        let body =
+            postcard::to_stdvec(request).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let mut req = tonic::Request::new(RaftMessage { body });
+        req.set_timeout(timeout);
+        let reply = match kind {
+            RpcKind::Append => client.append_entries(req).await,
+            RpcKind::Vote => client.vote(req).await,
+            RpcKind::Snapshot => client.install_snapshot(req).await,
+        };
+        let reply = match reply {
+            Ok(reply) => reply.into_inner(),
+            Err(status) if is_unreachable(&status) => {
+                return Err(RPCError::Unreachable(Unreachable::new(&status)))
+            }
+            Err(status) => return Err(RPCError::Network(NetworkError::new(&status))),
+        };
+        let decoded: Result<Resp, RaftError<NodeId, E>> = postcard::from_bytes(&reply.body)
+            .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        decoded.map_err(|e| {
+            RPCError::RemoteError(RemoteError::new_with_node(
+                self.target,
+                self.node.clone(),
+                e,
+            ))
+        })
+    }
+}
+
+#[derive(Clone, Copy)]
+enum RpcKind {
+    Append,
+    Vote,
+    Snapshot,
+}
+
+/// Whether a gRPC failure means the peer was never reached.
+fn is_unreachable(status: &tonic::Status) -> bool {
+    use tonic::Code;
+    // tonic reports refused/reset connections as Unavailable; Unknown with a
+    // transport source is a connection that broke before any answer.
+    matches!(status.code(), Code::Unavailable)
+        || (status.code() == Code::Unknown && status.message().contains("transport"))
+}
+
+#[derive(Debug)]
+struct StrError(String);
+
+impl std::fmt::Display for StrError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for StrError {}
+
+impl RaftNetwork<TypeConfig> for PeerClient {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> RpcResult<AppendEntriesResponse<NodeId>, openraft::error::Infallible> {
+        self.call(RpcKind::Append, &rpc, option.hard_ttl()).await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> RpcResult<InstallSnapshotResponse<NodeId>, InstallSnapshotError> {
+        self.call(RpcKind::Snapshot, &rpc, option.hard_ttl()).await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> RpcResult<VoteResponse<NodeId>, openraft::error::Infallible> {
+        self.call(RpcKind::Vote, &rpc, option.hard_ttl()).await
+    }
+}

@@ -1,0 +1,54 @@
+//! The `sluice` binary as a user first meets it.
+
+use std::process::Command;
+
+fn sluice() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_sluice"))
+}
+
+#[test]
+fn help_lists_every_built_command_group() {
+    let out = sluice().arg("--help").output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    for group in ["dev", "master", "cluster", "bench"] {
+        assert!(text.contains(group), "--help lacks {group}:\n{text}");
+    }
+    for sub in [
+        ["cluster", "--help"],
+        ["bench", "--help"],
+        ["master", "--help"],
+    ] {
+        let out = sluice().args(sub).output().unwrap();
+        assert!(out.status.success(), "{sub:?}");
+    }
+}
+
+#[test]
+fn unknown_commands_and_missing_flags_fail_clearly() {
+    let out = sluice().arg("frobnicate").output().unwrap();
+    assert!(!out.status.success());
+    let out = sluice()
+        .args(["master", "--id", "1"])
+        .env_remove("SLUICE_RAFT_ADDR")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("--raft-addr"), "{err}");
+}
+
+#[test]
+fn dev_forms_a_cluster_prints_its_status_and_stops() {
+    let base = 20_000 + (std::process::id() % 20_000) as u16;
+    let out = sluice()
+        .args(["dev", "--once", "--base-port", &base.to_string()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stdout.contains("leader:"), "{stdout}");
+    assert_eq!(stdout.matches("follower").count(), 2, "{stdout}");
+    assert!(stdout.contains("stopping 3 masters"), "{stdout}");
+}

@@ -1,0 +1,88 @@
+//! Helpers shared by the integration tests in `tests/`.
+//!
+//! The tests start real `sluice master` processes (RocksDB on disk, gRPC on
+//! loopback) through [`sluice_bench::procs::ProcessCluster`].
+
+#![forbid(unsafe_code)]
+
+use std::time::Duration;
+
+use anyhow::{bail, Result};
+use sluice_bench::procs::sluice_bin;
+use sluice_consensus::state::RoleSpec;
+use sluice_consensus::Command;
+
+pub use sluice_bench::procs::{wait_until, ProcessCluster};
+
+/// Raft timing for test clusters: the defaults' shape, with election
+/// timeouts wide enough that a loaded 2-core CI machine does not see
+/// spurious elections.
+pub const TIMING: &[&str] = &[
+    "--heartbeat-ms",
+    "50",
+    "--election-timeout-min-ms",
+    "400",
+    "--election-timeout-max-ms",
+    "800",
+];
+
+/// How long tests wait for anything the cluster should do by itself.
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
+/// A role-setting command: a small real write whose effect is easy to read back.
+pub fn set_role(name: &str) -> Command {
+    Command::SetRole(RoleSpec {
+        name: name.to_owned(),
+        weight: 1.0,
+        quota: None,
+        limit: None,
+    })
+}
+
+/// Runs `sluice ARGS`, returning (exit success, stdout, stderr); fails past `timeout`.
+pub async fn sluice(args: &[&str], timeout: Duration) -> Result<(bool, String, String)> {
+    let mut cmd = tokio::process::Command::new(sluice_bin()?);
+    cmd.args(args)
+        .kill_on_drop(true)
+        .stdin(std::process::Stdio::null());
+    let output = match tokio::time::timeout(timeout, cmd.output()).await {
+        Ok(output) => output?,
+        Err(_) => bail!(
+            "`sluice {}` did not finish within {timeout:?}",
+            args.join(" ")
+        ),
+    };
+    Ok((
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    ))
+}
+
+/// The role names a member holds, read locally (stale) from member `id`.
+pub async fn roles_on(cluster: &ProcessCluster, id: u64) -> Result<Vec<String>> {
+    let client = cluster.client(&[id], Duration::from_secs(2))?;
+    let value = client.read(&sluice_consensus::Query::Roles, true).await?;
+    Ok(value
+        .as_array()
+        .map(|roles| {
+            roles
+                .iter()
+                .filter_map(|r| r.get("name").and_then(|n| n.as_str()).map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
+/// Waits until member `id` holds every role in `expected`.
+pub async fn wait_roles(cluster: &ProcessCluster, id: u64, expected: &[String]) -> Result<()> {
+    wait_until(
+        PATIENCE,
+        &format!("master {id} to hold {} roles", expected.len()),
+        || async {
+            let roles = roles_on(cluster, id).await.ok()?;
+            expected.iter().all(|r| roles.contains(r)).then_some(())
+        },
+    )
+    .await
+}

@@ -1,0 +1,10 @@
+//! The replicated master, tested on real `sluice master` processes.
+
+mod t01_replication;
+mod t02_kill_leader;
+mod t03_snapshot_catch_up;
+mod t04_membership;
+mod t05_no_quorum;
+mod t06_bad_input;
+mod t07_identity;
+mod t08_cli;
