@@ -143,7 +143,11 @@ impl ProcessCluster {
             .arg("--data-dir")
             .arg(&member.data_dir)
             .args(&self.extra_args)
-            .env("SLUICE_LOG", "warn")
+            .env(
+                "SLUICE_LOG",
+                std::env::var("SLUICE_TEST_LOG")
+                    .unwrap_or_else(|_| "warn,openraft=error".to_owned()),
+            )
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);

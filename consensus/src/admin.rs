@@ -39,6 +39,9 @@ pub struct AdminService {
     state: StateHandle,
     config: Arc<MasterConfig>,
     elect_suppression: Arc<std::sync::atomic::AtomicU64>,
+    /// Set while this leader hands leadership over; writes wait meanwhile,
+    /// since replicating them would keep followers from electing the target.
+    transferring: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl AdminService {
@@ -48,6 +51,7 @@ impl AdminService {
             state,
             config,
             elect_suppression: Arc::default(),
+            transferring: Arc::default(),
         }
     }
 
@@ -125,6 +129,12 @@ impl AdminService {
     }
 
     fn require_leader(&self) -> Result<(), Status> {
+        if self.transferring.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(Status::failed_precondition(format!(
+                "member {} is not the leader any more: leadership transfer in progress",
+                self.config.id
+            )));
+        }
         let metrics = self.raft.metrics().borrow().clone();
         if metrics.state == ServerState::Leader {
             Ok(())

@@ -78,6 +78,9 @@ enum Outcome<T> {
     Next(String),
     /// Wait a moment, then try again.
     Wait(String),
+    /// Refused with nothing changed (no quorum): safe to retry; this error is
+    /// the answer if the deadline passes first.
+    Retry(ClientError),
     Fail(ClientError),
 }
 
@@ -132,7 +135,13 @@ impl MasterClient {
             Code::FailedPrecondition if status.message().contains("not the leader") => {
                 Outcome::Wait(format!("{addr}: {}", status.message()))
             }
-            Code::Unavailable if meta.get(NO_QUORUM_KEY).is_some() => failed(&status),
+            Code::Unavailable if meta.get(NO_QUORUM_KEY).is_some() => {
+                Outcome::Retry(ClientError::Failed {
+                    addr: addr.to_owned(),
+                    code: status.code(),
+                    message: status.message().to_owned(),
+                })
+            }
             // A refused or failed connection: the request never arrived.
             Code::Unavailable if is_connect_failure(&status) => {
                 Outcome::Next(format!("{addr}: {}", status.message()))
@@ -168,9 +177,13 @@ impl MasterClient {
         let mut last_problem = String::new();
         let mut any_reached = false;
         let mut misses_in_row = 0usize;
+        let mut refused: Option<ClientError> = None;
         loop {
             let now = Instant::now();
             if now >= deadline {
+                if let Some(err) = refused {
+                    return Err(err);
+                }
                 let waited_ms = self.timeout.as_millis() as u64;
                 return Err(if any_reached {
                     ClientError::NoLeader {
@@ -209,10 +222,15 @@ impl MasterClient {
                 Outcome::Next(problem) => {
                     last_problem = problem;
                     misses_in_row += 1;
-                    if misses_in_row % self.seeds.len() == 0 {
+                    if misses_in_row.is_multiple_of(self.seeds.len()) {
                         tokio::time::sleep(Duration::from_millis(NO_LEADER_RETRY_MS)).await;
                     }
                     continue;
+                }
+                Outcome::Retry(err) => {
+                    any_reached = true;
+                    refused = Some(err);
+                    tokio::time::sleep(Duration::from_millis(NO_LEADER_RETRY_MS * 4)).await;
                 }
                 Outcome::Fail(err) => return Err(err),
             }
@@ -301,7 +319,7 @@ impl MasterClient {
                 }
                 Err(status) => {
                     return Err(match Self::classify::<()>(addr, status) {
-                        Outcome::Fail(err) => err,
+                        Outcome::Fail(err) | Outcome::Retry(err) => err,
                         _ => ClientError::Failed {
                             addr: addr.clone(),
                             code: Code::Unknown,

@@ -18,7 +18,7 @@ use crate::proto::{CampaignRequest, SuppressElectionRequest, TransferLeaderReply
 use crate::types::NodeId;
 
 /// Interval between a campaigning member's election attempts.
-const CAMPAIGN_RETRY_MS: u64 = 50;
+const CAMPAIGN_RETRY_MS: u64 = 100;
 
 pub(super) fn suppress(svc: &AdminService, millis: u64) {
     let until = svc.elect_suppression.fetch_add(1, Ordering::SeqCst) + 1;
@@ -36,9 +36,9 @@ pub(super) fn suppress(svc: &AdminService, millis: u64) {
 
 pub(super) async fn campaign(svc: &AdminService, deadline_millis: u64) -> Result<bool, Status> {
     let deadline = Instant::now() + Duration::from_millis(deadline_millis);
-    let mut metrics = svc.raft.metrics();
+    let is_leader = || svc.raft.metrics().borrow().state == ServerState::Leader;
     while Instant::now() < deadline {
-        if metrics.borrow().state == ServerState::Leader {
+        if is_leader() {
             return Ok(true);
         }
         svc.raft
@@ -46,11 +46,17 @@ pub(super) async fn campaign(svc: &AdminService, deadline_millis: u64) -> Result
             .elect()
             .await
             .map_err(|e| Status::internal(e.to_string()))?;
-        let _ =
-            tokio::time::timeout(Duration::from_millis(CAMPAIGN_RETRY_MS), metrics.changed()).await;
+        // Let this round finish: electing again at once would raise the term
+        // and void the votes this round is collecting.
+        let round = Duration::from_millis(CAMPAIGN_RETRY_MS)
+            .min(deadline.saturating_duration_since(Instant::now()));
+        let _ = svc
+            .raft
+            .wait(Some(round))
+            .state(ServerState::Leader, "campaign")
+            .await;
     }
-    let leader = metrics.borrow().state == ServerState::Leader;
-    Ok(leader)
+    Ok(is_leader())
 }
 
 pub(super) async fn transfer(
@@ -58,6 +64,29 @@ pub(super) async fn transfer(
     to: NodeId,
 ) -> Result<TransferLeaderReply, Status> {
     svc.require_leader()?;
+    if svc.transferring.swap(true, Ordering::SeqCst) {
+        return Err(Status::failed_precondition(
+            "a leadership transfer is already in progress; retry when it ends",
+        ));
+    }
+    let result = transfer_inner(svc, to).await;
+    svc.transferring.store(false, Ordering::SeqCst);
+    result
+}
+
+/// The voter other than this leader that holds the most of the log.
+pub(super) fn best_successor(svc: &AdminService) -> Option<NodeId> {
+    let metrics = svc.raft.metrics().borrow().clone();
+    let replication = metrics.replication.as_ref()?;
+    metrics
+        .membership_config
+        .membership()
+        .voter_ids()
+        .filter(|id| *id != svc.config.id)
+        .max_by_key(|id| replication.get(id).cloned().flatten().map(|l| l.index))
+}
+
+async fn transfer_inner(svc: &AdminService, to: NodeId) -> Result<TransferLeaderReply, Status> {
     let me = svc.config.id;
     if to == me {
         return Ok(TransferLeaderReply { leader_id: me });

@@ -147,6 +147,15 @@ pub(super) async fn remove(
     if current.len() == 1 {
         return Err(Status::failed_precondition("cannot remove the last master"));
     }
+    if request.id == svc.config.id {
+        // A leader removing itself would strand the writes it has in flight;
+        // hand leadership to the most caught-up voter, and let the client
+        // send the removal to it (it follows the hint).
+        let successor = super::leadership::best_successor(svc)
+            .ok_or_else(|| Status::unavailable("no other voter to hand leadership to"))?;
+        let reply = super::leadership::transfer(svc, successor).await?;
+        return Err(svc.not_leader(Some(reply.leader_id), None));
+    }
     let ids: BTreeSet<NodeId> = [request.id].into();
     let written = tokio::time::timeout(
         svc.request_timeout(),

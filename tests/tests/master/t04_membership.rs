@@ -40,7 +40,15 @@ async fn members_are_added_and_removed_while_serving() -> anyhow::Result<()> {
     let admin = cluster.client(&[1, 2, 3], Duration::from_secs(30))?;
     let added = admin.add_master(&cluster.member(4)?.api_addr).await?;
     assert_eq!(added.voters, vec![1, 2, 3, 4]);
-    let removed = admin.remove_master(1).await?;
+    let removed = match admin.remove_master(1).await {
+        Ok(removed) => removed,
+        Err(e) => {
+            let logs: Vec<String> = (1..=4)
+                .map(|id| format!("--- master {id}\n{}", cluster.log_tail(id)))
+                .collect();
+            anyhow::bail!("remove-master 1: {e}\n{}", logs.join("\n"));
+        }
+    };
     assert_eq!(removed.voters, vec![2, 3, 4]);
 
     // Keep writing a little under the new membership.
