@@ -121,7 +121,7 @@ pub async fn run(args: RaftBenchArgs) -> Result<()> {
         "clients are closed-loop: each sends its next command when the previous one is acknowledged; \
          {seconds} s per run; every commit is fsynced on a majority before it is acknowledged"
     ));
-    report.note("inproc = clients call the leader's openraft handle directly; grpc = clients use the admin API over loopback gRPC");
+    report.note("inproc = clients call the leader's proposer directly (no RPC); grpc = clients use the admin API over loopback gRPC");
     let summary = report.finish()?;
     println!("{}", report::table(&summary));
     println!("files: {}", out.display());
@@ -211,7 +211,7 @@ async fn commit_runs(
                 grpc_load(&cluster.api_addrs, clients, duration).await?
             } else {
                 let leader = wait_until(Duration::from_secs(5), "a leader", || async {
-                    cluster.leader().map(|m| m.raft.clone())
+                    cluster.leader().map(|m| m.proposer.clone())
                 })
                 .await?;
                 inproc_load(leader, clients, duration).await
@@ -238,7 +238,7 @@ async fn commit_runs(
 }
 
 async fn inproc_load(
-    raft: sluice_consensus::types::Raft,
+    proposer: sluice_consensus::proposer::Proposer,
     clients: usize,
     duration: Duration,
 ) -> (Recorder, f64, u64) {
@@ -246,7 +246,7 @@ async fn inproc_load(
     let errors = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
     for client in 0..clients {
-        let raft = raft.clone();
+        let proposer = proposer.clone();
         let stop = stop.clone();
         let errors = errors.clone();
         tasks.push(tokio::spawn(async move {
@@ -254,7 +254,7 @@ async fn inproc_load(
             let mut seq = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 let started = Instant::now();
-                match raft.client_write(bench_command(client, seq)).await {
+                match proposer.propose(bench_command(client, seq)).await {
                     Ok(_) => rec.record(started.elapsed()),
                     Err(_) => {
                         errors.fetch_add(1, Ordering::Relaxed);

@@ -18,6 +18,7 @@ use tonic::{Request, Response, Status};
 
 use crate::command::Command;
 use crate::config::MasterConfig;
+use crate::proposer::{ProposeError, Proposer};
 use crate::proto::master_server::Master;
 use crate::proto::*;
 use crate::state::Query;
@@ -36,6 +37,7 @@ pub const NO_QUORUM_KEY: &str = "sluice-no-quorum";
 #[derive(Clone)]
 pub struct AdminService {
     raft: Raft,
+    proposer: Proposer,
     state: StateHandle,
     config: Arc<MasterConfig>,
     elect_suppression: Arc<std::sync::atomic::AtomicU64>,
@@ -45,9 +47,15 @@ pub struct AdminService {
 }
 
 impl AdminService {
-    pub fn new(raft: Raft, state: StateHandle, config: Arc<MasterConfig>) -> Self {
+    pub fn new(
+        raft: Raft,
+        proposer: Proposer,
+        state: StateHandle,
+        config: Arc<MasterConfig>,
+    ) -> Self {
         Self {
             raft,
+            proposer,
             state,
             config,
             elect_suppression: Arc::default(),
@@ -105,14 +113,31 @@ impl AdminService {
         }
     }
 
+    fn propose_error(&self, err: ProposeError) -> Status {
+        match err {
+            ProposeError::NotLeader {
+                leader_id,
+                leader_node,
+            } => self.not_leader(leader_id, leader_node.as_ref()),
+            ProposeError::Refused(message) => Status::failed_precondition(message),
+            ProposeError::Stopped(message) => {
+                Status::internal(format!("master {} has stopped: {message}", self.config.id))
+            }
+        }
+    }
+
     /// Refuses up front when this member leads but has lost its quorum, so a
     /// write that cannot commit is never proposed and changes nothing.
     fn check_quorum(&self) -> Result<(), Status> {
-        let metrics = self.raft.metrics().borrow().clone();
-        if metrics.state != ServerState::Leader {
+        let (state, since_ack) = {
+            let watch = self.raft.metrics();
+            let metrics = watch.borrow();
+            (metrics.state, metrics.millis_since_quorum_ack)
+        };
+        if state != ServerState::Leader {
             return Ok(());
         }
-        if let Some(ms) = metrics.millis_since_quorum_ack {
+        if let Some(ms) = since_ack {
             if ms > self.config.election_timeout_max_ms {
                 let mut status = Status::unavailable(format!(
                     "no quorum: leader {} has not heard from a majority of masters for {ms} ms; \
@@ -135,8 +160,8 @@ impl AdminService {
                 self.config.id
             )));
         }
-        let metrics = self.raft.metrics().borrow().clone();
-        if metrics.state == ServerState::Leader {
+        let state = self.raft.metrics().borrow().state;
+        if state == ServerState::Leader {
             Ok(())
         } else {
             Err(self.not_leader(None, None))
@@ -226,7 +251,7 @@ impl Master for AdminService {
             .map_err(Status::invalid_argument)?;
         self.require_leader()?;
         self.check_quorum()?;
-        let written = tokio::time::timeout(self.request_timeout(), self.raft.client_write(command))
+        let applied = tokio::time::timeout(self.request_timeout(), self.proposer.propose(command))
             .await
             .map_err(|_| {
                 Status::deadline_exceeded(format!(
@@ -235,10 +260,10 @@ impl Master for AdminService {
                     self.config.request_timeout_ms
                 ))
             })?
-            .map_err(|e| self.write_error(e))?;
-        match written.data.0 {
+            .map_err(|e| self.propose_error(e))?;
+        match applied.result {
             Ok(output) => Ok(Response::new(WriteReply {
-                log_index: written.log_id.index,
+                log_index: applied.log_index,
                 output_json: serde_json::to_string(&output)
                     .map_err(|e| Status::internal(e.to_string()))?,
             })),

@@ -100,9 +100,21 @@ impl CommandError {
     }
 }
 
-/// The state machine's answer to one log entry.
+/// What one Raft entry carries: a batch of commands proposed together.
+///
+/// Concurrent writers' commands share one entry, and so one fsync on each
+/// member (see [`crate::proposer`]). Each command is applied on its own: a
+/// rejected one changes nothing and does not affect the others.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Response(pub Result<CommandOutput, CommandError>);
+pub struct Proposal(pub Vec<Command>);
+
+/// The result of one applied command.
+pub type CommandResult = Result<CommandOutput, CommandError>;
+
+/// The state machine's answer to one log entry: one result per command, in
+/// order (empty for entries without commands).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Response(pub Vec<CommandResult>);
 
 #[cfg(test)]
 mod tests {
@@ -127,8 +139,9 @@ mod tests {
             quota: None,
             limit: None,
         });
-        let bytes = postcard::to_stdvec(&cmd).unwrap();
-        let back: Command = postcard::from_bytes(&bytes).unwrap();
-        assert_eq!(back, cmd);
+        let proposal = Proposal(vec![cmd.clone(), Command::RemoveRole { name: "x".into() }]);
+        let bytes = postcard::to_stdvec(&proposal).unwrap();
+        let back: Proposal = postcard::from_bytes(&bytes).unwrap();
+        assert_eq!(back, proposal);
     }
 }

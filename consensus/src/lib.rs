@@ -19,6 +19,7 @@ pub mod command;
 pub mod config;
 pub mod network;
 pub mod node;
+pub mod proposer;
 pub mod raft_service;
 pub mod state;
 pub mod types;

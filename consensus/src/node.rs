@@ -10,6 +10,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 use crate::admin::AdminService;
 use crate::config::MasterConfig;
 use crate::network::NetworkFactory;
+use crate::proposer::Proposer;
 use crate::proto::master_server::MasterServer;
 use crate::proto::raft_server::RaftServer;
 use crate::raft_service::RaftService;
@@ -38,6 +39,8 @@ pub enum MasterError {
 /// A started master. Dropping it does not stop it: call [`MasterHandle::shutdown`].
 pub struct MasterHandle {
     pub raft: Raft,
+    /// Batches commands into Raft entries; use it to write in-process.
+    pub proposer: Proposer,
     pub state: StateHandle,
     pub config: Arc<MasterConfig>,
     stop: watch::Sender<bool>,
@@ -86,7 +89,13 @@ impl MasterHandle {
                 TcpListenerStream::new(raft_listener),
                 wait_stop(stopped.clone()),
             );
-        let admin = AdminService::new(raft.clone(), state.clone(), config.clone());
+        let proposer = Proposer::start(raft.clone());
+        let admin = AdminService::new(
+            raft.clone(),
+            proposer.clone(),
+            state.clone(),
+            config.clone(),
+        );
         let api_server = tonic::transport::Server::builder()
             .add_service(MasterServer::new(admin).max_decoding_message_size(MESSAGE_BYTES_MAX))
             .serve_with_incoming_shutdown(TcpListenerStream::new(api_listener), wait_stop(stopped));
@@ -94,6 +103,7 @@ impl MasterHandle {
         tracing::info!(id = config.id, raft = %config.raft_addr, api = %config.api_addr, dir = %config.data_dir.display(), "master started");
         Ok(Self {
             raft,
+            proposer,
             state,
             config,
             stop,

@@ -5,7 +5,7 @@ use std::io::Cursor;
 
 use serde::{Deserialize, Serialize};
 
-use crate::command::{Command, Response};
+use crate::command::{Proposal, Response};
 
 /// A master's id in the Raft group.
 pub type NodeId = u64;
@@ -26,7 +26,7 @@ impl fmt::Display for MasterNode {
 openraft::declare_raft_types!(
     /// The Raft types of the master group.
     pub TypeConfig:
-        D = Command,
+        D = Proposal,
         R = Response,
         NodeId = NodeId,
         Node = MasterNode,

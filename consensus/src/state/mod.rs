@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 pub use agents::{Agent, AgentId, AgentSpec, AgentState, AGENTS_MAX, CORES_PER_AGENT_MAX};
 pub use roles::{Resources, Role, RoleSpec, ROLES_MAX};
 
-use crate::command::{Command, CommandError, CommandOutput, Response};
+use crate::command::{Command, CommandError, CommandOutput, Proposal, Response};
 use crate::types::{NodeId, TypeConfig};
 
 /// Everything the masters agree on. Grows with the resource manager (jobs,
@@ -96,12 +96,18 @@ impl ClusterState {
 }
 
 impl sluice_storage::StateLogic<TypeConfig> for ClusterState {
-    fn apply(&mut self, log_id: &LogId<NodeId>, command: &Command) -> Response {
-        Response(self.apply_command(log_id.index, command))
+    fn apply(&mut self, log_id: &LogId<NodeId>, proposal: &Proposal) -> Response {
+        Response(
+            proposal
+                .0
+                .iter()
+                .map(|command| self.apply_command(log_id.index, command))
+                .collect(),
+        )
     }
 
     fn empty_response() -> Response {
-        Response(Ok(CommandOutput::None))
+        Response(Vec::new())
     }
 }
 
@@ -156,3 +162,6 @@ impl Query {
         value.map_err(|e| CommandError::invalid("query", e.to_string()))
     }
 }
+
+#[cfg(test)]
+mod tests;
