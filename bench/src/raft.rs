@@ -52,6 +52,15 @@ pub struct RaftBenchArgs {
     /// temporary dir inside --out, so on the same disk as the results].
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// Leader heartbeat interval for the benchmarked masters [default: the master's].
+    #[arg(long)]
+    pub heartbeat_ms: Option<u64>,
+    /// Election timeout lower bound [default: the master's].
+    #[arg(long)]
+    pub election_timeout_min_ms: Option<u64>,
+    /// Election timeout upper bound [default: the master's].
+    #[arg(long)]
+    pub election_timeout_max_ms: Option<u64>,
 }
 
 impl RaftBenchArgs {
@@ -62,6 +71,47 @@ impl RaftBenchArgs {
     fn trials(&self) -> usize {
         self.failover_trials
             .unwrap_or(if self.quick { 3 } else { 20 })
+    }
+
+    /// Applies the timing flags to an in-process master's config.
+    fn tune(&self, config: &mut MasterConfig) {
+        if let Some(v) = self.heartbeat_ms {
+            config.heartbeat_interval_ms = v;
+        }
+        if let Some(v) = self.election_timeout_min_ms {
+            config.election_timeout_min_ms = v;
+        }
+        if let Some(v) = self.election_timeout_max_ms {
+            config.election_timeout_max_ms = v;
+        }
+    }
+
+    /// The same timing as `sluice master` flags.
+    fn master_flags(&self) -> Vec<String> {
+        let mut flags = Vec::new();
+        for (flag, value) in [
+            ("--heartbeat-ms", self.heartbeat_ms),
+            ("--election-timeout-min-ms", self.election_timeout_min_ms),
+            ("--election-timeout-max-ms", self.election_timeout_max_ms),
+        ] {
+            if let Some(v) = value {
+                flags.push(flag.to_owned());
+                flags.push(v.to_string());
+            }
+        }
+        flags
+    }
+
+    /// A description of the timing in force, for the report.
+    fn timing(&self) -> String {
+        let mut config = MasterConfig::new(0, String::new(), String::new(), PathBuf::new());
+        self.tune(&mut config);
+        format!(
+            "heartbeat {} ms, election timeout {}-{} ms",
+            config.heartbeat_interval_ms,
+            config.election_timeout_min_ms,
+            config.election_timeout_max_ms
+        )
     }
 }
 
@@ -80,7 +130,13 @@ pub async fn run(args: RaftBenchArgs) -> Result<()> {
             .map_or(0, |d| d.as_secs());
         PathBuf::from(format!("bench-results/raft-{unix}"))
     });
+    let mut config = MasterConfig::new(0, String::new(), String::new(), PathBuf::new());
+    args.tune(&mut config);
+    config
+        .raft_config()
+        .map_err(|e| anyhow::anyhow!("invalid timing flags: {e}"))?;
     let mut report = Report::new("raft", &out)?;
+    report.note(format!("masters: {}", args.timing()));
     let data_root = match &args.data_dir {
         Some(dir) => {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -109,7 +165,7 @@ pub async fn run(args: RaftBenchArgs) -> Result<()> {
     let trials = args.trials();
     if trials > 0 {
         eprintln!("[3/3] leader failover, {trials} trials");
-        let rec = failover(data_root.path(), trials).await?;
+        let rec = failover(data_root.path(), trials, &args.master_flags()).await?;
         report.add(
             "raft.failover",
             "SIGKILL of the leader process -> first write acknowledged by the new leader",
@@ -156,14 +212,15 @@ struct InProcessCluster {
 }
 
 impl InProcessCluster {
-    async fn start(root: &Path) -> Result<Self> {
+    async fn start(root: &Path, args: &RaftBenchArgs) -> Result<Self> {
         let mut masters = Vec::new();
         let mut api_addrs = Vec::new();
         for id in 1..=3u64 {
             let api = format!("127.0.0.1:{}", free_port()?);
             let raft = format!("127.0.0.1:{}", free_port()?);
-            let config =
+            let mut config =
                 MasterConfig::new(id, raft, api.clone(), root.join(format!("inproc-{id}")));
+            args.tune(&mut config);
             masters.push(MasterHandle::start(config).await?);
             api_addrs.push(api);
         }
@@ -202,7 +259,7 @@ async fn commit_runs(
     root: &Path,
     report: &mut Report,
 ) -> Result<()> {
-    let cluster = InProcessCluster::start(root).await?;
+    let cluster = InProcessCluster::start(root, args).await?;
     let duration = Duration::from_secs_f64(seconds);
     for &clients in &args.clients {
         for grpc in [false, true] {
@@ -324,10 +381,11 @@ async fn collect(
 }
 
 /// Kills the leader process `trials` times and times the first commit after.
-pub async fn failover(root: &Path, trials: usize) -> Result<Recorder> {
+pub async fn failover(root: &Path, trials: usize, master_flags: &[String]) -> Result<Recorder> {
     let dir = root.join("failover");
     std::fs::create_dir_all(&dir)?;
-    let mut cluster = ProcessCluster::start(&dir, 3, &[]).await?;
+    let flags: Vec<&str> = master_flags.iter().map(String::as_str).collect();
+    let mut cluster = ProcessCluster::start(&dir, 3, &flags).await?;
     cluster.init(&[]).await?;
     let mut rec = Recorder::new();
     let client = cluster.client(&[], Duration::from_secs(10))?;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::TcpIncoming;
 
 use crate::admin::AdminService;
 use crate::config::MasterConfig;
@@ -85,10 +85,7 @@ impl MasterHandle {
                 RaftServer::new(RaftService::new(raft.clone()))
                     .max_decoding_message_size(MESSAGE_BYTES_MAX),
             )
-            .serve_with_incoming_shutdown(
-                TcpListenerStream::new(raft_listener),
-                wait_stop(stopped.clone()),
-            );
+            .serve_with_incoming_shutdown(incoming(raft_listener), wait_stop(stopped.clone()));
         let proposer = Proposer::start(raft.clone());
         let admin = AdminService::new(
             raft.clone(),
@@ -98,7 +95,7 @@ impl MasterHandle {
         );
         let api_server = tonic::transport::Server::builder()
             .add_service(MasterServer::new(admin).max_decoding_message_size(MESSAGE_BYTES_MAX))
-            .serve_with_incoming_shutdown(TcpListenerStream::new(api_listener), wait_stop(stopped));
+            .serve_with_incoming_shutdown(incoming(api_listener), wait_stop(stopped));
         let servers = vec![tokio::spawn(raft_server), tokio::spawn(api_server)];
         tracing::info!(id = config.id, raft = %config.raft_addr, api = %config.api_addr, dir = %config.data_dir.display(), "master started");
         Ok(Self {
@@ -135,6 +132,14 @@ async fn bind(what: &'static str, addr: &str) -> Result<TcpListener, MasterError
             addr: addr.to_owned(),
             source,
         })
+}
+
+/// Accepted connections with Nagle off: gRPC writes a reply as several small
+/// frames, and Nagle plus delayed ACKs would hold them for tens of ms.
+fn incoming(listener: TcpListener) -> TcpIncoming {
+    TcpIncoming::from(listener)
+        .with_nodelay(Some(true))
+        .with_keepalive(Some(std::time::Duration::from_secs(10)))
 }
 
 async fn wait_stop(mut stopped: watch::Receiver<bool>) {
