@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::{bail, Result};
 use sluice_bench::procs::sluice_bin;
 use sluice_consensus::state::RoleSpec;
-use sluice_consensus::Command;
+use sluice_consensus::{Command, MasterClient};
 
 pub use sluice_bench::procs::{wait_until, ProcessCluster};
 
@@ -59,10 +59,10 @@ pub async fn sluice(args: &[&str], timeout: Duration) -> Result<(bool, String, S
     ))
 }
 
-/// The role names a member holds, read locally (stale) from member `id`.
-pub async fn roles_on(cluster: &ProcessCluster, id: u64) -> Result<Vec<String>> {
-    let client = cluster.client(&[id], Duration::from_secs(2))?;
-    let value = client.read(&sluice_consensus::Query::Roles, true).await?;
+/// The role names the cluster holds: linearizable through the leader, or
+/// `stale` from the client's first reachable seed.
+pub async fn role_names(client: &MasterClient, stale: bool) -> Result<Vec<String>> {
+    let value = client.read(&sluice_consensus::Query::Roles, stale).await?;
     Ok(value
         .as_array()
         .map(|roles| {
@@ -72,6 +72,11 @@ pub async fn roles_on(cluster: &ProcessCluster, id: u64) -> Result<Vec<String>> 
                 .collect()
         })
         .unwrap_or_default())
+}
+
+/// The role names a member holds, read locally (stale) from member `id`.
+pub async fn roles_on(cluster: &ProcessCluster, id: u64) -> Result<Vec<String>> {
+    role_names(&cluster.client(&[id], Duration::from_secs(2))?, true).await
 }
 
 /// Waits until member `id` holds every role in `expected`.

@@ -116,19 +116,7 @@ pub(super) async fn add(
             ))
         })?
         .map_err(|e| svc.write_error(e))?;
-    let ids: BTreeSet<NodeId> = [member.id].into();
-    let written = tokio::time::timeout(
-        svc.request_timeout(),
-        svc.raft
-            .change_membership(ChangeMembers::AddVoterIds(ids), false),
-    )
-    .await
-    .map_err(|_| Status::deadline_exceeded("membership change not committed in time"))?
-    .map_err(|e| svc.write_error(e))?;
-    Ok(MembershipReply {
-        voters: voters(svc).into_iter().collect(),
-        log_index: written.log_id.index,
-    })
+    change_voters(svc, ChangeMembers::AddVoterIds([member.id].into())).await
 }
 
 pub(super) async fn remove(
@@ -156,11 +144,17 @@ pub(super) async fn remove(
         let reply = super::leadership::transfer(svc, successor).await?;
         return Err(svc.not_leader(Some(reply.leader_id), None));
     }
-    let ids: BTreeSet<NodeId> = [request.id].into();
+    change_voters(svc, ChangeMembers::RemoveVoters([request.id].into())).await
+}
+
+/// Commits a change of the voter set (joint consensus inside openraft).
+async fn change_voters(
+    svc: &AdminService,
+    change: ChangeMembers<NodeId, MasterNode>,
+) -> Result<MembershipReply, Status> {
     let written = tokio::time::timeout(
         svc.request_timeout(),
-        svc.raft
-            .change_membership(ChangeMembers::RemoveVoters(ids), false),
+        svc.raft.change_membership(change, false),
     )
     .await
     .map_err(|_| Status::deadline_exceeded("membership change not committed in time"))?

@@ -1,6 +1,5 @@
 use std::time::Duration;
 
-use sluice_consensus::Query;
 use sluice_tests::*;
 
 /// `kill -9` of the leader: a new leader takes over and accepts writes, every
@@ -29,18 +28,9 @@ async fn killed_leader_is_replaced_and_loses_nothing() -> anyhow::Result<()> {
         client.write(&set_role(&name)).await?;
         acknowledged.push(name);
     }
-    let roles = client.read(&Query::Roles, false).await?;
-    let names: Vec<&str> = roles
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|r| r["name"].as_str())
-        .collect();
+    let names = role_names(&client, false).await?;
     for name in &acknowledged {
-        assert!(
-            names.contains(&name.as_str()),
-            "acknowledged write {name} lost"
-        );
+        assert!(names.contains(name), "acknowledged write {name} lost");
     }
 
     cluster.restart(old).await?;

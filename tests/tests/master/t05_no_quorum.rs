@@ -1,6 +1,6 @@
 use std::time::{Duration, Instant};
 
-use sluice_consensus::{ClientError, Query};
+use sluice_consensus::ClientError;
 use sluice_tests::*;
 
 /// With two of three members down, a write fails with a clear error within
@@ -44,13 +44,7 @@ async fn write_without_quorum_fails_in_time_and_changes_nothing() -> anyhow::Res
     }
     let all = cluster.client(&[], Duration::from_secs(20))?;
     all.write(&set_role("after")).await?;
-    let roles = all.read(&Query::Roles, false).await?;
-    let names: Vec<&str> = roles
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|r| r["name"].as_str())
-        .collect();
+    let names = role_names(&all, false).await?;
     assert_eq!(names, vec!["after"], "the refused write must not appear");
     Ok(())
 }
