@@ -37,6 +37,8 @@ pub const ELECTION_TIMEOUT_MAX_MS_DEFAULT: u64 = 300;
 pub const SNAPSHOT_LOGS_DEFAULT: u64 = 10_000;
 pub const LOGS_KEPT_AFTER_SNAPSHOT_DEFAULT: u64 = 1_000;
 pub const REQUEST_TIMEOUT_MS_DEFAULT: u64 = 5_000;
+/// Most entries in one AppendEntries RPC.
+pub const REPLICATION_ENTRIES_MAX: u64 = 32;
 
 const _: () = assert!(HEARTBEAT_INTERVAL_MS_DEFAULT * 3 <= ELECTION_TIMEOUT_MIN_MS_DEFAULT);
 const _: () = assert!(ELECTION_TIMEOUT_MIN_MS_DEFAULT < ELECTION_TIMEOUT_MAX_MS_DEFAULT);
@@ -87,7 +89,10 @@ impl MasterConfig {
             max_in_snapshot_log_to_keep: self.logs_kept_after_snapshot,
             // Replication RPCs must finish well within an election timeout.
             install_snapshot_timeout: self.election_timeout_max_ms.max(1000),
-            max_payload_entries: 4096,
+            // openraft 0.9 gives an AppendEntries RPC one heartbeat interval
+            // to complete; entries are batches of up to 1024 commands, so a
+            // small count keeps each RPC well inside that deadline.
+            max_payload_entries: REPLICATION_ENTRIES_MAX,
             ..Default::default()
         };
         config.validate().map(Arc::new).map_err(|e| e.to_string())

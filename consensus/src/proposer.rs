@@ -18,7 +18,7 @@ use crate::types::{MasterNode, NodeId, Raft};
 /// Most commands in one Raft entry.
 pub const PROPOSAL_COMMANDS_MAX: usize = 1024;
 /// Most proposals handed to Raft and not yet answered.
-pub const PROPOSALS_IN_FLIGHT_MAX: usize = 8;
+pub const PROPOSALS_IN_FLIGHT_MAX: usize = 2;
 /// Most commands waiting for a proposal; callers wait when it is full.
 pub const QUEUE_COMMANDS_MAX: usize = 16 * 1024;
 
