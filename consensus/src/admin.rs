@@ -171,8 +171,8 @@ impl AdminService {
     fn member_info(&self, initialized: bool) -> MemberInfo {
         MemberInfo {
             id: self.config.id,
-            raft_addr: self.config.raft_addr.clone(),
-            api_addr: self.config.api_addr.clone(),
+            raft_addr: self.config.public_raft_addr().to_owned(),
+            api_addr: self.config.public_api_addr().to_owned(),
             initialized,
         }
     }

@@ -16,6 +16,11 @@ pub struct MasterConfig {
     pub raft_addr: String,
     /// HOST:PORT of the admin API (CLI, agents).
     pub api_addr: String,
+    /// The Raft address peers are told to use, when it differs from the one
+    /// bound (0.0.0.0, NAT, containers).
+    pub advertise_raft_addr: Option<String>,
+    /// The API address clients and peers are told to use.
+    pub advertise_api_addr: Option<String>,
     pub data_dir: PathBuf,
     /// How often the leader heartbeats followers.
     pub heartbeat_interval_ms: u64,
@@ -50,6 +55,8 @@ impl MasterConfig {
             id,
             raft_addr,
             api_addr,
+            advertise_raft_addr: None,
+            advertise_api_addr: None,
             data_dir,
             heartbeat_interval_ms: HEARTBEAT_INTERVAL_MS_DEFAULT,
             election_timeout_min_ms: ELECTION_TIMEOUT_MIN_MS_DEFAULT,
@@ -60,8 +67,48 @@ impl MasterConfig {
         }
     }
 
+    /// The Raft address others use to reach this member.
+    pub fn public_raft_addr(&self) -> &str {
+        self.advertise_raft_addr
+            .as_deref()
+            .unwrap_or(&self.raft_addr)
+    }
+
+    /// The API address others use to reach this member.
+    pub fn public_api_addr(&self) -> &str {
+        self.advertise_api_addr.as_deref().unwrap_or(&self.api_addr)
+    }
+
+    /// Checks the addresses: each advertised one must be reachable by others,
+    /// so a wildcard IP (bind to every interface) needs an explicit one.
+    pub fn check_addresses(&self) -> Result<(), String> {
+        for (what, flag, addr) in [
+            ("Raft", "--advertise-raft-addr", self.public_raft_addr()),
+            ("API", "--advertise-api-addr", self.public_api_addr()),
+        ] {
+            let Some((host, port)) = addr.rsplit_once(':') else {
+                return Err(format!("{what} address {addr:?} is not HOST:PORT"));
+            };
+            if port.parse::<u16>().is_err() || host.is_empty() {
+                return Err(format!("{what} address {addr:?} is not HOST:PORT"));
+            }
+            let unspecified = host
+                .trim_matches(['[', ']'])
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_unspecified());
+            if unspecified {
+                return Err(format!(
+                    "{what} address {addr} binds every interface, which others cannot dial; \
+                     pass {flag} HOST:PORT with an address they can reach"
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// The openraft configuration, validated; the error says which setting is wrong.
     pub fn raft_config(&self) -> Result<Arc<openraft::Config>, String> {
+        self.check_addresses()?;
         if self.heartbeat_interval_ms == 0 {
             return Err("heartbeat interval must be above 0 ms".into());
         }
@@ -96,5 +143,43 @@ impl MasterConfig {
             ..Default::default()
         };
         config.validate().map(Arc::new).map_err(|e| e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(raft: &str, api: &str) -> MasterConfig {
+        MasterConfig::new(1, raft.into(), api.into(), PathBuf::from("/tmp/x"))
+    }
+
+    #[test]
+    fn wildcard_binds_need_an_advertised_address() {
+        let mut c = config("0.0.0.0:7201", "127.0.0.1:7101");
+        let err = c.raft_config().unwrap_err();
+        assert!(err.contains("--advertise-raft-addr"), "{err}");
+        c.advertise_raft_addr = Some("10.0.0.1:7201".into());
+        assert!(c.raft_config().is_ok());
+        assert_eq!(c.public_raft_addr(), "10.0.0.1:7201");
+        let err = config("127.0.0.1:7201", "[::]:7101")
+            .raft_config()
+            .unwrap_err();
+        assert!(err.contains("--advertise-api-addr"), "{err}");
+        let err = config("no-port", "127.0.0.1:7101")
+            .raft_config()
+            .unwrap_err();
+        assert!(err.contains("not HOST:PORT"), "{err}");
+    }
+
+    #[test]
+    fn timing_relations_are_checked() {
+        let mut c = config("127.0.0.1:1", "127.0.0.1:2");
+        assert!(c.raft_config().is_ok());
+        c.election_timeout_max_ms = c.election_timeout_min_ms;
+        assert!(c.raft_config().unwrap_err().contains("must be above min"));
+        let mut c = config("127.0.0.1:1", "127.0.0.1:2");
+        c.election_timeout_min_ms = c.heartbeat_interval_ms;
+        assert!(c.raft_config().unwrap_err().contains("twice the heartbeat"));
     }
 }

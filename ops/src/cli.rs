@@ -85,6 +85,13 @@ pub struct MasterArgs {
     /// Directory for this member's RocksDB; created if missing.
     #[arg(long, env = "SLUICE_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// The Raft address peers should dial, if not the bound one (e.g. when
+    /// binding 0.0.0.0 or behind NAT).
+    #[arg(long, env = "SLUICE_ADVERTISE_RAFT_ADDR")]
+    pub advertise_raft_addr: Option<String>,
+    /// The API address clients and peers should dial, if not the bound one.
+    #[arg(long, env = "SLUICE_ADVERTISE_API_ADDR")]
+    pub advertise_api_addr: Option<String>,
     #[command(flatten)]
     pub tuning: RaftTuning,
 }

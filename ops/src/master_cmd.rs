@@ -16,6 +16,8 @@ struct MasterFile {
     raft_addr: Option<String>,
     api_addr: Option<String>,
     data_dir: Option<PathBuf>,
+    advertise_raft_addr: Option<String>,
+    advertise_api_addr: Option<String>,
     heartbeat_ms: Option<u64>,
     election_timeout_min_ms: Option<u64>,
     election_timeout_max_ms: Option<u64>,
@@ -86,10 +88,18 @@ fn resolve(args: MasterArgs) -> Result<MasterConfig> {
         bail!("missing the data dir: pass --data-dir DIR");
     };
     let mut config = MasterConfig::new(id, raft_addr, api_addr, data_dir);
+    config.advertise_raft_addr = args
+        .advertise_raft_addr
+        .clone()
+        .or(file.advertise_raft_addr.clone());
+    config.advertise_api_addr = args
+        .advertise_api_addr
+        .clone()
+        .or(file.advertise_api_addr.clone());
     args.tuning.or_file(&file).apply(&mut config);
     config
         .raft_config()
-        .map_err(|e| anyhow::anyhow!("invalid Raft settings: {e}"))?;
+        .map_err(|e| anyhow::anyhow!("invalid settings: {e}"))?;
     Ok(config)
 }
 
