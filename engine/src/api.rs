@@ -1,0 +1,58 @@
+//! Entry points for the `ops` crate (`sluice run JOB.toml`) and the `bench` crate.
+#![forbid(unsafe_code)]
+
+use std::path::Path;
+
+use crate::error::EngineError;
+use crate::record::OwnedValue;
+use crate::runtime::{run_plan, JobReport};
+use crate::spec::job::JobSpec;
+use crate::spec::load::load_spec_file;
+use crate::spec::plan::{plan, Plan, SpecItem};
+
+/// Turns a planning error of a spec built in code into an [`EngineError::Spec`] without a
+/// text position (line and column 0) but naming the item.
+pub(crate) fn plan_in_code(spec: &JobSpec) -> Result<Plan, EngineError> {
+    plan(spec).map_err(|(item, err)| {
+        let what = match item {
+            SpecItem::Job => "job".to_owned(),
+            SpecItem::Source(i) => format!("source #{}", i + 1),
+            SpecItem::Operator(i) => format!("operator #{}", i + 1),
+            SpecItem::Sink(i) => format!("sink #{}", i + 1),
+            SpecItem::Stream(i) => format!("stream #{}", i + 1),
+        };
+        EngineError::Spec {
+            line: 0,
+            column: 0,
+            message: format!("{what}: {err}"),
+        }
+    })
+}
+
+/// Reads, checks and runs the job in the TOML file at `path`. Nothing runs if the spec is
+/// malformed; the error then has the line and column.
+pub fn run_job_file(path: &Path) -> Result<JobReport, EngineError> {
+    run_plan(load_spec_file(path)?)
+}
+
+/// Reads and checks the job in the TOML file at `path` without running it.
+pub fn check_job_file(path: &Path) -> Result<(), EngineError> {
+    load_spec_file(path).map(|_| ())
+}
+
+/// Checks and runs a job spec built in code.
+pub fn run_job(spec: JobSpec) -> Result<JobReport, EngineError> {
+    run_plan(plan_in_code(&spec)?)
+}
+
+impl JobReport {
+    /// Returns every collected output row (from `collect` sinks).
+    pub fn collected_rows(&self) -> Vec<Vec<OwnedValue>> {
+        self.collected.iter().flat_map(|b| b.to_rows()).collect()
+    }
+
+    /// Returns the total CPU time of all shard threads.
+    pub fn cpu_time(&self) -> std::time::Duration {
+        self.shards.iter().map(|s| s.cpu_time).sum()
+    }
+}

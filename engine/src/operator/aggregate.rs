@@ -1,0 +1,96 @@
+//! Aggregate: a per-key (or global) aggregation over the whole input, emitted once when event
+//! time ends (the final watermark of a bounded job). For results per time window use
+//! [`crate::operator::WindowAggregate`].
+//!
+//! HOT PATH: one keyed-state lookup and one accumulator update per record; no locks, no
+//! logging; a new key allocates its state once.
+//!
+//! ```
+//! use sluice_engine::operator::{Aggregate, Operator, Output};
+//! use sluice_engine::record::{Batch, DataType, Schema, Value};
+//!
+//! let schema = Schema::of(&[("k", DataType::String), ("p", DataType::Int)]).unwrap();
+//! let mut agg = Aggregate::new(&schema, Some("k"), &["count(*) AS n", "max(p)"]).unwrap();
+//! let mut input = Batch::new(schema.clone());
+//! input.push_row(&[Value::Str("a"), Value::Int(4)]).unwrap();
+//! input.push_row(&[Value::Str("a"), Value::Int(9)]).unwrap();
+//! let mut out = Output::new(agg.output_schema().clone(), schema);
+//! agg.process(&input, &mut out).unwrap();
+//! assert!(out.main.is_empty());
+//! agg.on_watermark(i64::MAX, &mut out).unwrap();
+//! assert_eq!(out.main.value(0, 1), Value::Int(2));
+//! assert_eq!(out.main.value(0, 2), Value::Int(9));
+//! ```
+
+use std::sync::Arc;
+
+use crate::error::EngineError;
+use crate::operator::agg::{init_all, parse_aggs, update_all, Acc, AggSpec};
+use crate::operator::{Operator, Output};
+use crate::record::{Batch, KeyedMap, Schema, SchemaRef, Value};
+
+/// A keyed aggregation over all of event time.
+#[derive(Debug)]
+pub struct Aggregate {
+    key: Option<usize>,
+    aggs: Vec<AggSpec>,
+    state: KeyedMap<Vec<Acc>>,
+    schema: SchemaRef,
+    emitted: bool,
+}
+
+impl Aggregate {
+    /// Aggregates `aggs` (e.g. `count(*) AS n`) per `key` (or globally).
+    pub fn new(
+        input: &SchemaRef,
+        key: Option<&str>,
+        aggs: &[impl AsRef<str>],
+    ) -> Result<Self, EngineError> {
+        let aggs = parse_aggs(aggs, input)?;
+        let key = key.map(|k| input.require(k)).transpose()?;
+        let mut fields: Vec<_> = key.iter().map(|k| input.fields()[*k].clone()).collect();
+        fields.extend(aggs.iter().map(|a| a.field().clone()));
+        let schema = Arc::new(Schema::new(fields)?);
+        Ok(Self {
+            key,
+            aggs,
+            state: KeyedMap::default(),
+            schema,
+            emitted: false,
+        })
+    }
+}
+
+impl Operator for Aggregate {
+    fn output_schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    fn process(&mut self, input: &Batch, _out: &mut Output) -> Result<(), EngineError> {
+        for row in 0..input.len() {
+            let key = self.key.map_or(Value::Int(0), |k| input.value(row, k));
+            let accs = self.state.entry(key, || init_all(&self.aggs));
+            update_all(&self.aggs, accs, input, row);
+        }
+        Ok(())
+    }
+
+    fn on_watermark(&mut self, watermark: i64, out: &mut Output) -> Result<(), EngineError> {
+        if watermark < i64::MAX || self.emitted {
+            return Ok(());
+        }
+        self.emitted = true;
+        let offset = usize::from(self.key.is_some());
+        for (key, accs) in self.state.iter() {
+            let columns = out.main.columns_mut();
+            if self.key.is_some() {
+                columns[0].push(key.as_value());
+            }
+            for (i, (spec, acc)) in self.aggs.iter().zip(accs).enumerate() {
+                spec.emit(acc, &mut columns[offset + i]);
+            }
+            out.main.commit_row();
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,241 @@
+//! Columns: one typed vector per field.
+//!
+//! HOT PATH: columns are appended to per record. No per-record allocation (buffers are
+//! reused across batches), no locks, no logging.
+
+use crate::record::schema::DataType;
+use crate::record::value::Value;
+
+/// Strings of a column packed into one buffer; `ends[i]` is the end offset of string `i`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct StrColumn {
+    data: String,
+    ends: Vec<usize>,
+}
+
+impl StrColumn {
+    /// Returns string `i`.
+    pub fn get(&self, i: usize) -> &str {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.data[start..self.ends[i]]
+    }
+
+    /// Appends a string.
+    pub fn push(&mut self, s: &str) {
+        self.data.push_str(s);
+        self.ends.push(self.data.len());
+    }
+
+    /// Gives access to the string buffer to build a value in place; call [`Self::finish`]
+    /// once the value is complete.
+    pub fn buffer(&mut self) -> &mut String {
+        &mut self.data
+    }
+
+    /// Ends the value built in place through [`Self::buffer`].
+    pub fn finish(&mut self) {
+        self.ends.push(self.data.len());
+    }
+
+    /// Returns the number of strings.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// Returns whether the column is empty.
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// Removes every string, keeping the buffers.
+    pub fn clear(&mut self) {
+        self.data.clear();
+        self.ends.clear();
+    }
+
+    /// Keeps the first `len` strings.
+    pub fn truncate(&mut self, len: usize) {
+        if len < self.ends.len() {
+            let end = if len == 0 { 0 } else { self.ends[len - 1] };
+            self.data.truncate(end);
+            self.ends.truncate(len);
+        }
+    }
+}
+
+/// One column of a batch.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Column {
+    /// Ints.
+    Int(Vec<i64>),
+    /// Floats.
+    Float(Vec<f64>),
+    /// Bools.
+    Bool(Vec<bool>),
+    /// Strings.
+    Str(StrColumn),
+    /// Timestamps (epoch milliseconds).
+    Timestamp(Vec<i64>),
+}
+
+impl Column {
+    /// Creates an empty column of type `data_type`.
+    pub fn new(data_type: DataType) -> Self {
+        match data_type {
+            DataType::Int => Self::Int(Vec::new()),
+            DataType::Float => Self::Float(Vec::new()),
+            DataType::Bool => Self::Bool(Vec::new()),
+            DataType::String => Self::Str(StrColumn::default()),
+            DataType::Timestamp => Self::Timestamp(Vec::new()),
+        }
+    }
+
+    /// Returns the type of the column.
+    pub fn data_type(&self) -> DataType {
+        match self {
+            Self::Int(_) => DataType::Int,
+            Self::Float(_) => DataType::Float,
+            Self::Bool(_) => DataType::Bool,
+            Self::Str(_) => DataType::String,
+            Self::Timestamp(_) => DataType::Timestamp,
+        }
+    }
+
+    /// Returns the number of values.
+    pub fn len(&self) -> usize {
+        match self {
+            Self::Int(v) | Self::Timestamp(v) => v.len(),
+            Self::Float(v) => v.len(),
+            Self::Bool(v) => v.len(),
+            Self::Str(v) => v.len(),
+        }
+    }
+
+    /// Returns whether the column is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Removes every value, keeping the buffers.
+    pub fn clear(&mut self) {
+        self.truncate(0);
+    }
+
+    /// Keeps the first `len` values.
+    pub fn truncate(&mut self, len: usize) {
+        match self {
+            Self::Int(v) | Self::Timestamp(v) => v.truncate(len),
+            Self::Float(v) => v.truncate(len),
+            Self::Bool(v) => v.truncate(len),
+            Self::Str(v) => v.truncate(len),
+        }
+    }
+
+    /// Returns value `i`.
+    pub fn get(&self, i: usize) -> Value<'_> {
+        match self {
+            Self::Int(v) => Value::Int(v[i]),
+            Self::Float(v) => Value::Float(v[i]),
+            Self::Bool(v) => Value::Bool(v[i]),
+            Self::Str(v) => Value::Str(v.get(i)),
+            Self::Timestamp(v) => Value::Timestamp(v[i]),
+        }
+    }
+
+    /// Returns value `i` as an i64 for int and timestamp columns.
+    pub fn get_i64(&self, i: usize) -> Option<i64> {
+        match self {
+            Self::Int(v) | Self::Timestamp(v) => Some(v[i]),
+            _ => None,
+        }
+    }
+
+    /// Appends `value`; returns false (and appends nothing) if its type does not match.
+    /// Ints are accepted by float columns and ints by timestamp columns and vice versa.
+    pub fn push(&mut self, value: Value<'_>) -> bool {
+        match (self, value) {
+            (Self::Int(c), Value::Int(v) | Value::Timestamp(v)) => c.push(v),
+            (Self::Timestamp(c), Value::Timestamp(v) | Value::Int(v)) => c.push(v),
+            (Self::Float(c), Value::Float(v)) => c.push(v),
+            (Self::Float(c), Value::Int(v)) => c.push(v as f64),
+            (Self::Bool(c), Value::Bool(v)) => c.push(v),
+            (Self::Str(c), Value::Str(v)) => c.push(v),
+            _ => return false,
+        }
+        true
+    }
+
+    /// Appends value `i` of `other`, which must have the same type.
+    pub fn push_from(&mut self, other: &Self, i: usize) {
+        match (self, other) {
+            (Self::Int(c), Self::Int(o)) | (Self::Timestamp(c), Self::Timestamp(o)) => {
+                c.push(o[i]);
+            }
+            (Self::Float(c), Self::Float(o)) => c.push(o[i]),
+            (Self::Bool(c), Self::Bool(o)) => c.push(o[i]),
+            (Self::Str(c), Self::Str(o)) => c.push(o.get(i)),
+            (c, o) => {
+                debug_assert!(
+                    false,
+                    "push_from {:?} into {:?}",
+                    o.data_type(),
+                    c.data_type()
+                );
+            }
+        }
+    }
+
+    /// Appends every value of `other` (same type) to this column.
+    pub fn extend_from(&mut self, other: &Self) {
+        match (self, other) {
+            (Self::Int(c), Self::Int(o)) | (Self::Timestamp(c), Self::Timestamp(o)) => {
+                c.extend_from_slice(o);
+            }
+            (Self::Float(c), Self::Float(o)) => c.extend_from_slice(o),
+            (Self::Bool(c), Self::Bool(o)) => c.extend_from_slice(o),
+            (Self::Str(c), o @ Self::Str(_)) => {
+                for i in 0..o.len() {
+                    c.push_from_column(o, i);
+                }
+            }
+            (c, o) => {
+                debug_assert!(false, "extend {:?} with {:?}", c.data_type(), o.data_type());
+            }
+        }
+    }
+}
+
+impl StrColumn {
+    fn push_from_column(&mut self, column: &Column, i: usize) {
+        if let Column::Str(o) = column {
+            self.push(o.get(i));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strings_truncate_and_reuse() {
+        let mut c = StrColumn::default();
+        c.push("ab");
+        c.push("");
+        c.push("cde");
+        assert_eq!((c.get(0), c.get(1), c.get(2)), ("ab", "", "cde"));
+        c.truncate(1);
+        assert_eq!(c.len(), 1);
+        c.push("x");
+        assert_eq!(c.get(1), "x");
+    }
+
+    #[test]
+    fn push_checks_types() {
+        let mut c = Column::new(DataType::Float);
+        assert!(c.push(Value::Int(2)));
+        assert!(!c.push(Value::Str("no")));
+        assert_eq!(c.get(0), Value::Float(2.0));
+        assert_eq!(c.len(), 1);
+    }
+}

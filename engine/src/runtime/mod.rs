@@ -1,0 +1,13 @@
+//! The shard runtime: one pinned, shared-nothing thread per shard; stages fused between
+//! exchanges; exchanges as a full mesh of bounded SPSC rings with backpressure.
+#![forbid(unsafe_code)]
+
+pub mod exchange;
+pub mod job;
+pub mod output;
+pub mod shard;
+pub mod stage;
+
+pub use exchange::{ExchangeReceiver, ExchangeSender, Message};
+pub use job::{run_plan, JobReport};
+pub use shard::ShardReport;

@@ -1,0 +1,315 @@
+//! A shard: one pinned OS thread running every stage of a job for its share of the data.
+//! It is built from a `Send` [`ShardBuilder`] moved onto its thread; sources (with their own
+//! io_uring), operators, state and sinks are created there and never leave it.
+//!
+//! HOT PATH: the shard loop. Per round it steps every stage once (consumers first); it takes
+//! no locks (one relaxed atomic load of the abort flag per round), allocates nothing per
+//! record and logs nothing. An idle shard spins, then yields, then parks briefly.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossbeam_channel::Sender;
+
+use crate::error::EngineError;
+use crate::operator::Output;
+use crate::record::{Batch, SchemaRef};
+use crate::runtime::exchange::{ExchangeReceiver, ExchangeSender};
+use crate::runtime::output::StageOutput;
+use crate::runtime::stage::{LateOutput, SourceSplit, Stage, StageCounters, StageInput};
+use crate::sink::{BlackholeSink, CollectSink, FileSink, Sink, StdoutSink, TcpSink};
+use crate::source::{
+    DeadLetter, DeadLetters, FileSource, NexmarkSource, Source, TcpSource, ValuesSource,
+};
+use crate::spec::job::{SinkSpec, SourceSpec};
+use crate::spec::plan::{build_join, build_ops, InputPlan, Plan};
+use crate::sys::thread_cpu_time;
+use crate::time::WatermarkGenerator;
+
+/// Empty rounds spun before yielding the core.
+const IDLE_SPINS_MAX: u32 = 64;
+/// Empty rounds yielded before parking briefly.
+const IDLE_YIELDS_MAX: u32 = 64;
+/// How long an idle shard parks before looking again.
+const IDLE_PARK: Duration = Duration::from_micros(200);
+
+/// What one shard did.
+#[derive(Clone, Debug, Default)]
+pub struct ShardReport {
+    /// Shard index.
+    pub shard: usize,
+    /// Counters.
+    pub counters: StageCounters,
+    /// Malformed input records.
+    pub dead_letters: u64,
+    /// Some of them, for the report.
+    pub dead_letter_samples: Vec<DeadLetter>,
+    /// CPU time the shard thread used (user + system).
+    pub cpu_time: Duration,
+    /// Whether the thread was pinned to a core.
+    pub pinned: bool,
+}
+
+/// Everything a shard needs, movable onto its thread.
+pub struct ShardBuilder {
+    /// Shard index.
+    pub shard: usize,
+    /// The job plan.
+    pub plan: Arc<Plan>,
+    /// Per exchange edge, senders to every shard.
+    pub senders: Vec<Vec<Box<dyn ExchangeSender>>>,
+    /// Per exchange edge, receivers from every shard.
+    pub receivers: Vec<Vec<Box<dyn ExchangeReceiver>>>,
+    /// Where `collect` sinks send.
+    pub collect: Sender<Batch>,
+    /// Set by any shard that fails, so the others stop.
+    pub abort: Arc<AtomicBool>,
+    /// Core to pin to.
+    pub core: Option<core_affinity::CoreId>,
+}
+
+fn build_source(
+    plan: &Plan,
+    i: usize,
+    schema: &SchemaRef,
+    shard: usize,
+    shards: usize,
+) -> Result<Box<dyn Source>, EngineError> {
+    Ok(match &plan.sources[i] {
+        SourceSpec::Nexmark(c) => Box::new(NexmarkSource::new(c.clone(), shard, shards)?),
+        SourceSpec::File {
+            path,
+            format,
+            header,
+            ..
+        } => Box::new(FileSource::open(
+            path,
+            *format,
+            schema.clone(),
+            *header,
+            shard,
+            shards,
+        )?),
+        SourceSpec::Tcp {
+            addr,
+            format,
+            connections,
+            ..
+        } => {
+            let addr = addr
+                .parse()
+                .map_err(|_| EngineError::Plan(format!("bad tcp addr `{addr}`")))?;
+            Box::new(TcpSource::bind(
+                addr,
+                *format,
+                schema.clone(),
+                *connections,
+                shard,
+            )?)
+        }
+        SourceSpec::Values { .. } => {
+            let rows = plan.values[i]
+                .clone()
+                .ok_or_else(|| EngineError::Plan("values source without rows".into()))?;
+            Box::new(ValuesSource::new(rows, shard, shards)?)
+        }
+        SourceSpec::Custom(c) => (c.factory)(shard, shards)?,
+    })
+}
+
+fn build_sink(
+    spec: &SinkSpec,
+    shard: usize,
+    shards: usize,
+    collect: &Sender<Batch>,
+) -> Result<Box<dyn Sink>, EngineError> {
+    Ok(match spec {
+        SinkSpec::File { path, format } => {
+            let mut path = path.clone();
+            if shards > 1 {
+                // One part file per shard: `out.ndjson.0`, `out.ndjson.1`, ...
+                let mut name = path
+                    .file_name()
+                    .map(|n| n.to_os_string())
+                    .unwrap_or_default();
+                name.push(format!(".{shard}"));
+                path.set_file_name(name);
+            }
+            Box::new(FileSink::create(&path, *format)?)
+        }
+        SinkSpec::Stdout { format } => Box::new(StdoutSink::new(*format)),
+        SinkSpec::Tcp { addr, format } => Box::new(TcpSink::connect(addr, *format)?),
+        SinkSpec::Blackhole => Box::new(BlackholeSink::default()),
+        SinkSpec::Collect => Box::new(CollectSink::new(collect.clone())),
+        SinkSpec::Custom(c) => (c.factory)(shard, shards)?,
+    })
+}
+
+impl ShardBuilder {
+    /// Runs the shard to completion on the calling thread.
+    pub fn run(self) -> Result<ShardReport, EngineError> {
+        let Self {
+            shard,
+            plan,
+            senders,
+            receivers,
+            collect,
+            abort,
+            core,
+        } = self;
+        let pinned = core.is_some_and(core_affinity::set_for_current);
+        if !pinned {
+            // Not fatal: the shard runs unpinned where a core id is missing or refused.
+            tracing::debug!(shard, ?core, "shard thread not pinned");
+        }
+        let spec = &plan.spec;
+        let shards = spec.parallelism;
+        let mut dead = DeadLetters::new(spec.dead_letter.as_deref())?;
+        let mut late = LateOutput {
+            sink: spec
+                .late_sink
+                .as_ref()
+                .map(|s| build_sink(s, shard, shards, &collect))
+                .transpose()?,
+        };
+        let now = std::time::Instant::now();
+        let mut senders: Vec<_> = senders.into_iter().map(Some).collect();
+        let mut receivers: Vec<_> = receivers.into_iter().map(Some).collect();
+        let missing = || EngineError::Plan("an exchange edge is missing or used twice".into());
+        let mut stages = Vec::with_capacity(plan.stages.len());
+        for stage_plan in &plan.stages {
+            let ops = build_ops(stage_plan)?;
+            let mut schema = stage_plan.input_schema.clone();
+            let mut outs = Vec::with_capacity(ops.len());
+            for op in &ops {
+                outs.push(Output::new(op.output_schema().clone(), schema.clone()));
+                schema = op.output_schema().clone();
+            }
+            let mut join = None;
+            let stage_input = match &stage_plan.input {
+                InputPlan::Sources {
+                    sources,
+                    watermark: wm,
+                    time_column,
+                    raw_schema,
+                } => {
+                    // Processing time never holds back or idles: the wall clock drives it.
+                    let (lag, idle) = if wm.processing_time {
+                        (0, 0)
+                    } else {
+                        (wm.out_of_orderness_ms, wm.idle_timeout_ms)
+                    };
+                    let splits = sources
+                        .iter()
+                        .map(|i| {
+                            Ok(SourceSplit {
+                                source: build_source(&plan, *i, raw_schema, shard, shards)?,
+                                generator: WatermarkGenerator::new(lag, idle, now),
+                                ended: false,
+                            })
+                        })
+                        .collect::<Result<Vec<_>, EngineError>>()?;
+                    StageInput::Sources {
+                        splits,
+                        time_column: *time_column,
+                        scratch: Batch::new(raw_schema.clone()),
+                        stamped: wm
+                            .processing_time
+                            .then(|| Batch::new(stage_plan.input_schema.clone())),
+                    }
+                }
+                InputPlan::Edge(e) => {
+                    let rx = receivers
+                        .get_mut(*e)
+                        .and_then(Option::take)
+                        .ok_or_else(missing)?;
+                    StageInput::Exchange {
+                        ended: vec![false; rx.len()],
+                        receivers: rx,
+                    }
+                }
+                InputPlan::Join {
+                    left,
+                    right,
+                    join: join_plan,
+                } => {
+                    let mut rx = receivers
+                        .get_mut(*left)
+                        .and_then(Option::take)
+                        .ok_or_else(missing)?;
+                    let left_inputs = rx.len();
+                    rx.extend(
+                        receivers
+                            .get_mut(*right)
+                            .and_then(Option::take)
+                            .ok_or_else(missing)?,
+                    );
+                    join = Some((build_join(join_plan)?, left_inputs));
+                    StageInput::Exchange {
+                        ended: vec![false; rx.len()],
+                        receivers: rx,
+                    }
+                }
+            };
+            let output = match stage_plan.output {
+                Some((e, route)) => {
+                    let tx = senders
+                        .get_mut(e)
+                        .and_then(Option::take)
+                        .ok_or_else(missing)?;
+                    StageOutput::exchange(route, tx, schema)
+                }
+                None => {
+                    let sinks = spec
+                        .sinks
+                        .iter()
+                        .map(|k| build_sink(k, shard, shards, &collect));
+                    StageOutput::Sinks(sinks.collect::<Result<Vec<_>, _>>()?)
+                }
+            };
+            stages.push(Stage::new(ops, outs, stage_input, output, join));
+        }
+        let mut counters = StageCounters::default();
+        let mut idle_rounds = 0u32;
+        loop {
+            if abort.load(Ordering::Relaxed) {
+                return Err(EngineError::Shard {
+                    shard,
+                    message: "stopped: another shard failed".into(),
+                });
+            }
+            let mut progress = false;
+            // Later stages first, so that rings drain before earlier stages refill them.
+            for stage in stages.iter_mut().rev() {
+                progress |= stage.step(&mut dead, &mut late, &mut counters)?;
+            }
+            if stages.iter_mut().all(Stage::is_done) {
+                break;
+            }
+            if progress {
+                idle_rounds = 0;
+            } else {
+                idle_rounds = idle_rounds.saturating_add(1);
+                if idle_rounds < IDLE_SPINS_MAX {
+                    std::hint::spin_loop();
+                } else if idle_rounds < IDLE_SPINS_MAX + IDLE_YIELDS_MAX {
+                    std::thread::yield_now();
+                } else {
+                    std::thread::park_timeout(IDLE_PARK);
+                }
+            }
+        }
+        if let Some(sink) = &mut late.sink {
+            sink.finish()?;
+        }
+        Ok(ShardReport {
+            shard,
+            counters,
+            dead_letters: dead.count(),
+            dead_letter_samples: dead.into_samples(),
+            cpu_time: thread_cpu_time().unwrap_or_default(),
+            pinned,
+        })
+    }
+}

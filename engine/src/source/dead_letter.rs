@@ -1,0 +1,103 @@
+//! Dead letters: malformed input records, counted and written with their source position.
+//!
+//! Not on the hot path: only malformed records reach it.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::error::EngineError;
+use crate::record::value::write_json_string;
+
+/// How many dead letters a shard keeps in memory for the job report.
+pub const DEAD_LETTER_SAMPLES_MAX: usize = 100;
+/// How many bytes of a malformed record are kept.
+pub const DEAD_LETTER_RAW_BYTES_MAX: usize = 4096;
+
+/// One malformed record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeadLetter {
+    /// Source name and position, e.g. `bids.ndjson:1234` (byte offset) or `tcp:9000#17`.
+    pub position: String,
+    /// Why it was rejected.
+    pub reason: String,
+    /// The raw record (cut to [`DEAD_LETTER_RAW_BYTES_MAX`] bytes).
+    pub raw: String,
+}
+
+/// A shard's dead-letter output: counts everything, keeps samples, and appends every dead
+/// letter as one NDJSON line to a file if one is configured.
+#[derive(Debug)]
+pub struct DeadLetters {
+    count: u64,
+    samples: Vec<DeadLetter>,
+    file: Option<(PathBuf, File)>,
+}
+
+impl DeadLetters {
+    /// Creates a dead-letter output; `path` is opened for appending (shards share it, each
+    /// line is written with one `write` call so lines do not interleave).
+    pub fn new(path: Option<&Path>) -> Result<Self, EngineError> {
+        let file = match path {
+            Some(p) => Some((
+                p.to_path_buf(),
+                OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(p)
+                    .map_err(|e| EngineError::io(p, e))?,
+            )),
+            None => None,
+        };
+        Ok(Self {
+            count: 0,
+            samples: Vec::new(),
+            file,
+        })
+    }
+
+    /// Records a malformed record.
+    pub fn push(
+        &mut self,
+        position: String,
+        reason: String,
+        raw: &[u8],
+    ) -> Result<(), EngineError> {
+        self.count += 1;
+        let mut cut = raw.len().min(DEAD_LETTER_RAW_BYTES_MAX);
+        while cut > 0 && std::str::from_utf8(&raw[..cut]).is_err() && raw.len() - cut < 4 {
+            cut -= 1;
+        }
+        let raw = String::from_utf8_lossy(&raw[..cut]).into_owned();
+        let letter = DeadLetter {
+            position,
+            reason,
+            raw,
+        };
+        if let Some((path, file)) = &mut self.file {
+            let mut line = String::from("{\"position\":");
+            write_json_string(&letter.position, &mut line);
+            line.push_str(",\"reason\":");
+            write_json_string(&letter.reason, &mut line);
+            line.push_str(",\"raw\":");
+            write_json_string(&letter.raw, &mut line);
+            line.push_str("}\n");
+            file.write_all(line.as_bytes())
+                .map_err(|e| EngineError::io(path.clone(), e))?;
+        }
+        if self.samples.len() < DEAD_LETTER_SAMPLES_MAX {
+            self.samples.push(letter);
+        }
+        Ok(())
+    }
+
+    /// Returns how many dead letters were recorded.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    /// Returns the kept samples.
+    pub fn into_samples(self) -> Vec<DeadLetter> {
+        self.samples
+    }
+}

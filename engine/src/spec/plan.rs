@@ -1,0 +1,674 @@
+//! Planning: checks a job spec against its schemas and cuts it into stages at exchanges.
+//! Every operator is built once here, so a bad expression, an unknown column or a schema
+//! mismatch is reported before any thread starts; shards later build their own copies.
+//!
+//! Stages form a tree: source stages at the leaves, exchanges (key_by, gathering keyless
+//! state, the two inputs of a join) as edges, the sinks after the root. Producers always come
+//! before their consumer in [`Plan::stages`].
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use crate::error::EngineError;
+use crate::operator::{
+    Aggregate, Filter, FlatMap, IntervalJoin, Map, Operator, Reduce, ReduceFn, SessionWindow,
+    TwoInputOperator, Union, WindowAggregate, WindowJoin, WindowKind,
+};
+use crate::record::{Batch, DataType, Schema, SchemaRef, Value};
+use crate::source::nexmark::nexmark_schema;
+use crate::spec::job::{
+    JobSpec, JoinSpec, OperatorSpec, SourceSpec, WatermarkSpec, PARALLELISM_MAX,
+    PROCESSING_TIME_COLUMN,
+};
+
+/// Which part of a spec an error is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SpecItem {
+    /// The job as a whole.
+    Job,
+    /// `[[source]]` number `n` (0-based).
+    Source(usize),
+    /// `[[operator]]` number `n` (0-based).
+    Operator(usize),
+    /// `[[sink]]` number `n` (0-based).
+    Sink(usize),
+    /// `[[stream]]` number `n` (0-based).
+    Stream(usize),
+}
+
+/// How records reach a stage from the previous one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exchange {
+    /// To shard `hash(column) % shards`.
+    Hash(usize),
+    /// All to shard 0 (for keyless state when parallelism > 1).
+    Single,
+}
+
+/// A fully resolved operator.
+#[derive(Clone, Debug)]
+pub enum OpPlan {
+    /// See [`Filter`].
+    Filter(String),
+    /// See [`Map`].
+    Map(Vec<String>),
+    /// See [`FlatMap`].
+    FlatMap {
+        column: String,
+        separator: String,
+        output: String,
+    },
+    /// See [`Reduce`].
+    Reduce {
+        key: Option<String>,
+        column: String,
+        func: ReduceFn,
+    },
+    /// See [`Aggregate`].
+    Aggregate {
+        key: Option<String>,
+        aggs: Vec<String>,
+    },
+    /// See [`WindowAggregate`] and [`SessionWindow`].
+    Window {
+        key: Option<String>,
+        time: String,
+        kind: WindowKind,
+        lateness: i64,
+        aggs: Vec<String>,
+    },
+}
+
+/// A resolved join.
+#[derive(Clone, Debug)]
+pub struct JoinPlan {
+    /// Whether it is an interval join (else a window join).
+    pub interval: bool,
+    /// The settings.
+    pub spec: JoinSpec,
+    /// Left event-time column.
+    pub left_time: String,
+    /// Right event-time column.
+    pub right_time: String,
+    /// Left input schema.
+    pub left_schema: SchemaRef,
+    /// Right input schema.
+    pub right_schema: SchemaRef,
+}
+
+/// Where a stage reads.
+#[derive(Clone, Debug)]
+pub enum InputPlan {
+    /// Sources (indices into [`Plan::sources`]) with their event-time settings and the
+    /// event-time column in their schema.
+    Sources {
+        sources: Vec<usize>,
+        watermark: WatermarkSpec,
+        time_column: Option<usize>,
+        /// The sources' own schema (without `proc_time`).
+        raw_schema: SchemaRef,
+    },
+    /// An exchange edge.
+    Edge(usize),
+    /// Two exchange edges feeding a join.
+    Join {
+        left: usize,
+        right: usize,
+        join: JoinPlan,
+    },
+}
+
+/// Operators between two exchanges, fused into one loop on a shard.
+#[derive(Clone, Debug)]
+pub struct StagePlan {
+    /// Where the stage reads.
+    pub input: InputPlan,
+    /// The operators in order.
+    pub ops: Vec<OpPlan>,
+    /// Schema of what the operators receive (the join output for a join stage).
+    pub input_schema: SchemaRef,
+    /// The edge and routing to the consuming stage; `None` for the last stage (sinks).
+    pub output: Option<(usize, Exchange)>,
+}
+
+/// A checked job.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    /// The spec it came from.
+    pub spec: JobSpec,
+    /// Every source of the job and its streams.
+    pub sources: Vec<SourceSpec>,
+    /// Inline rows of `values` sources, by source index.
+    pub values: Vec<Option<Arc<Batch>>>,
+    /// The stages, producers before consumers.
+    pub stages: Vec<StagePlan>,
+    /// Number of exchange edges.
+    pub edges: usize,
+    /// Schema of the records reaching the sinks.
+    pub output_schema: SchemaRef,
+}
+
+/// Builds the operators of a stage.
+pub fn build_ops(stage: &StagePlan) -> Result<Vec<Box<dyn Operator>>, EngineError> {
+    let mut schema = stage.input_schema.clone();
+    let mut ops: Vec<Box<dyn Operator>> = Vec::with_capacity(stage.ops.len());
+    for op in &stage.ops {
+        let built = build_op(op, &schema)?;
+        schema = built.output_schema().clone();
+        ops.push(built);
+    }
+    Ok(ops)
+}
+
+/// Builds the join of a join stage.
+pub fn build_join(join: &JoinPlan) -> Result<Box<dyn TwoInputOperator>, EngineError> {
+    let s = &join.spec;
+    let keys = (s.left_key.as_str(), s.right_key.as_str());
+    let times = (join.left_time.as_str(), join.right_time.as_str());
+    let (l, r) = (&join.left_schema, &join.right_schema);
+    Ok(if join.interval {
+        Box::new(IntervalJoin::new(
+            l, r, keys, times, s.lower_ms, s.upper_ms,
+        )?)
+    } else {
+        Box::new(WindowJoin::new(l, r, keys, times, s.size_ms)?)
+    })
+}
+
+fn build_op(op: &OpPlan, input: &SchemaRef) -> Result<Box<dyn Operator>, EngineError> {
+    Ok(match op {
+        OpPlan::Filter(p) => Box::new(Filter::new(input, p)?),
+        OpPlan::Map(exprs) => Box::new(Map::new(input, exprs)?),
+        OpPlan::FlatMap {
+            column,
+            separator,
+            output,
+        } => Box::new(FlatMap::split(input, column, separator, output)?),
+        OpPlan::Reduce { key, column, func } => {
+            Box::new(Reduce::new(input, key.as_deref(), column, func.clone())?)
+        }
+        OpPlan::Aggregate { key, aggs } => Box::new(Aggregate::new(input, key.as_deref(), aggs)?),
+        OpPlan::Window {
+            key,
+            time,
+            kind: WindowKind::Session { gap_ms },
+            lateness,
+            aggs,
+        } => Box::new(SessionWindow::new(
+            input,
+            key.as_deref(),
+            time,
+            *gap_ms,
+            *lateness,
+            aggs,
+        )?),
+        OpPlan::Window {
+            key,
+            time,
+            kind,
+            lateness,
+            aggs,
+        } => Box::new(WindowAggregate::new(
+            input,
+            key.as_deref(),
+            time,
+            *kind,
+            *lateness,
+            aggs,
+        )?),
+    })
+}
+
+/// Returns the schema of a source.
+pub fn source_schema(source: &SourceSpec) -> Result<SchemaRef, EngineError> {
+    match source {
+        SourceSpec::Nexmark(c) => Ok(nexmark_schema(c.table)),
+        SourceSpec::Tcp { addr, .. } if addr.parse::<std::net::SocketAddr>().is_err() => Err(
+            EngineError::Plan(format!("tcp addr `{addr}` is not an ip:port address")),
+        ),
+        SourceSpec::File { fields, .. }
+        | SourceSpec::Values { fields, .. }
+        | SourceSpec::Tcp { fields, .. } => Ok(Arc::new(Schema::new(fields.clone())?)),
+        SourceSpec::Custom(c) => Ok(c.schema.clone()),
+    }
+}
+
+fn values_batch(schema: &SchemaRef, rows: &[Vec<toml::Value>]) -> Result<Batch, EngineError> {
+    let mut batch = Batch::new(schema.clone());
+    for (r, row) in rows.iter().enumerate() {
+        if row.len() != schema.len() {
+            return Err(EngineError::Plan(format!(
+                "row {r} has {} values, expected {} ({schema})",
+                row.len(),
+                schema.len()
+            )));
+        }
+        let values = row
+            .iter()
+            .zip(schema.fields())
+            .map(|(v, f)| match (v, f.data_type) {
+                (toml::Value::Integer(i), DataType::Timestamp) => Ok(Value::Timestamp(*i)),
+                (toml::Value::Integer(i), _) => Ok(Value::Int(*i)),
+                (toml::Value::Float(x), _) => Ok(Value::Float(*x)),
+                (toml::Value::Boolean(b), _) => Ok(Value::Bool(*b)),
+                (toml::Value::String(s), _) => Ok(Value::Str(s)),
+                (other, _) => Err(EngineError::Plan(format!(
+                    "row {r}: field `{}` has unsupported value {other}",
+                    f.name
+                ))),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        batch
+            .push_row(&values)
+            .map_err(|e| EngineError::Plan(format!("row {r}: {e}")))?;
+    }
+    Ok(batch)
+}
+
+type PlanError = (SpecItem, EngineError);
+
+/// Where the items of a pipeline are in the spec, for error positions.
+#[derive(Clone, Copy)]
+enum Scope {
+    Main,
+    Stream(usize),
+}
+
+impl Scope {
+    fn source(self, i: usize) -> SpecItem {
+        match self {
+            Self::Main => SpecItem::Source(i),
+            Self::Stream(s) => SpecItem::Stream(s),
+        }
+    }
+
+    fn operator(self, i: usize) -> SpecItem {
+        match self {
+            Self::Main => SpecItem::Operator(i),
+            Self::Stream(s) => SpecItem::Stream(s),
+        }
+    }
+}
+
+struct Planner<'a> {
+    spec: &'a JobSpec,
+    parallel: bool,
+    sources: Vec<SourceSpec>,
+    values: Vec<Option<Arc<Batch>>>,
+    stages: Vec<StagePlan>,
+    edges: usize,
+    used_streams: HashSet<String>,
+}
+
+impl Planner<'_> {
+    fn edge(&mut self, from: usize, route: Exchange) -> usize {
+        let e = self.edges;
+        self.edges += 1;
+        self.stages[from].output = Some((e, route));
+        e
+    }
+
+    /// Plans sources and operators; returns the last stage, its output schema and key.
+    fn pipeline(
+        &mut self,
+        sources: &[SourceSpec],
+        operators: &[OperatorSpec],
+        watermark: &WatermarkSpec,
+        scope: Scope,
+    ) -> Result<(usize, SchemaRef, Option<String>), PlanError> {
+        if sources.is_empty() {
+            return Err((
+                scope.source(0),
+                EngineError::Plan("a stream needs at least one source".into()),
+            ));
+        }
+        let mut schemas = Vec::new();
+        let mut indices = Vec::new();
+        for (i, source) in sources.iter().enumerate() {
+            let schema = source_schema(source).map_err(|e| (scope.source(i), e))?;
+            self.values.push(match source {
+                SourceSpec::Values { rows, .. } => Some(Arc::new(
+                    values_batch(&schema, rows).map_err(|e| (scope.source(i), e))?,
+                )),
+                _ => None,
+            });
+            indices.push(self.sources.len());
+            self.sources.push(source.clone());
+            schemas.push(schema);
+        }
+        let raw_schema = Union::new(&schemas)
+            .map_err(|e| (scope.source(0), e))?
+            .output_schema()
+            .clone();
+        let mut schema = raw_schema.clone();
+        if watermark.processing_time {
+            if watermark.column.is_some() {
+                return Err((
+                    scope.source(0),
+                    EngineError::Plan(
+                        "[watermark] set either `column` or `processing_time`, not both".into(),
+                    ),
+                ));
+            }
+            let mut fields = raw_schema.fields().to_vec();
+            fields.push(crate::record::Field::new(
+                PROCESSING_TIME_COLUMN,
+                DataType::Timestamp,
+            ));
+            schema = Arc::new(Schema::new(fields).map_err(|e| (scope.source(0), e))?);
+        }
+        let time_column = match watermark.default_time() {
+            Some(c) => Some(crate::operator::time_column(&schema, &c).map_err(|e| {
+                let e = match e {
+                    EngineError::Plan(m) => m,
+                    other => other.to_string(),
+                };
+                (
+                    scope.source(0),
+                    EngineError::Plan(format!("[watermark] {e}")),
+                )
+            })?),
+            None => None,
+        };
+        self.stages.push(StagePlan {
+            input: InputPlan::Sources {
+                sources: indices,
+                watermark: watermark.clone(),
+                time_column,
+                raw_schema,
+            },
+            ops: Vec::new(),
+            input_schema: schema.clone(),
+            output: None,
+        });
+        let mut current = self.stages.len() - 1;
+        let mut key: Option<String> = None;
+        for (i, op) in operators.iter().enumerate() {
+            let at = |e: EngineError| (scope.operator(i), e);
+            let resolved = match op {
+                OperatorSpec::KeyBy(k) => {
+                    let index = schema.require(k).map_err(at)?;
+                    if self.parallel {
+                        let e = self.edge(current, Exchange::Hash(index));
+                        current = self.push_stage(InputPlan::Edge(e), &schema);
+                    }
+                    key = Some(k.clone());
+                    continue;
+                }
+                OperatorSpec::WindowJoin(j) | OperatorSpec::IntervalJoin(j) => {
+                    let interval = matches!(op, OperatorSpec::IntervalJoin(_));
+                    let (stage, out) = self
+                        .join(current, &schema, watermark, j, interval)
+                        .map_err(|(item, e)| {
+                            (
+                                if item == SpecItem::Job {
+                                    scope.operator(i)
+                                } else {
+                                    item
+                                },
+                                e,
+                            )
+                        })?;
+                    current = stage;
+                    schema = out;
+                    key = schema.index_of(&j.left_key).map(|_| j.left_key.clone());
+                    continue;
+                }
+                OperatorSpec::Filter(p) => OpPlan::Filter(p.clone()),
+                OperatorSpec::Map(e) => OpPlan::Map(e.clone()),
+                OperatorSpec::FlatMap(f) => OpPlan::FlatMap {
+                    column: f.column.clone(),
+                    separator: f.separator.clone(),
+                    output: f.output.clone(),
+                },
+                OperatorSpec::Reduce(r) => {
+                    let func = match r.func.as_str() {
+                        "sum" => ReduceFn::Sum,
+                        "min" => ReduceFn::Min,
+                        "max" => ReduceFn::Max,
+                        "concat" => ReduceFn::Concat(r.separator.clone()),
+                        other => {
+                            return Err(at(EngineError::Plan(format!(
+                                "unknown reduce fn `{other}`; expected sum, min, max or concat"
+                            ))))
+                        }
+                    };
+                    OpPlan::Reduce {
+                        key: key.clone(),
+                        column: r.column.clone(),
+                        func,
+                    }
+                }
+                OperatorSpec::Aggregate(aggs) => OpPlan::Aggregate {
+                    key: key.clone(),
+                    aggs: aggs.clone(),
+                },
+                OperatorSpec::Window(w) => {
+                    let time = w.time.clone().or_else(|| watermark.default_time()).ok_or_else(|| {
+                        at(EngineError::Plan(
+                            "a window needs an event-time column: set `time` or [watermark] column".into(),
+                        ))
+                    })?;
+                    OpPlan::Window {
+                        key: key.clone(),
+                        time,
+                        kind: w.kind,
+                        lateness: w.allowed_lateness_ms,
+                        aggs: w.aggregate.clone(),
+                    }
+                }
+            };
+            let stateful = matches!(
+                resolved,
+                OpPlan::Reduce { .. } | OpPlan::Aggregate { .. } | OpPlan::Window { .. }
+            );
+            if stateful && key.is_none() && self.parallel {
+                // Keyless state must see every record: gather them on shard 0.
+                let fresh_gather = self.input_route(current) == Some(Exchange::Single)
+                    && self.stages[current].ops.is_empty();
+                if !fresh_gather {
+                    let e = self.edge(current, Exchange::Single);
+                    current = self.push_stage(InputPlan::Edge(e), &schema);
+                }
+            }
+            let built = build_op(&resolved, &schema).map_err(at)?;
+            schema = built.output_schema().clone();
+            if key.as_ref().is_some_and(|k| schema.index_of(k).is_none()) {
+                key = None;
+            }
+            self.stages[current].ops.push(resolved);
+        }
+        Ok((current, schema, key))
+    }
+
+    /// Returns how records reach `stage` if it reads one exchange edge.
+    fn input_route(&self, stage: usize) -> Option<Exchange> {
+        let InputPlan::Edge(e) = self.stages[stage].input else {
+            return None;
+        };
+        self.stages
+            .iter()
+            .find_map(|s| s.output.filter(|(edge, _)| *edge == e).map(|(_, r)| r))
+    }
+
+    fn push_stage(&mut self, input: InputPlan, schema: &SchemaRef) -> usize {
+        self.stages.push(StagePlan {
+            input,
+            ops: Vec::new(),
+            input_schema: schema.clone(),
+            output: None,
+        });
+        self.stages.len() - 1
+    }
+
+    fn join(
+        &mut self,
+        left_stage: usize,
+        left_schema: &SchemaRef,
+        left_watermark: &WatermarkSpec,
+        j: &JoinSpec,
+        interval: bool,
+    ) -> Result<(usize, SchemaRef), PlanError> {
+        let job = |m: String| (SpecItem::Job, EngineError::Plan(m));
+        let Some(index) = self.spec.streams.iter().position(|s| s.name == j.stream) else {
+            let names: Vec<_> = self.spec.streams.iter().map(|s| s.name.as_str()).collect();
+            return Err(job(format!(
+                "no [[stream]] named `{}`; streams: {names:?}",
+                j.stream
+            )));
+        };
+        if !self.used_streams.insert(j.stream.clone()) {
+            return Err(job(format!(
+                "stream `{}` is joined twice; each stream feeds one join",
+                j.stream
+            )));
+        }
+        let stream = &self.spec.streams[index];
+        let right_watermark = stream.watermark.as_ref().unwrap_or(&self.spec.watermark);
+        let (right_stage, right_schema, _) = self.pipeline(
+            &stream.sources,
+            &stream.operators,
+            right_watermark,
+            Scope::Stream(index),
+        )?;
+        let time = |t: &Option<String>, default: &Option<String>| {
+            t.clone().or_else(|| default.clone()).ok_or_else(|| {
+                job("a join needs event-time columns: set left_time/right_time or [watermark] column".into())
+            })
+        };
+        let plan = JoinPlan {
+            interval,
+            spec: j.clone(),
+            left_time: time(&j.left_time, &left_watermark.default_time())?,
+            right_time: time(&j.right_time, &right_watermark.default_time())?,
+            left_schema: left_schema.clone(),
+            right_schema: right_schema.clone(),
+        };
+        let built = build_join(&plan).map_err(|e| (SpecItem::Job, e))?;
+        let out = built.output_schema().clone();
+        let lk = left_schema
+            .require(&j.left_key)
+            .map_err(|e| (SpecItem::Job, e))?;
+        let rk = right_schema
+            .require(&j.right_key)
+            .map_err(|e| (SpecItem::Job, e))?;
+        let left = self.edge(left_stage, Exchange::Hash(lk));
+        let right = self.edge(right_stage, Exchange::Hash(rk));
+        Ok((
+            self.push_stage(
+                InputPlan::Join {
+                    left,
+                    right,
+                    join: plan,
+                },
+                &out,
+            ),
+            out,
+        ))
+    }
+}
+
+/// Checks `spec` and cuts it into stages.
+pub fn plan(spec: &JobSpec) -> Result<Plan, (SpecItem, EngineError)> {
+    let job = |m: String| (SpecItem::Job, EngineError::Plan(m));
+    if spec.parallelism == 0 || spec.parallelism > PARALLELISM_MAX {
+        return Err(job(format!(
+            "parallelism must be 1..={PARALLELISM_MAX}, not {}",
+            spec.parallelism
+        )));
+    }
+    if spec.ring_capacity_batches == 0 {
+        return Err(job("ring_capacity_batches must be at least 1".into()));
+    }
+    if spec.sources.is_empty() {
+        return Err(job("a job needs at least one [[source]]".into()));
+    }
+    if spec.sinks.is_empty() {
+        return Err(job("a job needs at least one [[sink]]".into()));
+    }
+    let mut planner = Planner {
+        spec,
+        parallel: spec.parallelism > 1,
+        sources: Vec::new(),
+        values: Vec::new(),
+        stages: Vec::new(),
+        edges: 0,
+        used_streams: HashSet::new(),
+    };
+    let (_, output_schema, _) =
+        planner.pipeline(&spec.sources, &spec.operators, &spec.watermark, Scope::Main)?;
+    if let Some((i, s)) = spec
+        .streams
+        .iter()
+        .enumerate()
+        .find(|(_, s)| !planner.used_streams.contains(&s.name))
+    {
+        return Err((
+            SpecItem::Stream(i),
+            EngineError::Plan(format!("stream `{}` is never joined", s.name)),
+        ));
+    }
+    Ok(Plan {
+        spec: spec.clone(),
+        sources: planner.sources,
+        values: planner.values,
+        stages: planner.stages,
+        edges: planner.edges,
+        output_schema,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::job::SinkSpec;
+
+    fn spec(parallelism: usize, operators: Vec<OperatorSpec>) -> JobSpec {
+        JobSpec {
+            name: "t".into(),
+            parallelism,
+            pin_cores: false,
+            watermark: Default::default(),
+            sources: vec![SourceSpec::Nexmark(Default::default())],
+            operators,
+            streams: Vec::new(),
+            sinks: vec![SinkSpec::Blackhole],
+            late_sink: None,
+            dead_letter: None,
+            ring_capacity_batches: 4,
+        }
+    }
+
+    #[test]
+    fn key_by_cuts_stages_and_keyless_state_gathers() {
+        let ops = vec![
+            OperatorSpec::Filter("price > 10".into()),
+            OperatorSpec::KeyBy("auction".into()),
+            OperatorSpec::Aggregate(vec!["count(*) AS n".into()]),
+            OperatorSpec::Map(vec!["n".into()]),
+            OperatorSpec::Aggregate(vec!["sum(n) AS total".into()]),
+        ];
+        let p = plan(&spec(2, ops.clone())).unwrap();
+        let routes: Vec<_> = p.stages.iter().map(|s| s.output.map(|(_, r)| r)).collect();
+        assert_eq!(
+            routes,
+            [Some(Exchange::Hash(0)), Some(Exchange::Single), None]
+        );
+        assert_eq!(p.output_schema.fields()[0].name, "total");
+        let p = plan(&spec(1, ops)).unwrap();
+        assert_eq!(p.stages.len(), 1, "one shard needs no exchange");
+    }
+
+    #[test]
+    fn errors_point_at_the_operator() {
+        let ops = vec![
+            OperatorSpec::Filter("price > 10".into()),
+            OperatorSpec::Map(vec!["nope".into()]),
+        ];
+        let (item, err) = plan(&spec(1, ops)).unwrap_err();
+        assert_eq!(item, SpecItem::Operator(1));
+        assert!(err.to_string().contains("unknown column `nope`"), "{err}");
+        let (item, _) = plan(&spec(0, vec![])).unwrap_err();
+        assert_eq!(item, SpecItem::Job);
+    }
+}
