@@ -9,6 +9,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod engine;
 pub mod machine;
 pub mod procs;
 pub mod raft;

@@ -20,6 +20,10 @@ pub struct ScenarioResult {
     pub latency: Option<LatencySummary>,
     /// Operations per wall-clock second, when meaningful.
     pub ops_per_sec: Option<f64>,
+    /// Events per CPU-second of the threads doing the work (getrusage), for
+    /// per-core throughput comparisons.
+    #[serde(default)]
+    pub per_cpu_second: Option<f64>,
     /// Relative path of the `.hgrm` file, if a histogram was written.
     pub hgrm: Option<String>,
 }
@@ -85,9 +89,28 @@ impl Report {
             description: description.to_owned(),
             latency: latency.filter(|r| !r.is_empty()).map(Recorder::summary),
             ops_per_sec,
+            per_cpu_second: None,
             hgrm,
         });
         Ok(())
+    }
+
+    /// Adds a throughput scenario measured in events per CPU-second.
+    pub fn add_throughput(
+        &mut self,
+        name: &str,
+        description: &str,
+        per_sec: f64,
+        per_cpu_second: f64,
+    ) {
+        self.summary.scenarios.push(ScenarioResult {
+            name: name.to_owned(),
+            description: description.to_owned(),
+            latency: None,
+            ops_per_sec: Some(per_sec),
+            per_cpu_second: Some(per_cpu_second),
+            hgrm: None,
+        });
     }
 
     /// Writes `summary.json` and returns the summary.
@@ -107,7 +130,15 @@ impl Report {
 pub fn table(summary: &Summary) -> Table {
     let mut t = Table::new();
     t.load_preset(UTF8_FULL_CONDENSED).set_header(vec![
-        "scenario", "count", "p50", "p90", "p99", "p99.9", "max", "ops/s",
+        "scenario",
+        "count",
+        "p50",
+        "p90",
+        "p99",
+        "p99.9",
+        "max",
+        "ops/s",
+        "per CPU-s",
     ]);
     for s in &summary.scenarios {
         let lat = |f: fn(&LatencySummary) -> f64| {
@@ -125,6 +156,8 @@ pub fn table(summary: &Summary) -> Table {
             lat(|l| l.p999_us),
             lat(|l| l.max_us),
             s.ops_per_sec
+                .map_or_else(|| "-".to_owned(), |v| format!("{v:.0}")),
+            s.per_cpu_second
                 .map_or_else(|| "-".to_owned(), |v| format!("{v:.0}")),
         ]);
     }

@@ -31,6 +31,9 @@ pub enum Command {
     Dev(DevArgs),
     /// Run one master (a Raft member).
     Master(MasterArgs),
+    /// Run a stream job (TOML spec) with the engine on this machine, no
+    /// cluster; ends when its sources are exhausted and every window fired.
+    Run(RunArgs),
     /// Administer the master cluster: form it, inspect it, change its members.
     #[command(subcommand)]
     Cluster(ClusterCommand),
@@ -120,6 +123,18 @@ pub struct RaftTuning {
 }
 
 #[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The job spec (TOML); see engine/examples/jobs/.
+    pub file: PathBuf,
+    /// Only check the spec, run nothing.
+    #[arg(long)]
+    pub check: bool,
+    /// How to print the job's report.
+    #[arg(long, short = 'o', value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+}
+
+#[derive(Debug, Args)]
 pub struct DevArgs {
     /// Keep the masters' data here (reused on the next run); default: a fresh
     /// temporary directory, removed on exit.
@@ -192,6 +207,9 @@ pub enum SnapshotCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
+    /// Stream engine: Nexmark q0-q7 events per CPU-second, and end-to-end
+    /// TCP ingest-to-sink latency at fixed offered rates.
+    Engine(sluice_bench::engine::EngineBenchArgs),
     /// Raft commit latency and throughput on a local three-master cluster,
     /// the disk's fdatasync floor, and leader failover time.
     Raft(sluice_bench::raft::RaftBenchArgs),

@@ -7,6 +7,7 @@ mod cluster_cmd;
 mod dev;
 mod master_cmd;
 mod output;
+mod run_cmd;
 
 use clap::Parser;
 
@@ -25,24 +26,16 @@ fn main() -> std::process::ExitCode {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return std::process::ExitCode::FAILURE;
-        }
+    let result = match cli.command {
+        // The engine runs its own pinned threads: no async runtime, and none
+        // may run on its threads.
+        Command::Run(args) => run_cmd::run(args),
+        Command::Bench(BenchCommand::Engine(args)) => sluice_bench::engine::run(args),
+        Command::Dev(args) => block_on(dev::run(args)),
+        Command::Master(args) => block_on(master_cmd::run(args)),
+        Command::Cluster(cmd) => block_on(cluster_cmd::run(cmd)),
+        Command::Bench(BenchCommand::Raft(args)) => block_on(sluice_bench::raft::run(args)),
     };
-    let result = runtime.block_on(async {
-        match cli.command {
-            Command::Dev(args) => dev::run(args).await,
-            Command::Master(args) => master_cmd::run(args).await,
-            Command::Cluster(cmd) => cluster_cmd::run(cmd).await,
-            Command::Bench(BenchCommand::Raft(args)) => sluice_bench::raft::run(args).await,
-        }
-    });
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
@@ -50,4 +43,13 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// Runs a control-plane command on a multi-threaded tokio runtime.
+fn block_on(command: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}"))?;
+    runtime.block_on(command)
 }

@@ -11,7 +11,7 @@ fn help_lists_every_built_command_group() {
     let out = sluice().arg("--help").output().unwrap();
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
-    for group in ["dev", "master", "cluster", "bench"] {
+    for group in ["dev", "master", "run", "cluster", "bench"] {
         assert!(text.contains(group), "--help lacks {group}:\n{text}");
     }
     for sub in [
@@ -51,4 +51,34 @@ fn dev_forms_a_cluster_prints_its_status_and_stops() {
     assert!(stdout.contains("leader:"), "{stdout}");
     assert_eq!(stdout.matches("follower").count(), 2, "{stdout}");
     assert!(stdout.contains("stopping 3 masters"), "{stdout}");
+}
+
+#[test]
+fn run_executes_a_job_spec_and_rejects_a_bad_one_with_its_position() {
+    let spec = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../engine/examples/jobs/wordcount.toml"
+    );
+    let out = sluice().args(["run", spec]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // "a rose is a rose" + "is a rose", upper-cased, "A" dropped, counted per word.
+    let mut lines: Vec<&str> = stdout.lines().collect();
+    lines.sort_unstable();
+    assert_eq!(
+        lines,
+        [r#"{"word":"IS","n":2}"#, r#"{"word":"ROSE","n":3}"#]
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "name = \"x\"\n[[operator]]\nfilter = \"price >\"\n").unwrap();
+    let out = sluice().arg("run").arg(&bad).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.toml") && err.contains("line"), "{err}");
 }
