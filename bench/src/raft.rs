@@ -104,7 +104,12 @@ impl RaftBenchArgs {
 
     /// A description of the timing in force, for the report.
     fn timing(&self) -> String {
-        let mut config = MasterConfig::new(0, String::new(), String::new(), PathBuf::new());
+        let mut config = MasterConfig::new(
+            0,
+            "127.0.0.1:1".into(),
+            "127.0.0.1:2".into(),
+            PathBuf::new(),
+        );
         self.tune(&mut config);
         format!(
             "heartbeat {} ms, election timeout {}-{} ms",
@@ -130,7 +135,12 @@ pub async fn run(args: RaftBenchArgs) -> Result<()> {
             .map_or(0, |d| d.as_secs());
         PathBuf::from(format!("bench-results/raft-{unix}"))
     });
-    let mut config = MasterConfig::new(0, String::new(), String::new(), PathBuf::new());
+    let mut config = MasterConfig::new(
+        0,
+        "127.0.0.1:1".into(),
+        "127.0.0.1:2".into(),
+        PathBuf::new(),
+    );
     args.tune(&mut config);
     config
         .raft_config()
@@ -165,7 +175,13 @@ pub async fn run(args: RaftBenchArgs) -> Result<()> {
     let trials = args.trials();
     if trials > 0 {
         eprintln!("[3/3] leader failover, {trials} trials");
-        let rec = failover(data_root.path(), trials, &args.master_flags()).await?;
+        let (rec, elect) = failover(data_root.path(), trials, &args.master_flags()).await?;
+        report.add(
+            "raft.failover.elect",
+            "SIGKILL of the leader process -> a survivor reports being leader (polled every 20 ms)",
+            Some(&elect),
+            None,
+        )?;
         report.add(
             "raft.failover",
             "SIGKILL of the leader process -> first write acknowledged by the new leader",
@@ -381,13 +397,19 @@ async fn collect(
 }
 
 /// Kills the leader process `trials` times and times the first commit after.
-pub async fn failover(root: &Path, trials: usize, master_flags: &[String]) -> Result<Recorder> {
+/// Returns (kill -> first commit, kill -> a survivor reports being leader).
+pub async fn failover(
+    root: &Path,
+    trials: usize,
+    master_flags: &[String],
+) -> Result<(Recorder, Recorder)> {
     let dir = root.join("failover");
     std::fs::create_dir_all(&dir)?;
     let flags: Vec<&str> = master_flags.iter().map(String::as_str).collect();
     let mut cluster = ProcessCluster::start(&dir, 3, &flags).await?;
     cluster.init(&[]).await?;
     let mut rec = Recorder::new();
+    let mut elect = Recorder::new();
     let client = cluster.client(&[], Duration::from_secs(10))?;
     for trial in 0..trials {
         let leader = cluster.leader(Duration::from_secs(10)).await?;
@@ -402,15 +424,38 @@ pub async fn failover(root: &Path, trials: usize, master_flags: &[String]) -> Re
             .filter(|id| *id != leader)
             .collect();
         let survivor = cluster.client(&others, Duration::from_secs(10))?;
-        survivor
-            .write(&bench_command(1, trial as u64))
-            .await
-            .context("first write after killing the leader")?;
-        let took = killed.elapsed();
+        let watcher = cluster.client(&others, Duration::from_millis(200))?;
+        let addrs: Vec<String> = others
+            .iter()
+            .map(|id| cluster.member(*id).map(|m| m.api_addr.clone()))
+            .collect::<Result<_>>()?;
+        let (written, elected) = tokio::join!(
+            async {
+                survivor
+                    .write(&bench_command(1, trial as u64))
+                    .await
+                    .map(|_| killed.elapsed())
+            },
+            async {
+                wait_until(Duration::from_secs(10), "a new leader", || async {
+                    for addr in &addrs {
+                        if watcher.status_of(addr).await.ok()?.role == "leader" {
+                            return Some(killed.elapsed());
+                        }
+                    }
+                    None
+                })
+                .await
+            }
+        );
+        let took = written.context("first write after killing the leader")?;
+        let elected = elected?;
         rec.record(took);
+        elect.record(elected);
         eprintln!(
-            "  trial {:>2}: leader {leader} killed -> commit in {}",
+            "  trial {:>2}: leader {leader} killed -> new leader in {}, first commit in {}",
             trial + 1,
+            report::human_us(elected.as_secs_f64() * 1e6),
             report::human_us(took.as_secs_f64() * 1e6)
         );
         cluster.restart(leader).await?;
@@ -428,5 +473,5 @@ pub async fn failover(root: &Path, trials: usize, master_flags: &[String]) -> Re
         .await?;
     }
     let _ = std::io::stderr().flush();
-    Ok(rec)
+    Ok((rec, elect))
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
 };
-use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::network::{Backoff, RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
@@ -27,14 +27,28 @@ use crate::types::{MasterNode, NodeId, TypeConfig};
 pub const CONNECT_TIMEOUT_MS: u64 = 500;
 
 /// Opens (lazily) one gRPC channel per peer.
-#[derive(Debug, Clone, Default)]
-pub struct NetworkFactory;
+#[derive(Debug, Clone)]
+pub struct NetworkFactory {
+    /// Pause between attempts to reach an unreachable peer.
+    retry: Duration,
+}
+
+impl NetworkFactory {
+    /// `retry` should be about one heartbeat interval: a restarted peer must
+    /// hear from the leader before its own election timer fires, or it
+    /// campaigns with a stale log, which openraft then holds against it at
+    /// its next election (an extra 2 x election timeout). openraft's default
+    /// of 500 ms is longer than the election timeout.
+    pub fn new(retry: Duration) -> Self {
+        Self { retry }
+    }
+}
 
 impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
     type Network = PeerClient;
 
     async fn new_client(&mut self, target: NodeId, node: &MasterNode) -> PeerClient {
-        PeerClient::new(target, node.clone())
+        PeerClient::new(target, node.clone(), self.retry)
     }
 }
 
@@ -44,6 +58,7 @@ pub struct PeerClient {
     target: NodeId,
     node: MasterNode,
     client: Result<RaftClient<Channel>, String>,
+    retry: Duration,
 }
 
 /// A gRPC channel to `addr` (HOST:PORT) that connects on first use.
@@ -60,12 +75,13 @@ pub fn lazy_channel(addr: &str) -> Result<Channel, String> {
 type RpcResult<T, E> = Result<T, RPCError<NodeId, MasterNode, RaftError<NodeId, E>>>;
 
 impl PeerClient {
-    fn new(target: NodeId, node: MasterNode) -> Self {
+    fn new(target: NodeId, node: MasterNode, retry: Duration) -> Self {
         let client = lazy_channel(&node.raft_addr).map(RaftClient::new);
         Self {
             target,
             node,
             client,
+            retry,
         }
     }
 
@@ -144,6 +160,10 @@ impl std::fmt::Display for StrError {
 impl std::error::Error for StrError {}
 
 impl RaftNetwork<TypeConfig> for PeerClient {
+    fn backoff(&self) -> Backoff {
+        Backoff::new(std::iter::repeat(self.retry))
+    }
+
     async fn append_entries(
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,

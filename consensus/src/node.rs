@@ -72,7 +72,9 @@ impl MasterHandle {
         let raft = Raft::new(
             config.id,
             raft_config,
-            NetworkFactory,
+            NetworkFactory::new(std::time::Duration::from_millis(
+                config.heartbeat_interval_ms,
+            )),
             log_store,
             state_machine,
         )
