@@ -315,30 +315,14 @@ async fn inproc_load(
     clients: usize,
     duration: Duration,
 ) -> (Recorder, f64, u64) {
-    let stop = Arc::new(AtomicBool::new(false));
-    let errors = Arc::new(AtomicU64::new(0));
-    let mut tasks = Vec::new();
-    for client in 0..clients {
+    closed_loop(clients, duration, |_| {
         let proposer = proposer.clone();
-        let stop = stop.clone();
-        let errors = errors.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut rec = Recorder::new();
-            let mut seq = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                let started = Instant::now();
-                match proposer.propose(bench_command(client, seq)).await {
-                    Ok(_) => rec.record(started.elapsed()),
-                    Err(_) => {
-                        errors.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-                seq += 1;
-            }
-            rec
-        }));
-    }
-    collect(tasks, stop, duration, errors).await
+        move |command| {
+            let proposer = proposer.clone();
+            async move { proposer.propose(command).await.is_ok() }
+        }
+    })
+    .await
 }
 
 async fn grpc_load(
@@ -346,15 +330,37 @@ async fn grpc_load(
     clients: usize,
     duration: Duration,
 ) -> Result<(Recorder, f64, u64)> {
-    let stop = Arc::new(AtomicBool::new(false));
-    let errors = Arc::new(AtomicU64::new(0));
     let connections = clients.div_ceil(CLIENTS_PER_CONNECTION);
     let shared: Vec<Arc<MasterClient>> = (0..connections)
         .map(|_| MasterClient::new(api_addrs.to_vec(), Duration::from_secs(10)).map(Arc::new))
         .collect::<Result<_, _>>()?;
+    Ok(closed_loop(clients, duration, |client| {
+        let master = shared[client % connections].clone();
+        move |command| {
+            let master = master.clone();
+            async move { master.write(&command).await.is_ok() }
+        }
+    })
+    .await)
+}
+
+/// Runs `clients` closed-loop writers for `duration`: each sends its next
+/// command when the previous one is answered and records its latency.
+/// `writer_for(i)` makes client i's write function (true = acknowledged).
+async fn closed_loop<W, Fut>(
+    clients: usize,
+    duration: Duration,
+    writer_for: impl Fn(usize) -> W,
+) -> (Recorder, f64, u64)
+where
+    W: Fn(Command) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = bool> + Send,
+{
+    let stop = Arc::new(AtomicBool::new(false));
+    let errors = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
     for client in 0..clients {
-        let master = shared[client % connections].clone();
+        let write = writer_for(client);
         let stop = stop.clone();
         let errors = errors.clone();
         tasks.push(tokio::spawn(async move {
@@ -362,18 +368,17 @@ async fn grpc_load(
             let mut seq = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 let started = Instant::now();
-                match master.write(&bench_command(client, seq)).await {
-                    Ok(_) => rec.record(started.elapsed()),
-                    Err(_) => {
-                        errors.fetch_add(1, Ordering::Relaxed);
-                    }
+                if write(bench_command(client, seq)).await {
+                    rec.record(started.elapsed());
+                } else {
+                    errors.fetch_add(1, Ordering::Relaxed);
                 }
                 seq += 1;
             }
             rec
         }));
     }
-    Ok(collect(tasks, stop, duration, errors).await)
+    collect(tasks, stop, duration, errors).await
 }
 
 async fn collect(

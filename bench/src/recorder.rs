@@ -32,18 +32,14 @@ impl Recorder {
 
     /// Records one latency; values past the bound are clamped to it.
     pub fn record(&mut self, latency: Duration) {
-        let ns = u64::try_from(latency.as_nanos())
-            .unwrap_or(u64::MAX)
-            .clamp(1, LATENCY_NS_MAX);
+        let ns = clamp_ns(latency);
         self.histogram.saturating_record(ns);
     }
 
     /// Records a latency, and the samples an open-loop load would have taken
     /// while this one was stalled (coordinated-omission correction).
     pub fn record_corrected(&mut self, latency: Duration, expected_interval: Duration) {
-        let ns = u64::try_from(latency.as_nanos())
-            .unwrap_or(u64::MAX)
-            .clamp(1, LATENCY_NS_MAX);
+        let ns = clamp_ns(latency);
         let interval = u64::try_from(expected_interval.as_nanos()).unwrap_or(0);
         // Cannot fail: the value is clamped to the histogram's bounds.
         let _ = self.histogram.record_correct(ns, interval);
@@ -129,6 +125,13 @@ impl Recorder {
         );
         out
     }
+}
+
+/// A latency in nanoseconds, clamped to what the histogram holds.
+fn clamp_ns(latency: Duration) -> u64 {
+    u64::try_from(latency.as_nanos())
+        .unwrap_or(u64::MAX)
+        .clamp(1, LATENCY_NS_MAX)
 }
 
 /// Percentiles of one histogram, in microseconds.
