@@ -266,6 +266,7 @@ fn bench_command(client: usize, seq: u64) -> Command {
         weight: 1.0 + (seq % 1000) as f64,
         quota: None,
         limit: None,
+        reservations: Default::default(),
     })
 }
 

@@ -18,10 +18,11 @@ use tonic::{Request, Response, Status};
 
 use crate::command::Command;
 use crate::config::MasterConfig;
+use crate::leader::{now_unix_ms, Liveness};
 use crate::proposer::{ProposeError, Proposer};
 use crate::proto::master_server::Master;
 use crate::proto::*;
-use crate::state::Query;
+use crate::state::{AgentAssignment, Query};
 use crate::types::{MasterNode, NodeId, Raft, StateHandle};
 
 /// Metadata key carrying the leader's id on a "not the leader" answer.
@@ -44,6 +45,7 @@ pub struct AdminService {
     /// Set while this leader hands leadership over; writes wait meanwhile,
     /// since replicating them would keep followers from electing the target.
     transferring: Arc<std::sync::atomic::AtomicBool>,
+    liveness: Arc<Liveness>,
 }
 
 impl AdminService {
@@ -52,6 +54,7 @@ impl AdminService {
         proposer: Proposer,
         state: StateHandle,
         config: Arc<MasterConfig>,
+        liveness: Arc<Liveness>,
     ) -> Self {
         Self {
             raft,
@@ -60,6 +63,7 @@ impl AdminService {
             config,
             elect_suppression: Arc::default(),
             transferring: Arc::default(),
+            liveness,
         }
     }
 
@@ -247,8 +251,9 @@ impl Master for AdminService {
     }
 
     async fn write(&self, request: Request<WriteRequest>) -> Result<Response<WriteReply>, Status> {
-        let command = Command::from_json(&request.into_inner().command_json)
+        let mut command = Command::from_json(&request.into_inner().command_json)
             .map_err(Status::invalid_argument)?;
+        command.stamp(now_unix_ms());
         self.require_leader()?;
         self.check_quorum()?;
         let applied = tokio::time::timeout(self.request_timeout(), self.proposer.propose(command))
@@ -351,5 +356,27 @@ impl Master for AdminService {
     ) -> Result<Response<CampaignReply>, Status> {
         let leader = leadership::campaign(self, request.into_inner().deadline_millis).await?;
         Ok(Response::new(CampaignReply { leader }))
+    }
+
+    async fn heartbeat(
+        &self,
+        request: Request<HeartbeatRequest>,
+    ) -> Result<Response<HeartbeatReply>, Status> {
+        let id = request.into_inner().agent_id;
+        self.require_leader()?;
+        let view = self.state.read();
+        let agent = view.state.agents.get(&id).ok_or_else(|| {
+            Status::not_found(format!(
+                "unknown agent {id}: register first (register_agent without an id)"
+            ))
+        })?;
+        self.liveness.beat(id);
+        let assignment = AgentAssignment::of(&view.state, agent);
+        Ok(Response::new(HeartbeatReply {
+            assignment_json: serde_json::to_string(&assignment)
+                .map_err(|e| Status::internal(e.to_string()))?,
+            applied_index: view.last_applied.map(|l| l.index),
+            leader_id: self.config.id,
+        }))
     }
 }

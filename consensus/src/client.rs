@@ -18,7 +18,7 @@ use crate::command::{Command, CommandError, CommandOutput};
 use crate::network::lazy_channel;
 use crate::proto::master_client::MasterClient as MasterGrpc;
 use crate::proto::*;
-use crate::state::Query;
+use crate::state::{AgentAssignment, AgentId, Query};
 use crate::types::NodeId;
 
 /// Pause before retrying when no leader is known (an election is running).
@@ -453,6 +453,23 @@ impl MasterClient {
             async move { c.remove_master(req).await }
         })
         .await
+    }
+
+    /// Sends an agent's heartbeat to the leader; returns the agent's state
+    /// and the tasks placed on it.
+    pub async fn heartbeat(&self, agent_id: AgentId) -> Result<AgentAssignment, ClientError> {
+        let reply = self
+            .on_leader(|mut c, left| {
+                let mut req = tonic::Request::new(HeartbeatRequest { agent_id });
+                req.set_timeout(left);
+                async move { c.heartbeat(req).await }
+            })
+            .await?;
+        serde_json::from_str(&reply.assignment_json).map_err(|e| ClientError::Failed {
+            addr: "leader".into(),
+            code: Code::Internal,
+            message: format!("undecodable heartbeat reply: {e}"),
+        })
     }
 
     /// Makes master `to` the leader.

@@ -6,7 +6,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::state::{AgentId, AgentSpec, AgentState, ClusterState, RoleSpec};
+use crate::state::{
+    AgentId, AgentSpec, AgentState, ClusterState, Grant, JobId, JobSpec, JobState,
+    PlacementViolation, Policy, RoleSpec, TaskUpdate,
+};
 
 /// A change to the cluster's allocation state.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -15,19 +18,99 @@ pub enum Command {
     /// Registers a new agent (no `id`) or re-registers a known one (`id` set;
     /// its resources must match the recorded ones).
     RegisterAgent(AgentSpec),
-    /// Moves an agent to Active, Draining or Lost.
-    SetAgentState { id: AgentId, state: AgentState },
+    /// Moves an agent to Active, Draining or Lost; Lost returns its work to
+    /// the queue.
+    SetAgentState {
+        id: AgentId,
+        state: AgentState,
+        #[serde(default)]
+        reason: Option<String>,
+        #[serde(default)]
+        now_ms: u64,
+    },
+    /// Drains an agent: no new work, running work moves elsewhere; after
+    /// `deadline_ms` (from now) what is left returns to the queue.
+    DrainAgent {
+        id: AgentId,
+        #[serde(default)]
+        deadline_ms: Option<u64>,
+        #[serde(default)]
+        now_ms: u64,
+    },
+    /// Ends a drain: the agent takes new work again.
+    UndrainAgent { id: AgentId },
     /// Forgets an agent that is Lost.
     RemoveAgent { id: AgentId },
     /// Creates or updates a role (tenant).
     SetRole(RoleSpec),
-    /// Deletes a role.
+    /// Deletes a role that no live job uses.
     RemoveRole { name: String },
+    /// Queues a job.
+    SubmitJob {
+        job: JobSpec,
+        #[serde(default)]
+        now_ms: u64,
+    },
+    /// Stops a job and frees its resources.
+    CancelJob {
+        id: JobId,
+        #[serde(default)]
+        now_ms: u64,
+    },
+    /// Chooses the scheduler's queue policy.
+    SetPolicy { policy: Policy },
+    /// The scheduler's decision to run a job's tasks on these grants (one per
+    /// task, in task order), or to move a running job (`reason` says why).
+    PlaceJob {
+        job: JobId,
+        grants: Vec<Grant>,
+        #[serde(default)]
+        reason: Option<String>,
+        #[serde(default)]
+        now_ms: u64,
+    },
+    /// The scheduler's decision to return a running job to the queue.
+    PreemptJob {
+        job: JobId,
+        reason: String,
+        #[serde(default)]
+        now_ms: u64,
+    },
+    /// The scheduler's explanations of why jobs wait.
+    SetPendingReasons { reasons: Vec<(JobId, String)> },
+    /// An agent's report on a task.
+    UpdateTask {
+        update: TaskUpdate,
+        #[serde(default)]
+        now_ms: u64,
+    },
     /// Replaces the whole state with a saved one (`cluster snapshot restore`).
     RestoreState(Box<ClusterState>),
 }
 
 impl Command {
+    /// Sets the leader's clock (Unix ms) on commands that record time, so
+    /// every member applies the same value.
+    pub fn stamp(&mut self, now: u64) {
+        match self {
+            Command::SetAgentState { now_ms, .. }
+            | Command::DrainAgent { now_ms, .. }
+            | Command::SubmitJob { now_ms, .. }
+            | Command::CancelJob { now_ms, .. }
+            | Command::PlaceJob { now_ms, .. }
+            | Command::PreemptJob { now_ms, .. }
+            | Command::UpdateTask { now_ms, .. } => *now_ms = now,
+            Command::RegisterAgent(_)
+            | Command::UndrainAgent { .. }
+            | Command::RemoveAgent { .. }
+            | Command::SetRole(_)
+            | Command::RemoveRole { .. }
+            | Command::SetPolicy { .. }
+            | Command::SetPendingReasons { .. }
+            | Command::RestoreState(_) => {}
+        }
+    }
+
     /// Decodes a command from the admin API's JSON, with a message that says
     /// what was wrong and where.
     pub fn from_json(json: &str) -> Result<Self, String> {
@@ -54,6 +137,41 @@ pub enum CommandOutput {
     AgentStateSet {
         id: AgentId,
         previous: AgentState,
+        /// Jobs returned to the queue (when marked Lost).
+        requeued: Vec<JobId>,
+    },
+    AgentDraining {
+        id: AgentId,
+        /// Tasks still on it.
+        tasks: usize,
+    },
+    AgentUndrained {
+        id: AgentId,
+    },
+    JobSubmitted {
+        id: JobId,
+    },
+    JobCancelled {
+        id: JobId,
+        previous: JobState,
+    },
+    PolicySet {
+        previous: Policy,
+    },
+    JobPlaced {
+        id: JobId,
+        moved: bool,
+    },
+    JobPreempted {
+        id: JobId,
+    },
+    PendingReasonsSet {
+        updated: usize,
+    },
+    TaskUpdated {
+        job: JobId,
+        task: u32,
+        changed: bool,
     },
     AgentRemoved {
         id: AgentId,
@@ -68,6 +186,7 @@ pub enum CommandOutput {
     StateRestored {
         agents: usize,
         roles: usize,
+        jobs: usize,
     },
 }
 
@@ -89,6 +208,31 @@ pub enum CommandError {
     UnknownRole { name: String },
     #[error("limit reached: {what} (at most {max})")]
     LimitReached { what: String, max: u64 },
+    #[error("agent {id} is Lost; it must re-register first")]
+    AgentLost { id: AgentId },
+    #[error("agent {id} is {state:?}, not Draining")]
+    AgentNotDraining { id: AgentId, state: AgentState },
+    #[error("role {name:?} has {jobs} live jobs; cancel them or let them end first")]
+    RoleInUse { name: String, jobs: usize },
+    #[error("unknown job {id}")]
+    UnknownJob { id: JobId },
+    #[error("job {job} has no task {task}")]
+    UnknownTask { job: JobId, task: u32 },
+    #[error("job {id} has already ended ({state:?})")]
+    JobEnded { id: JobId, state: JobState },
+    #[error("job {id} is {state:?}, not Running")]
+    JobNotRunning { id: JobId, state: JobState },
+    #[error("placement of job {job} refused: {violation}")]
+    Placement {
+        job: JobId,
+        violation: PlacementViolation,
+    },
+    #[error("task {task} of job {job} is not placed on agent {agent} (stale report; stop the task)")]
+    StaleTask {
+        job: JobId,
+        task: u32,
+        agent: AgentId,
+    },
 }
 
 impl CommandError {
@@ -138,6 +282,7 @@ mod tests {
             weight: 2.5,
             quota: None,
             limit: None,
+            reservations: Default::default(),
         });
         let proposal = Proposal(vec![cmd.clone(), Command::RemoveRole { name: "x".into() }]);
         let bytes = postcard::to_stdvec(&proposal).unwrap();

@@ -34,6 +34,13 @@ pub struct MasterConfig {
     pub logs_kept_after_snapshot: u64,
     /// How long a write or linearizable read may wait for commit.
     pub request_timeout_ms: u64,
+    /// An agent silent this long is marked Lost by the leader.
+    pub agent_timeout_ms: u64,
+    /// After becoming leader, how long to let agents reconnect before
+    /// counting their silence.
+    pub agent_grace_ms: u64,
+    /// How often the leader checks liveness and runs the scheduler.
+    pub schedule_interval_ms: u64,
 }
 
 pub const HEARTBEAT_INTERVAL_MS_DEFAULT: u64 = 50;
@@ -42,6 +49,9 @@ pub const ELECTION_TIMEOUT_MAX_MS_DEFAULT: u64 = 300;
 pub const SNAPSHOT_LOGS_DEFAULT: u64 = 10_000;
 pub const LOGS_KEPT_AFTER_SNAPSHOT_DEFAULT: u64 = 1_000;
 pub const REQUEST_TIMEOUT_MS_DEFAULT: u64 = 5_000;
+pub const AGENT_TIMEOUT_MS_DEFAULT: u64 = 10_000;
+pub const AGENT_GRACE_MS_DEFAULT: u64 = 10_000;
+pub const SCHEDULE_INTERVAL_MS_DEFAULT: u64 = 100;
 /// Most entries in one AppendEntries RPC.
 pub const REPLICATION_ENTRIES_MAX: u64 = 32;
 
@@ -64,6 +74,9 @@ impl MasterConfig {
             snapshot_logs: SNAPSHOT_LOGS_DEFAULT,
             logs_kept_after_snapshot: LOGS_KEPT_AFTER_SNAPSHOT_DEFAULT,
             request_timeout_ms: REQUEST_TIMEOUT_MS_DEFAULT,
+            agent_timeout_ms: AGENT_TIMEOUT_MS_DEFAULT,
+            agent_grace_ms: AGENT_GRACE_MS_DEFAULT,
+            schedule_interval_ms: SCHEDULE_INTERVAL_MS_DEFAULT,
         }
     }
 
@@ -123,6 +136,9 @@ impl MasterConfig {
                 "election timeout max ({} ms) must be above min ({} ms)",
                 self.election_timeout_max_ms, self.election_timeout_min_ms
             ));
+        }
+        if self.agent_timeout_ms == 0 || self.schedule_interval_ms == 0 {
+            return Err("agent timeout and schedule interval must be above 0 ms".into());
         }
         if self.snapshot_logs == 0 {
             return Err("snapshot threshold must be at least 1 entry".into());

@@ -17,12 +17,15 @@ pub mod admin;
 pub mod client;
 pub mod command;
 pub mod config;
+pub mod leader;
 pub mod network;
 pub mod node;
 pub mod proposer;
 pub mod raft_service;
+pub mod scheduler;
 pub mod state;
 pub mod types;
+pub mod units;
 
 /// Code generated from `proto/sluice.proto`.
 pub mod proto {

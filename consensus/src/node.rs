@@ -9,6 +9,7 @@ use tonic::transport::server::TcpIncoming;
 
 use crate::admin::AdminService;
 use crate::config::MasterConfig;
+use crate::leader::{self, Liveness};
 use crate::network::NetworkFactory;
 use crate::proposer::Proposer;
 use crate::proto::master_server::MasterServer;
@@ -45,6 +46,7 @@ pub struct MasterHandle {
     pub config: Arc<MasterConfig>,
     stop: watch::Sender<bool>,
     servers: Vec<JoinHandle<Result<(), tonic::transport::Error>>>,
+    duties: JoinHandle<()>,
 }
 
 impl std::fmt::Debug for MasterHandle {
@@ -89,12 +91,22 @@ impl MasterHandle {
             )
             .serve_with_incoming_shutdown(incoming(raft_listener), wait_stop(stopped.clone()));
         let proposer = Proposer::start(raft.clone());
+        let liveness = Arc::new(Liveness::default());
         let admin = AdminService::new(
             raft.clone(),
             proposer.clone(),
             state.clone(),
             config.clone(),
+            liveness.clone(),
         );
+        let duties = tokio::spawn(leader::run(
+            raft.clone(),
+            proposer.clone(),
+            state.clone(),
+            liveness,
+            config.clone(),
+            stopped.clone(),
+        ));
         let api_server = tonic::transport::Server::builder()
             .add_service(MasterServer::new(admin).max_decoding_message_size(MESSAGE_BYTES_MAX))
             .serve_with_incoming_shutdown(incoming(api_listener), wait_stop(stopped));
@@ -107,6 +119,7 @@ impl MasterHandle {
             config,
             stop,
             servers,
+            duties,
         })
     }
 
@@ -116,6 +129,7 @@ impl MasterHandle {
         for server in self.servers {
             let _ = server.await;
         }
+        let _ = self.duties.await;
         self.raft
             .shutdown()
             .await

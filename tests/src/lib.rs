@@ -36,6 +36,7 @@ pub fn set_role(name: &str) -> Command {
         weight: 1.0,
         quota: None,
         limit: None,
+        reservations: Default::default(),
     })
 }
 

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use super::ClusterState;
+use super::{ClusterState, JobId, Resources};
 use crate::command::{CommandError, CommandOutput};
 
 pub type AgentId = u64;
@@ -17,9 +17,9 @@ const HOSTNAME_BYTES_MAX: usize = 253;
 const ATTRIBUTES_MAX: usize = 64;
 const ATTRIBUTE_BYTES_MAX: usize = 256;
 /// 1 PiB: anything above is a unit mistake, not a machine.
-const MEMORY_BYTES_MAX: u64 = 1 << 50;
+pub(super) const MEMORY_BYTES_MAX: u64 = 1 << 50;
 /// 1 EiB.
-const DISK_BYTES_MAX: u64 = 1 << 60;
+pub(super) const DISK_BYTES_MAX: u64 = 1 << 60;
 
 /// Liveness and schedulability of an agent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,6 +61,26 @@ pub struct Agent {
     pub state: AgentState,
     /// Log index of the entry that first registered the agent.
     pub registered_at: u64,
+    /// Cores granted to tasks.
+    pub used_cores: BTreeSet<u32>,
+    pub used_memory_bytes: u64,
+    pub used_disk_bytes: u64,
+    /// The tasks placed here: (job, task index).
+    pub tasks: BTreeSet<(JobId, u32)>,
+    /// Set while Draining.
+    pub drain: Option<Drain>,
+    /// Why it was marked Lost, while it is.
+    pub lost_reason: Option<String>,
+}
+
+/// A drain in progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Drain {
+    /// When the drain began (leader's clock, Unix ms).
+    pub since_ms: u64,
+    /// After this, work still here is returned to the queue even if nowhere
+    /// else can take it yet; None waits until it can move.
+    pub deadline_ms: Option<u64>,
 }
 
 impl AgentSpec {
@@ -154,6 +174,20 @@ impl AgentSpec {
 }
 
 impl Agent {
+    /// Everything it offers.
+    pub fn total(&self) -> Resources {
+        Resources::new(self.cores.len() as u32, self.memory_bytes, self.disk_bytes)
+    }
+
+    /// What is not granted.
+    pub fn free(&self) -> Resources {
+        Resources::new(
+            (self.cores.len() - self.used_cores.len()) as u32,
+            self.memory_bytes - self.used_memory_bytes,
+            self.disk_bytes - self.used_disk_bytes,
+        )
+    }
+
     /// The spec this agent would re-register with.
     pub fn spec(&self) -> AgentSpec {
         AgentSpec {
@@ -186,6 +220,7 @@ impl ClusterState {
             agent.attributes = spec.attributes.clone();
             if agent.state == AgentState::Lost {
                 agent.state = AgentState::Active;
+                agent.lost_reason = None;
             }
             return Ok(CommandOutput::AgentRegistered { id, new: false });
         }
@@ -208,22 +243,100 @@ impl ClusterState {
                 attributes: spec.attributes.clone(),
                 state: AgentState::Active,
                 registered_at: index,
+                used_cores: BTreeSet::new(),
+                used_memory_bytes: 0,
+                used_disk_bytes: 0,
+                tasks: BTreeSet::new(),
+                drain: None,
+                lost_reason: None,
             },
         );
         Ok(CommandOutput::AgentRegistered { id, new: true })
     }
 
+    /// Moves an agent to `state`. Lost returns its work to the queue;
+    /// Draining (without a deadline) lets the scheduler move work off.
     pub(super) fn set_agent_state(
         &mut self,
+        index: u64,
+        now_ms: u64,
         id: AgentId,
         state: AgentState,
+        reason: Option<&str>,
     ) -> Result<CommandOutput, CommandError> {
         let agent = self
             .agents
             .get_mut(&id)
             .ok_or(CommandError::UnknownAgent { id })?;
         let previous = std::mem::replace(&mut agent.state, state);
-        Ok(CommandOutput::AgentStateSet { id, previous })
+        agent.drain = match state {
+            AgentState::Draining => agent.drain.or(Some(Drain {
+                since_ms: now_ms,
+                deadline_ms: None,
+            })),
+            _ => None,
+        };
+        let mut requeued = Vec::new();
+        if state == AgentState::Lost {
+            let why = reason.unwrap_or("marked lost");
+            agent.lost_reason = Some(super::jobs::clip(why));
+            requeued = self.requeue_agent_work(
+                index,
+                now_ms,
+                id,
+                &format!("agent {id} lost ({why}); waiting to be placed again"),
+            );
+        } else {
+            agent.lost_reason = None;
+        }
+        Ok(CommandOutput::AgentStateSet {
+            id,
+            previous,
+            requeued,
+        })
+    }
+
+    /// Starts draining: no new work; the scheduler moves running work
+    /// elsewhere as room appears, and at the deadline returns what is
+    /// left to the queue.
+    pub(super) fn drain_agent(
+        &mut self,
+        now_ms: u64,
+        id: AgentId,
+        deadline_after_ms: Option<u64>,
+    ) -> Result<CommandOutput, CommandError> {
+        let agent = self
+            .agents
+            .get_mut(&id)
+            .ok_or(CommandError::UnknownAgent { id })?;
+        if agent.state == AgentState::Lost {
+            return Err(CommandError::AgentLost { id });
+        }
+        agent.state = AgentState::Draining;
+        agent.drain = Some(Drain {
+            since_ms: now_ms,
+            deadline_ms: deadline_after_ms.map(|after| now_ms.saturating_add(after)),
+        });
+        Ok(CommandOutput::AgentDraining {
+            id,
+            tasks: agent.tasks.len(),
+        })
+    }
+
+    pub(super) fn undrain_agent(&mut self, id: AgentId) -> Result<CommandOutput, CommandError> {
+        let agent = self
+            .agents
+            .get_mut(&id)
+            .ok_or(CommandError::UnknownAgent { id })?;
+        if agent.state != AgentState::Draining {
+            return Err(CommandError::AgentNotDraining {
+                id,
+                state: agent.state,
+            });
+        }
+        agent.state = AgentState::Active;
+        agent.drain = None;
+        Ok(CommandOutput::AgentUndrained { id })
     }
 
     pub(super) fn remove_agent(&mut self, id: AgentId) -> Result<CommandOutput, CommandError> {
@@ -238,6 +351,9 @@ impl ClusterState {
             });
         }
         self.agents.remove(&id);
+        for role in self.roles.values_mut() {
+            role.reservations.remove(&id);
+        }
         Ok(CommandOutput::AgentRemoved { id })
     }
 }

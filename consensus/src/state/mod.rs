@@ -5,28 +5,50 @@
 //! untouched: validation happens before the first mutation.
 
 mod agents;
+mod jobs;
+mod placement;
+mod resources;
 mod roles;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use openraft::LogId;
 use serde::{Deserialize, Serialize};
 
-pub use agents::{Agent, AgentId, AgentSpec, AgentState, AGENTS_MAX, CORES_PER_AGENT_MAX};
-pub use roles::{Resources, Role, RoleSpec, ROLES_MAX};
+pub use agents::{Agent, AgentId, AgentSpec, AgentState, Drain, AGENTS_MAX, CORES_PER_AGENT_MAX};
+pub use jobs::{
+    Constraint, ConstraintOp, Job, JobEvent, JobId, JobKind, JobSpec, JobState, PlacementStrategy,
+    Policy, Task, TaskState, DEFAULT_ROLE, ENDED_JOBS_KEPT, JOBS_MAX, TASKS_PER_JOB_MAX,
+};
+pub use jobs::Grant;
+pub use placement::{PlacementViolation, TaskUpdate};
+pub use resources::Resources;
+pub use roles::{Role, RoleSpec, ROLES_MAX};
 
 use crate::command::{Command, CommandError, CommandOutput, Proposal, Response};
 use crate::types::{NodeId, TypeConfig};
 
-/// Everything the masters agree on. Grows with the resource manager (jobs,
-/// placements): add a field here, a command in [`Command`], an `apply_*`
-/// function in a file of this module.
+/// Everything the masters agree on: add a field here, a command in
+/// [`Command`], its apply function in a file of this module.
+///
+/// Some fields are derived from the jobs' grants and kept for speed (each
+/// agent's used resources and tasks, `role_usage`, `ended_jobs`);
+/// [`ClusterState::validate`] recomputes and compares them.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ClusterState {
     pub agents: BTreeMap<AgentId, Agent>,
     pub roles: BTreeMap<String, Role>,
+    pub jobs: BTreeMap<JobId, Job>,
+    /// The scheduler's queue policy.
+    pub policy: Policy,
     /// The id the next newly registered agent gets.
     pub next_agent_id: AgentId,
+    /// The id the next submitted job gets.
+    pub next_job_id: JobId,
+    /// What each role's placed tasks hold (roles holding nothing are absent).
+    pub role_usage: BTreeMap<String, Resources>,
+    /// How many jobs in `jobs` have ended.
+    pub ended_jobs: u64,
     /// Index of the last entry that changed this state (0 if none).
     pub last_change_index: u64,
 }
@@ -40,10 +62,37 @@ impl ClusterState {
     ) -> Result<CommandOutput, CommandError> {
         let output = match command {
             Command::RegisterAgent(spec) => self.register_agent(index, spec)?,
-            Command::SetAgentState { id, state } => self.set_agent_state(*id, *state)?,
+            Command::SetAgentState {
+                id,
+                state,
+                reason,
+                now_ms,
+            } => self.set_agent_state(index, *now_ms, *id, *state, reason.as_deref())?,
+            Command::DrainAgent {
+                id,
+                deadline_ms,
+                now_ms,
+            } => self.drain_agent(*now_ms, *id, *deadline_ms)?,
+            Command::UndrainAgent { id } => self.undrain_agent(*id)?,
             Command::RemoveAgent { id } => self.remove_agent(*id)?,
             Command::SetRole(spec) => self.set_role(spec)?,
             Command::RemoveRole { name } => self.remove_role(name)?,
+            Command::SubmitJob { job, now_ms } => self.submit_job(index, *now_ms, job)?,
+            Command::CancelJob { id, now_ms } => self.cancel_job(index, *now_ms, *id)?,
+            Command::SetPolicy { policy } => self.set_policy(*policy)?,
+            Command::PlaceJob {
+                job,
+                grants,
+                reason,
+                now_ms,
+            } => self.place_job(index, *now_ms, *job, grants, reason.as_deref())?,
+            Command::PreemptJob {
+                job,
+                reason,
+                now_ms,
+            } => self.preempt_job(index, *now_ms, *job, reason)?,
+            Command::SetPendingReasons { reasons } => self.set_pending_reasons(reasons)?,
+            Command::UpdateTask { update, now_ms } => self.update_task(index, *now_ms, update)?,
             Command::RestoreState(saved) => self.restore(saved)?,
         };
         self.last_change_index = index;
@@ -56,6 +105,7 @@ impl ClusterState {
         Ok(CommandOutput::StateRestored {
             agents: self.agents.len(),
             roles: self.roles.len(),
+            jobs: self.jobs.len(),
         })
     }
 
@@ -90,6 +140,74 @@ impl ClusterState {
                 ));
             }
             role.spec().validate()?;
+            self.check_reservations(&role.spec())?;
+        }
+        self.validate_jobs()
+    }
+
+    /// Checks every job and recomputes what is derived from their grants:
+    /// no core granted twice, no agent's memory or disk oversubscribed, no
+    /// grant on a Lost agent, usage counters right.
+    fn validate_jobs(&self) -> Result<(), CommandError> {
+        let bad = |field: String, reason: String| Err(CommandError::invalid(field, reason));
+        let mut used: BTreeMap<AgentId, (BTreeSet<u32>, u64, u64, BTreeSet<(JobId, u32)>)> =
+            BTreeMap::new();
+        let mut role_usage: BTreeMap<String, Resources> = BTreeMap::new();
+        let mut ended = 0;
+        for (id, job) in &self.jobs {
+            if *id != job.id || *id >= self.next_job_id {
+                return bad(format!("jobs.{id}.id"), "does not match its key or is not below next_job_id".into());
+            }
+            job.spec.validate()?;
+            ended += u64::from(job.state.is_ended());
+            let (tasks, each) = job.spec.demand();
+            if job.tasks.len() != tasks as usize {
+                return bad(format!("jobs.{id}.tasks"), format!("{} tasks, the spec says {tasks}", job.tasks.len()));
+            }
+            for (t, task) in job.tasks.iter().enumerate() {
+                let Some(grant) = &task.grant else { continue };
+                let field = format!("jobs.{id}.tasks.{t}.grant");
+                if job.state != JobState::Running || grant.resources() != each {
+                    return bad(field, "a grant on a job that is not Running, or of the wrong size".into());
+                }
+                let Some(agent) = self.agents.get(&grant.agent) else {
+                    return bad(field, format!("unknown agent {}", grant.agent));
+                };
+                if agent.state == AgentState::Lost {
+                    return bad(field, format!("agent {} is Lost", agent.id));
+                }
+                let entry = used.entry(grant.agent).or_default();
+                for core in &grant.cores {
+                    if !agent.cores.contains(core) || !entry.0.insert(*core) {
+                        return bad(field, format!("core {core} of agent {} not offered or granted twice", agent.id));
+                    }
+                }
+                entry.1 += grant.memory_bytes;
+                entry.2 += grant.disk_bytes;
+                entry.3.insert((*id, t as u32));
+                let usage = role_usage.entry(job.spec.role.clone()).or_default();
+                *usage = usage.plus(&grant.resources());
+            }
+        }
+        for (id, agent) in &self.agents {
+            let (cores, memory, disk, tasks) = used.remove(id).unwrap_or_default();
+            if memory > agent.memory_bytes || disk > agent.disk_bytes {
+                return bad(format!("agents.{id}"), "memory or disk oversubscribed".into());
+            }
+            if cores != agent.used_cores
+                || memory != agent.used_memory_bytes
+                || disk != agent.used_disk_bytes
+                || tasks != agent.tasks
+            {
+                return bad(format!("agents.{id}.used_*"), "does not match the grants of its tasks".into());
+            }
+        }
+        role_usage.retain(|_, usage| !usage.is_zero());
+        if role_usage != self.role_usage {
+            return bad("role_usage".into(), "does not match the grants of the roles' jobs".into());
+        }
+        if ended != self.ended_jobs {
+            return bad("ended_jobs".into(), format!("{} but {ended} jobs have ended", self.ended_jobs));
         }
         Ok(())
     }
@@ -125,6 +243,20 @@ pub enum Query {
     Role {
         name: String,
     },
+    /// Jobs, optionally only those in one state.
+    Jobs {
+        #[serde(default)]
+        state: Option<JobState>,
+    },
+    Job {
+        id: JobId,
+    },
+    /// The queue policy and a summary of the queue.
+    Scheduler,
+    /// What an agent should be running: its tasks with their jobs' specs.
+    AgentTasks {
+        id: AgentId,
+    },
 }
 
 impl Query {
@@ -158,8 +290,113 @@ impl Query {
                     .ok_or_else(|| CommandError::UnknownRole { name: name.clone() })?;
                 serde_json::to_value(role)
             }
+            Query::Jobs { state: filter } => serde_json::to_value(
+                state
+                    .jobs
+                    .values()
+                    .filter(|j| filter.is_none_or(|s| j.state == s))
+                    .collect::<Vec<_>>(),
+            ),
+            Query::Job { id } => {
+                let job = state.jobs.get(id).ok_or(CommandError::UnknownJob { id: *id })?;
+                serde_json::to_value(job)
+            }
+            Query::Scheduler => serde_json::to_value(SchedulerSummary::of(state)),
+            Query::AgentTasks { id } => {
+                let agent = state
+                    .agents
+                    .get(id)
+                    .ok_or(CommandError::UnknownAgent { id: *id })?;
+                serde_json::to_value(AgentAssignment::of(state, agent))
+            }
         };
         value.map_err(|e| CommandError::invalid("query", e.to_string()))
+    }
+}
+
+/// The scheduler's policy and the queue at a glance (`cluster policy show`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SchedulerSummary {
+    pub policy: Policy,
+    pub pending: usize,
+    pub running: usize,
+    pub ended: usize,
+    /// Everything Active agents offer, and what of it is granted.
+    pub offered: Resources,
+    pub granted: Resources,
+}
+
+impl SchedulerSummary {
+    pub fn of(state: &ClusterState) -> Self {
+        let count = |s: JobState| state.jobs.values().filter(|j| j.state == s).count();
+        let (offered, granted) = state
+            .agents
+            .values()
+            .filter(|a| a.state != AgentState::Lost)
+            .fold((Resources::ZERO, Resources::ZERO), |(o, g), a| {
+                (o.plus(&a.total()), g.plus(&a.total().minus(&a.free())))
+            });
+        Self {
+            policy: state.policy,
+            pending: count(JobState::Pending),
+            running: count(JobState::Running),
+            ended: state.ended_jobs as usize,
+            offered,
+            granted,
+        }
+    }
+}
+
+/// One task an agent should run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Assignment {
+    pub job: JobId,
+    pub task: u32,
+    pub state: TaskState,
+    pub grant: Grant,
+    pub name: String,
+    pub kind: JobKind,
+    /// Where each task of the job runs, in task order (stream shards need
+    /// their peers); None for a task not placed.
+    pub peers: Vec<Option<AgentId>>,
+}
+
+/// An agent's state and the tasks placed on it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentAssignment {
+    pub agent: AgentId,
+    pub state: AgentState,
+    pub tasks: Vec<Assignment>,
+}
+
+impl AgentAssignment {
+    pub fn of(state: &ClusterState, agent: &Agent) -> Self {
+        let tasks = agent
+            .tasks
+            .iter()
+            .filter_map(|&(job_id, task)| {
+                let job = state.jobs.get(&job_id)?;
+                let slot = job.tasks.get(task as usize)?;
+                Some(Assignment {
+                    job: job_id,
+                    task,
+                    state: slot.state,
+                    grant: slot.grant.clone()?,
+                    name: job.spec.name.clone(),
+                    kind: job.spec.kind.clone(),
+                    peers: job
+                        .tasks
+                        .iter()
+                        .map(|t| t.grant.as_ref().map(|g| g.agent))
+                        .collect(),
+                })
+            })
+            .collect();
+        Self {
+            agent: agent.id,
+            state: agent.state,
+            tasks,
+        }
     }
 }
 

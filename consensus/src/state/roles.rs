@@ -1,23 +1,17 @@
 //! Roles: the tenants resources are shared between.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
-use super::ClusterState;
+use super::{AgentId, ClusterState, Resources};
 use crate::command::{CommandError, CommandOutput};
 
 /// Most roles one cluster tracks.
 pub const ROLES_MAX: usize = 10_000;
 const ROLE_NAME_BYTES_MAX: usize = 128;
 const WEIGHT_MAX: f64 = 1e6;
-
-/// An amount of resources: a quota or a limit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Resources {
-    pub cores: u32,
-    pub memory_bytes: u64,
-    pub disk_bytes: u64,
-}
+const RESERVATIONS_MAX: usize = 1024;
 
 /// A role as set by `role set`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -32,6 +26,9 @@ pub struct RoleSpec {
     /// Cap.
     #[serde(default)]
     pub limit: Option<Resources>,
+    /// Resources set aside on specific agents: only this role's jobs use them.
+    #[serde(default)]
+    pub reservations: BTreeMap<AgentId, Resources>,
 }
 
 /// A stored role.
@@ -41,6 +38,7 @@ pub struct Role {
     pub weight: f64,
     pub quota: Option<Resources>,
     pub limit: Option<Resources>,
+    pub reservations: BTreeMap<AgentId, Resources>,
 }
 
 impl Role {
@@ -50,6 +48,7 @@ impl Role {
             weight: self.weight,
             quota: self.quota,
             limit: self.limit,
+            reservations: self.reservations.clone(),
         }
     }
 }
@@ -77,6 +76,12 @@ impl RoleSpec {
                 format!("{} is not in (0, {WEIGHT_MAX}]", self.weight),
             ));
         }
+        if self.reservations.len() > RESERVATIONS_MAX {
+            return Err(CommandError::invalid(
+                "reservations",
+                format!("{} reservations, at most {RESERVATIONS_MAX}", self.reservations.len()),
+            ));
+        }
         if let (Some(quota), Some(limit)) = (self.quota, self.limit) {
             let fits = quota.cores <= limit.cores
                 && quota.memory_bytes <= limit.memory_bytes
@@ -95,6 +100,7 @@ impl RoleSpec {
 impl ClusterState {
     pub(super) fn set_role(&mut self, spec: &RoleSpec) -> Result<CommandOutput, CommandError> {
         spec.validate()?;
+        self.check_reservations(spec)?;
         let created = !self.roles.contains_key(&spec.name);
         if created && self.roles.len() >= ROLES_MAX {
             return Err(CommandError::LimitReached {
@@ -109,6 +115,7 @@ impl ClusterState {
                 weight: spec.weight,
                 quota: spec.quota,
                 limit: spec.limit,
+                reservations: spec.reservations.clone(),
             },
         );
         Ok(CommandOutput::RoleSet {
@@ -117,7 +124,46 @@ impl ClusterState {
         })
     }
 
+    /// Each reservation names a known agent, and on every agent all roles'
+    /// reservations together fit in what it offers.
+    pub(super) fn check_reservations(&self, spec: &RoleSpec) -> Result<(), CommandError> {
+        for (agent_id, reserved) in &spec.reservations {
+            let agent = self
+                .agents
+                .get(agent_id)
+                .ok_or(CommandError::UnknownAgent { id: *agent_id })?;
+            let others = self
+                .roles
+                .values()
+                .filter(|r| r.name != spec.name)
+                .filter_map(|r| r.reservations.get(agent_id))
+                .fold(Resources::ZERO, |sum, r| sum.plus(r));
+            let all = others.plus(reserved);
+            if !all.fits_in(&agent.total()) {
+                return Err(CommandError::invalid(
+                    format!("reservations.{agent_id}"),
+                    format!(
+                        "reserving {reserved} on agent {agent_id} brings its reservations to {all}, above what it offers ({})",
+                        agent.total()
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     pub(super) fn remove_role(&mut self, name: &str) -> Result<CommandOutput, CommandError> {
+        let live = self
+            .jobs
+            .values()
+            .filter(|j| j.spec.role == name && !j.state.is_ended())
+            .count();
+        if live > 0 {
+            return Err(CommandError::RoleInUse {
+                name: name.to_owned(),
+                jobs: live,
+            });
+        }
         self.roles
             .remove(name)
             .ok_or_else(|| CommandError::UnknownRole {

@@ -85,6 +85,8 @@ fn only_lost_agents_can_be_removed() {
             &Command::SetAgentState {
                 id: 0,
                 state: AgentState::Lost,
+                reason: None,
+                now_ms: 0,
             },
         )
         .unwrap();
@@ -118,6 +120,7 @@ fn absurd_resources_and_bad_roles_are_refused() {
             weight,
             quota: None,
             limit: None,
+            reservations: Default::default(),
         };
         assert!(
             state.apply_command(1, &Command::SetRole(spec)).is_err(),
@@ -139,6 +142,7 @@ fn absurd_resources_and_bad_roles_are_refused() {
         weight: 1.0,
         quota: Some(quota),
         limit: Some(limit),
+        reservations: Default::default(),
     };
     assert!(state.apply_command(1, &Command::SetRole(spec)).is_err());
     assert_eq!(state, ClusterState::default());
@@ -180,13 +184,14 @@ fn command_strategy() -> impl Strategy<Value = Command> {
     ];
     prop_oneof![
         spec.prop_map(Command::RegisterAgent),
-        (0u64..5, state).prop_map(|(id, state)| Command::SetAgentState { id, state }),
+        (0u64..5, state).prop_map(|(id, state)| Command::SetAgentState { id, state, reason: None, now_ms: 0 }),
         (0u64..5).prop_map(|id| Command::RemoveAgent { id }),
         (0u8..4, -1.0f64..3.0).prop_map(|(n, weight)| Command::SetRole(RoleSpec {
             name: format!("role-{n}"),
             weight,
             quota: None,
             limit: None,
+            reservations: Default::default(),
         })),
         (0u8..5).prop_map(|n| Command::RemoveRole {
             name: format!("role-{n}")

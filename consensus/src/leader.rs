@@ -1,0 +1,194 @@
+//! The leader's duties besides Raft: agent liveness and the scheduler.
+//!
+//! Heartbeats are not Raft entries: every master records the heartbeats it
+//! receives in memory ([`Liveness`]), and only the leader acts on them. An
+//! agent silent for longer than the timeout is marked Lost through Raft,
+//! which returns its work to the queue. A member that has just become leader
+//! has not heard from anyone yet, so it first waits a grace period for the
+//! agents to find it: a master failover alone never marks agents Lost.
+//!
+//! The scheduler runs on the leader after each state change (and at least
+//! once a second, for time-based decisions: SRTF, drain deadlines), and its
+//! decisions are proposed as one batch.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use openraft::ServerState;
+use tokio::sync::watch;
+
+use crate::command::Command;
+use crate::config::MasterConfig;
+use crate::proposer::Proposer;
+use crate::scheduler;
+use crate::state::{AgentId, AgentState, ClusterState};
+use crate::types::{Raft, StateHandle};
+
+/// The leader's clock as stamped into commands: Unix milliseconds.
+pub fn now_unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// When each agent was last heard from, on this member.
+#[derive(Debug, Default)]
+pub struct Liveness {
+    seen: Mutex<HashMap<AgentId, Instant>>,
+}
+
+impl Liveness {
+    pub fn beat(&self, agent: AgentId) {
+        self.seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(agent, Instant::now());
+    }
+
+    /// Agents the leader should mark Lost at `now`: live in `state`, and
+    /// silent for longer than `timeout` counting from their last heartbeat,
+    /// or from `since` (the start of this leadership plus the grace
+    /// period) if that is later.
+    pub fn silent(
+        &self,
+        state: &ClusterState,
+        since: Instant,
+        timeout: Duration,
+        now: Instant,
+    ) -> Vec<(AgentId, Duration)> {
+        let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        state
+            .agents
+            .values()
+            .filter(|a| a.state != AgentState::Lost)
+            .filter_map(|a| {
+                let last = seen.get(&a.id).map_or(since, |&t| t.max(since));
+                let silent = now.saturating_duration_since(last);
+                (silent > timeout).then_some((a.id, silent))
+            })
+            .collect()
+    }
+}
+
+/// Runs the leader duties until `stop` turns true.
+pub(crate) async fn run(
+    raft: Raft,
+    proposer: Proposer,
+    state: StateHandle,
+    liveness: Arc<Liveness>,
+    config: Arc<MasterConfig>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut metrics = raft.metrics();
+    loop {
+        // Wait to lead.
+        loop {
+            if *stop.borrow() {
+                return;
+            }
+            if metrics.borrow().state == ServerState::Leader {
+                break;
+            }
+            tokio::select! {
+                changed = metrics.changed() => if changed.is_err() { return },
+                _ = stop.changed() => {}
+            }
+        }
+        let term = metrics.borrow().current_term;
+        let since = Instant::now() + Duration::from_millis(config.agent_grace_ms);
+        tracing::info!(id = config.id, term, "leading: scheduler and agent liveness on");
+        lead(&raft, &proposer, &state, &liveness, &config, &mut stop, term, since).await;
+        tracing::info!(id = config.id, term, "no longer leading");
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn lead(
+    raft: &Raft,
+    proposer: &Proposer,
+    state: &StateHandle,
+    liveness: &Liveness,
+    config: &MasterConfig,
+    stop: &mut watch::Receiver<bool>,
+    term: u64,
+    since: Instant,
+) {
+    let interval = Duration::from_millis(config.schedule_interval_ms);
+    let timeout = Duration::from_millis(config.agent_timeout_ms);
+    let mut last_seen_change = u64::MAX;
+    let mut last_cycle = Instant::now() - Duration::from_secs(3600);
+    loop {
+        {
+            let m = raft.metrics().borrow().clone();
+            if *stop.borrow() || m.state != ServerState::Leader || m.current_term != term {
+                return;
+            }
+        }
+        let now = Instant::now();
+        let commands = {
+            let view = state.read();
+            let mut commands: Vec<Command> = liveness
+                .silent(&view.state, since, timeout, now)
+                .into_iter()
+                .map(|(id, silent)| Command::SetAgentState {
+                    id,
+                    state: AgentState::Lost,
+                    reason: Some(format!(
+                        "no heartbeat for {:.1} s (timeout {:.1} s)",
+                        silent.as_secs_f64(),
+                        timeout.as_secs_f64()
+                    )),
+                    now_ms: now_unix_ms(),
+                })
+                .collect();
+            let changed = view.state.last_change_index != last_seen_change;
+            if changed || now.duration_since(last_cycle) >= Duration::from_secs(1) {
+                last_seen_change = view.state.last_change_index;
+                last_cycle = now;
+                let started = Instant::now();
+                let cycle = scheduler::schedule(&view.state, now_unix_ms());
+                if !cycle.is_empty() {
+                    tracing::debug!(
+                        placed = cycle.placed,
+                        preempted = cycle.preempted,
+                        moved = cycle.moved,
+                        pending = cycle.pending,
+                        took_us = started.elapsed().as_micros() as u64,
+                        "scheduling cycle"
+                    );
+                }
+                commands.extend(cycle.commands);
+            }
+            commands
+        };
+        if !commands.is_empty() {
+            propose_all(proposer, commands).await;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = stop.changed() => {}
+        }
+    }
+}
+
+/// Proposes commands concurrently (the proposer batches them into few
+/// entries) and waits for all; rejections are decisions overtaken by
+/// other changes and are retried by the next cycle.
+async fn propose_all(proposer: &Proposer, commands: Vec<Command>) {
+    let results =
+        futures::future::join_all(commands.into_iter().map(|c| proposer.propose(c))).await;
+    for result in results {
+        match result {
+            Ok(applied) => {
+                if let Err(rejected) = applied.result {
+                    tracing::debug!(%rejected, "scheduler decision refused at apply");
+                }
+            }
+            Err(err) => {
+                tracing::debug!(%err, "scheduler decisions not committed");
+                return;
+            }
+        }
+    }
+}

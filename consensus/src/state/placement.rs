@@ -1,0 +1,449 @@
+//! Granting resources to jobs and taking them back: the apply side of the
+//! scheduler's decisions and of agents' task reports.
+//!
+//! Whatever the leader proposes, apply enforces the invariants: a core is
+//! granted to one task at a time, an agent's memory and disk are never
+//! oversubscribed, nothing new lands on a Draining or Lost agent, a job
+//! matches its constraints and its role stays within its limit. A violating
+//! proposal is rejected with a [`PlacementViolation`] and changes nothing.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use super::jobs::clip;
+use super::{AgentId, AgentState, ClusterState, Grant, JobId, JobState, Resources, TaskState};
+use crate::command::{CommandError, CommandOutput};
+
+/// Why a placement was refused.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, thiserror::Error)]
+#[serde(rename_all = "snake_case")]
+pub enum PlacementViolation {
+    #[error("{got} grants for a job of {expected} tasks")]
+    TaskCount { expected: usize, got: usize },
+    #[error("task {task}: granted {granted}, but each task needs exactly {needed}")]
+    TaskShape {
+        task: usize,
+        granted: Resources,
+        needed: Resources,
+    },
+    #[error("agent {agent} is {state:?}; only Active agents take new work")]
+    AgentNotActive { agent: AgentId, state: AgentState },
+    #[error("agent {agent} has no core {core}")]
+    CoreNotOffered { agent: AgentId, core: u32 },
+    #[error("core {core} of agent {agent} is already granted")]
+    CoreTaken { agent: AgentId, core: u32 },
+    #[error("agent {agent} has {free} bytes of memory free, the grants need {needed}")]
+    MemoryOversubscribed {
+        agent: AgentId,
+        needed: u64,
+        free: u64,
+    },
+    #[error("agent {agent} has {free} bytes of disk free, the grants need {needed}")]
+    DiskOversubscribed {
+        agent: AgentId,
+        needed: u64,
+        free: u64,
+    },
+    #[error("agent {agent} does not satisfy constraint `{constraint}`")]
+    Constraint { agent: AgentId, constraint: String },
+    #[error("role {role:?} would use {would_use}, above its limit {limit}")]
+    RoleLimit {
+        role: String,
+        would_use: Resources,
+        limit: Resources,
+    },
+}
+
+/// What the grants of one command take from one agent.
+#[derive(Default)]
+struct AgentTake {
+    cores: BTreeSet<u32>,
+    memory_bytes: u64,
+    disk_bytes: u64,
+}
+
+impl ClusterState {
+    /// Checks `grants` for job `id` against the state without changing it.
+    /// The job's own current grants count as free (a move).
+    fn check_grants(&self, id: JobId, grants: &[Grant]) -> Result<(), PlacementViolation> {
+        let job = &self.jobs[&id];
+        let (tasks, each) = job.spec.demand();
+        if grants.len() != tasks as usize {
+            return Err(PlacementViolation::TaskCount {
+                expected: tasks as usize,
+                got: grants.len(),
+            });
+        }
+        // What this job holds now, per agent: freed by the move.
+        let mut own: BTreeMap<AgentId, AgentTake> = BTreeMap::new();
+        for grant in job.tasks.iter().filter_map(|t| t.grant.as_ref()) {
+            let take = own.entry(grant.agent).or_default();
+            take.cores.extend(grant.cores.iter().copied());
+            take.memory_bytes += grant.memory_bytes;
+            take.disk_bytes += grant.disk_bytes;
+        }
+        let mut takes: BTreeMap<AgentId, AgentTake> = BTreeMap::new();
+        for (task, grant) in grants.iter().enumerate() {
+            if grant.resources() != each {
+                return Err(PlacementViolation::TaskShape {
+                    task,
+                    granted: grant.resources(),
+                    needed: each,
+                });
+            }
+            let agent = self
+                .agents
+                .get(&grant.agent)
+                .ok_or(PlacementViolation::AgentNotActive {
+                    agent: grant.agent,
+                    state: AgentState::Lost,
+                })?;
+            if agent.state != AgentState::Active {
+                return Err(PlacementViolation::AgentNotActive {
+                    agent: agent.id,
+                    state: agent.state,
+                });
+            }
+            if let Some(c) = job
+                .spec
+                .constraints
+                .iter()
+                .find(|c| !c.matches(&agent.hostname, &agent.attributes))
+            {
+                return Err(PlacementViolation::Constraint {
+                    agent: agent.id,
+                    constraint: c.to_string(),
+                });
+            }
+            let mine = own.get(&agent.id);
+            let take = takes.entry(agent.id).or_default();
+            for &core in &grant.cores {
+                if !agent.cores.contains(&core) {
+                    return Err(PlacementViolation::CoreNotOffered {
+                        agent: agent.id,
+                        core,
+                    });
+                }
+                let held_by_other = agent.used_cores.contains(&core)
+                    && !mine.is_some_and(|m| m.cores.contains(&core));
+                if held_by_other || !take.cores.insert(core) {
+                    return Err(PlacementViolation::CoreTaken {
+                        agent: agent.id,
+                        core,
+                    });
+                }
+            }
+            take.memory_bytes = take.memory_bytes.saturating_add(grant.memory_bytes);
+            take.disk_bytes = take.disk_bytes.saturating_add(grant.disk_bytes);
+            let (own_memory, own_disk) = mine.map_or((0, 0), |m| (m.memory_bytes, m.disk_bytes));
+            let free_memory = agent.memory_bytes - agent.used_memory_bytes + own_memory;
+            if take.memory_bytes > free_memory {
+                return Err(PlacementViolation::MemoryOversubscribed {
+                    agent: agent.id,
+                    needed: take.memory_bytes,
+                    free: free_memory,
+                });
+            }
+            let free_disk = agent.disk_bytes - agent.used_disk_bytes + own_disk;
+            if take.disk_bytes > free_disk {
+                return Err(PlacementViolation::DiskOversubscribed {
+                    agent: agent.id,
+                    needed: take.disk_bytes,
+                    free: free_disk,
+                });
+            }
+        }
+        if let Some(limit) = self.roles.get(&job.spec.role).and_then(|r| r.limit) {
+            let held = if job.state == JobState::Running {
+                job.spec.total_demand()
+            } else {
+                Resources::ZERO
+            };
+            let would_use = self
+                .role_usage
+                .get(&job.spec.role)
+                .copied()
+                .unwrap_or_default()
+                .minus(&held)
+                .plus(&job.spec.total_demand());
+            if !would_use.fits_in(&limit) {
+                return Err(PlacementViolation::RoleLimit {
+                    role: job.spec.role.clone(),
+                    would_use,
+                    limit,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Places a Pending job, or moves a Running one (off a draining agent).
+    pub(super) fn place_job(
+        &mut self,
+        index: u64,
+        now_ms: u64,
+        id: JobId,
+        grants: &[Grant],
+        reason: Option<&str>,
+    ) -> Result<CommandOutput, CommandError> {
+        let job = self.jobs.get(&id).ok_or(CommandError::UnknownJob { id })?;
+        let moved = match job.state {
+            JobState::Pending => false,
+            JobState::Running => true,
+            state => return Err(CommandError::JobEnded { id, state }),
+        };
+        self.check_grants(id, grants)
+            .map_err(|violation| CommandError::Placement { job: id, violation })?;
+        self.release_job(id);
+        for (task, grant) in grants.iter().enumerate() {
+            self.take(id, task as u32, grant);
+        }
+        let agents: BTreeSet<AgentId> = grants.iter().map(|g| g.agent).collect();
+        let job = self.jobs.get_mut(&id).expect("checked above");
+        job.state = JobState::Running;
+        job.reason = None;
+        if job.started_ms.is_none() {
+            job.started_ms = Some(now_ms);
+        }
+        for (task, grant) in job.tasks.iter_mut().zip(grants) {
+            task.state = TaskState::Staging;
+            task.grant = Some(grant.clone());
+            task.message = None;
+        }
+        let verb = if moved { "moved to" } else { "placed on" };
+        let mut message = format!("{verb} agents {agents:?}");
+        if let Some(reason) = reason {
+            message.push_str(": ");
+            message.push_str(reason);
+        }
+        job.record(index, now_ms, message);
+        let role = job.spec.role.clone();
+        let demand = job.spec.total_demand();
+        let usage = self.role_usage.entry(role).or_default();
+        *usage = usage.plus(&demand);
+        Ok(CommandOutput::JobPlaced { id, moved })
+    }
+
+    /// Returns a Running job to the queue so another can take its resources.
+    pub(super) fn preempt_job(
+        &mut self,
+        index: u64,
+        now_ms: u64,
+        id: JobId,
+        reason: &str,
+    ) -> Result<CommandOutput, CommandError> {
+        let job = self.jobs.get(&id).ok_or(CommandError::UnknownJob { id })?;
+        if job.state != JobState::Running {
+            return Err(CommandError::JobNotRunning {
+                id,
+                state: job.state,
+            });
+        }
+        self.requeue_job(index, now_ms, id, &format!("preempted: {}", clip(reason)));
+        if let Some(job) = self.jobs.get_mut(&id) {
+            job.preemptions += 1;
+        }
+        Ok(CommandOutput::JobPreempted { id })
+    }
+
+    /// Frees a Running job's resources and makes it Pending again.
+    pub(super) fn requeue_job(&mut self, index: u64, now_ms: u64, id: JobId, reason: &str) {
+        self.release_job(id);
+        let Some(job) = self.jobs.get_mut(&id) else {
+            return;
+        };
+        job.state = JobState::Pending;
+        job.reason = Some(reason.to_owned());
+        if let Some(started) = job.started_ms.take() {
+            job.run_ms = job.run_ms.saturating_add(now_ms.saturating_sub(started));
+        }
+        for task in &mut job.tasks {
+            task.state = TaskState::Pending;
+            task.grant = None;
+        }
+        job.record(index, now_ms, reason);
+    }
+
+    /// Gives back every grant a job holds (its tasks keep their state).
+    pub(super) fn release_job(&mut self, id: JobId) {
+        let Some(job) = self.jobs.get_mut(&id) else {
+            return;
+        };
+        let mut freed = Resources::ZERO;
+        for (task, slot) in job.tasks.iter_mut().enumerate() {
+            if let Some(grant) = slot.grant.take() {
+                freed = freed.plus(&grant.resources());
+                if let Some(agent) = self.agents.get_mut(&grant.agent) {
+                    for core in &grant.cores {
+                        agent.used_cores.remove(core);
+                    }
+                    agent.used_memory_bytes -= grant.memory_bytes;
+                    agent.used_disk_bytes -= grant.disk_bytes;
+                    agent.tasks.remove(&(id, task as u32));
+                }
+            }
+        }
+        if !freed.is_zero() {
+            let role = job.spec.role.clone();
+            self.sub_role_usage(&role, &freed);
+        }
+    }
+
+    fn sub_role_usage(&mut self, role: &str, freed: &Resources) {
+        if let Some(usage) = self.role_usage.get_mut(role) {
+            *usage = usage.minus(freed);
+            if usage.is_zero() {
+                self.role_usage.remove(role);
+            }
+        }
+    }
+
+    fn take(&mut self, id: JobId, task: u32, grant: &Grant) {
+        let agent = self.agents.get_mut(&grant.agent).expect("checked");
+        agent.used_cores.extend(grant.cores.iter().copied());
+        agent.used_memory_bytes += grant.memory_bytes;
+        agent.used_disk_bytes += grant.disk_bytes;
+        agent.tasks.insert((id, task));
+    }
+
+    /// Records a scheduler's explanation of why jobs still wait.
+    pub(super) fn set_pending_reasons(
+        &mut self,
+        reasons: &[(JobId, String)],
+    ) -> Result<CommandOutput, CommandError> {
+        let mut updated = 0;
+        for (id, reason) in reasons {
+            if let Some(job) = self.jobs.get_mut(id) {
+                if job.state == JobState::Pending {
+                    job.reason = Some(clip(reason));
+                    updated += 1;
+                }
+            }
+        }
+        Ok(CommandOutput::PendingReasonsSet { updated })
+    }
+
+    /// An agent's report on one of its tasks. Repeating a report changes
+    /// nothing; a report about a task no longer placed on that agent is
+    /// refused as stale (the agent should stop the task).
+    pub(super) fn update_task(
+        &mut self,
+        index: u64,
+        now_ms: u64,
+        update: &TaskUpdate,
+    ) -> Result<CommandOutput, CommandError> {
+        let TaskUpdate {
+            job: id,
+            task,
+            agent,
+            state,
+            ref message,
+        } = *update;
+        let job = self.jobs.get(&id).ok_or(CommandError::UnknownJob { id })?;
+        let slot = job
+            .tasks
+            .get(task as usize)
+            .ok_or(CommandError::UnknownTask { job: id, task })?;
+        if slot.state == state && (state.is_ended() || slot.grant.as_ref().is_some_and(|g| g.agent == agent)) {
+            return Ok(CommandOutput::TaskUpdated {
+                job: id,
+                task,
+                changed: false,
+            });
+        }
+        if !slot.grant.as_ref().is_some_and(|g| g.agent == agent) {
+            return Err(CommandError::StaleTask {
+                job: id,
+                task,
+                agent,
+            });
+        }
+        let message = message.as_deref().map(clip);
+        match state {
+            TaskState::Pending | TaskState::Staging => {
+                return Err(CommandError::invalid(
+                    "state",
+                    "agents report running, finished, failed, killed or lost",
+                ))
+            }
+            TaskState::Running => {
+                let job = self.jobs.get_mut(&id).expect("checked");
+                let slot = &mut job.tasks[task as usize];
+                slot.state = TaskState::Running;
+                slot.message = message;
+            }
+            TaskState::Finished => {
+                // Its resources are free at once; the job ends with its last task.
+                let job = self.jobs.get_mut(&id).expect("checked");
+                let slot = &mut job.tasks[task as usize];
+                slot.state = TaskState::Finished;
+                slot.message = message;
+                let grant = slot.grant.take().expect("checked");
+                let role = job.spec.role.clone();
+                let all_done = job.tasks.iter().all(|t| t.state == TaskState::Finished);
+                if let Some(agent) = self.agents.get_mut(&grant.agent) {
+                    for core in &grant.cores {
+                        agent.used_cores.remove(core);
+                    }
+                    agent.used_memory_bytes -= grant.memory_bytes;
+                    agent.used_disk_bytes -= grant.disk_bytes;
+                    agent.tasks.remove(&(id, task));
+                }
+                self.sub_role_usage(&role, &grant.resources());
+                if all_done {
+                    self.end_job(index, now_ms, id, JobState::Finished, "finished");
+                }
+            }
+            TaskState::Failed | TaskState::Killed => {
+                let what = if state == TaskState::Failed { "failed" } else { "was killed" };
+                let reason = format!(
+                    "task {task} {what} on agent {agent}: {}",
+                    message.as_deref().unwrap_or("no reason given")
+                );
+                let job = self.jobs.get_mut(&id).expect("checked");
+                job.tasks[task as usize].state = state;
+                job.tasks[task as usize].message = message;
+                self.end_job(index, now_ms, id, JobState::Failed, &reason);
+            }
+            TaskState::Lost => {
+                let reason = format!(
+                    "task {task} lost on agent {agent}: {}; waiting to be placed again",
+                    message.as_deref().unwrap_or("no reason given")
+                );
+                self.requeue_job(index, now_ms, id, &reason);
+            }
+        }
+        Ok(CommandOutput::TaskUpdated {
+            job: id,
+            task,
+            changed: true,
+        })
+    }
+
+    /// Returns every job with a task on `agent` to the queue.
+    pub(super) fn requeue_agent_work(&mut self, index: u64, now_ms: u64, agent: AgentId, why: &str) -> Vec<JobId> {
+        let jobs: BTreeSet<JobId> = self
+            .agents
+            .get(&agent)
+            .map(|a| a.tasks.iter().map(|(job, _)| *job).collect())
+            .unwrap_or_default();
+        for &job in &jobs {
+            self.requeue_job(index, now_ms, job, why);
+        }
+        jobs.into_iter().collect()
+    }
+}
+
+/// An agent's report on one task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskUpdate {
+    pub job: JobId,
+    pub task: u32,
+    /// The reporting agent; must be where the task is placed.
+    pub agent: AgentId,
+    pub state: TaskState,
+    #[serde(default)]
+    pub message: Option<String>,
+}
