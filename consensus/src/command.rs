@@ -63,6 +63,8 @@ pub enum Command {
     /// task, in task order), or to move a running job (`reason` says why).
     PlaceJob {
         job: JobId,
+        /// The job's version the decision was made on.
+        version: u64,
         grants: Vec<Grant>,
         #[serde(default)]
         reason: Option<String>,
@@ -72,6 +74,7 @@ pub enum Command {
     /// The scheduler's decision to return a running job to the queue.
     PreemptJob {
         job: JobId,
+        version: u64,
         reason: String,
         #[serde(default)]
         now_ms: u64,
@@ -227,7 +230,15 @@ pub enum CommandError {
         job: JobId,
         violation: PlacementViolation,
     },
-    #[error("task {task} of job {job} is not placed on agent {agent} (stale report; stop the task)")]
+    #[error("decision on job {job} was made on version {decided_on}; it is at {current} now")]
+    StaleDecision {
+        job: JobId,
+        decided_on: u64,
+        current: u64,
+    },
+    #[error(
+        "task {task} of job {job} is not placed on agent {agent} (stale report; stop the task)"
+    )]
     StaleTask {
         job: JobId,
         task: u32,

@@ -97,8 +97,15 @@ pub(crate) async fn run(
         }
         let term = metrics.borrow().current_term;
         let since = Instant::now() + Duration::from_millis(config.agent_grace_ms);
-        tracing::info!(id = config.id, term, "leading: scheduler and agent liveness on");
-        lead(&raft, &proposer, &state, &liveness, &config, &mut stop, term, since).await;
+        tracing::info!(
+            id = config.id,
+            term,
+            "leading: scheduler and agent liveness on"
+        );
+        lead(
+            &raft, &proposer, &state, &liveness, &config, &mut stop, term, since,
+        )
+        .await;
         tracing::info!(id = config.id, term, "no longer leading");
     }
 }

@@ -34,9 +34,19 @@ pub enum Command {
     /// Run a stream job (TOML spec) with the engine on this machine, no
     /// cluster; ends when its sources are exhausted and every window fired.
     Run(RunArgs),
-    /// Administer the master cluster: form it, inspect it, change its members.
+    /// Administer the master cluster: form it, inspect it, change its
+    /// members, choose the scheduler's policy.
     #[command(subcommand)]
     Cluster(ClusterCommand),
+    /// Inspect agents; drain them for maintenance.
+    #[command(subcommand)]
+    Agent(AgentCommand),
+    /// Roles (tenants): weights, quotas, limits, reservations.
+    #[command(subcommand)]
+    Role(RoleCommand),
+    /// Submit, inspect and cancel jobs.
+    #[command(subcommand)]
+    Job(JobCommand),
     /// Measure Sluice: latency histograms and throughput.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -99,7 +109,7 @@ pub struct MasterArgs {
     pub tuning: RaftTuning,
 }
 
-/// Raft timing and snapshot settings.
+/// Raft timing, snapshot and scheduling settings.
 #[derive(Debug, Args, Clone, Default)]
 pub struct RaftTuning {
     /// Leader heartbeat interval in milliseconds [default: 50].
@@ -120,6 +130,17 @@ pub struct RaftTuning {
     /// Deadline of a write or linearizable read in milliseconds [default: 5000].
     #[arg(long, env = "SLUICE_REQUEST_TIMEOUT_MS")]
     pub request_timeout_ms: Option<u64>,
+    /// The leader marks an agent Lost after this many milliseconds without
+    /// a heartbeat [default: 10000].
+    #[arg(long, env = "SLUICE_AGENT_TIMEOUT_MS")]
+    pub agent_timeout_ms: Option<u64>,
+    /// A new leader waits this many milliseconds for agents to reconnect
+    /// before it counts their silence [default: 10000].
+    #[arg(long, env = "SLUICE_AGENT_GRACE_MS")]
+    pub agent_grace_ms: Option<u64>,
+    /// How often the leader checks liveness and schedules, in milliseconds [default: 100].
+    #[arg(long, env = "SLUICE_SCHEDULE_INTERVAL_MS")]
+    pub schedule_interval_ms: Option<u64>,
 }
 
 #[derive(Debug, Args)]
@@ -187,6 +208,225 @@ pub enum ClusterCommand {
     /// Save or restore the cluster's replicated state.
     #[command(subcommand)]
     Snapshot(SnapshotCommand),
+    /// Show or choose the scheduler's queue policy.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// The policy, the queue and the cluster's capacity at a glance.
+    Show {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Choose the policy: fcfs, sjf, srtf, priority or drf.
+    Set {
+        policy: sluice_consensus::state::Policy,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AgentCommand {
+    /// Every agent: state, cores, memory and disk, used and offered.
+    List {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// One agent: resources, attributes, drain, and the tasks placed on it.
+    Show {
+        id: u64,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Stop placing work on an agent and move its work elsewhere.
+    Drain {
+        id: u64,
+        /// After this long (e.g. 10m), work that could not move yet is
+        /// returned to the queue; without it, work moves only where there is room.
+        #[arg(long, value_parser = parse_duration)]
+        deadline: Option<u64>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Let a draining agent take work again.
+    Undrain {
+        id: u64,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RoleCommand {
+    /// Create or update a role.
+    Set {
+        name: String,
+        /// Share under DRF relative to other roles.
+        #[arg(long, default_value_t = 1.0)]
+        weight: f64,
+        /// Guaranteed resources, e.g. `cores=4,memory=16GiB,disk=100GiB`.
+        #[arg(long, value_parser = parse_resources)]
+        quota: Option<sluice_consensus::state::Resources>,
+        /// Most resources the role may hold, same form as --quota; a
+        /// resource not named is not limited.
+        #[arg(long, value_parser = parse_limit)]
+        limit: Option<sluice_consensus::state::Resources>,
+        /// Resources set aside for the role on one agent:
+        /// `AGENT_ID:cores=2,memory=4GiB` (repeatable).
+        #[arg(long = "reserve", value_parser = parse_reservation)]
+        reservations: Vec<(u64, sluice_consensus::state::Resources)>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Every role with its usage.
+    List {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// One role.
+    Show {
+        name: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Delete a role no live job uses.
+    Remove {
+        name: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JobCommand {
+    /// Queue a job: a stream job (`--stream JOB.toml`) or a command task
+    /// (`--cpus N --memory SIZE -- PROGRAM ARGS...`).
+    Submit(Box<SubmitArgs>),
+    /// Jobs, newest last.
+    List {
+        /// Only jobs in this state: pending, running, finished, failed, cancelled.
+        #[arg(long)]
+        state: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// One job: state, why it waits, where its tasks run, its history.
+    Show {
+        id: u64,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Stop a job and free its resources.
+    Cancel {
+        id: u64,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct SubmitArgs {
+    /// A name to recognise the job by [default: the program or spec name].
+    #[arg(long)]
+    pub name: Option<String>,
+    /// The role (tenant) it runs under.
+    #[arg(long, default_value = sluice_consensus::state::DEFAULT_ROLE)]
+    pub role: String,
+    /// Higher runs first under `priority` (and may preempt lower), -1000..=1000.
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    pub priority: i32,
+    /// Expected run time of bounded work (e.g. 90s), used by SJF and SRTF.
+    #[arg(long, value_parser = parse_duration)]
+    pub estimate: Option<u64>,
+    /// Agent attribute constraint (repeatable): `rack = r1`, `zone != a`,
+    /// `disk in (ssd, nvme)`.
+    #[arg(long = "constraint")]
+    pub constraints: Vec<String>,
+    /// Spread the job's tasks over agents instead of packing them.
+    #[arg(long)]
+    pub spread: bool,
+    /// A stream job spec (TOML), checked before it is submitted.
+    #[arg(long, conflicts_with_all = ["cpus", "disk", "argv"])]
+    pub stream: Option<PathBuf>,
+    /// Shards of the stream job [default: the spec's parallelism].
+    #[arg(long, requires = "stream")]
+    pub parallelism: Option<u32>,
+    /// Memory for each shard of a stream job (e.g. 512MiB), or for the
+    /// command task.
+    #[arg(long, value_parser = parse_size)]
+    pub memory: Option<u64>,
+    /// Cores of the command task.
+    #[arg(long)]
+    pub cpus: Option<u32>,
+    /// Disk for the command task (e.g. 10GiB).
+    #[arg(long, value_parser = parse_size)]
+    pub disk: Option<u64>,
+    /// The command task's program and arguments (after `--`).
+    #[arg(last = true)]
+    pub argv: Vec<String>,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+fn parse_duration(text: &str) -> Result<u64, String> {
+    sluice_consensus::units::parse_duration_ms(text)
+}
+
+fn parse_size(text: &str) -> Result<u64, String> {
+    sluice_consensus::units::parse_bytes(text)
+}
+
+/// `cores=4,memory=16GiB,disk=100GiB`; absent parts are zero.
+pub fn parse_resources(text: &str) -> Result<sluice_consensus::state::Resources, String> {
+    parse_resources_from(text, sluice_consensus::state::Resources::ZERO)
+}
+
+/// As [`parse_resources`], absent parts unlimited.
+pub fn parse_limit(text: &str) -> Result<sluice_consensus::state::Resources, String> {
+    parse_resources_from(text, sluice_consensus::state::Resources::UNLIMITED)
+}
+
+fn parse_resources_from(
+    text: &str,
+    mut resources: sluice_consensus::state::Resources,
+) -> Result<sluice_consensus::state::Resources, String> {
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (key, value) = part
+            .split_once('=')
+            .ok_or_else(|| format!("{part:?}: expected KEY=VALUE with cores, memory or disk"))?;
+        match key.trim() {
+            "cores" | "cpus" => {
+                resources.cores = value
+                    .trim()
+                    .parse()
+                    .map_err(|_| format!("cores {value:?} is not a whole number"))?
+            }
+            "memory" | "mem" => {
+                resources.memory_bytes = sluice_consensus::units::parse_bytes(value)?
+            }
+            "disk" => resources.disk_bytes = sluice_consensus::units::parse_bytes(value)?,
+            other => {
+                return Err(format!(
+                    "unknown resource {other:?}: use cores, memory or disk"
+                ))
+            }
+        }
+    }
+    Ok(resources)
+}
+
+fn parse_reservation(text: &str) -> Result<(u64, sluice_consensus::state::Resources), String> {
+    let (agent, rest) = text
+        .split_once(':')
+        .ok_or_else(|| format!("{text:?}: expected AGENT_ID:cores=N,memory=SIZE"))?;
+    let agent = agent
+        .trim()
+        .parse()
+        .map_err(|_| format!("{agent:?} is not an agent id"))?;
+    Ok((agent, parse_resources(rest)?))
 }
 
 #[derive(Debug, Subcommand)]

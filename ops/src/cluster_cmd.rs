@@ -77,6 +77,7 @@ pub async fn run(cmd: ClusterCommand) -> Result<()> {
         ClusterCommand::Snapshot(SnapshotCommand::Restore { file, client: args }) => {
             restore(&args, &file).await
         }
+        ClusterCommand::Policy(cmd) => crate::sched_cmd::policy(cmd).await,
     }
 }
 

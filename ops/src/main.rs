@@ -8,6 +8,7 @@ mod dev;
 mod master_cmd;
 mod output;
 mod run_cmd;
+mod sched_cmd;
 
 use clap::Parser;
 
@@ -34,6 +35,9 @@ fn main() -> std::process::ExitCode {
         Command::Dev(args) => block_on(dev::run(args)),
         Command::Master(args) => block_on(master_cmd::run(args)),
         Command::Cluster(cmd) => block_on(cluster_cmd::run(cmd)),
+        Command::Agent(cmd) => block_on(sched_cmd::agent(cmd)),
+        Command::Role(cmd) => block_on(sched_cmd::role(cmd)),
+        Command::Job(cmd) => block_on(sched_cmd::job(cmd)),
         Command::Bench(BenchCommand::Raft(args)) => block_on(sluice_bench::raft::run(args)),
     };
     match result {

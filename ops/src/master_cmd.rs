@@ -24,6 +24,9 @@ struct MasterFile {
     snapshot_logs: Option<u64>,
     logs_kept: Option<u64>,
     request_timeout_ms: Option<u64>,
+    agent_timeout_ms: Option<u64>,
+    agent_grace_ms: Option<u64>,
+    schedule_interval_ms: Option<u64>,
 }
 
 fn read_file(path: &Path) -> Result<MasterFile> {
@@ -52,6 +55,9 @@ impl RaftTuning {
         set(&mut config.snapshot_logs, self.snapshot_logs);
         set(&mut config.logs_kept_after_snapshot, self.logs_kept);
         set(&mut config.request_timeout_ms, self.request_timeout_ms);
+        set(&mut config.agent_timeout_ms, self.agent_timeout_ms);
+        set(&mut config.agent_grace_ms, self.agent_grace_ms);
+        set(&mut config.schedule_interval_ms, self.schedule_interval_ms);
     }
 
     fn or_file(self, file: &MasterFile) -> Self {
@@ -66,6 +72,9 @@ impl RaftTuning {
             snapshot_logs: self.snapshot_logs.or(file.snapshot_logs),
             logs_kept: self.logs_kept.or(file.logs_kept),
             request_timeout_ms: self.request_timeout_ms.or(file.request_timeout_ms),
+            agent_timeout_ms: self.agent_timeout_ms.or(file.agent_timeout_ms),
+            agent_grace_ms: self.agent_grace_ms.or(file.agent_grace_ms),
+            schedule_interval_ms: self.schedule_interval_ms.or(file.schedule_interval_ms),
         }
     }
 }

@@ -10,7 +10,8 @@ use std::time::Duration;
 use anyhow::{bail, Result};
 use sluice_bench::procs::sluice_bin;
 use sluice_consensus::state::RoleSpec;
-use sluice_consensus::{Command, MasterClient};
+use sluice_consensus::state::{AgentId, AgentSpec, ClusterState, Job, JobState};
+use sluice_consensus::{Command, CommandOutput, MasterClient, Query};
 
 pub use sluice_bench::procs::{wait_until, ProcessCluster};
 
@@ -90,5 +91,70 @@ pub async fn wait_roles(cluster: &ProcessCluster, id: u64, expected: &[String]) 
             expected.iter().all(|r| roles.contains(r)).then_some(())
         },
     )
+    .await
+}
+
+/// Master settings for scheduler tests: fast agent liveness on top of [`TIMING`].
+pub const SCHED_TIMING: &[&str] = &[
+    "--heartbeat-ms",
+    "50",
+    "--election-timeout-min-ms",
+    "400",
+    "--election-timeout-max-ms",
+    "800",
+    "--agent-timeout-ms",
+    "2000",
+    "--agent-grace-ms",
+    "3000",
+];
+
+/// Registers an agent offering `cores` cores and `memory_gib` GiB.
+pub async fn register_agent(
+    client: &MasterClient,
+    hostname: &str,
+    cores: u32,
+    memory_gib: u64,
+) -> Result<AgentId> {
+    let spec = AgentSpec {
+        id: None,
+        hostname: hostname.to_owned(),
+        cores: (0..cores).collect(),
+        memory_bytes: memory_gib << 30,
+        disk_bytes: 100 << 30,
+        attributes: Default::default(),
+    };
+    match client.write(&Command::RegisterAgent(spec)).await?.output {
+        CommandOutput::AgentRegistered { id, .. } => Ok(id),
+        other => bail!("unexpected answer {other:?}"),
+    }
+}
+
+/// Heartbeats for agent `id` every 200 ms, following the leader, until
+/// the task is aborted: what an agent daemon does for its liveness.
+pub fn heartbeat(client: std::sync::Arc<MasterClient>, id: AgentId) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            if let Err(e) = client.heartbeat(id).await {
+                tracing::debug!(agent = id, %e, "heartbeat failed; retrying");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+}
+
+/// The whole replicated state, read linearizably.
+pub async fn cluster_state(client: &MasterClient) -> Result<ClusterState> {
+    Ok(serde_json::from_value(
+        client.read(&Query::State, false).await?,
+    )?)
+}
+
+/// Waits until job `id` is in `state`; returns it.
+pub async fn wait_job(client: &MasterClient, id: u64, state: JobState) -> Result<Job> {
+    wait_until(PATIENCE, &format!("job {id} to be {state:?}"), || async {
+        let value = client.read(&Query::Job { id }, false).await.ok()?;
+        let job: Job = serde_json::from_value(value).ok()?;
+        (job.state == state).then_some(job)
+    })
     .await
 }

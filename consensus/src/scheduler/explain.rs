@@ -62,7 +62,11 @@ impl<'a> Explainer<'a> {
             .active
             .iter()
             .copied()
-            .filter(|a| constraints.iter().all(|c| c.matches(&a.hostname, &a.attributes)))
+            .filter(|a| {
+                constraints
+                    .iter()
+                    .all(|c| c.matches(&a.hostname, &a.attributes))
+            })
             .collect();
         if matching.is_empty() {
             let list: Vec<String> = constraints.iter().map(ToString::to_string).collect();
@@ -126,7 +130,10 @@ impl<'a> Explainer<'a> {
     ) -> String {
         let demand = job.spec.total_demand();
         if let Some(limit) = self.state.roles.get(&job.spec.role).and_then(|r| r.limit) {
-            let used = usage.get(job.spec.role.as_str()).copied().unwrap_or_default();
+            let used = usage
+                .get(job.spec.role.as_str())
+                .copied()
+                .unwrap_or_default();
             if !used.plus(&demand).fits_in(&limit) {
                 return format!(
                     "role {:?} is at its limit: it holds {used}, the job needs {demand}, the limit is {limit}",

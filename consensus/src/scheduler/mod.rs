@@ -69,6 +69,8 @@ struct Cycle<'a> {
     /// What each role holds, as the cycle goes.
     usage: BTreeMap<&'a str, Resources>,
     reasons: Vec<(JobId, String)>,
+    /// Job versions after this cycle's decisions (see `Job::version`).
+    versions: HashMap<JobId, u64>,
 }
 
 impl<'a> Cycle<'a> {
@@ -88,6 +90,7 @@ impl<'a> Cycle<'a> {
                 .map(|(k, v)| (k.as_str(), *v))
                 .collect(),
             reasons: Vec::new(),
+            versions: HashMap::new(),
         }
     }
 
@@ -114,7 +117,9 @@ impl<'a> Cycle<'a> {
             .filter(|(id, reason)| self.state.jobs[id].reason.as_deref() != Some(reason))
             .collect();
         if !reasons.is_empty() {
-            self.out.commands.push(Command::SetPendingReasons { reasons });
+            self.out
+                .commands
+                .push(Command::SetPendingReasons { reasons });
         }
         for command in &mut self.out.commands {
             command.stamp(self.now_ms);
@@ -273,9 +278,7 @@ impl<'a> Cycle<'a> {
         let left = self.view.free_total().minus(&demand);
         let short = !owed.fits_in(&left) || !demand.fits_in(&self.view.free_total());
         short.then(|| {
-            format!(
-                "held back: free resources are kept for roles below their quota (owed {owed})"
-            )
+            format!("held back: free resources are kept for roles below their quota (owed {owed})")
         })
     }
 
@@ -306,8 +309,10 @@ impl<'a> Cycle<'a> {
     fn commit_place(&mut self, job: &'a Job, taken: &[Taken], reason: Option<String>) {
         let grants = taken.iter().map(|t| t.grant(&self.view)).collect();
         let moved = job.state == JobState::Running && !self.preempted.contains(&job.id);
+        let version = self.next_version(job);
         self.out.commands.push(Command::PlaceJob {
             job: job.id,
+            version,
             grants,
             reason,
             now_ms: 0,
@@ -321,6 +326,14 @@ impl<'a> Cycle<'a> {
             let usage = self.usage.entry(job.spec.role.as_str()).or_default();
             *usage = usage.plus(&job.spec.total_demand());
         }
+    }
+
+    /// The version a decision on `job` is made on; each decision bumps it.
+    fn next_version(&mut self, job: &Job) -> u64 {
+        let version = self.versions.entry(job.id).or_insert(job.version);
+        let current = *version;
+        *version += 1;
+        current
     }
 
     fn wait(&mut self, job: &Job, reason: String) {
@@ -339,7 +352,8 @@ impl<'a> Cycle<'a> {
             .filter(|v| v.state == JobState::Running && !self.preempted.contains(&v.id))
             .filter(|v| match policy {
                 Policy::Priority => v.spec.priority < job.spec.priority,
-                Policy::Srtf => match (v.remaining_ms(self.now_ms), job.spec.estimated_duration_ms) {
+                Policy::Srtf => match (v.remaining_ms(self.now_ms), job.spec.estimated_duration_ms)
+                {
                     (Some(left), Some(estimate)) => left > estimate,
                     _ => false,
                 },
@@ -352,7 +366,10 @@ impl<'a> Cycle<'a> {
         match policy {
             // Lowest priority first, then the most recently started.
             Policy::Priority => victims.sort_by_key(|v| {
-                (v.spec.priority, std::cmp::Reverse(v.started_ms.unwrap_or(0)))
+                (
+                    v.spec.priority,
+                    std::cmp::Reverse(v.started_ms.unwrap_or(0)),
+                )
             }),
             // Most remaining time first.
             _ => victims.sort_by_key(|v| std::cmp::Reverse(v.remaining_ms(self.now_ms))),
@@ -416,8 +433,10 @@ impl<'a> Cycle<'a> {
                         victim.remaining_ms(self.now_ms).unwrap_or(0)
                     ),
                 };
+                let version = self.next_version(victim);
                 self.out.commands.push(Command::PreemptJob {
                     job: victim.id,
+                    version,
                     reason: why,
                     now_ms: 0,
                 });
@@ -454,7 +473,9 @@ impl<'a> Cycle<'a> {
                 .drain
                 .and_then(|d| d.deadline_ms)
                 .is_some_and(|deadline| self.now_ms >= deadline);
-            let Some(slot) = self.view.slot_of(agent.id) else { continue };
+            let Some(slot) = self.view.slot_of(agent.id) else {
+                continue;
+            };
             let jobs: BTreeSet<JobId> = self.view.jobs_on(slot).collect();
             for id in jobs {
                 if self.preempted.contains(&id) || self.moved.contains_key(&id) {
@@ -469,8 +490,10 @@ impl<'a> Cycle<'a> {
                     let reason = format!("moving off draining agent {}", agent.id);
                     self.commit_place(job, &taken, Some(reason));
                 } else if overdue {
+                    let version = self.next_version(job);
                     self.out.commands.push(Command::PreemptJob {
                         job: id,
+                        version,
                         reason: format!(
                             "agent {} reached its drain deadline and no other agent has room yet",
                             agent.id

@@ -43,7 +43,9 @@ impl Sim {
         self.index += 1;
         command.stamp(self.now_ms);
         let result = self.state.apply_command(self.index, &command);
-        self.state.validate().expect("invariants hold after every command");
+        self.state
+            .validate()
+            .expect("invariants hold after every command");
         result
     }
 
@@ -56,7 +58,13 @@ impl Sim {
     }
 
     fn submit(&mut self, spec: JobSpec) -> JobId {
-        match self.apply(Command::SubmitJob { job: spec, now_ms: 0 }).unwrap() {
+        match self
+            .apply(Command::SubmitJob {
+                job: spec,
+                now_ms: 0,
+            })
+            .unwrap()
+        {
             CommandOutput::JobSubmitted { id } => id,
             other => panic!("{other:?}"),
         }
@@ -140,7 +148,9 @@ impl Sim {
                 .iter()
                 .min_by_key(|id| self.state.jobs[id].remaining_ms(self.now_ms))
                 .unwrap();
-            self.now_ms += self.state.jobs[&next].remaining_ms(self.now_ms).unwrap_or(1000);
+            self.now_ms += self.state.jobs[&next]
+                .remaining_ms(self.now_ms)
+                .unwrap_or(1000);
             self.finish(next);
         }
         started
@@ -263,7 +273,11 @@ fn srtf_preempts_exactly_when_the_new_job_is_shorter_than_what_is_left() {
         } else {
             assert_eq!(cycle.preempted, 0, "{case}");
             assert_eq!(sim.running(), vec![a], "{case}");
-            assert!(sim.reason(b).contains("waiting for free resources"), "{}", sim.reason(b));
+            assert!(
+                sim.reason(b).contains("waiting for free resources"),
+                "{}",
+                sim.reason(b)
+            );
         }
     }
 }
@@ -289,8 +303,14 @@ fn strict_order_waits_for_the_head_but_not_for_the_impossible() {
     let later = sim.submit(task("later", 1, GIB));
     sim.cycle();
     assert_eq!(sim.running(), vec![small]);
-    assert_eq!(sim.reason(huge), "needs 8 cores on one agent; the largest agent has 2");
-    assert_eq!(sim.reason(later), format!("queued behind job {big} (fcfs order)"));
+    assert_eq!(
+        sim.reason(huge),
+        "needs 8 cores on one agent; the largest agent has 2"
+    );
+    assert_eq!(
+        sim.reason(later),
+        format!("queued behind job {big} (fcfs order)")
+    );
     sim.finish(small);
     sim.cycle();
     assert_eq!(sim.running(), vec![big]);
@@ -304,21 +324,37 @@ fn strict_order_waits_for_the_head_but_not_for_the_impossible() {
 fn priority_preempts_the_lowest_priority_youngest_job_only_as_needed() {
     let mut sim = Sim::new(&[(2, 8 * GIB)]);
     sim.policy(Policy::Priority);
-    let low_old = sim.submit(JobSpec { priority: 1, ..task("low-old", 1, GIB) });
+    let low_old = sim.submit(JobSpec {
+        priority: 1,
+        ..task("low-old", 1, GIB)
+    });
     sim.cycle();
     sim.now_ms += 1000;
-    let low_young = sim.submit(JobSpec { priority: 1, ..task("low-young", 1, GIB) });
+    let low_young = sim.submit(JobSpec {
+        priority: 1,
+        ..task("low-young", 1, GIB)
+    });
     sim.cycle();
     assert_eq!(sim.running(), vec![low_old, low_young]);
 
     // Same priority: waits.
-    let peer = sim.submit(JobSpec { priority: 1, ..task("peer", 1, GIB) });
+    let peer = sim.submit(JobSpec {
+        priority: 1,
+        ..task("peer", 1, GIB)
+    });
     assert_eq!(sim.cycle().preempted, 0);
-    let high = sim.submit(JobSpec { priority: 5, ..task("high", 1, GIB) });
+    let high = sim.submit(JobSpec {
+        priority: 5,
+        ..task("high", 1, GIB)
+    });
     let cycle = sim.cycle();
     assert_eq!(cycle.preempted, 1);
     assert_eq!(sim.running(), vec![low_old, high]);
-    assert!(sim.reason(low_young).contains("priority 5 above 1"), "{}", sim.reason(low_young));
+    assert!(
+        sim.reason(low_young).contains("priority 5 above 1"),
+        "{}",
+        sim.reason(low_young)
+    );
     assert_eq!(sim.state.jobs[&peer].state, JobState::Pending);
 }
 
@@ -326,11 +362,20 @@ fn priority_preempts_the_lowest_priority_youngest_job_only_as_needed() {
 fn priority_does_not_preempt_when_that_would_not_make_room() {
     let mut sim = Sim::new(&[(2, 8 * GIB)]);
     sim.policy(Policy::Priority);
-    sim.submit(JobSpec { priority: 1, ..task("low", 1, GIB) });
-    sim.submit(JobSpec { priority: 9, ..task("mid", 1, GIB) });
+    sim.submit(JobSpec {
+        priority: 1,
+        ..task("low", 1, GIB)
+    });
+    sim.submit(JobSpec {
+        priority: 9,
+        ..task("mid", 1, GIB)
+    });
     sim.cycle();
     // Needs 2 cores; only one job may be displaced.
-    sim.submit(JobSpec { priority: 5, ..task("high", 2, GIB) });
+    sim.submit(JobSpec {
+        priority: 5,
+        ..task("high", 2, GIB)
+    });
     assert_eq!(sim.cycle().preempted, 0);
     assert_eq!(sim.running().len(), 2);
 }
@@ -382,8 +427,15 @@ fn quotas_are_held_for_their_role_and_limits_cap_in_every_policy() {
         .map(|i| sim.submit(in_role(task(&format!("o{i}"), 1, GIB), "other")))
         .collect();
     sim.cycle();
-    assert_eq!(sim.state.role_usage["other"].cores, 4, "4 cores held for the quota");
-    assert!(sim.reason(others[7]).contains("quota"), "{}", sim.reason(others[7]));
+    assert_eq!(
+        sim.state.role_usage["other"].cores, 4,
+        "4 cores held for the quota"
+    );
+    assert!(
+        sim.reason(others[7]).contains("quota"),
+        "{}",
+        sim.reason(others[7])
+    );
     for i in 0..4 {
         sim.submit(in_role(task(&format!("g{i}"), 1, GIB), "guaranteed"));
     }
@@ -402,7 +454,11 @@ fn quotas_are_held_for_their_role_and_limits_cap_in_every_policy() {
             .collect();
         sim.cycle();
         assert_eq!(sim.running().len(), 2, "{policy:?}");
-        assert!(sim.reason(jobs[2]).contains("at its limit"), "{policy:?}: {}", sim.reason(jobs[2]));
+        assert!(
+            sim.reason(jobs[2]).contains("at its limit"),
+            "{policy:?}: {}",
+            sim.reason(jobs[2])
+        );
     }
 }
 
@@ -414,7 +470,9 @@ fn reservations_keep_resources_for_their_role() {
         reservations: BTreeMap::from([(0, Resources::new(2, GIB, 0))]),
         ..role("owner", 1.0)
     });
-    let others: Vec<JobId> = (0..3).map(|i| sim.submit(task(&format!("x{i}"), 1, GIB))).collect();
+    let others: Vec<JobId> = (0..3)
+        .map(|i| sim.submit(task(&format!("x{i}"), 1, GIB)))
+        .collect();
     sim.cycle();
     for id in &others[..2] {
         assert_eq!(sim.agents_of(*id), vec![1], "unreserved agent only");
@@ -447,7 +505,10 @@ fn constraints_choose_agents_and_explain_when_nothing_matches() {
         ..task("r1", 1, GIB)
     });
     let not_r0 = sim.submit(JobSpec {
-        constraints: vec![Constraint::parse("rack != r0").unwrap(), Constraint::parse("rack in (r0, r2)").unwrap()],
+        constraints: vec![
+            Constraint::parse("rack != r0").unwrap(),
+            Constraint::parse("rack in (r0, r2)").unwrap(),
+        ],
         ..task("r2", 1, GIB)
     });
     let nowhere = sim.submit(JobSpec {
@@ -468,9 +529,19 @@ fn pending_jobs_say_why_they_wait() {
     let memory = sim.submit(task("memory", 1, 32 * GIB));
     let shards = sim.submit(stream("shards", 7, PlacementStrategy::BinPack));
     sim.cycle();
-    assert_eq!(sim.reason(cores), "needs 8 cores on one agent; the largest agent has 4");
-    assert_eq!(sim.reason(memory), "needs 32 GiB of memory on one agent; the largest agent has 8 GiB");
-    assert!(sim.reason(shards).contains("room for 6 at most"), "{}", sim.reason(shards));
+    assert_eq!(
+        sim.reason(cores),
+        "needs 8 cores on one agent; the largest agent has 4"
+    );
+    assert_eq!(
+        sim.reason(memory),
+        "needs 32 GiB of memory on one agent; the largest agent has 8 GiB"
+    );
+    assert!(
+        sim.reason(shards).contains("room for 6 at most"),
+        "{}",
+        sim.reason(shards)
+    );
     // Reasons are only rewritten when they change.
     let again = sim.cycle();
     assert!(again.commands.is_empty(), "{:?}", again.commands);
@@ -484,12 +555,21 @@ fn drain_moves_work_where_there_is_room_and_requeues_at_the_deadline() {
     sim.cycle();
     let on_a = sim.agents_of(a)[0];
     sim.finish(b);
-    sim.apply(Command::DrainAgent { id: on_a, deadline_ms: None, now_ms: 0 }).unwrap();
+    sim.apply(Command::DrainAgent {
+        id: on_a,
+        deadline_ms: None,
+        now_ms: 0,
+    })
+    .unwrap();
     let cycle = sim.cycle();
     assert_eq!(cycle.moved, 1);
     assert_ne!(sim.agents_of(a), vec![on_a]);
     assert!(sim.state.agents[&on_a].tasks.is_empty());
-    assert_eq!(sim.state.jobs[&a].state, JobState::Running, "moved, not stopped");
+    assert_eq!(
+        sim.state.jobs[&a].state,
+        JobState::Running,
+        "moved, not stopped"
+    );
 
     // No room elsewhere: stays until the deadline, then back to the queue.
     let mut sim = Sim::new(&[(2, 8 * GIB), (2, 8 * GIB)]);
@@ -497,13 +577,22 @@ fn drain_moves_work_where_there_is_room_and_requeues_at_the_deadline() {
     let b = sim.submit(task("b", 2, GIB));
     sim.cycle();
     let on_a = sim.agents_of(a)[0];
-    sim.apply(Command::DrainAgent { id: on_a, deadline_ms: Some(60_000), now_ms: 0 }).unwrap();
+    sim.apply(Command::DrainAgent {
+        id: on_a,
+        deadline_ms: Some(60_000),
+        now_ms: 0,
+    })
+    .unwrap();
     assert!(sim.cycle().commands.is_empty());
     assert_eq!(sim.state.jobs[&a].state, JobState::Running);
     sim.now_ms += 60_000;
     sim.cycle();
     assert_eq!(sim.state.jobs[&a].state, JobState::Pending);
-    assert!(sim.reason(a).contains("drain deadline"), "{}", sim.reason(a));
+    assert!(
+        sim.reason(a).contains("drain deadline"),
+        "{}",
+        sim.reason(a)
+    );
     assert_eq!(sim.running(), vec![b]);
     // Undrained, the agent takes it back.
     sim.apply(Command::UndrainAgent { id: on_a }).unwrap();
@@ -525,7 +614,9 @@ fn a_lost_agent_s_work_is_placed_elsewhere() {
             now_ms: 0,
         })
         .unwrap();
-    assert!(matches!(out, CommandOutput::AgentStateSet { ref requeued, .. } if requeued == &vec![job]));
+    assert!(
+        matches!(out, CommandOutput::AgentStateSet { ref requeued, .. } if requeued == &vec![job])
+    );
     assert!(sim.reason(job).contains("lost"));
     sim.cycle();
     assert_eq!(sim.agents_of(job), vec![1 - first, 1 - first]);
@@ -537,7 +628,13 @@ fn apply_refuses_violating_placements_and_changes_nothing() {
     let a = sim.submit(task("a", 1, GIB));
     sim.cycle();
     let holder = sim.agents_of(a)[0];
-    let core = *sim.state.jobs[&a].tasks[0].grant.as_ref().unwrap().cores.first().unwrap();
+    let core = *sim.state.jobs[&a].tasks[0]
+        .grant
+        .as_ref()
+        .unwrap()
+        .cores
+        .first()
+        .unwrap();
     const C_MEMORY: u64 = 3 * GIB + GIB / 2;
     let c = sim.submit(task("c", 1, C_MEMORY));
     let before = sim.state.clone();
@@ -550,14 +647,46 @@ fn apply_refuses_violating_placements_and_changes_nothing() {
     let cases: Vec<(Vec<Grant>, &str)> = vec![
         (vec![grant(holder, core, C_MEMORY)], "core_taken"),
         (vec![grant(holder, 7, C_MEMORY)], "core_not_offered"),
-        (vec![grant(holder, 1 - core, C_MEMORY)], "memory_oversubscribed"),
+        (
+            vec![grant(holder, 1 - core, C_MEMORY)],
+            "memory_oversubscribed",
+        ),
         (vec![grant(holder, 1 - core, GIB)], "task_shape"),
         (vec![], "task_count"),
         (vec![grant(99, 0, C_MEMORY)], "agent_not_active"),
     ];
+    // A decision made on an older version of the job (a new leader that
+    // has not applied everything yet) is refused: job a is placed already.
+    let stale = Command::PlaceJob {
+        job: a,
+        version: 0,
+        grants: vec![grant(1 - holder, 0, GIB)],
+        reason: None,
+        now_ms: 0,
+    };
+    let err = sim.apply(stale).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            CommandError::StaleDecision {
+                decided_on: 0,
+                current: 1,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    sim.index -= 1;
+    assert_eq!(sim.state, before);
     for (grants, kind) in cases {
         let err = sim
-            .apply(Command::PlaceJob { job: c, grants, reason: None, now_ms: 0 })
+            .apply(Command::PlaceJob {
+                job: c,
+                version: 0,
+                grants,
+                reason: None,
+                now_ms: 0,
+            })
             .unwrap_err();
         let json = serde_json::to_string(&err).unwrap();
         assert!(json.contains(kind), "{kind}: {json}");
@@ -566,12 +695,36 @@ fn apply_refuses_violating_placements_and_changes_nothing() {
     }
     // Nothing new on a draining agent.
     let other = 1 - holder;
-    sim.apply(Command::DrainAgent { id: other, deadline_ms: None, now_ms: 0 }).unwrap();
-    let free_core = *sim.state.agents[&other].cores.difference(&sim.state.agents[&other].used_cores).next().unwrap();
+    sim.apply(Command::DrainAgent {
+        id: other,
+        deadline_ms: None,
+        now_ms: 0,
+    })
+    .unwrap();
+    let free_core = *sim.state.agents[&other]
+        .cores
+        .difference(&sim.state.agents[&other].used_cores)
+        .next()
+        .unwrap();
     let err = sim
-        .apply(Command::PlaceJob { job: c, grants: vec![grant(other, free_core, C_MEMORY)], reason: None, now_ms: 0 })
+        .apply(Command::PlaceJob {
+            job: c,
+            version: 0,
+            grants: vec![grant(other, free_core, C_MEMORY)],
+            reason: None,
+            now_ms: 0,
+        })
         .unwrap_err();
-    assert!(matches!(err, CommandError::Placement { violation: PlacementViolation::AgentNotActive { .. }, .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            CommandError::Placement {
+                violation: PlacementViolation::AgentNotActive { .. },
+                ..
+            }
+        ),
+        "{err}"
+    );
 }
 
 #[test]
@@ -583,12 +736,23 @@ fn bad_job_submissions_are_refused_with_the_field() {
         (task("x", 0, GIB), "kind.command.cpus"),
         (task("x", 1, 0), "kind.command.memory_bytes"),
         (task("x", 100_000, GIB), "kind.command.cpus"),
-        (JobSpec { priority: 5000, ..task("x", 1, GIB) }, "priority"),
+        (
+            JobSpec {
+                priority: 5000,
+                ..task("x", 1, GIB)
+            },
+            "priority",
+        ),
         (task(" ", 1, GIB), "name"),
         (stream("x", 0, PlacementStrategy::Spread), "parallelism"),
     ];
     for (spec, expected) in cases {
-        let err = sim.apply(Command::SubmitJob { job: spec, now_ms: 0 }).unwrap_err();
+        let err = sim
+            .apply(Command::SubmitJob {
+                job: spec,
+                now_ms: 0,
+            })
+            .unwrap_err();
         assert!(err.to_string().contains(expected), "{expected}: {err}");
         sim.index -= 1;
         assert_eq!(sim.state, before);
@@ -596,7 +760,10 @@ fn bad_job_submissions_are_refused_with_the_field() {
     // A job bigger than any agent is accepted and waits with a reason.
     let big = sim.submit(task("big", 64, GIB));
     sim.cycle();
-    assert_eq!(sim.reason(big), "needs 64 cores on one agent; the largest agent has 2");
+    assert_eq!(
+        sim.reason(big),
+        "needs 64 cores on one agent; the largest agent has 2"
+    );
 }
 
 #[test]
@@ -606,35 +773,87 @@ fn task_reports_are_idempotent_and_stale_ones_refused() {
     sim.cycle();
     let agent = sim.agents_of(a)[0];
     let report = |state| Command::UpdateTask {
-        update: TaskUpdate { job: a, task: 0, agent, state, message: None },
+        update: TaskUpdate {
+            job: a,
+            task: 0,
+            agent,
+            state,
+            message: None,
+        },
         now_ms: 0,
     };
-    assert!(matches!(sim.apply(report(TaskState::Running)).unwrap(), CommandOutput::TaskUpdated { changed: true, .. }));
-    assert!(matches!(sim.apply(report(TaskState::Running)).unwrap(), CommandOutput::TaskUpdated { changed: false, .. }));
+    assert!(matches!(
+        sim.apply(report(TaskState::Running)).unwrap(),
+        CommandOutput::TaskUpdated { changed: true, .. }
+    ));
+    assert!(matches!(
+        sim.apply(report(TaskState::Running)).unwrap(),
+        CommandOutput::TaskUpdated { changed: false, .. }
+    ));
     let wrong_agent = Command::UpdateTask {
-        update: TaskUpdate { job: a, task: 0, agent: 1 - agent, state: TaskState::Finished, message: None },
+        update: TaskUpdate {
+            job: a,
+            task: 0,
+            agent: 1 - agent,
+            state: TaskState::Finished,
+            message: None,
+        },
         now_ms: 0,
     };
-    assert!(matches!(sim.apply(wrong_agent).unwrap_err(), CommandError::StaleTask { .. }));
+    assert!(matches!(
+        sim.apply(wrong_agent).unwrap_err(),
+        CommandError::StaleTask { .. }
+    ));
     sim.apply(report(TaskState::Failed)).unwrap();
     assert_eq!(sim.state.jobs[&a].state, JobState::Failed);
-    assert!(sim.state.agents[&agent].used_cores.is_empty(), "resources freed");
-    assert!(matches!(sim.apply(report(TaskState::Failed)).unwrap(), CommandOutput::TaskUpdated { changed: false, .. }));
+    assert!(
+        sim.state.agents[&agent].used_cores.is_empty(),
+        "resources freed"
+    );
+    assert!(matches!(
+        sim.apply(report(TaskState::Failed)).unwrap(),
+        CommandOutput::TaskUpdated { changed: false, .. }
+    ));
 }
 
 // ---- properties ----
 
 #[derive(Debug, Clone)]
 enum Event {
-    Submit { cpus: u32, memory_gib: u64, tasks: u32, role: usize, priority: i32, estimate_s: Option<u64>, spread: bool },
-    Cycle { advance_s: u64 },
-    Finish { pick: usize },
-    Fail { pick: usize },
-    Lost { agent: usize },
-    Reregister { agent: usize },
-    Drain { agent: usize, deadline_s: Option<u64> },
-    Undrain { agent: usize },
-    Cancel { pick: usize },
+    Submit {
+        cpus: u32,
+        memory_gib: u64,
+        tasks: u32,
+        role: usize,
+        priority: i32,
+        estimate_s: Option<u64>,
+        spread: bool,
+    },
+    Cycle {
+        advance_s: u64,
+    },
+    Finish {
+        pick: usize,
+    },
+    Fail {
+        pick: usize,
+    },
+    Lost {
+        agent: usize,
+    },
+    Reregister {
+        agent: usize,
+    },
+    Drain {
+        agent: usize,
+        deadline_s: Option<u64>,
+    },
+    Undrain {
+        agent: usize,
+    },
+    Cancel {
+        pick: usize,
+    },
     Policy(usize),
 }
 
@@ -741,4 +960,3 @@ proptest! {
         }
     }
 }
-

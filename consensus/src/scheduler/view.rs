@@ -4,7 +4,8 @@
 use std::collections::{BTreeSet, HashMap};
 
 use crate::state::{
-    Agent, AgentId, AgentState, ClusterState, Constraint, Grant, Job, JobId, Resources, DEFAULT_ROLE,
+    Agent, AgentId, AgentState, ClusterState, Constraint, Grant, Job, JobId, Resources,
+    DEFAULT_ROLE,
 };
 
 /// A role's reservation on one agent and how much of it the role uses.
@@ -35,7 +36,11 @@ pub(super) struct Slot<'a> {
 
 impl Slot<'_> {
     fn free(&self) -> Resources {
-        Resources::new(self.free_cores.len() as u32, self.free_memory, self.free_disk)
+        Resources::new(
+            self.free_cores.len() as u32,
+            self.free_memory,
+            self.free_disk,
+        )
     }
 
     /// What any role without a reservation here may use.
@@ -129,7 +134,8 @@ impl<'a> View<'a> {
                 continue;
             }
             let slot = slots.len() as u32;
-            let mut free_cores: Vec<u32> = agent.cores.difference(&agent.used_cores).copied().collect();
+            let mut free_cores: Vec<u32> =
+                agent.cores.difference(&agent.used_cores).copied().collect();
             free_cores.reverse();
             let active = agent.state == AgentState::Active;
             if active {
@@ -164,8 +170,11 @@ impl<'a> View<'a> {
                 continue;
             }
             for (job, task) in &slot.agent.tasks {
-                let Some(job) = state.jobs.get(job) else { continue };
-                let Some(grant) = job.tasks.get(*task as usize).and_then(|t| t.grant.as_ref()) else {
+                let Some(job) = state.jobs.get(job) else {
+                    continue;
+                };
+                let Some(grant) = job.tasks.get(*task as usize).and_then(|t| t.grant.as_ref())
+                else {
                     continue;
                 };
                 if let Some(&role) = roles.get(job.spec.role.as_str()) {
@@ -383,6 +392,10 @@ impl<'a> View<'a> {
 
     /// Ids of jobs with a task on `slot`.
     pub fn jobs_on(&self, slot: u32) -> impl Iterator<Item = JobId> + '_ {
-        self.slots[slot as usize].agent.tasks.iter().map(|(job, _)| *job)
+        self.slots[slot as usize]
+            .agent
+            .tasks
+            .iter()
+            .map(|(job, _)| *job)
     }
 }

@@ -94,7 +94,9 @@ impl Constraint {
     /// Parses `k = v`, `k != v` or `k in (a, b, c)`.
     pub fn parse(text: &str) -> Result<Self, String> {
         let bad = || {
-            format!("constraint {text:?}: expected `ATTR = VALUE`, `ATTR != VALUE` or `ATTR in (A, B)`")
+            format!(
+                "constraint {text:?}: expected `ATTR = VALUE`, `ATTR != VALUE` or `ATTR in (A, B)`"
+            )
         };
         let (attribute, op, rest) = if let Some((k, v)) = text.split_once("!=") {
             (k, ConstraintOp::Ne, v)
@@ -185,10 +187,7 @@ impl JobSpec {
                 parallelism,
                 memory_per_shard_bytes,
                 ..
-            } => (
-                *parallelism,
-                Resources::new(1, *memory_per_shard_bytes, 0),
-            ),
+            } => (*parallelism, Resources::new(1, *memory_per_shard_bytes, 0)),
             JobKind::Command {
                 cpus,
                 memory_bytes,
@@ -214,7 +213,10 @@ impl JobSpec {
         if !(-PRIORITY_MAX..=PRIORITY_MAX).contains(&self.priority) {
             return Err(CommandError::invalid(
                 "priority",
-                format!("{} is outside -{PRIORITY_MAX}..={PRIORITY_MAX}", self.priority),
+                format!(
+                    "{} is outside -{PRIORITY_MAX}..={PRIORITY_MAX}",
+                    self.priority
+                ),
             ));
         }
         if let Some(ms) = self.estimated_duration_ms {
@@ -237,8 +239,18 @@ impl JobSpec {
                         format!("must be 1..={STREAM_SPEC_BYTES_MAX} bytes"),
                     ));
                 }
-                check_range("kind.stream.parallelism", u64::from(*parallelism), 1, u64::from(TASKS_PER_JOB_MAX))?;
-                check_range("kind.stream.memory_per_shard_bytes", *memory_per_shard_bytes, 1, super::agents::MEMORY_BYTES_MAX)?;
+                check_range(
+                    "kind.stream.parallelism",
+                    u64::from(*parallelism),
+                    1,
+                    u64::from(TASKS_PER_JOB_MAX),
+                )?;
+                check_range(
+                    "kind.stream.memory_per_shard_bytes",
+                    *memory_per_shard_bytes,
+                    1,
+                    super::agents::MEMORY_BYTES_MAX,
+                )?;
             }
             JobKind::Command {
                 argv,
@@ -258,15 +270,33 @@ impl JobSpec {
                         format!("longer than {ARGV_BYTES_MAX} bytes"),
                     ));
                 }
-                check_range("kind.command.cpus", u64::from(*cpus), 1, super::agents::CORES_PER_AGENT_MAX as u64)?;
-                check_range("kind.command.memory_bytes", *memory_bytes, 1, super::agents::MEMORY_BYTES_MAX)?;
-                check_range("kind.command.disk_bytes", *disk_bytes, 0, super::agents::DISK_BYTES_MAX)?;
+                check_range(
+                    "kind.command.cpus",
+                    u64::from(*cpus),
+                    1,
+                    super::agents::CORES_PER_AGENT_MAX as u64,
+                )?;
+                check_range(
+                    "kind.command.memory_bytes",
+                    *memory_bytes,
+                    1,
+                    super::agents::MEMORY_BYTES_MAX,
+                )?;
+                check_range(
+                    "kind.command.disk_bytes",
+                    *disk_bytes,
+                    0,
+                    super::agents::DISK_BYTES_MAX,
+                )?;
             }
         }
         if self.constraints.len() > CONSTRAINTS_MAX {
             return Err(CommandError::invalid(
                 "constraints",
-                format!("{} constraints, at most {CONSTRAINTS_MAX}", self.constraints.len()),
+                format!(
+                    "{} constraints, at most {CONSTRAINTS_MAX}",
+                    self.constraints.len()
+                ),
             ));
         }
         for (i, c) in self.constraints.iter().enumerate() {
@@ -333,7 +363,10 @@ pub enum TaskState {
 
 impl TaskState {
     pub fn is_ended(self) -> bool {
-        matches!(self, Self::Finished | Self::Failed | Self::Killed | Self::Lost)
+        matches!(
+            self,
+            Self::Finished | Self::Failed | Self::Killed | Self::Lost
+        )
     }
 }
 
@@ -394,6 +427,10 @@ pub struct Job {
     pub preemptions: u32,
     pub tasks: Vec<Task>,
     pub events: Vec<JobEvent>,
+    /// Bumped by every change of placement or state; the scheduler's
+    /// decisions name the version they were made on, and apply refuses a
+    /// decision made on an older one.
+    pub version: u64,
 }
 
 impl Job {
@@ -476,6 +513,7 @@ impl ClusterState {
                 })
                 .collect(),
             events: Vec::new(),
+            version: 0,
         };
         job.record(index, now_ms, "submitted");
         self.jobs.insert(id, job);
@@ -515,6 +553,7 @@ impl ClusterState {
             return;
         };
         job.state = state;
+        job.version += 1;
         job.reason = (state != JobState::Finished).then(|| reason.to_owned());
         if let Some(started) = job.started_ms.take() {
             job.run_ms = job.run_ms.saturating_add(now_ms.saturating_sub(started));

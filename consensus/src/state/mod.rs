@@ -16,11 +16,11 @@ use openraft::LogId;
 use serde::{Deserialize, Serialize};
 
 pub use agents::{Agent, AgentId, AgentSpec, AgentState, Drain, AGENTS_MAX, CORES_PER_AGENT_MAX};
+pub use jobs::Grant;
 pub use jobs::{
     Constraint, ConstraintOp, Job, JobEvent, JobId, JobKind, JobSpec, JobState, PlacementStrategy,
     Policy, Task, TaskState, DEFAULT_ROLE, ENDED_JOBS_KEPT, JOBS_MAX, TASKS_PER_JOB_MAX,
 };
-pub use jobs::Grant;
 pub use placement::{PlacementViolation, TaskUpdate};
 pub use resources::Resources;
 pub use roles::{Role, RoleSpec, ROLES_MAX};
@@ -82,15 +82,17 @@ impl ClusterState {
             Command::SetPolicy { policy } => self.set_policy(*policy)?,
             Command::PlaceJob {
                 job,
+                version,
                 grants,
                 reason,
                 now_ms,
-            } => self.place_job(index, *now_ms, *job, grants, reason.as_deref())?,
+            } => self.place_job(index, *now_ms, *job, *version, grants, reason.as_deref())?,
             Command::PreemptJob {
                 job,
+                version,
                 reason,
                 now_ms,
-            } => self.preempt_job(index, *now_ms, *job, reason)?,
+            } => self.preempt_job(index, *now_ms, *job, *version, reason)?,
             Command::SetPendingReasons { reasons } => self.set_pending_reasons(reasons)?,
             Command::UpdateTask { update, now_ms } => self.update_task(index, *now_ms, update)?,
             Command::RestoreState(saved) => self.restore(saved)?,
@@ -156,19 +158,28 @@ impl ClusterState {
         let mut ended = 0;
         for (id, job) in &self.jobs {
             if *id != job.id || *id >= self.next_job_id {
-                return bad(format!("jobs.{id}.id"), "does not match its key or is not below next_job_id".into());
+                return bad(
+                    format!("jobs.{id}.id"),
+                    "does not match its key or is not below next_job_id".into(),
+                );
             }
             job.spec.validate()?;
             ended += u64::from(job.state.is_ended());
             let (tasks, each) = job.spec.demand();
             if job.tasks.len() != tasks as usize {
-                return bad(format!("jobs.{id}.tasks"), format!("{} tasks, the spec says {tasks}", job.tasks.len()));
+                return bad(
+                    format!("jobs.{id}.tasks"),
+                    format!("{} tasks, the spec says {tasks}", job.tasks.len()),
+                );
             }
             for (t, task) in job.tasks.iter().enumerate() {
                 let Some(grant) = &task.grant else { continue };
                 let field = format!("jobs.{id}.tasks.{t}.grant");
                 if job.state != JobState::Running || grant.resources() != each {
-                    return bad(field, "a grant on a job that is not Running, or of the wrong size".into());
+                    return bad(
+                        field,
+                        "a grant on a job that is not Running, or of the wrong size".into(),
+                    );
                 }
                 let Some(agent) = self.agents.get(&grant.agent) else {
                     return bad(field, format!("unknown agent {}", grant.agent));
@@ -179,7 +190,13 @@ impl ClusterState {
                 let entry = used.entry(grant.agent).or_default();
                 for core in &grant.cores {
                     if !agent.cores.contains(core) || !entry.0.insert(*core) {
-                        return bad(field, format!("core {core} of agent {} not offered or granted twice", agent.id));
+                        return bad(
+                            field,
+                            format!(
+                                "core {core} of agent {} not offered or granted twice",
+                                agent.id
+                            ),
+                        );
                     }
                 }
                 entry.1 += grant.memory_bytes;
@@ -192,22 +209,34 @@ impl ClusterState {
         for (id, agent) in &self.agents {
             let (cores, memory, disk, tasks) = used.remove(id).unwrap_or_default();
             if memory > agent.memory_bytes || disk > agent.disk_bytes {
-                return bad(format!("agents.{id}"), "memory or disk oversubscribed".into());
+                return bad(
+                    format!("agents.{id}"),
+                    "memory or disk oversubscribed".into(),
+                );
             }
             if cores != agent.used_cores
                 || memory != agent.used_memory_bytes
                 || disk != agent.used_disk_bytes
                 || tasks != agent.tasks
             {
-                return bad(format!("agents.{id}.used_*"), "does not match the grants of its tasks".into());
+                return bad(
+                    format!("agents.{id}.used_*"),
+                    "does not match the grants of its tasks".into(),
+                );
             }
         }
         role_usage.retain(|_, usage| !usage.is_zero());
         if role_usage != self.role_usage {
-            return bad("role_usage".into(), "does not match the grants of the roles' jobs".into());
+            return bad(
+                "role_usage".into(),
+                "does not match the grants of the roles' jobs".into(),
+            );
         }
         if ended != self.ended_jobs {
-            return bad("ended_jobs".into(), format!("{} but {ended} jobs have ended", self.ended_jobs));
+            return bad(
+                "ended_jobs".into(),
+                format!("{} but {ended} jobs have ended", self.ended_jobs),
+            );
         }
         Ok(())
     }
@@ -298,7 +327,10 @@ impl Query {
                     .collect::<Vec<_>>(),
             ),
             Query::Job { id } => {
-                let job = state.jobs.get(id).ok_or(CommandError::UnknownJob { id: *id })?;
+                let job = state
+                    .jobs
+                    .get(id)
+                    .ok_or(CommandError::UnknownJob { id: *id })?;
                 serde_json::to_value(job)
             }
             Query::Scheduler => serde_json::to_value(SchedulerSummary::of(state)),

@@ -92,13 +92,13 @@ impl ClusterState {
                     needed: each,
                 });
             }
-            let agent = self
-                .agents
-                .get(&grant.agent)
-                .ok_or(PlacementViolation::AgentNotActive {
-                    agent: grant.agent,
-                    state: AgentState::Lost,
-                })?;
+            let agent =
+                self.agents
+                    .get(&grant.agent)
+                    .ok_or(PlacementViolation::AgentNotActive {
+                        agent: grant.agent,
+                        state: AgentState::Lost,
+                    })?;
             if agent.state != AgentState::Active {
                 return Err(PlacementViolation::AgentNotActive {
                     agent: agent.id,
@@ -184,10 +184,18 @@ impl ClusterState {
         index: u64,
         now_ms: u64,
         id: JobId,
+        version: u64,
         grants: &[Grant],
         reason: Option<&str>,
     ) -> Result<CommandOutput, CommandError> {
         let job = self.jobs.get(&id).ok_or(CommandError::UnknownJob { id })?;
+        if job.version != version {
+            return Err(CommandError::StaleDecision {
+                job: id,
+                decided_on: version,
+                current: job.version,
+            });
+        }
         let moved = match job.state {
             JobState::Pending => false,
             JobState::Running => true,
@@ -202,6 +210,7 @@ impl ClusterState {
         let agents: BTreeSet<AgentId> = grants.iter().map(|g| g.agent).collect();
         let job = self.jobs.get_mut(&id).expect("checked above");
         job.state = JobState::Running;
+        job.version += 1;
         job.reason = None;
         if job.started_ms.is_none() {
             job.started_ms = Some(now_ms);
@@ -231,9 +240,17 @@ impl ClusterState {
         index: u64,
         now_ms: u64,
         id: JobId,
+        version: u64,
         reason: &str,
     ) -> Result<CommandOutput, CommandError> {
         let job = self.jobs.get(&id).ok_or(CommandError::UnknownJob { id })?;
+        if job.version != version {
+            return Err(CommandError::StaleDecision {
+                job: id,
+                decided_on: version,
+                current: job.version,
+            });
+        }
         if job.state != JobState::Running {
             return Err(CommandError::JobNotRunning {
                 id,
@@ -254,6 +271,7 @@ impl ClusterState {
             return;
         };
         job.state = JobState::Pending;
+        job.version += 1;
         job.reason = Some(reason.to_owned());
         if let Some(started) = job.started_ms.take() {
             job.run_ms = job.run_ms.saturating_add(now_ms.saturating_sub(started));
@@ -345,7 +363,9 @@ impl ClusterState {
             .tasks
             .get(task as usize)
             .ok_or(CommandError::UnknownTask { job: id, task })?;
-        if slot.state == state && (state.is_ended() || slot.grant.as_ref().is_some_and(|g| g.agent == agent)) {
+        if slot.state == state
+            && (state.is_ended() || slot.grant.as_ref().is_some_and(|g| g.agent == agent))
+        {
             return Ok(CommandOutput::TaskUpdated {
                 job: id,
                 task,
@@ -369,6 +389,7 @@ impl ClusterState {
             }
             TaskState::Running => {
                 let job = self.jobs.get_mut(&id).expect("checked");
+                job.version += 1;
                 let slot = &mut job.tasks[task as usize];
                 slot.state = TaskState::Running;
                 slot.message = message;
@@ -376,6 +397,7 @@ impl ClusterState {
             TaskState::Finished => {
                 // Its resources are free at once; the job ends with its last task.
                 let job = self.jobs.get_mut(&id).expect("checked");
+                job.version += 1;
                 let slot = &mut job.tasks[task as usize];
                 slot.state = TaskState::Finished;
                 slot.message = message;
@@ -396,7 +418,11 @@ impl ClusterState {
                 }
             }
             TaskState::Failed | TaskState::Killed => {
-                let what = if state == TaskState::Failed { "failed" } else { "was killed" };
+                let what = if state == TaskState::Failed {
+                    "failed"
+                } else {
+                    "was killed"
+                };
                 let reason = format!(
                     "task {task} {what} on agent {agent}: {}",
                     message.as_deref().unwrap_or("no reason given")
@@ -422,7 +448,13 @@ impl ClusterState {
     }
 
     /// Returns every job with a task on `agent` to the queue.
-    pub(super) fn requeue_agent_work(&mut self, index: u64, now_ms: u64, agent: AgentId, why: &str) -> Vec<JobId> {
+    pub(super) fn requeue_agent_work(
+        &mut self,
+        index: u64,
+        now_ms: u64,
+        agent: AgentId,
+        why: &str,
+    ) -> Vec<JobId> {
         let jobs: BTreeSet<JobId> = self
             .agents
             .get(&agent)

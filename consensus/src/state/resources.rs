@@ -21,6 +21,13 @@ impl Resources {
         disk_bytes: 0,
     };
 
+    /// No bound in any dimension (a limit that limits nothing).
+    pub const UNLIMITED: Self = Self {
+        cores: u32::MAX,
+        memory_bytes: u64::MAX,
+        disk_bytes: u64::MAX,
+    };
+
     pub fn new(cores: u32, memory_bytes: u64, disk_bytes: u64) -> Self {
         Self {
             cores,

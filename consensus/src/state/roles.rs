@@ -79,7 +79,10 @@ impl RoleSpec {
         if self.reservations.len() > RESERVATIONS_MAX {
             return Err(CommandError::invalid(
                 "reservations",
-                format!("{} reservations, at most {RESERVATIONS_MAX}", self.reservations.len()),
+                format!(
+                    "{} reservations, at most {RESERVATIONS_MAX}",
+                    self.reservations.len()
+                ),
             ));
         }
         if let (Some(quota), Some(limit)) = (self.quota, self.limit) {

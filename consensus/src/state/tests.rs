@@ -184,7 +184,12 @@ fn command_strategy() -> impl Strategy<Value = Command> {
     ];
     prop_oneof![
         spec.prop_map(Command::RegisterAgent),
-        (0u64..5, state).prop_map(|(id, state)| Command::SetAgentState { id, state, reason: None, now_ms: 0 }),
+        (0u64..5, state).prop_map(|(id, state)| Command::SetAgentState {
+            id,
+            state,
+            reason: None,
+            now_ms: 0
+        }),
         (0u64..5).prop_map(|id| Command::RemoveAgent { id }),
         (0u8..4, -1.0f64..3.0).prop_map(|(n, weight)| Command::SetRole(RoleSpec {
             name: format!("role-{n}"),

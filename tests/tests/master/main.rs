@@ -8,3 +8,4 @@ mod t05_no_quorum;
 mod t06_bad_input;
 mod t07_identity;
 mod t08_cli;
+mod t09_scheduler;
