@@ -7,11 +7,14 @@ use super::view::View;
 use crate::state::{Agent, AgentState, ClusterState, Constraint, Job, Resources};
 use crate::units::format_bytes;
 
+/// A job's shape: what each task needs, how many tasks, and where they may run.
+type Shape = (Resources, u32, Vec<Constraint>);
+
 /// Answers "can this job ever run here?" per job shape, cached within a cycle.
 pub(super) struct Explainer<'a> {
     state: &'a ClusterState,
     active: Vec<&'a Agent>,
-    cache: RefCell<HashMap<(Resources, u32, Vec<Constraint>), Option<String>>>,
+    cache: RefCell<HashMap<Shape, Option<String>>>,
 }
 
 impl<'a> Explainer<'a> {
@@ -152,7 +155,7 @@ impl<'a> Explainer<'a> {
 
 /// How many tasks of `each` fit in `room`.
 fn tasks_fitting(each: &Resources, room: &Resources) -> u64 {
-    let per = |need: u64, have: u64| if need == 0 { u64::MAX } else { have / need };
+    let per = |need: u64, have: u64| have.checked_div(need).unwrap_or(u64::MAX);
     per(u64::from(each.cores), u64::from(room.cores))
         .min(per(each.memory_bytes, room.memory_bytes))
         .min(per(each.disk_bytes, room.disk_bytes))

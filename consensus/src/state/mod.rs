@@ -152,8 +152,7 @@ impl ClusterState {
     /// grant on a Lost agent, usage counters right.
     fn validate_jobs(&self) -> Result<(), CommandError> {
         let bad = |field: String, reason: String| Err(CommandError::invalid(field, reason));
-        let mut used: BTreeMap<AgentId, (BTreeSet<u32>, u64, u64, BTreeSet<(JobId, u32)>)> =
-            BTreeMap::new();
+        let mut used: BTreeMap<AgentId, Usage> = BTreeMap::new();
         let mut role_usage: BTreeMap<String, Resources> = BTreeMap::new();
         let mut ended = 0;
         for (id, job) in &self.jobs {
@@ -241,6 +240,9 @@ impl ClusterState {
         Ok(())
     }
 }
+
+/// What an agent's grants add up to: cores, memory, disk, tasks.
+type Usage = (BTreeSet<u32>, u64, u64, BTreeSet<(JobId, u32)>);
 
 impl sluice_storage::StateLogic<TypeConfig> for ClusterState {
     fn apply(&mut self, log_id: &LogId<NodeId>, proposal: &Proposal) -> Response {

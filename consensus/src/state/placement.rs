@@ -372,7 +372,7 @@ impl ClusterState {
                 changed: false,
             });
         }
-        if !slot.grant.as_ref().is_some_and(|g| g.agent == agent) {
+        if slot.grant.as_ref().is_none_or(|g| g.agent != agent) {
             return Err(CommandError::StaleTask {
                 job: id,
                 task,
