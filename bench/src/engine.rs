@@ -7,6 +7,11 @@
 //!   offered rates. The load is open loop: record i is due at start + i/rate
 //!   and carries that due time; latency is measured from it, so a stall in
 //!   the engine or the sender counts in full (no coordinated omission).
+//! - The maximum sustainable rate of that pipeline: the offered rate is raised
+//!   (doubling, then bisecting) until a short probe falls behind — records
+//!   lost, or latency at the end of the probe well above latency at its start
+//!   (a backlog that keeps growing) — and the latency run is repeated at half
+//!   the highest rate that kept up.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
@@ -25,6 +30,19 @@ use crate::report::{self, Report};
 const CONNECT_PATIENCE: Duration = Duration::from_secs(10);
 /// Most records the sender writes in one syscall when it falls behind.
 const SEND_BATCH_RECORDS_MAX: u64 = 4096;
+/// First rate the sustainable-rate search offers (records/s).
+const SEARCH_RATE_START: u64 = 50_000;
+/// The search stops raising the rate here (records/s); the result is then "at least" this.
+const SEARCH_RATE_MAX: u64 = 16_000_000;
+/// The bisection stops when the bracket is this tight (high / low).
+const SEARCH_PRECISION: f64 = 1.1;
+/// Fraction of a probe's records, at its start and at its end, whose latencies are compared.
+const PROBE_PHASE_FRACTION: f64 = 0.2;
+/// A probe fell behind if the median latency of its last records exceeds twice that of its
+/// first records plus this slack (a backlog that keeps growing)...
+const PROBE_GROWTH_SLACK: Duration = Duration::from_millis(2);
+/// ... or if the p99 of its last records exceeds this.
+const PROBE_TAIL_P99_MAX: Duration = Duration::from_millis(100);
 
 #[derive(Debug, Args, Clone)]
 pub struct EngineBenchArgs {
@@ -47,6 +65,12 @@ pub struct EngineBenchArgs {
     /// Seconds per latency run [default: 5, quick: 1].
     #[arg(long)]
     pub seconds: Option<f64>,
+    /// Skip the maximum-sustainable-rate search (and the latency run at half of it).
+    #[arg(long)]
+    pub no_search: bool,
+    /// Seconds per probe of the sustainable-rate search [default: 1, quick: 0.5].
+    #[arg(long)]
+    pub probe_seconds: Option<f64>,
     /// Output directory [default: bench-results/engine-<unix time>].
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -126,24 +150,53 @@ pub fn run(args: EngineBenchArgs) -> Result<()> {
     }
     let dir = tempfile::tempdir()?;
     for rate in rates {
-        let (rec, sent) = e2e_latency(dir.path(), rate, Duration::from_secs_f64(seconds))?;
-        let s = rec.summary();
-        eprintln!(
-            "  e2e @ {rate}/s: p50 {} p99 {} max {} ({sent} records)",
-            report::human_us(s.p50_us),
-            report::human_us(s.p99_us),
-            report::human_us(s.max_us)
-        );
-        report.add(
+        let run = e2e_latency(dir.path(), rate, Duration::from_secs_f64(seconds))?;
+        run.check_complete()?;
+        add_latency(
+            &mut report,
             &format!("engine.e2e.tcp.r{rate}"),
+            rate,
+            seconds,
+            &run,
+            "",
+        )?;
+    }
+    if !args.no_search {
+        let probe = args
+            .probe_seconds
+            .unwrap_or(if args.quick { 0.5 } else { 1.0 });
+        if !(probe.is_finite() && probe > 0.0 && probe <= 60.0) {
+            bail!("--probe-seconds must be in (0, 60], got {probe}");
+        }
+        let (max_rate, capped) = max_sustainable_rate(dir.path(), Duration::from_secs_f64(probe))?;
+        let at_least = if capped { "at least " } else { "" };
+        eprintln!("  e2e max sustainable rate: {at_least}{max_rate}/s");
+        report.add(
+            "engine.e2e.tcp.max_sustainable",
             &format!(
-                "TCP ingest -> filter -> map -> TCP sink at {rate} records/s offered (open loop)"
+                "highest offered rate (records/s) the TCP ingest -> filter -> map -> TCP sink \
+                 pipeline kept up with for {probe} s probes{}",
+                if capped { " (search cap reached)" } else { "" }
             ),
-            Some(&rec),
-            Some(sent as f64 / seconds),
+            None,
+            Some(max_rate as f64),
+        )?;
+        let half = (max_rate / 2).max(1);
+        let run = e2e_latency(dir.path(), half, Duration::from_secs_f64(seconds))?;
+        run.check_complete()?;
+        add_latency(
+            &mut report,
+            "engine.e2e.tcp.half_max",
+            half,
+            seconds,
+            &run,
+            " = half the maximum sustainable rate",
         )?;
     }
     report.note("per CPU-s = events divided by the CPU time of the shard threads (getrusage RUSAGE_THREAD); q5 and q7 read the bids twice (once per join input) and count one pass");
+    if !args.no_search {
+        report.note("max sustainable = highest offered rate whose probe returned every record with the median latency of its last 20% of records at most 2x (+2 ms) that of its first 20% and their p99 at most 100 ms; found by doubling from 50k/s, then bisecting to within 10%; half_max repeats the latency run at half of it");
+    }
     report.note("e2e latency is measured from each record's scheduled send time to its arrival back from the sink, on loopback, one shard");
     let summary = report.finish()?;
     println!("{}", report::table(&summary));
@@ -151,8 +204,135 @@ pub fn run(args: EngineBenchArgs) -> Result<()> {
     Ok(())
 }
 
+/// What one open-loop latency run measured.
+struct E2eRun {
+    /// Every record's latency.
+    rec: Recorder,
+    /// Records sent.
+    sent: u64,
+    /// Records received back.
+    received: u64,
+    /// Malformed records the job reported.
+    dead_letters: u64,
+    /// Latencies (ns) of the first records sent, by send order.
+    head_ns: Vec<u64>,
+    /// Latencies (ns) of the last records sent.
+    tail_ns: Vec<u64>,
+}
+
+impl E2eRun {
+    fn check_complete(&self) -> Result<()> {
+        if self.received != self.sent || self.dead_letters != 0 {
+            bail!(
+                "sent {} records, got {} back ({} dead letters)",
+                self.sent,
+                self.received,
+                self.dead_letters
+            );
+        }
+        Ok(())
+    }
+
+    /// Whether the pipeline kept up: everything came back, and the latency at the end of
+    /// the run did not grow well past the latency at its start.
+    fn kept_up(&self) -> bool {
+        fn quantile(v: &mut [u64], q: f64) -> u64 {
+            if v.is_empty() {
+                return 0;
+            }
+            v.sort_unstable();
+            v[((v.len() - 1) as f64 * q) as usize]
+        }
+        if self.check_complete().is_err() {
+            return false;
+        }
+        let (mut head, mut tail) = (self.head_ns.clone(), self.tail_ns.clone());
+        let head_p50 = quantile(&mut head, 0.5);
+        let tail_p50 = quantile(&mut tail, 0.5);
+        let tail_p99 = quantile(&mut tail, 0.99);
+        let growth_limit = head_p50
+            .saturating_mul(2)
+            .saturating_add(PROBE_GROWTH_SLACK.as_nanos() as u64);
+        tail_p50 <= growth_limit && tail_p99 <= PROBE_TAIL_P99_MAX.as_nanos() as u64
+    }
+}
+
+fn add_latency(
+    report: &mut Report,
+    name: &str,
+    rate: u64,
+    seconds: f64,
+    run: &E2eRun,
+    what: &str,
+) -> Result<()> {
+    let s = run.rec.summary();
+    eprintln!(
+        "  e2e @ {rate}/s{what}: p50 {} p99 {} max {} ({} records)",
+        report::human_us(s.p50_us),
+        report::human_us(s.p99_us),
+        report::human_us(s.max_us),
+        run.sent
+    );
+    report.add(
+        name,
+        &format!(
+            "TCP ingest -> filter -> map -> TCP sink at {rate} records/s offered{what} (open loop)"
+        ),
+        Some(&run.rec),
+        Some(run.sent as f64 / seconds),
+    )
+}
+
+/// Raises the offered rate until a probe falls behind, then bisects; returns the highest rate
+/// that kept up, and whether the search stopped at [`SEARCH_RATE_MAX`] instead.
+fn max_sustainable_rate(dir: &Path, probe: Duration) -> Result<(u64, bool)> {
+    let mut good = 0u64;
+    let mut bad = None;
+    let mut rate = SEARCH_RATE_START;
+    // Doubling until a probe falls behind.
+    while rate <= SEARCH_RATE_MAX {
+        let kept = e2e_latency(dir, rate, probe)?.kept_up();
+        eprintln!(
+            "  search: {rate}/s {}",
+            if kept { "kept up" } else { "fell behind" }
+        );
+        if !kept {
+            bad = Some(rate);
+            break;
+        }
+        good = rate;
+        rate = rate.saturating_mul(2);
+    }
+    let Some(mut high) = bad else {
+        return Ok((good, true));
+    };
+    // Bisecting between the last rate that kept up and the first that did not.
+    while good > 0 && (high as f64) / (good as f64) > SEARCH_PRECISION {
+        let mid = good + (high - good) / 2;
+        let kept = e2e_latency(dir, mid, probe)?.kept_up();
+        eprintln!(
+            "  search: {mid}/s {}",
+            if kept { "kept up" } else { "fell behind" }
+        );
+        if kept {
+            good = mid;
+        } else {
+            high = mid;
+        }
+    }
+    if good == 0 {
+        bail!(
+            "the pipeline fell behind even at {SEARCH_RATE_START} records/s; no sustainable \
+             rate found"
+        );
+    }
+    Ok((good, false))
+}
+
 /// One open-loop latency run at `rate` records/s for `duration`.
-fn e2e_latency(dir: &Path, rate: u64, duration: Duration) -> Result<(Recorder, u64)> {
+fn e2e_latency(dir: &Path, rate: u64, duration: Duration) -> Result<E2eRun> {
+    let total = (rate as f64 * duration.as_secs_f64()).round().max(1.0) as u64;
+    let phase = ((total as f64 * PROBE_PHASE_FRACTION) as u64).max(1);
     let source_port = free_port()?;
     let sink = TcpListener::bind("127.0.0.1:0").context("binding the latency receiver")?;
     let sink_addr = sink.local_addr()?;
@@ -186,25 +366,39 @@ format = "csv"
     let job = std::thread::Builder::new()
         .name("e2e-job".into())
         .spawn(move || sluice_engine::run_job_file(&spec))?;
-    let receiver = std::thread::Builder::new().name("e2e-recv".into()).spawn(
-        move || -> Result<(Recorder, u64)> {
-            let (stream, _) = sink.accept().context("waiting for the engine's sink")?;
-            let mut rec = Recorder::new();
-            let mut received = 0u64;
-            for line in BufReader::new(stream).lines() {
-                let line = line?;
-                let now = epoch.elapsed().as_nanos() as u64;
-                let due: u64 = line
-                    .split(',')
-                    .nth(1)
-                    .and_then(|f| f.trim().parse().ok())
-                    .with_context(|| format!("bad sink line {line:?}"))?;
-                rec.record(Duration::from_nanos(now.saturating_sub(due)));
-                received += 1;
-            }
-            Ok((rec, received))
-        },
-    )?;
+    let receiver =
+        std::thread::Builder::new()
+            .name("e2e-recv".into())
+            .spawn(move || -> Result<E2eRun> {
+                let (stream, _) = sink.accept().context("waiting for the engine's sink")?;
+                let mut run = E2eRun {
+                    rec: Recorder::new(),
+                    sent: total,
+                    received: 0,
+                    dead_letters: 0,
+                    head_ns: Vec::new(),
+                    tail_ns: Vec::new(),
+                };
+                for line in BufReader::new(stream).lines() {
+                    let line = line?;
+                    let now = epoch.elapsed().as_nanos() as u64;
+                    let mut fields = line.split(',');
+                    let (seq, due): (u64, u64) = fields
+                        .next()
+                        .and_then(|f| f.trim().parse().ok())
+                        .zip(fields.next().and_then(|f| f.trim().parse().ok()))
+                        .with_context(|| format!("bad sink line {line:?}"))?;
+                    let latency = now.saturating_sub(due);
+                    run.rec.record(Duration::from_nanos(latency));
+                    if seq < phase {
+                        run.head_ns.push(latency);
+                    } else if seq >= total.saturating_sub(phase) {
+                        run.tail_ns.push(latency);
+                    }
+                    run.received += 1;
+                }
+                Ok(run)
+            })?;
 
     let deadline = Instant::now() + CONNECT_PATIENCE;
     let mut conn = loop {
@@ -215,7 +409,6 @@ format = "csv"
         }
     };
     conn.set_nodelay(true)?;
-    let total = (rate as f64 * duration.as_secs_f64()).round() as u64;
     let interval_ns = 1e9 / rate as f64;
     let start_ns = epoch.elapsed().as_nanos() as u64 + 1_000_000;
     let mut buf = String::new();
@@ -246,14 +439,9 @@ format = "csv"
         .join()
         .map_err(|_| anyhow::anyhow!("the e2e job panicked"))?
         .map_err(|e| anyhow::anyhow!("e2e job: {e}"))?;
-    let (rec, received) = receiver
+    let mut run = receiver
         .join()
         .map_err(|_| anyhow::anyhow!("the receiver panicked"))??;
-    if received != total || job_report.dead_letters != 0 {
-        bail!(
-            "sent {total} records, got {received} back ({} dead letters)",
-            job_report.dead_letters
-        );
-    }
-    Ok((rec, total))
+    run.dead_letters = job_report.dead_letters;
+    Ok(run)
 }

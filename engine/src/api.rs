@@ -5,7 +5,7 @@ use std::path::Path;
 
 use crate::error::EngineError;
 use crate::record::OwnedValue;
-use crate::runtime::{run_plan, JobReport};
+use crate::runtime::{run_plan, run_plan_remote, JobReport, RemoteExchangeConfig};
 use crate::spec::job::JobSpec;
 use crate::spec::load::load_spec_file;
 use crate::spec::plan::{plan, Plan, SpecItem};
@@ -43,6 +43,26 @@ pub fn check_job_file(path: &Path) -> Result<(), EngineError> {
 /// Checks and runs a job spec built in code.
 pub fn run_job(spec: JobSpec) -> Result<JobReport, EngineError> {
     run_plan(plan_in_code(&spec)?)
+}
+
+/// Checks a job spec built in code and runs this process's share of it: the shards
+/// `config.local_shards`, exchanging records over TCP with the peer processes that run the
+/// others (see [`crate::runtime::remote`]).
+pub fn run_job_remote(
+    spec: JobSpec,
+    config: RemoteExchangeConfig,
+) -> Result<JobReport, EngineError> {
+    run_plan_remote(plan_in_code(&spec)?, config, None)
+}
+
+/// Like [`run_job_remote`], accepting peers on `listener` (already bound, e.g. to port 0)
+/// instead of binding `config.listen`.
+pub fn run_job_remote_on(
+    spec: JobSpec,
+    config: RemoteExchangeConfig,
+    listener: std::net::TcpListener,
+) -> Result<JobReport, EngineError> {
+    run_plan_remote(plan_in_code(&spec)?, config, Some(listener))
 }
 
 impl JobReport {

@@ -45,6 +45,28 @@ pub enum EngineError {
     /// An io_uring operation failed.
     #[error("io_uring error: {0}")]
     Uring(#[source] std::io::Error),
+    /// A bounded resource (keys per window, frame size, ...) would be exceeded; the message
+    /// names the limit.
+    #[error("limit exceeded: {0}")]
+    Limit(String),
+    /// A peer process of a job split across processes could not be reached.
+    #[error("cannot reach exchange peer {addr}: {source}")]
+    Unreachable {
+        /// The peer's address.
+        addr: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The connection to a peer process failed after it was made, or the peer broke the
+    /// exchange protocol.
+    #[error("exchange peer {addr}: {message}")]
+    Peer {
+        /// The peer's address.
+        addr: String,
+        /// What went wrong.
+        message: String,
+    },
     /// A shard thread failed or panicked; the job was stopped.
     #[error("shard {shard} failed: {message}")]
     Shard {

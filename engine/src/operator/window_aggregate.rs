@@ -3,8 +3,13 @@
 //!
 //! Output fields: the key (if any), `window_start`, `window_end`, then the aggregates.
 //!
-//! HOT PATH: per record, one lookup per window it falls into and one accumulator update;
-//! state is allocated per new window and per new key, never per record. No locks, no logging.
+//! A record updates the one pane (slice of `gcd(size, slide)` ms) it falls into; a window
+//! merges its panes when it fires. A record that arrives after its window fired but within the
+//! allowed lateness fires that window again at once (the window's updated result for its key).
+//!
+//! HOT PATH: per record, one key-index lookup and one accumulator update in a flat array;
+//! panes are cleared and reused, so state allocates only when a buffer grows. No locks, no
+//! logging.
 //!
 //! ```
 //! use sluice_engine::operator::{Operator, Output, WindowAggregate, WindowKind};
@@ -28,28 +33,77 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::error::EngineError;
-use crate::operator::agg::{init_all, parse_aggs, update_all, Acc, AggSpec};
-use crate::operator::window::{starts, WindowKind};
+use crate::operator::agg::{init_all, parse_aggs, Acc, AggSpec};
+use crate::operator::window::{last_start, starts, WindowKind};
 use crate::operator::{time_column, Operator, Output};
-use crate::record::hash::hash_value;
-use crate::record::{Batch, DataType, Field, KeyedMap, Schema, SchemaRef, Value};
+use crate::record::hash::{hash_column, hash_i64};
+use crate::record::{Batch, Column, DataType, Field, KeyIndex, Schema, SchemaRef, Value};
 
-#[derive(Debug, Default)]
-struct WindowState {
-    fired: bool,
-    groups: KeyedMap<Vec<Acc>>,
+/// Cleared panes kept for reuse, so that a steady stream of windows allocates nothing.
+const SPARE_PANES_MAX: usize = 64;
+
+/// The aggregates of every key of one pane: slot `s` of `keys` owns
+/// `accs[s * aggs .. (s + 1) * aggs]`.
+#[derive(Debug, Clone)]
+struct Pane {
+    keys: KeyIndex,
+    accs: Vec<Acc>,
+}
+
+impl Pane {
+    fn new(key_type: DataType) -> Self {
+        Self {
+            keys: KeyIndex::new(key_type),
+            accs: Vec::new(),
+        }
+    }
+
+    fn clear(&mut self) {
+        self.keys.clear();
+        self.accs.clear();
+    }
+
+    /// Returns the slot of `key`, adding it with fresh accumulators if it is new.
+    fn slot(&mut self, hash: u64, key: Value<'_>, aggs: &[AggSpec]) -> Result<u32, EngineError> {
+        let (slot, new) = self.keys.find_or_insert(hash, key).ok_or_else(|| {
+            EngineError::Limit(format!(
+                "a window pane holds the most keys it can ({}), or key {key} has the wrong type",
+                crate::record::key_index::KEY_SLOTS_MAX
+            ))
+        })?;
+        if new {
+            self.accs.extend(aggs.iter().map(AggSpec::init));
+        }
+        Ok(slot)
+    }
 }
 
 /// Keyed aggregation over fixed event-time windows.
+///
+/// Windows are cut into panes of `gcd(size, slide)` milliseconds; a pane lies wholly inside
+/// or wholly outside every window, so a record updates exactly one pane however many windows
+/// it falls into, and a window's result is the merge of its panes when it fires.
 #[derive(Debug)]
 pub struct WindowAggregate {
     key: Option<usize>,
     time: usize,
     size: i64,
     slide: i64,
+    pane: i64,
     lateness: i64,
     aggs: Vec<AggSpec>,
-    windows: BTreeMap<i64, WindowState>,
+    panes: BTreeMap<i64, Pane>,
+    spare: Vec<Pane>,
+    /// Scratch: one window's merged panes.
+    merged: Pane,
+    /// Scratch: one key's merged accumulators.
+    key_accs: Vec<Acc>,
+    /// Scratch: per-row key hashes and pane slots of the batch being processed.
+    hashes: Vec<u64>,
+    slots: Vec<u32>,
+    /// Scratch: window starts to fire.
+    firing: Vec<i64>,
+    key_type: DataType,
     watermark: i64,
     schema: SchemaRef,
 }
@@ -90,6 +144,18 @@ pub(crate) fn emit_window_row(
     out.commit_row();
 }
 
+fn gcd(mut a: i64, mut b: i64) -> i64 {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
+}
+
+/// The key hash keyless aggregations file every record under.
+fn keyless_hash() -> u64 {
+    hash_i64(0)
+}
+
 impl WindowAggregate {
     /// Aggregates `aggs` per `key` over windows of `kind` (tumbling or sliding) on the event
     /// time column `time`, keeping windows `lateness_ms` past their end for late records.
@@ -114,14 +180,23 @@ impl WindowAggregate {
         let aggs = parse_aggs(aggs, input)?;
         let key = key.map(|k| input.require(k)).transpose()?;
         let schema = window_schema(input, key, &aggs)?;
+        let key_type = key.map_or(DataType::Int, |k| input.fields()[k].data_type);
         Ok(Self {
             key,
             time: time_column(input, time)?,
             size,
             slide,
+            pane: gcd(size, slide),
             lateness: lateness_ms,
             aggs,
-            windows: BTreeMap::new(),
+            panes: BTreeMap::new(),
+            spare: Vec::new(),
+            merged: Pane::new(key_type),
+            key_accs: Vec::new(),
+            hashes: Vec::new(),
+            slots: Vec::new(),
+            firing: Vec::new(),
+            key_type,
             watermark: i64::MIN,
             schema,
         })
@@ -131,9 +206,118 @@ impl WindowAggregate {
         (end - 1).saturating_add(self.lateness) <= self.watermark
     }
 
-    /// Returns how many windows hold state.
+    /// Returns how many panes (slices of `gcd(size, slide)` of event time, the unit windows
+    /// are built from) hold state.
     pub fn open_windows(&self) -> usize {
-        self.windows.len()
+        self.panes.len()
+    }
+
+    /// Adds rows `rows` (all in the pane starting at `pane_start`) to that pane.
+    fn add_run(
+        &mut self,
+        input: &Batch,
+        rows: std::ops::Range<usize>,
+        pane_start: i64,
+    ) -> Result<(), EngineError> {
+        let Self {
+            key,
+            panes,
+            spare,
+            aggs,
+            hashes,
+            slots,
+            key_type,
+            ..
+        } = self;
+        let pane = panes
+            .entry(pane_start)
+            .or_insert_with(|| spare.pop().unwrap_or_else(|| Pane::new(*key_type)));
+        match *key {
+            Some(k) => {
+                let keys = input.column(k);
+                for r in rows.clone() {
+                    slots[r] = pane.slot(hashes[r], keys.get(r), aggs)?;
+                }
+            }
+            None => {
+                let slot = pane.slot(keyless_hash(), Value::Int(0), aggs)?;
+                slots[rows.clone()].fill(slot);
+            }
+        }
+        let stride = aggs.len();
+        for (j, spec) in aggs.iter().enumerate() {
+            spec.update_rows(&mut pane.accs, stride, j, input, rows.clone(), slots);
+        }
+        Ok(())
+    }
+
+    /// Merges the state of one key over the panes of the window starting at `start` into
+    /// `self.key_accs`.
+    fn merge_key(&mut self, start: i64, hash: u64, key: Value<'_>) {
+        let stride = self.aggs.len();
+        self.key_accs.clear();
+        self.key_accs.extend(init_all(&self.aggs));
+        let end = start.saturating_add(self.size);
+        for pane in self.panes.range(start..end).map(|(_, p)| p) {
+            if let Some(slot) = pane.keys.find(hash, key) {
+                let accs = &pane.accs[slot as usize * stride..][..stride];
+                for ((spec, acc), later) in self.aggs.iter().zip(&mut self.key_accs).zip(accs) {
+                    spec.merge(acc, later);
+                }
+            }
+        }
+    }
+
+    /// Emits every key of the window starting at `start`.
+    fn fire(&mut self, start: i64, out: &mut Batch) -> Result<(), EngineError> {
+        let end = start.saturating_add(self.size);
+        let stride = self.aggs.len();
+        let key = self.key;
+        let emit_pane = |pane: &Pane, out: &mut Batch, aggs: &[AggSpec]| {
+            for slot in 0..pane.keys.len() {
+                let accs = &pane.accs[slot * stride..][..stride];
+                let k = key.map(|_| pane.keys.key(slot));
+                emit_window_row(out, k, start, end, aggs, accs);
+            }
+        };
+        let mut range = self.panes.range(start..end);
+        let first = range.next();
+        if range.next().is_none() {
+            // One pane (always so for tumbling windows): its state is the window's.
+            if let Some((_, pane)) = first {
+                emit_pane(pane, out, &self.aggs);
+            }
+            return Ok(());
+        }
+        let Self {
+            panes,
+            merged,
+            aggs,
+            ..
+        } = self;
+        merged.clear();
+        for (_, pane) in panes.range(start..end) {
+            for slot in 0..pane.keys.len() {
+                let (hash, k) = (pane.keys.hash(slot), pane.keys.key(slot));
+                let accs = &pane.accs[slot * stride..][..stride];
+                let (m, new) = merged.keys.find_or_insert(hash, k).ok_or_else(|| {
+                    EngineError::Limit(format!(
+                        "a window holds the most keys it can ({})",
+                        crate::record::key_index::KEY_SLOTS_MAX
+                    ))
+                })?;
+                if new {
+                    merged.accs.extend_from_slice(accs);
+                } else {
+                    let into = &mut merged.accs[m as usize * stride..][..stride];
+                    for ((spec, acc), later) in aggs.iter().zip(into).zip(accs) {
+                        spec.merge(acc, later);
+                    }
+                }
+            }
+        }
+        emit_pane(merged, out, aggs);
+        Ok(())
     }
 }
 
@@ -143,31 +327,68 @@ impl Operator for WindowAggregate {
     }
 
     fn process(&mut self, input: &Batch, out: &mut Output) -> Result<(), EngineError> {
-        let times = input.column(self.time);
-        for row in 0..input.len() {
-            let ts = times.get_i64(row).unwrap_or(i64::MIN);
-            let key = self.key.map(|k| input.value(row, k));
-            let group = key.unwrap_or(Value::Int(0));
-            let hash = hash_value(group);
-            let mut accepted = false;
-            for start in starts(ts, self.size, self.slide) {
-                let end = start.saturating_add(self.size);
-                if self.expired(end) {
-                    continue;
+        let n = input.len();
+        let times = match input.column(self.time) {
+            Column::Int(t) | Column::Timestamp(t) => t,
+            other => {
+                return Err(EngineError::Plan(format!(
+                    "window time column is {}, expected a timestamp or an int",
+                    other.data_type()
+                )))
+            }
+        };
+        match self.key {
+            Some(k) => hash_column(input.column(k), &mut self.hashes),
+            None => self.hashes.clear(),
+        }
+        self.slots.clear();
+        self.slots.resize(n, 0);
+        let mut row = 0;
+        while row < n {
+            // A run: consecutive rows in one pane (in-order input makes long runs).
+            let pane_start = last_start(times[row], self.pane);
+            let pane_end = pane_start.saturating_add(self.pane);
+            let mut end = row + 1;
+            while end < n && times[end] >= pane_start && times[end] < pane_end {
+                end += 1;
+            }
+            // Every window containing the pane contains all of it; the latest decides
+            // whether the pane may still change.
+            let latest = starts(pane_start, self.size, self.slide).next();
+            let open = latest.is_some_and(|s| !self.expired(s.saturating_add(self.size)));
+            if !open {
+                for r in row..end {
+                    out.late.push_row_from(input, r);
                 }
-                accepted = true;
-                let window = self.windows.entry(start).or_default();
-                let accs = window
-                    .groups
-                    .entry_hashed(hash, group, || init_all(&self.aggs));
-                update_all(&self.aggs, accs, input, row);
-                if window.fired {
-                    emit_window_row(&mut out.main, key, start, end, &self.aggs, accs);
+                row = end;
+                continue;
+            }
+            self.add_run(input, row..end, pane_start)?;
+            // Windows of the pane that already fired (allowed lateness) fire again for every
+            // record: the watermark passed them, so the update is their result now.
+            let earliest = starts(pane_start, self.size, self.slide).last();
+            if earliest.is_some_and(|s| s.saturating_add(self.size) - 1 <= self.watermark) {
+                for r in row..end {
+                    let key = self.key.map(|k| input.value(r, k));
+                    let hash = key.map_or_else(keyless_hash, |_| self.hashes[r]);
+                    for start in starts(pane_start, self.size, self.slide) {
+                        let w_end = start.saturating_add(self.size);
+                        if w_end - 1 > self.watermark || self.expired(w_end) {
+                            continue;
+                        }
+                        self.merge_key(start, hash, key.unwrap_or(Value::Int(0)));
+                        emit_window_row(
+                            &mut out.main,
+                            key,
+                            start,
+                            w_end,
+                            &self.aggs,
+                            &self.key_accs,
+                        );
+                    }
                 }
             }
-            if !accepted {
-                out.late.push_row_from(input, row);
-            }
+            row = end;
         }
         Ok(())
     }
@@ -176,23 +397,44 @@ impl Operator for WindowAggregate {
         if watermark <= self.watermark {
             return Ok(());
         }
+        let old = self.watermark;
         self.watermark = watermark;
-        for (start, window) in self.windows.iter_mut() {
-            let end = start.saturating_add(self.size);
-            if end - 1 > watermark {
-                break;
-            }
-            if !window.fired {
-                window.fired = true;
-                for (key, accs) in window.groups.iter() {
-                    let key = self.key.map(|_| key.as_value());
-                    emit_window_row(&mut out.main, key, *start, end, &self.aggs, accs);
+        // Windows whose last millisecond `end - 1` is now covered, and was not before, fire
+        // if they hold any pane. Such a window starts after `old + 1 - size`, and its panes
+        // start at or after its start and at or before `watermark`.
+        let lowest = old.saturating_add(1).saturating_sub(self.size);
+        let mut firing = std::mem::take(&mut self.firing);
+        firing.clear();
+        for (&pane_start, _) in self.panes.range(lowest..=watermark) {
+            for start in starts(pane_start, self.size, self.slide) {
+                let last = start.saturating_add(self.size) - 1;
+                if old < last && last <= watermark {
+                    firing.push(start);
                 }
             }
         }
-        let (size, lateness) = (self.size, self.lateness);
-        self.windows
-            .retain(|start, _| start.saturating_add(size - 1).saturating_add(lateness) > watermark);
+        firing.sort_unstable();
+        firing.dedup();
+        let result = firing
+            .iter()
+            .try_for_each(|start| self.fire(*start, &mut out.main));
+        self.firing = firing;
+        result?;
+        // Drop panes whose every window is past its allowed lateness; keep a few for reuse.
+        while let Some(entry) = self.panes.first_entry() {
+            let latest = last_start(*entry.key(), self.slide);
+            let keep_until = latest
+                .saturating_add(self.size - 1)
+                .saturating_add(self.lateness);
+            if keep_until > watermark {
+                break;
+            }
+            let mut pane = entry.remove();
+            if self.spare.len() < SPARE_PANES_MAX {
+                pane.clear();
+                self.spare.push(pane);
+            }
+        }
         Ok(())
     }
 }
@@ -347,5 +589,78 @@ mod tests {
             }
             proptest::prop_assert_eq!(got, expected);
         }
+
+        /// Sliding windows (slide dividing the size or not) built from panes: every
+        /// (key, window) is emitted once with its direct count and sum, whatever the batching.
+        #[test]
+        fn sliding_results_match_a_direct_computation(
+            mut events in proptest::collection::vec((0i64..4, 0i64..400, -5i64..50), 0..200),
+            cut in 1usize..23,
+            shape in 0usize..3,
+        ) {
+            events.sort_by_key(|e| e.1);
+            let (size, slide) = [(30, 10), (25, 10), (12, 12)][shape];
+            let s = Schema::of(&[("k", DataType::Int), ("ts", DataType::Timestamp), ("v", DataType::Int)]).unwrap();
+            let kind = WindowKind::Sliding { size_ms: size, slide_ms: slide };
+            let mut w = WindowAggregate::new(&s, Some("k"), "ts", kind, 0, &["count(*) AS n", "sum(v) AS total"]).unwrap();
+            let mut out = Output::new(w.output_schema().clone(), s.clone());
+            for chunk in events.chunks(cut) {
+                let rows: Vec<_> = chunk
+                    .iter()
+                    .map(|(k, t, v)| vec![Value::Int(*k), Value::Timestamp(*t), Value::Int(*v)])
+                    .collect();
+                w.process(&batch(&s, &rows), &mut out).unwrap();
+                w.on_watermark(chunk.last().map_or(i64::MIN, |e| e.1 - 1), &mut out).unwrap();
+            }
+            w.on_watermark(i64::MAX, &mut out).unwrap();
+            proptest::prop_assert!(out.late.is_empty());
+            proptest::prop_assert_eq!(w.open_windows(), 0);
+            let mut expected = std::collections::BTreeMap::new();
+            for (k, t, v) in &events {
+                for start in starts(*t, size, slide) {
+                    let e = expected.entry((*k, start)).or_insert((0i64, 0i64));
+                    e.0 += 1;
+                    e.1 += v;
+                }
+            }
+            let mut got = std::collections::BTreeMap::new();
+            for r in 0..out.main.len() {
+                let col = |c: usize| out.main.column(c).get_i64(r).unwrap();
+                proptest::prop_assert_eq!(col(2) - col(1), size);
+                let previous = got.insert((col(0), col(1)), (col(3), col(4)));
+                proptest::prop_assert!(previous.is_none(), "window emitted twice");
+            }
+            proptest::prop_assert_eq!(got, expected);
+        }
+    }
+
+    #[test]
+    fn a_late_record_refires_its_sliding_windows_at_once() {
+        // Size 10, slide 5, lateness 20: at watermark 14, [0, 10) and [5, 15) have fired; a
+        // record at 7 updates both and each emits its new count right away.
+        let s = schema();
+        let kind = WindowKind::Sliding {
+            size_ms: 10,
+            slide_ms: 5,
+        };
+        let mut w =
+            WindowAggregate::new(&s, Some("k"), "ts", kind, 20, &["count(*) AS n"]).unwrap();
+        let mut out = Output::new(w.output_schema().clone(), s.clone());
+        w.process(&batch(&s, &rows(&[("a", 6)])), &mut out).unwrap();
+        w.on_watermark(14, &mut out).unwrap();
+        assert_eq!(out.main.len(), 2);
+        out.clear();
+        w.process(&batch(&s, &rows(&[("a", 7)])), &mut out).unwrap();
+        let (t, i, st) = (OwnedValue::Timestamp, OwnedValue::Int, |x: &str| {
+            OwnedValue::Str(x.into())
+        });
+        assert_eq!(
+            sorted_rows(&out.main),
+            [
+                vec![st("a"), t(0), t(10), i(2)],
+                vec![st("a"), t(5), t(15), i(2)]
+            ]
+        );
+        assert!(out.late.is_empty());
     }
 }

@@ -42,6 +42,25 @@ impl StrColumn {
         self.ends.len()
     }
 
+    /// Returns the byte length of string `i`.
+    pub fn byte_len(&self, i: usize) -> usize {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        self.ends[i] - start
+    }
+
+    /// Returns the packed bytes of strings `rows` (their concatenation).
+    pub fn packed(&self, rows: std::ops::Range<usize>) -> &str {
+        if rows.is_empty() {
+            return "";
+        }
+        let start = if rows.start == 0 {
+            0
+        } else {
+            self.ends[rows.start - 1]
+        };
+        &self.data[start..self.ends[rows.end - 1]]
+    }
+
     /// Returns whether the column is empty.
     pub fn is_empty(&self) -> bool {
         self.ends.is_empty()

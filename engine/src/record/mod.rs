@@ -4,12 +4,14 @@
 pub mod batch;
 pub mod column;
 pub mod hash;
+pub mod key_index;
 pub mod keyed;
 pub mod schema;
 pub mod value;
 
 pub use batch::{Batch, BATCH_RECORDS_MAX};
 pub use column::{Column, StrColumn};
+pub use key_index::KeyIndex;
 pub use keyed::KeyedMap;
 pub use schema::{DataType, Field, Schema, SchemaRef};
 pub use value::{OwnedValue, Value};

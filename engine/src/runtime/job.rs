@@ -2,13 +2,18 @@
 //! waits for all of them, and gathers their reports. A failing or panicking shard stops the
 //! others and fails the job.
 
+use std::net::TcpListener;
+use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::error::EngineError;
 use crate::record::Batch;
-use crate::runtime::exchange::local_mesh;
+use crate::runtime::exchange::{local_channel, ExchangeReceiver, ExchangeSender};
+use crate::runtime::remote::frame::Hello;
+use crate::runtime::remote::peer::{start_peer, IoShared, PeerIo, PeerPlan};
+use crate::runtime::remote::{connect_peers, plan_fingerprint, RemoteExchangeConfig};
 use crate::runtime::shard::{ShardBuilder, ShardReport};
 use crate::source::DeadLetter;
 use crate::spec::plan::Plan;
@@ -54,24 +59,207 @@ impl Drop for AbortOnDrop {
 
 /// Runs a planned job to completion on `plan.spec.parallelism` shard threads.
 pub fn run_plan(plan: Plan) -> Result<JobReport, EngineError> {
+    run_placed(plan, None)
+}
+
+/// Runs this process's share of a job split across processes: the shards
+/// `config.local_shards`, exchanging records with the peers' shards over TCP. `listener`
+/// (bound by the caller, e.g. on port 0 in tests) replaces binding `config.listen`. The
+/// report covers this process's shards.
+pub fn run_plan_remote(
+    plan: Plan,
+    config: RemoteExchangeConfig,
+    listener: Option<TcpListener>,
+) -> Result<JobReport, EngineError> {
+    run_placed(plan, Some((config, listener)))
+}
+
+type SenderSlots = Vec<Vec<Vec<Option<Box<dyn ExchangeSender>>>>>;
+type ReceiverSlots = Vec<Vec<Vec<Option<Box<dyn ExchangeReceiver>>>>>;
+
+/// The remote side of a run: the peers' I/O threads and what they share.
+struct RemoteIo {
+    peers: Vec<PeerIo>,
+    shared: Arc<IoShared>,
+}
+
+impl RemoteIo {
+    /// Closes every connection if the job failed, then waits for the I/O threads; returns
+    /// the first I/O failure.
+    fn finish(self, failed: bool) -> Option<EngineError> {
+        if failed {
+            self.shared.abort.store(true, Ordering::Relaxed);
+            for p in &self.peers {
+                p.close();
+            }
+        }
+        let mut first = None;
+        for p in self.peers {
+            if let Err(e) = p.join() {
+                first.get_or_insert(e);
+            }
+        }
+        let recorded = self.shared.error.lock().ok().and_then(|mut e| e.take());
+        recorded.or(first)
+    }
+}
+
+/// Connects to the peers and fills the remote slots of the mesh.
+fn connect_remote(
+    plan: &Plan,
+    config: &RemoteExchangeConfig,
+    listener: Option<TcpListener>,
+    abort: &Arc<AtomicBool>,
+    local: &Range<usize>,
+    senders: &mut SenderSlots,
+    receivers: &mut ReceiverSlots,
+) -> Result<RemoteIo, EngineError> {
+    let capacity = plan.spec.ring_capacity_batches;
+    if capacity > u32::MAX as usize {
+        return Err(EngineError::Plan(format!(
+            "ring_capacity_batches {capacity} is too large for a remote exchange"
+        )));
+    }
+    let shards = u32::try_from(plan.spec.parallelism)
+        .map_err(|_| EngineError::Plan("too many shards".into()))?;
+    let hello = Hello {
+        fingerprint: plan_fingerprint(plan),
+        shards,
+        local: config.local_shards.clone(),
+    };
+    let needs_listener = config
+        .peers
+        .iter()
+        .any(|(r, _)| r.start < config.local_shards.start);
+    let listener = match listener {
+        Some(l) => Some(l),
+        None if needs_listener => Some(
+            TcpListener::bind(config.listen)
+                .map_err(|e| EngineError::io(config.listen.to_string(), e))?,
+        ),
+        None => None,
+    };
+    let connected = connect_peers(config, listener.as_ref(), &hello)?;
+    let shared = Arc::new(IoShared {
+        abort: abort.clone(),
+        error: Mutex::new(None),
+    });
+    let mut io = RemoteIo {
+        peers: Vec::with_capacity(connected.len()),
+        shared: shared.clone(),
+    };
+    for peer in connected {
+        let started = start_peer(
+            PeerPlan {
+                addr: peer.addr,
+                stream: peer.stream,
+                local: config.local_shards.clone(),
+                remote: peer.shards,
+                edge_schemas: &plan.edge_schemas,
+                capacity,
+            },
+            shared.clone(),
+        );
+        let (peer_io, ends) = match started {
+            Ok(x) => x,
+            Err(e) => {
+                let _ = io.finish(true);
+                return Err(e);
+            }
+        };
+        io.peers.push(peer_io);
+        for (id, tx) in ends.senders {
+            let from = id.from as usize - local.start;
+            senders[from][id.edge as usize][id.to as usize] = Some(Box::new(tx));
+        }
+        for (id, rx) in ends.receivers {
+            let to = id.to as usize - local.start;
+            receivers[to][id.edge as usize][id.from as usize] = Some(Box::new(rx));
+        }
+    }
+    Ok(io)
+}
+
+/// Returns the channels of one shard if every slot is filled.
+fn complete<T: ?Sized>(slots: Vec<Vec<Option<Box<T>>>>) -> Option<Vec<Vec<Box<T>>>> {
+    slots
+        .into_iter()
+        .map(|row| row.into_iter().collect::<Option<Vec<_>>>())
+        .collect()
+}
+
+fn run_placed(
+    plan: Plan,
+    remote: Option<(RemoteExchangeConfig, Option<TcpListener>)>,
+) -> Result<JobReport, EngineError> {
     let started = Instant::now();
     let plan = Arc::new(plan);
+    let shards = plan.spec.parallelism;
+    let local = match &remote {
+        Some((config, _)) => {
+            config.validate(shards)?;
+            config.local_shards.start as usize..config.local_shards.end as usize
+        }
+        None => 0..shards,
+    };
     tracing::info!(
         job = %plan.spec.name,
-        shards = plan.spec.parallelism,
+        shards,
+        local_shards = ?local,
         stages = plan.stages.len(),
         "starting job"
     );
-    let shards = plan.spec.parallelism;
-    let mut senders: Vec<Vec<_>> = (0..shards).map(|_| Vec::new()).collect();
-    let mut receivers: Vec<Vec<_>> = (0..shards).map(|_| Vec::new()).collect();
-    for _ in 0..plan.edges {
-        let (tx, rx) = local_mesh(shards, plan.spec.ring_capacity_batches);
-        for (shard, row) in tx.into_iter().enumerate() {
-            senders[shard].push(row);
+    let capacity = plan.spec.ring_capacity_batches;
+    let mut senders: SenderSlots = local
+        .clone()
+        .map(|_| {
+            (0..plan.edges)
+                .map(|_| (0..shards).map(|_| None).collect())
+                .collect()
+        })
+        .collect();
+    let mut receivers: ReceiverSlots = local
+        .clone()
+        .map(|_| {
+            (0..plan.edges)
+                .map(|_| (0..shards).map(|_| None).collect())
+                .collect()
+        })
+        .collect();
+    for edge in 0..plan.edges {
+        for from in local.clone() {
+            for to in local.clone() {
+                let (tx, rx) = local_channel(capacity);
+                senders[from - local.start][edge][to] = Some(Box::new(tx));
+                receivers[to - local.start][edge][from] = Some(Box::new(rx));
+            }
         }
-        for (shard, row) in rx.into_iter().enumerate() {
-            receivers[shard].push(row);
+    }
+    let abort = Arc::new(AtomicBool::new(false));
+    let remote_io = match remote {
+        Some((config, listener)) => Some(connect_remote(
+            &plan,
+            &config,
+            listener,
+            &abort,
+            &local,
+            &mut senders,
+            &mut receivers,
+        )?),
+        None => None,
+    };
+    let mut mesh = Vec::with_capacity(local.len());
+    for (tx, rx) in senders.into_iter().zip(receivers) {
+        match (complete(tx), complete(rx)) {
+            (Some(tx), Some(rx)) => mesh.push((tx, rx)),
+            _ => {
+                if let Some(io) = remote_io {
+                    let _ = io.finish(true);
+                }
+                return Err(EngineError::Plan(
+                    "the exchange mesh is missing a channel".into(),
+                ));
+            }
         }
     }
     let cores = if plan.spec.pin_cores {
@@ -80,9 +268,9 @@ pub fn run_plan(plan: Plan) -> Result<JobReport, EngineError> {
         Vec::new()
     };
     let (collect_tx, collect_rx) = crossbeam_channel::unbounded();
-    let abort = Arc::new(AtomicBool::new(false));
-    let mut handles = Vec::with_capacity(shards);
-    for (shard, (tx, rx)) in senders.into_iter().zip(receivers).enumerate() {
+    let mut handles = Vec::with_capacity(local.len());
+    for (i, (tx, rx)) in mesh.into_iter().enumerate() {
+        let shard = local.start + i;
         let builder = ShardBuilder {
             shard,
             plan: plan.clone(),
@@ -90,7 +278,7 @@ pub fn run_plan(plan: Plan) -> Result<JobReport, EngineError> {
             receivers: rx,
             collect: collect_tx.clone(),
             abort: abort.clone(),
-            core: cores.get(shard).copied(),
+            core: cores.get(i).copied(),
         };
         let guard_abort = abort.clone();
         let handle = std::thread::Builder::new()
@@ -115,6 +303,9 @@ pub fn run_plan(plan: Plan) -> Result<JobReport, EngineError> {
                 for h in handles {
                     let _ = h.join();
                 }
+                if let Some(io) = remote_io {
+                    let _ = io.finish(true);
+                }
                 return Err(e);
             }
         }
@@ -125,7 +316,8 @@ pub fn run_plan(plan: Plan) -> Result<JobReport, EngineError> {
         ..Default::default()
     };
     let mut errors = Vec::new();
-    for (shard, handle) in handles.into_iter().enumerate() {
+    for (i, handle) in handles.into_iter().enumerate() {
+        let shard = local.start + i;
         let outcome = handle.join().unwrap_or_else(|_| {
             Err(EngineError::Shard {
                 shard,
@@ -137,7 +329,12 @@ pub fn run_plan(plan: Plan) -> Result<JobReport, EngineError> {
             Err(e) => errors.push(e),
         }
     }
-    // Report the cause, not the shards that only stopped because of it.
+    let io_error = remote_io.and_then(|io| io.finish(!errors.is_empty()));
+    // Report the cause, not the shards that only stopped because of it: a failed connection
+    // first (local shards stop when a peer fails), then a shard's own failure.
+    if let Some(e) = io_error {
+        return Err(e);
+    }
     let stopped = |e: &EngineError| matches!(e, EngineError::Shard { message, .. } if message.starts_with("stopped"));
     if let Some(i) = errors
         .iter()

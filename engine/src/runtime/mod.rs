@@ -5,9 +5,11 @@
 pub mod exchange;
 pub mod job;
 pub mod output;
+pub mod remote;
 pub mod shard;
 pub mod stage;
 
 pub use exchange::{ExchangeReceiver, ExchangeSender, Message};
-pub use job::{run_plan, JobReport};
+pub use job::{run_plan, run_plan_remote, JobReport};
+pub use remote::RemoteExchangeConfig;
 pub use shard::ShardReport;

@@ -245,13 +245,11 @@ impl NexmarkSource {
                     &mut columns[2],
                     100 + (r(4) % 1_000_000) as i64 / (1 + (r(5) % 100) as i64),
                 );
-                push_fmt(&mut columns[3], format_args!("{channel}"));
-                push_fmt(
+                push_str(&mut columns[3], &[channel], None);
+                push_str(
                     &mut columns[4],
-                    format_args!(
-                        "https://www.nexmark.com/{channel}/item.htm?query={}",
-                        r(6) % 1000
-                    ),
+                    &["https://www.nexmark.com/", channel, "/item.htm?query="],
+                    Some(r(6) % 1000),
                 );
                 push_int(&mut columns[5], ts);
                 true
@@ -287,6 +285,33 @@ fn push_int(column: &mut Column, v: i64) {
     match column {
         Column::Int(c) | Column::Timestamp(c) => c.push(v),
         _ => debug_assert!(false, "nexmark int into a non-int column"),
+    }
+}
+
+/// Appends the concatenation of `parts` and then `number` in decimal, as one string value
+/// (the generator's common case, without the cost of `format_args!`).
+fn push_str(column: &mut Column, parts: &[&str], number: Option<u64>) {
+    if let Column::Str(c) = column {
+        let buffer = c.buffer();
+        for part in parts {
+            buffer.push_str(part);
+        }
+        if let Some(mut n) = number {
+            let mut digits = [0u8; 20];
+            let mut at = digits.len();
+            loop {
+                at -= 1;
+                digits[at] = b'0' + (n % 10) as u8;
+                n /= 10;
+                if n == 0 {
+                    break;
+                }
+            }
+            for d in &digits[at..] {
+                buffer.push(char::from(*d));
+            }
+        }
+        c.finish();
     }
 }
 
@@ -407,6 +432,33 @@ mod tests {
             let auction = whole.column(0).get_i64(r).unwrap();
             assert!(auction >= FIRST_ID, "auction {auction}");
         }
+    }
+
+    #[test]
+    fn bid_strings_are_well_formed() {
+        let config = NexmarkConfig {
+            events: 200,
+            seed: 11,
+            ..Default::default()
+        };
+        let bids = drain(&config, 1).remove(0);
+        for r in 0..bids.len() {
+            let (channel, url) = (bids.value(r, 3).to_string(), bids.value(r, 4).to_string());
+            assert!(CHANNELS.contains(&channel.as_str()), "{channel}");
+            let query = url
+                .strip_prefix(&format!(
+                    "https://www.nexmark.com/{channel}/item.htm?query="
+                ))
+                .unwrap_or_else(|| panic!("bad url {url}"));
+            let n: u64 = query.parse().unwrap();
+            assert_eq!(query, n.to_string());
+            assert!(n < 1000);
+        }
+        let mut c = Column::new(DataType::String);
+        push_str(&mut c, &["x"], Some(0));
+        push_str(&mut c, &[], Some(u64::MAX));
+        assert_eq!(c.get(0), crate::record::Value::Str("x0"));
+        assert_eq!(c.get(1), crate::record::Value::Str("18446744073709551615"));
     }
 
     #[test]

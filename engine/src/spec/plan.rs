@@ -144,6 +144,8 @@ pub struct Plan {
     pub stages: Vec<StagePlan>,
     /// Number of exchange edges.
     pub edges: usize,
+    /// Schema of the records each exchange edge carries, by edge.
+    pub edge_schemas: Vec<SchemaRef>,
     /// Schema of the records reaching the sinks.
     pub output_schema: SchemaRef,
 }
@@ -297,13 +299,15 @@ struct Planner<'a> {
     values: Vec<Option<Arc<Batch>>>,
     stages: Vec<StagePlan>,
     edges: usize,
+    edge_schemas: Vec<SchemaRef>,
     used_streams: HashSet<String>,
 }
 
 impl Planner<'_> {
-    fn edge(&mut self, from: usize, route: Exchange) -> usize {
+    fn edge(&mut self, from: usize, route: Exchange, schema: &SchemaRef) -> usize {
         let e = self.edges;
         self.edges += 1;
+        self.edge_schemas.push(schema.clone());
         self.stages[from].output = Some((e, route));
         e
     }
@@ -389,7 +393,7 @@ impl Planner<'_> {
                 OperatorSpec::KeyBy(k) => {
                     let index = schema.require(k).map_err(at)?;
                     if self.parallel {
-                        let e = self.edge(current, Exchange::Hash(index));
+                        let e = self.edge(current, Exchange::Hash(index), &schema);
                         current = self.push_stage(InputPlan::Edge(e), &schema);
                     }
                     key = Some(k.clone());
@@ -467,7 +471,7 @@ impl Planner<'_> {
                 let fresh_gather = self.input_route(current) == Some(Exchange::Single)
                     && self.stages[current].ops.is_empty();
                 if !fresh_gather {
-                    let e = self.edge(current, Exchange::Single);
+                    let e = self.edge(current, Exchange::Single, &schema);
                     current = self.push_stage(InputPlan::Edge(e), &schema);
                 }
             }
@@ -552,8 +556,8 @@ impl Planner<'_> {
         let rk = right_schema
             .require(&j.right_key)
             .map_err(|e| (SpecItem::Job, e))?;
-        let left = self.edge(left_stage, Exchange::Hash(lk));
-        let right = self.edge(right_stage, Exchange::Hash(rk));
+        let left = self.edge(left_stage, Exchange::Hash(lk), left_schema);
+        let right = self.edge(right_stage, Exchange::Hash(rk), &right_schema);
         Ok((
             self.push_stage(
                 InputPlan::Join {
@@ -593,6 +597,7 @@ pub fn plan(spec: &JobSpec) -> Result<Plan, (SpecItem, EngineError)> {
         values: Vec::new(),
         stages: Vec::new(),
         edges: 0,
+        edge_schemas: Vec::new(),
         used_streams: HashSet::new(),
     };
     let (_, output_schema, _) =
@@ -614,6 +619,7 @@ pub fn plan(spec: &JobSpec) -> Result<Plan, (SpecItem, EngineError)> {
         values: planner.values,
         stages: planner.stages,
         edges: planner.edges,
+        edge_schemas: planner.edge_schemas,
         output_schema,
     })
 }
