@@ -15,3 +15,4 @@ pub mod procs;
 pub mod raft;
 pub mod recorder;
 pub mod report;
+pub mod scheduler;

@@ -222,13 +222,15 @@ pub fn fsync_floor(dir: &Path, samples: usize) -> Result<Recorder> {
     Ok(rec)
 }
 
-struct InProcessCluster {
-    masters: Vec<MasterHandle>,
-    api_addrs: Vec<String>,
+/// Three masters in this process, on loopback, with real Raft and RocksDB.
+pub(crate) struct InProcessCluster {
+    pub masters: Vec<MasterHandle>,
+    pub api_addrs: Vec<String>,
 }
 
 impl InProcessCluster {
-    async fn start(root: &Path, args: &RaftBenchArgs) -> Result<Self> {
+    /// Starts and initializes the cluster; `tune` adjusts each master's config.
+    pub async fn start_with(root: &Path, tune: impl Fn(&mut MasterConfig)) -> Result<Self> {
         let mut masters = Vec::new();
         let mut api_addrs = Vec::new();
         for id in 1..=3u64 {
@@ -236,7 +238,7 @@ impl InProcessCluster {
             let raft = format!("127.0.0.1:{}", free_port()?);
             let mut config =
                 MasterConfig::new(id, raft, api.clone(), root.join(format!("inproc-{id}")));
-            args.tune(&mut config);
+            tune(&mut config);
             masters.push(MasterHandle::start(config).await?);
             api_addrs.push(api);
         }
@@ -246,13 +248,17 @@ impl InProcessCluster {
         Ok(Self { masters, api_addrs })
     }
 
-    fn leader(&self) -> Option<&MasterHandle> {
+    async fn start(root: &Path, args: &RaftBenchArgs) -> Result<Self> {
+        Self::start_with(root, |config| args.tune(config)).await
+    }
+
+    pub fn leader(&self) -> Option<&MasterHandle> {
         self.masters
             .iter()
             .find(|m| m.raft.metrics().borrow().state == openraft::ServerState::Leader)
     }
 
-    async fn shutdown(self) -> Result<()> {
+    pub async fn shutdown(self) -> Result<()> {
         for m in self.masters {
             m.shutdown().await?;
         }

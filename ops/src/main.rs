@@ -39,6 +39,9 @@ fn main() -> std::process::ExitCode {
         Command::Role(cmd) => block_on(sched_cmd::role(cmd)),
         Command::Job(cmd) => block_on(sched_cmd::job(cmd)),
         Command::Bench(BenchCommand::Raft(args)) => block_on(sluice_bench::raft::run(args)),
+        Command::Bench(BenchCommand::Scheduler(args)) => {
+            block_on(sluice_bench::scheduler::run(args))
+        }
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
