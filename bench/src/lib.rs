@@ -9,8 +9,10 @@
 
 #![forbid(unsafe_code)]
 
+pub mod compare;
 pub mod engine;
 pub mod machine;
+pub mod plot;
 pub mod procs;
 pub mod raft;
 pub mod recorder;

@@ -10,6 +10,18 @@ use serde::Serialize;
 pub const LATENCY_NS_MAX: u64 = 3_600_000_000_000;
 /// Significant decimal digits kept (0.1 % relative precision).
 pub const SIGNIFICANT_DIGITS: u8 = 3;
+/// Percentile iteration steps per halving of the distance to 100 %, as in
+/// HdrHistogram's `outputPercentileDistribution`.
+const HGRM_TICKS_PER_HALF_DISTANCE: u32 = 5;
+
+/// One point of a percentile curve: the latency at or below which `quantile`
+/// of the samples lie.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PercentilePoint {
+    /// In `[0, 1]`; 1 for the maximum.
+    pub quantile: f64,
+    pub value_ns: u64,
+}
 
 /// A latency histogram in nanoseconds.
 #[derive(Debug, Clone)]
@@ -78,10 +90,26 @@ impl Recorder {
         }
     }
 
+    /// The percentile curve as HdrHistogram's percentile iterator walks it
+    /// (five steps per halving of the distance to 100 %): the same points the
+    /// `.hgrm` file lists, in increasing quantile order, ending at the maximum
+    /// with quantile 1. Empty for an empty histogram.
+    pub fn percentile_curve(&self) -> Vec<PercentilePoint> {
+        if self.histogram.is_empty() {
+            return Vec::new();
+        }
+        self.histogram
+            .iter_quantiles(HGRM_TICKS_PER_HALF_DISTANCE)
+            .map(|step| PercentilePoint {
+                quantile: step.quantile_iterated_to(),
+                value_ns: step.value_iterated_to(),
+            })
+            .collect()
+    }
+
     /// The histogram as HdrHistogram's classic percentile text, values in
     /// milliseconds, readable by the standard HdrHistogram plotter.
     pub fn to_hgrm(&self) -> String {
-        const TICKS_PER_HALF_DISTANCE: u32 = 5;
         const SCALE: f64 = 1_000_000.0; // ns -> ms
         let h = &self.histogram;
         let mut out = String::new();
@@ -91,7 +119,7 @@ impl Recorder {
             "Value", "Percentile", "TotalCount", "1/(1-Percentile)"
         );
         let mut count = 0u64;
-        for step in h.iter_quantiles(TICKS_PER_HALF_DISTANCE) {
+        for step in h.iter_quantiles(HGRM_TICKS_PER_HALF_DISTANCE) {
             let value = step.value_iterated_to() as f64 / SCALE;
             let quantile = step.quantile_iterated_to();
             count += step.count_since_last_iteration();
@@ -198,6 +226,29 @@ mod tests {
         assert_eq!(last[2], 5.0);
         assert!(text.contains("#[Mean    ="), "{text}");
         assert!(text.contains("Total count    =            5]"), "{text}");
+    }
+
+    #[test]
+    fn percentile_curve_matches_the_hgrm_rows() {
+        let mut r = Recorder::new();
+        assert!(r.percentile_curve().is_empty());
+        for us in 1..=10_000u64 {
+            r.record(Duration::from_micros(us));
+        }
+        let curve = r.percentile_curve();
+        let rows = r
+            .to_hgrm()
+            .lines()
+            .skip(2)
+            .take_while(|l| !l.starts_with('#'))
+            .count();
+        assert_eq!(curve.len(), rows);
+        assert!(curve
+            .windows(2)
+            .all(|w| w[1].quantile >= w[0].quantile && w[1].value_ns >= w[0].value_ns));
+        let last = curve.last().unwrap();
+        assert_eq!(last.quantile, 1.0);
+        assert_eq!(last.value_ns, r.histogram().max());
     }
 
     #[test]

@@ -84,10 +84,17 @@ pub async fn run(args: SchedulerBenchArgs) -> Result<()> {
 
     let steps = Policy::ALL.len() + 2;
     for (i, policy) in Policy::ALL.into_iter().enumerate() {
-        eprintln!("[{}/{steps}] allocation cycle, {}: {agents} agents x {jobs} jobs", i + 1, policy.name());
+        eprintln!(
+            "[{}/{steps}] allocation cycle, {}: {agents} agents x {jobs} jobs",
+            i + 1,
+            policy.name()
+        );
         cycle_scenario(&mut report, &args, policy, agents, jobs, cycles, false)?;
     }
-    eprintln!("[{}/{steps}] allocation cycle on a busy cluster (agents 7/8 full), drf", steps - 1);
+    eprintln!(
+        "[{}/{steps}] allocation cycle on a busy cluster (agents 7/8 full), drf",
+        steps - 1
+    );
     cycle_scenario(&mut report, &args, Policy::Drf, agents, jobs, cycles, true)?;
     if placements > 0 {
         eprintln!("[{steps}/{steps}] {placements} placements through three masters");
@@ -141,7 +148,7 @@ fn agent_spec(i: usize, cores: u32, memory_gib: u64) -> AgentSpec {
 /// A job of the synthetic mix.
 pub fn synthetic_job(rng: &mut StdRng, n: usize) -> JobSpec {
     let roll = rng.gen_range(0..100);
-    let kind = if roll < 70 || roll >= 95 {
+    let kind = if !(70..95).contains(&roll) {
         JobKind::Command {
             argv: vec!["work".into()],
             cpus: rng.gen_range(1..=4),
@@ -175,7 +182,13 @@ pub fn synthetic_job(rng: &mut StdRng, n: usize) -> JobSpec {
     }
 }
 
-fn cycle_state(seed: u64, policy: Policy, agents: usize, jobs: usize, busy: bool) -> Result<ClusterState> {
+fn cycle_state(
+    seed: u64,
+    policy: Policy,
+    agents: usize,
+    jobs: usize,
+    busy: bool,
+) -> Result<ClusterState> {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut b = Builder {
         state: ClusterState::default(),
@@ -312,7 +325,9 @@ async fn placements(cluster: &InProcessCluster, jobs: usize, report: &mut Report
     let submit_secs = started.elapsed().as_secs_f64();
     report.add(
         "scheduler.submit",
-        &format!("{jobs} job submissions committed through three masters (batched by the proposer)"),
+        &format!(
+            "{jobs} job submissions committed through three masters (batched by the proposer)"
+        ),
         None,
         Some(jobs as f64 / submit_secs),
     )?;

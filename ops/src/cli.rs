@@ -456,4 +456,18 @@ pub enum BenchCommand {
     /// The scheduler: one allocation cycle at 10,000 agents x 1,000 jobs per
     /// policy, and placements committed per second through three masters.
     Scheduler(sluice_bench::scheduler::SchedulerBenchArgs),
+    /// Compare two runs (summary.json files or result dirs): each metric's
+    /// ratio, regressions flagged; exits 2 if any metric regressed.
+    Compare(CompareArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// The earlier run.
+    pub old: PathBuf,
+    /// The later run.
+    pub new: PathBuf,
+    /// A change beyond this many percent is a regression or an improvement.
+    #[arg(long, default_value_t = 10.0)]
+    pub threshold_percent: f64,
 }

@@ -42,9 +42,40 @@ fn main() -> std::process::ExitCode {
         Command::Bench(BenchCommand::Scheduler(args)) => {
             block_on(sluice_bench::scheduler::run(args))
         }
+        Command::Bench(BenchCommand::Compare(args)) => return compare(&args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// `sluice bench compare`: exit 0 if nothing regressed, 2 if something
+/// did, 1 on an error.
+fn compare(args: &cli::CompareArgs) -> std::process::ExitCode {
+    if !(args.threshold_percent > 0.0 && args.threshold_percent < 100.0) {
+        eprintln!(
+            "error: --threshold-percent must be in (0, 100), got {}",
+            args.threshold_percent
+        );
+        return std::process::ExitCode::FAILURE;
+    }
+    match sluice_bench::compare::compare_with_threshold(
+        &args.old,
+        &args.new,
+        args.threshold_percent / 100.0,
+    ) {
+        Ok(comparison) => {
+            sluice_bench::compare::print_comparison(&comparison);
+            if comparison.has_regressions() {
+                std::process::ExitCode::from(2)
+            } else {
+                std::process::ExitCode::SUCCESS
+            }
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             std::process::ExitCode::FAILURE
