@@ -115,7 +115,7 @@ async fn lead(
     raft: &Raft,
     proposer: &Proposer,
     state: &StateHandle,
-    liveness: &Liveness,
+    liveness: &Arc<Liveness>,
     config: &MasterConfig,
     stop: &mut watch::Receiver<bool>,
     term: u64,
@@ -134,6 +134,64 @@ async fn lead(
         }
         let now = Instant::now();
         let commands = {
+            let state = state.clone();
+            let since_change = last_seen_change;
+            let since_cycle = last_cycle;
+            let liveness_check = liveness.clone();
+            let cycle = tokio::task::spawn_blocking(move || {
+                one_cycle(
+                    &state,
+                    &liveness_check,
+                    since,
+                    timeout,
+                    now,
+                    since_change,
+                    since_cycle,
+                )
+            })
+            .await;
+            match cycle {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::error!(%e, "scheduling cycle panicked");
+                    return;
+                }
+            }
+        };
+        let (commands, cycled) = commands;
+        if let Some(change) = cycled {
+            last_seen_change = change;
+            last_cycle = now;
+        }
+        if !commands.is_empty() {
+            propose_all(proposer, commands).await;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = stop.changed() => {}
+        }
+    }
+}
+
+/// Most placements one cycle makes: keeps a cycle (and the read lock it
+/// holds on the state) short when many jobs wait.
+pub const PLACEMENTS_PER_CYCLE_MAX: usize = 4096;
+
+/// Liveness check plus, if the state changed or a second passed, a
+/// scheduling cycle. Returns the commands, and the change index the cycle
+/// saw if one ran. Runs on a blocking thread: a cycle over a large state
+/// takes milliseconds.
+fn one_cycle(
+    state: &StateHandle,
+    liveness: &Liveness,
+    since: Instant,
+    timeout: Duration,
+    now: Instant,
+    last_seen_change: u64,
+    last_cycle: Instant,
+) -> (Vec<Command>, Option<u64>) {
+    {
+        {
             let view = state.read();
             let mut commands: Vec<Command> = liveness
                 .silent(&view.state, since, timeout, now)
@@ -150,11 +208,15 @@ async fn lead(
                 })
                 .collect();
             let changed = view.state.last_change_index != last_seen_change;
+            let mut cycled = None;
             if changed || now.duration_since(last_cycle) >= Duration::from_secs(1) {
-                last_seen_change = view.state.last_change_index;
-                last_cycle = now;
+                cycled = Some(view.state.last_change_index);
                 let started = Instant::now();
-                let cycle = scheduler::schedule(&view.state, now_unix_ms());
+                let cycle = scheduler::schedule_bounded(
+                    &view.state,
+                    now_unix_ms(),
+                    PLACEMENTS_PER_CYCLE_MAX,
+                );
                 if !cycle.is_empty() {
                     tracing::debug!(
                         placed = cycle.placed,
@@ -167,14 +229,7 @@ async fn lead(
                 }
                 commands.extend(cycle.commands);
             }
-            commands
-        };
-        if !commands.is_empty() {
-            propose_all(proposer, commands).await;
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(interval) => {}
-            _ = stop.changed() => {}
+            (commands, cycled)
         }
     }
 }

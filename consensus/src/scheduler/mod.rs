@@ -50,7 +50,16 @@ impl Schedule {
 
 /// Runs one allocation cycle over `state` at `now_ms` (Unix ms, the leader's clock).
 pub fn schedule(state: &ClusterState, now_ms: u64) -> Schedule {
-    Cycle::new(state, now_ms).run()
+    schedule_bounded(state, now_ms, usize::MAX)
+}
+
+/// As [`schedule`], stopping after `max_placements` placements: the leader
+/// keeps cycles short so their decisions commit while the next is computed.
+/// Jobs not reached keep their pending reason.
+pub fn schedule_bounded(state: &ClusterState, now_ms: u64, max_placements: usize) -> Schedule {
+    let mut cycle = Cycle::new(state, now_ms);
+    cycle.budget = max_placements;
+    cycle.run()
 }
 
 struct Cycle<'a> {
@@ -71,6 +80,8 @@ struct Cycle<'a> {
     reasons: Vec<(JobId, String)>,
     /// Job versions after this cycle's decisions (see `Job::version`).
     versions: HashMap<JobId, u64>,
+    /// Most placements this cycle makes.
+    budget: usize,
 }
 
 impl<'a> Cycle<'a> {
@@ -91,6 +102,7 @@ impl<'a> Cycle<'a> {
                 .collect(),
             reasons: Vec::new(),
             versions: HashMap::new(),
+            budget: usize::MAX,
         }
     }
 
@@ -162,6 +174,9 @@ impl<'a> Cycle<'a> {
         // Taken from the back; jobs preempted meanwhile join in policy order.
         let mut rest: Vec<&'a Job> = queue.iter().rev().copied().collect();
         while let Some(job) = rest.pop() {
+            if self.out.placed >= self.budget {
+                break;
+            }
             if !self.requeued.is_empty() {
                 rest.push(job);
                 rest.append(&mut self.requeued);
@@ -239,6 +254,9 @@ impl<'a> Cycle<'a> {
                         .then(a.2.cmp(b.2))
                 });
             let Some((_, _, role)) = next else { break };
+            if self.out.placed >= self.budget {
+                break;
+            }
             let job = by_role
                 .get_mut(role)
                 .and_then(Vec::pop)
