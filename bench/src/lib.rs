@@ -11,6 +11,7 @@
 
 pub mod compare;
 pub mod engine;
+pub mod exchange;
 pub mod machine;
 pub mod plot;
 pub mod procs;

@@ -456,9 +456,25 @@ pub enum BenchCommand {
     /// The scheduler: one allocation cycle at 10,000 agents x 1,000 jobs per
     /// policy, and placements committed per second through three masters.
     Scheduler(sluice_bench::scheduler::SchedulerBenchArgs),
+    /// Inter-shard exchange: CPU cost per record and throughput of the local
+    /// ring mesh and of the TCP path between agents.
+    Exchange(sluice_bench::exchange::ExchangeBenchArgs),
+    /// Every suite in turn (raft, engine, scheduler, exchange), each in its
+    /// own directory under --out.
+    All(AllBenchArgs),
     /// Compare two runs (summary.json files or result dirs): each metric's
     /// ratio, regressions flagged; exits 2 if any metric regressed.
     Compare(CompareArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AllBenchArgs {
+    /// Short smoke runs of every suite.
+    #[arg(long)]
+    pub quick: bool,
+    /// Output directory [default: bench-results/all-<unix time>].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

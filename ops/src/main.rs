@@ -32,6 +32,7 @@ fn main() -> std::process::ExitCode {
         // may run on its threads.
         Command::Run(args) => run_cmd::run(args),
         Command::Bench(BenchCommand::Engine(args)) => sluice_bench::engine::run(args),
+        Command::Bench(BenchCommand::Exchange(args)) => sluice_bench::exchange::run(args),
         Command::Dev(args) => block_on(dev::run(args)),
         Command::Master(args) => block_on(master_cmd::run(args)),
         Command::Cluster(cmd) => block_on(cluster_cmd::run(cmd)),
@@ -43,6 +44,7 @@ fn main() -> std::process::ExitCode {
             block_on(sluice_bench::scheduler::run(args))
         }
         Command::Bench(BenchCommand::Compare(args)) => return compare(&args),
+        Command::Bench(BenchCommand::All(args)) => bench_all(&args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -51,6 +53,49 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// A suite's arguments as if given on the command line.
+fn suite_args<T: clap::Args + clap::FromArgMatches>(args: &[String]) -> anyhow::Result<T> {
+    #[derive(clap::Parser)]
+    struct Wrap<T: clap::Args> {
+        #[command(flatten)]
+        inner: T,
+    }
+    use clap::Parser;
+    Ok(Wrap::<T>::try_parse_from(
+        std::iter::once("sluice-bench".to_owned()).chain(args.iter().cloned()),
+    )?
+    .inner)
+}
+
+/// `sluice bench all`: every suite, one directory each.
+fn bench_all(args: &cli::AllBenchArgs) -> anyhow::Result<()> {
+    let out = args.out.clone().unwrap_or_else(|| {
+        let unix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        std::path::PathBuf::from(format!("bench-results/all-{unix}"))
+    });
+    let common = |suite: &str| {
+        let mut v = vec!["--out".to_owned(), out.join(suite).display().to_string()];
+        if args.quick {
+            v.push("--quick".to_owned());
+        }
+        v
+    };
+    eprintln!("== bench all: raft");
+    block_on(sluice_bench::raft::run(suite_args(&common("raft"))?))?;
+    eprintln!("== bench all: engine");
+    sluice_bench::engine::run(suite_args(&common("engine"))?)?;
+    eprintln!("== bench all: scheduler");
+    block_on(sluice_bench::scheduler::run(suite_args(&common(
+        "scheduler",
+    ))?))?;
+    eprintln!("== bench all: exchange");
+    sluice_bench::exchange::run(suite_args(&common("exchange"))?)?;
+    println!("all suites done; results under {}", out.display());
+    Ok(())
 }
 
 /// `sluice bench compare`: exit 0 if nothing regressed, 2 if something

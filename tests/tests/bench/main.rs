@@ -182,3 +182,23 @@ async fn compare_flags_a_regression_between_two_runs() -> anyhow::Result<()> {
     assert!(!ok && stderr.contains("nonexistent"), "{stderr}");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quick_exchange_suite_writes_sane_outputs() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let out = tmp.path().join("exchange");
+    let summary = run_suite(&["exchange", "--quick", "--events", "100000"], &out).await?;
+    check_outputs(&summary, &out)?;
+    for name in ["exchange.none", "exchange.local", "exchange.tcp"] {
+        let s = summary
+            .scenarios
+            .iter()
+            .find(|s| s.name == name)
+            .unwrap_or_else(|| panic!("{name} missing"));
+        assert!(
+            s.per_cpu_second.is_some_and(|v| v.is_finite() && v > 0.0),
+            "{name}"
+        );
+    }
+    Ok(())
+}
