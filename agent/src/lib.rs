@@ -1,5 +1,43 @@
-//! The Sluice agent daemon: registration, heartbeats, running shards and
-//! command tasks. Not built yet; `sluice --help` does not offer an `agent`
-//! command until it is.
+//! The Sluice agent daemon: it offers a machine's cores, memory and disk to
+//! the masters and runs what they place on it.
+//!
+//! - [`Agent::start`] detects resources ([`resources`]), registers (keeping
+//!   its id and resources in the data dir, [`identity`]), and starts the
+//!   loops of [`agent`]: heartbeats to the leader, reconciliation of what is
+//!   placed here against what runs here ([`reconcile`], a pure function),
+//!   and the status sender.
+//! - [`task`] runs command tasks (processes with cgroup v2 limits where the
+//!   host delegates them) and stream tasks (a job's shards on the engine, on
+//!   a dedicated thread).
+//! - [`journal`]: every task status update is journaled in RocksDB before it
+//!   is sent and resent until acknowledged, across restarts.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), sluice_agent::AgentError> {
+//! use sluice_agent::{Agent, AgentConfig};
+//! let config = AgentConfig::new(vec!["127.0.0.1:7001".into()], "/var/lib/sluice/agent".into());
+//! let agent = Agent::start(config).await?;
+//! println!("agent {} running", agent.id());
+//! agent.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! `unsafe` is denied everywhere except in [`sys`] (statvfs, kill,
+//! sched_setaffinity through libc).
 
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
+
+pub mod agent;
+pub mod config;
+pub mod error;
+pub mod identity;
+pub mod journal;
+pub mod reconcile;
+pub mod resources;
+pub mod sys;
+pub mod task;
+
+pub use agent::{Agent, AgentHandle};
+pub use config::AgentConfig;
+pub use error::AgentError;

@@ -1,0 +1,684 @@
+//! The running agent: registration, the heartbeat and reconciliation loop,
+//! the journal writer and the status sender.
+//!
+//! One tokio task (the main loop) owns the running tasks and is the only
+//! writer of the journal: runners send it [`TaskEvent`]s, it journals each
+//! (fsynced) and wakes the sender. Heartbeats run as spawned requests whose
+//! replies come back to the main loop, which first journals every event
+//! already sent, then reconciles. The sender resends unacknowledged updates
+//! in order until the masters acknowledge them.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sluice_consensus::command::{Command, CommandError, CommandOutput};
+use sluice_consensus::state::{
+    Agent as AgentRecord, AgentAssignment, AgentId, AgentSpec, AgentState, Assignment, JobKind,
+    Query, TaskState, TaskUpdate,
+};
+use sluice_consensus::{ClientError, MasterClient};
+use tokio::sync::{mpsc, watch, Notify};
+use tokio::task::JoinHandle;
+
+use crate::config::{AgentConfig, DATA_ADDR_ATTRIBUTE, DATA_PORTS_ATTRIBUTE};
+use crate::error::AgentError;
+use crate::identity::Identity;
+use crate::journal::{Journal, TaskKey};
+use crate::reconcile::reconcile;
+use crate::resources;
+use crate::task::cgroup::Cgroups;
+use crate::task::command::{self, CommandLaunch};
+use crate::task::stream::{self, StreamLaunch};
+use crate::task::{Events, RecordChange, Running, StopRequest, TaskEvent};
+
+/// Pause between attempts to reach the masters while registering or
+/// resending updates.
+const RETRY_PAUSE: Duration = Duration::from_millis(200);
+/// Longest pause between resends of unacknowledged updates.
+const RESEND_PAUSE_MAX: Duration = Duration::from_secs(2);
+
+/// The agent daemon.
+#[derive(Debug)]
+pub struct Agent;
+
+/// A running agent.
+#[derive(Debug)]
+pub struct AgentHandle {
+    id: AgentId,
+    stop: watch::Sender<Option<StopMode>>,
+    main: JoinHandle<()>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StopMode {
+    /// Stop every task, then the agent.
+    KillTasks,
+    /// Stop the agent only; command tasks keep running for a later agent on
+    /// the same data dir to adopt (as after an agent crash or upgrade).
+    LeaveTasks,
+}
+
+impl AgentHandle {
+    /// The id the masters know this agent by.
+    pub fn id(&self) -> AgentId {
+        self.id
+    }
+
+    /// Stops the agent and its tasks; every status event already produced is
+    /// journaled before this returns. The masters mark the agent Lost once it
+    /// stays silent past their timeout.
+    pub async fn shutdown(self) {
+        self.stop_with(StopMode::KillTasks).await;
+    }
+
+    /// Stops the agent but leaves its command tasks running, as a crash
+    /// would; an agent started later on the same data dir adopts them.
+    pub async fn stop_leaving_tasks(self) {
+        self.stop_with(StopMode::LeaveTasks).await;
+    }
+
+    async fn stop_with(self, mode: StopMode) {
+        let _ = self.stop.send(Some(mode));
+        if let Err(e) = self.main.await {
+            tracing::error!(%e, "agent main loop ended abnormally");
+        }
+    }
+}
+
+impl Agent {
+    /// Detects resources, registers with the masters (retrying until the
+    /// register timeout), recovers tasks from the journal and starts the
+    /// loops. Fails at once if the masters refuse the registration.
+    pub async fn start(config: AgentConfig) -> Result<AgentHandle, AgentError> {
+        config.validate().map_err(AgentError::Config)?;
+        let dir = config.data_dir.clone();
+        std::fs::create_dir_all(&dir).map_err(AgentError::io(&dir))?;
+        let recorded = Identity::load(&dir)?;
+        let spec = agent_spec(&config, recorded.as_ref())?;
+        let mut journal = Journal::open(&dir.join("journal"))?;
+        let client = Arc::new(MasterClient::new(
+            config.masters.clone(),
+            config.request_timeout,
+        )?);
+        let id = register(&client, &spec, config.register_timeout, recorded.as_ref()).await?;
+        let identity = Identity::new(
+            id,
+            spec.hostname.clone(),
+            spec.cores.clone(),
+            spec.memory_bytes,
+            spec.disk_bytes,
+        );
+        if recorded.as_ref() != Some(&identity) {
+            identity.save(&dir)?;
+        }
+        let spec = AgentSpec {
+            id: Some(id),
+            ..spec
+        };
+        tracing::info!(id, cores = ?spec.cores, memory_bytes = spec.memory_bytes,
+            disk_bytes = spec.disk_bytes, "agent registered");
+
+        let cgroups = Cgroups::detect();
+        if let Err(reason) = &cgroups {
+            tracing::warn!(%reason, "cgroups v2 not usable: command tasks run without cpu and memory limits");
+        }
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let running = recover(&mut journal, id, &config, &events_tx)?;
+
+        let journal = Arc::new(Mutex::new(journal));
+        let notify = Arc::new(Notify::new());
+        let (stop_tx, stop_rx) = watch::channel(None);
+        let sender = tokio::spawn(send_updates(
+            client.clone(),
+            journal.clone(),
+            notify.clone(),
+            stop_rx.clone(),
+        ));
+        notify.notify_one();
+        let main = MainLoop {
+            id,
+            spec,
+            config,
+            client,
+            journal,
+            notify,
+            cgroups,
+            running,
+            events_tx,
+            events_rx,
+            sender,
+        };
+        let main = tokio::spawn(main.run(stop_rx));
+        Ok(AgentHandle {
+            id,
+            stop: stop_tx,
+            main,
+        })
+    }
+}
+
+/// What the agent registers with: configured values first, then the ones
+/// recorded at its first registration, then detected ones.
+fn agent_spec(config: &AgentConfig, recorded: Option<&Identity>) -> Result<AgentSpec, AgentError> {
+    let cores = match (&config.cores, recorded) {
+        (Some(cores), _) => cores.clone(),
+        (None, Some(r)) => r.cores.clone(),
+        (None, None) => resources::detect_cores(),
+    };
+    let memory_bytes = match (config.memory_bytes, recorded) {
+        (Some(m), _) => m,
+        (None, Some(r)) => r.memory_bytes,
+        (None, None) => resources::detect_memory_bytes().map_err(AgentError::Config)?,
+    };
+    let disk_bytes = match (config.disk_bytes, recorded) {
+        (Some(d), _) => d,
+        (None, Some(r)) => r.disk_bytes,
+        (None, None) => {
+            resources::detect_disk_bytes(&config.data_dir).map_err(AgentError::Config)?
+        }
+    };
+    let hostname = match (&config.hostname, recorded) {
+        (Some(h), _) => h.clone(),
+        (None, Some(r)) => r.hostname.clone(),
+        (None, None) => resources::detect_hostname(),
+    };
+    let mut attributes = config.attributes.clone();
+    attributes.insert(DATA_ADDR_ATTRIBUTE.into(), config.data_addr.to_string());
+    attributes.insert(
+        DATA_PORTS_ATTRIBUTE.into(),
+        format!("{}-{}", config.data_ports.start(), config.data_ports.end()),
+    );
+    Ok(AgentSpec {
+        id: recorded.map(|r| r.id),
+        hostname,
+        cores,
+        memory_bytes,
+        disk_bytes,
+        attributes,
+    })
+}
+
+/// Registers (or re-registers), retrying unreachable masters until `timeout`.
+async fn register(
+    client: &MasterClient,
+    spec: &AgentSpec,
+    timeout: Duration,
+    recorded: Option<&Identity>,
+) -> Result<AgentId, AgentError> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        match client.write(&Command::RegisterAgent(spec.clone())).await {
+            Ok(written) => {
+                return match written.output {
+                    CommandOutput::AgentRegistered { id, .. } => Ok(id),
+                    other => Err(AgentError::Corrupt {
+                        path: "registration reply".into(),
+                        reason: format!("unexpected output {other:?}"),
+                    }),
+                }
+            }
+            Err(ClientError::Rejected(source)) => {
+                let hint = match (&source, recorded) {
+                    (CommandError::AgentResourcesMismatch { .. }, Some(r)) => format!(
+                        "; this data dir belongs to agent {} registered with cores {:?}, \
+                         {} bytes of memory and {} bytes of disk: start it with those, \
+                         or use a new data dir to register as a new agent",
+                        r.id, r.cores, r.memory_bytes, r.disk_bytes
+                    ),
+                    (CommandError::UnknownAgent { id }, _) => format!(
+                        "; the masters do not know agent {id} (removed, or another cluster): \
+                         use a new data dir to register as a new agent"
+                    ),
+                    _ => String::new(),
+                };
+                return Err(AgentError::Refused { source, hint });
+            }
+            Err(e) => {
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(AgentError::Masters(e));
+                }
+                tracing::warn!(%e, "cannot register yet; retrying");
+                tokio::time::sleep(RETRY_PAUSE).await;
+            }
+        }
+    }
+}
+
+/// Finds the command tasks a previous agent left: adopts those still alive,
+/// reports the others Lost (journaled here, sent once the loops run).
+fn recover(
+    journal: &mut Journal,
+    id: AgentId,
+    config: &AgentConfig,
+    events: &Events,
+) -> Result<HashMap<TaskKey, Running>, AgentError> {
+    let ended: BTreeSet<TaskKey> = journal
+        .pending()?
+        .values()
+        .filter(|u| u.state.is_ended())
+        .map(|u| (u.job, u.task))
+        .collect();
+    let mut running = HashMap::new();
+    for (key, record) in journal.tasks()? {
+        if ended.contains(&key) {
+            journal.remove_task(key)?;
+        } else if crate::task::procfs::is_alive(record.pid, record.start_ticks) {
+            tracing::info!(job = key.0, task = key.1, pid = record.pid, "adopting task");
+            running.insert(
+                key,
+                command::adopt(key, record, config.kill_grace, events.clone()),
+            );
+        } else {
+            journal.append(&TaskUpdate {
+                job: key.0,
+                task: key.1,
+                agent: id,
+                state: TaskState::Lost,
+                message: Some(format!(
+                    "process {} is gone after an agent restart; its exit status is unknown",
+                    record.pid
+                )),
+            })?;
+            journal.remove_task(key)?;
+        }
+    }
+    Ok(running)
+}
+
+/// A heartbeat's outcome, with what spread stream jobs need to start.
+struct Beat {
+    result: Result<AgentAssignment, ClientError>,
+    /// Data-plane listen addresses of peers of spread stream jobs, by agent.
+    peer_data: BTreeMap<AgentId, Result<(IpAddr, std::ops::RangeInclusive<u16>), String>>,
+}
+
+struct MainLoop {
+    id: AgentId,
+    spec: AgentSpec,
+    config: AgentConfig,
+    client: Arc<MasterClient>,
+    journal: Arc<Mutex<Journal>>,
+    notify: Arc<Notify>,
+    cgroups: Result<Cgroups, String>,
+    running: HashMap<TaskKey, Running>,
+    events_tx: Events,
+    events_rx: mpsc::UnboundedReceiver<TaskEvent>,
+    sender: JoinHandle<()>,
+}
+
+impl MainLoop {
+    async fn run(mut self, mut stop: watch::Receiver<Option<StopMode>>) {
+        let (beat_tx, mut beat_rx) = mpsc::channel::<Beat>(1);
+        let mut tick = tokio::time::interval(self.config.heartbeat_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut in_flight = false;
+        let mut failures = 0u32;
+        let mode = loop {
+            tokio::select! {
+                changed = stop.changed() => {
+                    let mode = if changed.is_err() { Some(StopMode::KillTasks) } else { *stop.borrow() };
+                    if let Some(mode) = mode { break mode; }
+                }
+                Some(event) = self.events_rx.recv() => self.journal_event(event),
+                Some(beat) = beat_rx.recv() => {
+                    in_flight = false;
+                    while let Ok(event) = self.events_rx.try_recv() {
+                        self.journal_event(event);
+                    }
+                    match beat.result {
+                        Ok(assignment) => {
+                            if failures > 0 {
+                                tracing::info!(failures, "heartbeats answered again");
+                            }
+                            failures = 0;
+                            self.reconcile(&assignment, &beat.peer_data);
+                        }
+                        Err(e) => {
+                            failures += 1;
+                            if failures == 1 || failures.is_power_of_two() {
+                                tracing::warn!(%e, failures, "heartbeat failed; tasks keep running");
+                            }
+                        }
+                    }
+                }
+                _ = tick.tick() => {
+                    if !in_flight {
+                        in_flight = true;
+                        let client = self.client.clone();
+                        let spec = self.spec.clone();
+                        let tx = beat_tx.clone();
+                        let id = self.id;
+                        tokio::spawn(async move {
+                            let _ = tx.send(heartbeat(&client, id, &spec).await).await;
+                        });
+                    }
+                }
+            }
+        };
+        self.stop_all(mode).await;
+        let _ = self.sender.await;
+        tracing::info!(id = self.id, "agent stopped");
+    }
+
+    fn journal_event(&mut self, event: TaskEvent) {
+        let key = event.key;
+        let update = TaskUpdate {
+            job: key.0,
+            task: key.1,
+            agent: self.id,
+            state: event.state,
+            message: event.message,
+        };
+        let mut journal = self.journal.lock().unwrap_or_else(|p| p.into_inner());
+        let result = (|| {
+            if let RecordChange::Started(record) = &event.record {
+                journal.put_task(key, record)?;
+            }
+            journal.append(&update)?;
+            if event.record == RecordChange::Ended {
+                journal.remove_task(key)?;
+            }
+            Ok::<_, AgentError>(())
+        })();
+        drop(journal);
+        match result {
+            Ok(()) => {
+                tracing::info!(job = key.0, task = key.1, state = ?update.state,
+                    message = update.message.as_deref().unwrap_or(""), "task status");
+                self.notify.notify_one();
+            }
+            // Not sent either: the update is never reported without being
+            // journaled first. A restart reports the task from its record.
+            Err(e) => {
+                tracing::error!(%e, job = key.0, task = key.1, "cannot journal a task update")
+            }
+        }
+    }
+
+    fn unacknowledged(&self) -> BTreeSet<TaskKey> {
+        let journal = self.journal.lock().unwrap_or_else(|p| p.into_inner());
+        match journal.pending() {
+            Ok(p) => p.values().map(|u| (u.job, u.task)).collect(),
+            Err(e) => {
+                tracing::error!(%e, "cannot read the journal");
+                BTreeSet::new()
+            }
+        }
+    }
+
+    fn reconcile(
+        &mut self,
+        assignment: &AgentAssignment,
+        peer_data: &BTreeMap<AgentId, Result<(IpAddr, std::ops::RangeInclusive<u16>), String>>,
+    ) {
+        self.running.retain(|_, r| !r.is_done());
+        let running: BTreeSet<TaskKey> = self.running.keys().copied().collect();
+        let actions = reconcile(assignment, &running, &self.unacknowledged());
+        for key in actions.stop {
+            if let Some(task) = self.running.get_mut(&key) {
+                if !task.stop(StopRequest::unplaced()) && !task.stop_warned {
+                    task.stop_warned = true;
+                    tracing::warn!(job = key.0, task = key.1,
+                        "stream task no longer placed here, but the engine cannot stop a job before it ends");
+                }
+            }
+        }
+        for key in actions.lost {
+            self.journal_event(TaskEvent {
+                key,
+                state: TaskState::Lost,
+                message: Some(
+                    "the agent does not run this task (it restarted, or the task vanished)".into(),
+                ),
+                record: RecordChange::None,
+            });
+        }
+        for a in actions.start_commands {
+            let JobKind::Command {
+                argv,
+                cpus,
+                memory_bytes,
+                ..
+            } = &a.kind
+            else {
+                continue;
+            };
+            let key = (a.job, a.task);
+            let launch = CommandLaunch {
+                key,
+                argv: argv.clone(),
+                cpus: *cpus,
+                memory_bytes: *memory_bytes,
+                dir: command::task_dir(&self.config.data_dir, key),
+                cgroups: self.cgroups.clone(),
+                kill_grace: self.config.kill_grace,
+            };
+            self.running
+                .insert(key, command::start(launch, self.events_tx.clone()));
+        }
+        for (job, tasks) in actions.start_streams {
+            match self.stream_launch(job, &tasks, peer_data) {
+                Ok(launch) => {
+                    for (key, handle) in stream::start(launch, self.events_tx.clone()) {
+                        self.running.insert(key, handle);
+                    }
+                }
+                Err(reason) => {
+                    for a in &tasks {
+                        self.journal_event(TaskEvent {
+                            key: (a.job, a.task),
+                            state: TaskState::Failed,
+                            message: Some(format!("cannot start: {reason}")),
+                            record: RecordChange::None,
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    fn stream_launch(
+        &self,
+        job: u64,
+        tasks: &[Assignment],
+        peer_data: &BTreeMap<AgentId, Result<(IpAddr, std::ops::RangeInclusive<u16>), String>>,
+    ) -> Result<StreamLaunch, String> {
+        let first = tasks.first().ok_or("no tasks")?;
+        let JobKind::Stream {
+            spec_toml,
+            parallelism,
+            ..
+        } = &first.kind
+        else {
+            return Err("not a stream job".into());
+        };
+        let layout = stream::shard_layout(&first.peers, self.id)?;
+        if layout.local.len() != tasks.len() {
+            return Err(format!(
+                "{} of the job's tasks are placed here but only {} are staging",
+                layout.local.len(),
+                tasks.len()
+            ));
+        }
+        let remote = if layout.peers.is_empty() {
+            None
+        } else {
+            let mut addrs = BTreeMap::new();
+            for (peer, _) in &layout.peers {
+                let (ip, ports) = peer_data
+                    .get(peer)
+                    .ok_or_else(|| format!("no data-plane address of agent {peer}"))?
+                    .clone()?;
+                addrs.insert(*peer, SocketAddr::new(ip, stream::job_port(job, &ports)));
+            }
+            let listen = SocketAddr::new(
+                self.config.data_addr,
+                stream::job_port(job, &self.config.data_ports),
+            );
+            Some(stream::remote_config(&layout, listen, &addrs)?)
+        };
+        Ok(StreamLaunch {
+            job,
+            tasks: tasks.iter().map(|a| a.task).collect(),
+            cores: tasks
+                .iter()
+                .flat_map(|a| a.grant.cores.iter().copied())
+                .collect(),
+            spec_toml: spec_toml.clone(),
+            parallelism: *parallelism,
+            remote,
+        })
+    }
+
+    /// Stops tasks (per `mode`), waits for them, journals their last events.
+    async fn stop_all(&mut self, mode: StopMode) {
+        if mode == StopMode::KillTasks {
+            for task in self.running.values_mut() {
+                task.stop(StopRequest::agent_shutdown());
+            }
+            let deadline =
+                tokio::time::Instant::now() + self.config.kill_grace + Duration::from_secs(2);
+            while self
+                .running
+                .values()
+                .any(|t| t.kind == crate::task::TaskKind::Command && !t.is_done())
+                && tokio::time::Instant::now() < deadline
+            {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        while let Ok(event) = self.events_rx.try_recv() {
+            self.journal_event(event);
+        }
+    }
+}
+
+/// One heartbeat; re-registers first when the masters say the agent is Lost.
+async fn heartbeat(client: &MasterClient, id: AgentId, spec: &AgentSpec) -> Beat {
+    let mut result = client.heartbeat(id).await;
+    if matches!(&result, Ok(a) if a.state == AgentState::Lost) {
+        tracing::warn!(id, "the masters marked this agent Lost; registering again");
+        match client.write(&Command::RegisterAgent(spec.clone())).await {
+            Ok(_) => result = client.heartbeat(id).await,
+            Err(e) => result = Err(e),
+        }
+    }
+    let mut peer_data = BTreeMap::new();
+    if let Ok(assignment) = &result {
+        let peers: BTreeSet<AgentId> = assignment
+            .tasks
+            .iter()
+            .filter(|a| a.state == TaskState::Staging && matches!(a.kind, JobKind::Stream { .. }))
+            .flat_map(|a| a.peers.iter().flatten().copied())
+            .filter(|&p| p != id)
+            .collect();
+        for peer in peers {
+            peer_data.insert(peer, peer_data_addr(client, peer).await);
+        }
+    }
+    Beat { result, peer_data }
+}
+
+/// Reads a peer agent's published data-plane address and port range.
+async fn peer_data_addr(
+    client: &MasterClient,
+    peer: AgentId,
+) -> Result<(IpAddr, std::ops::RangeInclusive<u16>), String> {
+    let value = client
+        .read(&Query::Agent { id: peer }, true)
+        .await
+        .map_err(|e| format!("cannot read agent {peer}: {e}"))?;
+    let agent: AgentRecord =
+        serde_json::from_value(value).map_err(|e| format!("bad agent {peer} record: {e}"))?;
+    let ip = agent
+        .attributes
+        .get(DATA_ADDR_ATTRIBUTE)
+        .and_then(|a| a.parse::<IpAddr>().ok())
+        .ok_or_else(|| format!("agent {peer} publishes no valid {DATA_ADDR_ATTRIBUTE}"))?;
+    let ports = agent
+        .attributes
+        .get(DATA_PORTS_ATTRIBUTE)
+        .and_then(|p| p.split_once('-'))
+        .and_then(|(a, b)| Some(a.parse::<u16>().ok()?..=b.parse::<u16>().ok()?))
+        .filter(|r| !r.is_empty())
+        .ok_or_else(|| format!("agent {peer} publishes no valid {DATA_PORTS_ATTRIBUTE}"))?;
+    Ok((ip, ports))
+}
+
+/// Sends journaled updates in order until each is acknowledged.
+async fn send_updates(
+    client: Arc<MasterClient>,
+    journal: Arc<Mutex<Journal>>,
+    notify: Arc<Notify>,
+    mut stop: watch::Receiver<Option<StopMode>>,
+) {
+    let mut pause = RETRY_PAUSE;
+    loop {
+        let pending = {
+            let journal = journal.lock().unwrap_or_else(|p| p.into_inner());
+            journal.pending()
+        };
+        let pending = match pending {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(%e, "cannot read the journal");
+                BTreeMap::new()
+            }
+        };
+        let mut blocked = false;
+        for (seq, update) in pending {
+            if stop.borrow().is_some() {
+                return;
+            }
+            let acknowledged = match client
+                .write(&Command::UpdateTask {
+                    update: update.clone(),
+                    now_ms: 0,
+                })
+                .await
+            {
+                Ok(_) => true,
+                Err(ClientError::Rejected(CommandError::StaleTask { .. })) => {
+                    tracing::debug!(
+                        job = update.job,
+                        task = update.task,
+                        "stale update acknowledged"
+                    );
+                    true
+                }
+                // Retrying can never help: the job or task is gone, or the
+                // update is malformed.
+                Err(ClientError::Rejected(e)) => {
+                    tracing::warn!(%e, job = update.job, task = update.task, "task update refused; dropped");
+                    true
+                }
+                Err(e) => {
+                    tracing::debug!(%e, "task update not delivered; will resend");
+                    false
+                }
+            };
+            if !acknowledged {
+                blocked = true;
+                break;
+            }
+            let journal = journal.lock().unwrap_or_else(|p| p.into_inner());
+            if let Err(e) = journal.ack(seq) {
+                tracing::error!(%e, seq, "cannot delete an acknowledged update");
+            }
+        }
+        let wait = if blocked {
+            pause = (pause * 2).min(RESEND_PAUSE_MAX);
+            pause
+        } else {
+            pause = RETRY_PAUSE;
+            RESEND_PAUSE_MAX
+        };
+        tokio::select! {
+            _ = notify.notified() => {}
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}

@@ -1,0 +1,317 @@
+//! Command tasks: a process per task, its output in files, limits in a
+//! cgroup where the host allows.
+//!
+//! The process runs in the task's directory `data_dir/tasks/JOB.TASK/` with
+//! stdout and stderr in files there, in a process group of its own so that
+//! stopping it stops what it started too (SIGTERM, then SIGKILL after a
+//! grace period).
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use sluice_consensus::state::TaskState;
+use tokio::sync::oneshot;
+
+use super::cgroup::{Cgroups, TaskCgroup};
+use super::{procfs, send, Events, RecordChange, Running, StopRequest, TaskKind};
+use crate::journal::{TaskKey, TaskRecord};
+use crate::sys;
+
+/// How often an adopted process (started by an earlier agent) is checked.
+const ADOPTED_POLL: Duration = Duration::from_millis(200);
+
+/// Everything needed to start one command task.
+#[derive(Debug, Clone)]
+pub struct CommandLaunch {
+    pub key: TaskKey,
+    pub argv: Vec<String>,
+    pub cpus: u32,
+    pub memory_bytes: u64,
+    /// The task's directory (created if missing).
+    pub dir: PathBuf,
+    /// Where limits can be enforced; the error says why they cannot.
+    pub cgroups: Result<Cgroups, String>,
+    pub kill_grace: Duration,
+}
+
+/// The directory of task `key` under the agent's data dir.
+pub fn task_dir(data_dir: &Path, key: TaskKey) -> PathBuf {
+    data_dir.join("tasks").join(format!("{}.{}", key.0, key.1))
+}
+
+/// Starts a command task on the current tokio runtime.
+pub fn start(launch: CommandLaunch, events: Events) -> Running {
+    let (stop_tx, stop_rx) = oneshot::channel();
+    let done = Arc::new(AtomicBool::new(false));
+    let flag = done.clone();
+    tokio::spawn(async move {
+        run(launch, &events, stop_rx).await;
+        flag.store(true, Ordering::Release);
+    });
+    Running::new(TaskKind::Command, Some(stop_tx), done)
+}
+
+/// Watches a process an earlier agent started (found alive in the journal).
+pub fn adopt(key: TaskKey, record: TaskRecord, kill_grace: Duration, events: Events) -> Running {
+    let (stop_tx, mut stop_rx) = oneshot::channel::<StopRequest>();
+    let done = Arc::new(AtomicBool::new(false));
+    let flag = done.clone();
+    tokio::spawn(async move {
+        let alive = || procfs::is_alive(record.pid, record.start_ticks);
+        loop {
+            if !alive() {
+                let message = format!(
+                    "process {} ended while the agent was restarting; its exit status is unknown",
+                    record.pid
+                );
+                send(&events, key, TaskState::Lost, message, RecordChange::Ended);
+                break;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(ADOPTED_POLL) => {}
+                reason = &mut stop_rx => {
+                    let reason = reason.unwrap_or_else(|_| StopRequest::agent_shutdown());
+                    kill_group(record.pid, kill_grace, || !alive()).await;
+                    send(&events, key, reason.report_as, format!("stopped: {}", reason.reason), RecordChange::Ended);
+                    break;
+                }
+            }
+        }
+        flag.store(true, Ordering::Release);
+    });
+    Running::new(TaskKind::Command, Some(stop_tx), done)
+}
+
+/// SIGTERM to the group, then SIGKILL once `grace` passed and it still runs.
+async fn kill_group(pgid: u32, grace: Duration, mut gone: impl FnMut() -> bool) {
+    if let Err(e) = sys::signal_group(pgid, sys::SIGTERM) {
+        tracing::warn!(pgid, %e, "cannot SIGTERM task");
+    }
+    let deadline = tokio::time::Instant::now() + grace;
+    while tokio::time::Instant::now() < deadline {
+        if gone() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    if let Err(e) = sys::signal_group(pgid, sys::SIGKILL) {
+        tracing::warn!(pgid, %e, "cannot SIGKILL task");
+    }
+}
+
+/// Finds the program `name` the way execvp would; the error says where it looked.
+pub fn resolve_program(name: &str, cwd: &Path) -> Result<PathBuf, String> {
+    let executable = |p: &Path| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if name.contains('/') {
+        let path = if Path::new(name).is_absolute() {
+            PathBuf::from(name)
+        } else {
+            cwd.join(name)
+        };
+        return if executable(&path) {
+            Ok(path)
+        } else if path.exists() {
+            Err(format!("program {name:?} is not an executable file"))
+        } else {
+            Err(format!("program {name:?} does not exist"))
+        };
+    }
+    let search = std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into());
+    search
+        .split(':')
+        .filter(|d| !d.is_empty())
+        .map(|d| Path::new(d).join(name))
+        .find(|p| executable(p))
+        .ok_or_else(|| format!("program {name:?} not found in PATH ({search})"))
+}
+
+async fn run(launch: CommandLaunch, events: &Events, mut stop_rx: oneshot::Receiver<StopRequest>) {
+    let key = launch.key;
+    let fail = |message: String| send(events, key, TaskState::Failed, message, RecordChange::Ended);
+    if let Err(e) = std::fs::create_dir_all(&launch.dir) {
+        return fail(format!(
+            "cannot create task dir {}: {e}",
+            launch.dir.display()
+        ));
+    }
+    let Some(program) = launch.argv.first() else {
+        return fail("empty command line".into());
+    };
+    let program = match resolve_program(program, &launch.dir) {
+        Ok(p) => p,
+        Err(e) => return fail(format!("cannot start: {e}")),
+    };
+    let open = |name: &str| {
+        let path = launch.dir.join(name);
+        std::fs::File::create(&path).map_err(|e| format!("cannot create {}: {e}", path.display()))
+    };
+    let (stdout, stderr) = match (open("stdout"), open("stderr")) {
+        (Ok(o), Ok(e)) => (o, e),
+        (Err(e), _) | (_, Err(e)) => return fail(e),
+    };
+    let (cgroup, limits): (Option<TaskCgroup>, String) = match &launch.cgroups {
+        Ok(cgroups) => match cgroups.create(key, launch.cpus, launch.memory_bytes) {
+            Ok(cg) => {
+                let limits = format!(
+                    "limits enforced by cgroup {} (cpu.max {}, memory.max {})",
+                    cg.dir.display(),
+                    cg.cpu_max,
+                    cg.memory_max
+                );
+                (Some(cg), limits)
+            }
+            Err(e) => (None, format!("cpu and memory limits not enforced: {e}")),
+        },
+        Err(e) => (None, format!("cpu and memory limits not enforced: {e}")),
+    };
+    let mut command = match &cgroup {
+        // The shell joins the cgroup, then becomes the program (same pid),
+        // so nothing of the task ever runs outside its limits.
+        Some(cg) => {
+            let mut c = tokio::process::Command::new("/bin/sh");
+            c.arg("-c")
+                .arg(r#"echo $$ > "$0" && exec "$@""#)
+                .arg(cg.procs_file())
+                .arg(&program)
+                .args(&launch.argv[1..]);
+            c
+        }
+        None => {
+            let mut c = tokio::process::Command::new(&program);
+            c.args(&launch.argv[1..]);
+            c
+        }
+    };
+    command
+        .current_dir(&launch.dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(stdout))
+        .stderr(Stdio::from(stderr))
+        .process_group(0)
+        .kill_on_drop(false);
+    let mut child = match command.spawn() {
+        Ok(child) => child,
+        Err(e) => {
+            if let Some(cg) = &cgroup {
+                cg.remove();
+            }
+            return fail(format!("cannot start {}: {e}", program.display()));
+        }
+    };
+    let Some(pid) = child.id() else {
+        return fail("the process ended before its pid could be read".into());
+    };
+    let start_ticks = procfs::stat(pid).map_or(0, |s| s.start_ticks);
+    send(
+        events,
+        key,
+        TaskState::Running,
+        format!("pid {pid}; {limits}"),
+        RecordChange::Started(TaskRecord { pid, start_ticks }),
+    );
+    let status = tokio::select! {
+        biased;
+        status = child.wait() => status,
+        reason = &mut stop_rx => {
+            // The process may have ended just as the stop came: then it ended
+            // on its own and is reported as such.
+            match child.try_wait() {
+                Ok(Some(status)) => Ok(status),
+                _ => {
+                    let reason = reason.unwrap_or_else(|_| StopRequest::agent_shutdown());
+                    let how = stop_child(&mut child, pid, launch.kill_grace).await;
+                    if let Some(cg) = &cgroup {
+                        cg.remove();
+                    }
+                    let message = format!("stopped: {} ({how})", reason.reason);
+                    send(events, key, reason.report_as, message, RecordChange::Ended);
+                    return;
+                }
+            }
+        }
+    };
+    let oom = cgroup.as_ref().is_some_and(TaskCgroup::oom_killed);
+    if let Some(cg) = &cgroup {
+        cg.remove();
+    }
+    let (state, message) = match status {
+        Ok(s) if s.success() => (TaskState::Finished, "exited with code 0".to_owned()),
+        Ok(s) if oom => (
+            TaskState::Failed,
+            format!(
+                "{} after exceeding its memory limit ({} bytes)",
+                describe(s),
+                launch.memory_bytes
+            ),
+        ),
+        Ok(s) => (
+            TaskState::Failed,
+            format!(
+                "{}; see {}",
+                describe(s),
+                launch.dir.join("stderr").display()
+            ),
+        ),
+        Err(e) => (
+            TaskState::Failed,
+            format!("cannot wait for the process: {e}"),
+        ),
+    };
+    send(events, key, state, message, RecordChange::Ended);
+}
+
+/// SIGTERM, then SIGKILL after `grace`; says how the process ended.
+async fn stop_child(child: &mut tokio::process::Child, pid: u32, grace: Duration) -> String {
+    if let Err(e) = sys::signal_group(pid, sys::SIGTERM) {
+        tracing::warn!(pid, %e, "cannot SIGTERM task");
+    }
+    let status = match tokio::time::timeout(grace, child.wait()).await {
+        Ok(status) => status,
+        Err(_) => {
+            if let Err(e) = sys::signal_group(pid, sys::SIGKILL) {
+                tracing::warn!(pid, %e, "cannot SIGKILL task");
+            }
+            child.wait().await
+        }
+    };
+    match status {
+        Ok(s) => describe(s),
+        Err(e) => format!("wait failed: {e}"),
+    }
+}
+
+fn describe(status: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exited with code {code}"),
+        (None, Some(signal)) => format!("killed by signal {signal}"),
+        (None, None) => format!("ended ({status})"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn programs_are_found_like_execvp() {
+        let cwd = Path::new("/");
+        assert!(resolve_program("sh", cwd).is_ok());
+        let err = resolve_program("no-such-program-sluice", cwd).unwrap_err();
+        assert!(err.contains("not found in PATH"), "{err}");
+        let err = resolve_program("/no/such/program", cwd).unwrap_err();
+        assert!(err.contains("does not exist"), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        let plain = dir.path().join("plain");
+        std::fs::write(&plain, "not a program").unwrap();
+        std::fs::set_permissions(&plain, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = resolve_program(plain.to_str().unwrap(), cwd).unwrap_err();
+        assert!(err.contains("not an executable"), "{err}");
+    }
+}

@@ -1,0 +1,222 @@
+//! Stream tasks: the shards of an engine job placed on this agent, run
+//! together on one dedicated thread (never on a tokio worker) that the
+//! engine's pinned shard threads are started from.
+//!
+//! The thread first restricts itself to the cores granted to the job's
+//! tasks here; the engine pins shard i to the i-th core of the calling
+//! thread's affinity mask, so the shards land on exactly the granted cores.
+//!
+//! A job whose tasks all sit on this agent runs locally with the job's
+//! parallelism. A job spread over several agents runs this agent's share
+//! through the engine's remote exchange: the job's tasks are numbered into
+//! engine shards by (agent id, task index), so every agent holds a
+//! contiguous shard range and computes the same layout.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use sluice_consensus::state::{AgentId, JobId, TaskState};
+use sluice_engine::runtime::RemoteExchangeConfig;
+
+use super::{send, Events, RecordChange, Running, TaskKind};
+use crate::sys;
+
+/// How long the shards of a spread job wait for every peer to connect.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Where a job's engine shards run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShardLayout {
+    /// This agent's shards.
+    pub local: Range<u32>,
+    /// Every other agent's shards.
+    pub peers: Vec<(AgentId, Range<u32>)>,
+}
+
+/// Numbers a job's tasks into engine shards so each agent gets a
+/// contiguous range: agents in id order, their tasks in task order.
+pub fn shard_layout(placement: &[Option<AgentId>], me: AgentId) -> Result<ShardLayout, String> {
+    let mut by_agent: BTreeMap<AgentId, u32> = BTreeMap::new();
+    for (task, agent) in placement.iter().enumerate() {
+        let agent = agent.ok_or_else(|| format!("task {task} of the job is not placed"))?;
+        *by_agent.entry(agent).or_default() += 1;
+    }
+    let mut next = 0u32;
+    let mut local = None;
+    let mut peers = Vec::new();
+    for (agent, count) in by_agent {
+        let range = next..next + count;
+        next += count;
+        if agent == me {
+            local = Some(range);
+        } else {
+            peers.push((agent, range));
+        }
+    }
+    let local = local.ok_or_else(|| format!("no task of the job is placed on agent {me}"))?;
+    Ok(ShardLayout { local, peers })
+}
+
+/// The data-plane port of job `job` within `ports` (every agent agrees).
+pub fn job_port(job: JobId, ports: &std::ops::RangeInclusive<u16>) -> u16 {
+    let len = u64::from(ports.end().saturating_sub(*ports.start())) + 1;
+    ports.start() + (job % len) as u16
+}
+
+/// Everything needed to run this agent's share of a stream job.
+#[derive(Debug, Clone)]
+pub struct StreamLaunch {
+    pub job: JobId,
+    /// This agent's tasks of the job.
+    pub tasks: Vec<u32>,
+    /// The cores granted to those tasks.
+    pub cores: BTreeSet<u32>,
+    pub spec_toml: String,
+    pub parallelism: u32,
+    /// Set for a job spread over several agents.
+    pub remote: Option<RemoteExchangeConfig>,
+}
+
+/// Peers' data-plane addresses, resolved for a spread job's layout.
+pub fn remote_config(
+    layout: &ShardLayout,
+    listen: SocketAddr,
+    peer_addrs: &BTreeMap<AgentId, SocketAddr>,
+) -> Result<RemoteExchangeConfig, String> {
+    let peers = layout
+        .peers
+        .iter()
+        .map(|(agent, range)| {
+            peer_addrs
+                .get(agent)
+                .map(|addr| (range.clone(), *addr))
+                .ok_or_else(|| format!("agent {agent} publishes no data-plane address"))
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(RemoteExchangeConfig {
+        local_shards: layout.local.clone(),
+        peers,
+        listen,
+        connect_timeout: CONNECT_TIMEOUT,
+    })
+}
+
+/// Starts the job's shards on a dedicated thread; returns one handle per task.
+pub fn start(launch: StreamLaunch, events: Events) -> Vec<((JobId, u32), Running)> {
+    let done = Arc::new(AtomicBool::new(false));
+    let keys: Vec<(JobId, u32)> = launch.tasks.iter().map(|&t| (launch.job, t)).collect();
+    let handles = keys
+        .iter()
+        .map(|&key| (key, Running::new(TaskKind::Stream, None, done.clone())))
+        .collect();
+    let job = launch.job;
+    let thread_events = events.clone();
+    let thread_done = done.clone();
+    let spawned = std::thread::Builder::new()
+        .name(format!("sluice-job-{job}"))
+        .spawn(move || {
+            let outcome = run(&launch, &thread_events);
+            let (state, message) = match outcome {
+                Ok(message) => (TaskState::Finished, message),
+                Err(message) => (TaskState::Failed, message),
+            };
+            for &task in &launch.tasks {
+                send(
+                    &thread_events,
+                    (job, task),
+                    state,
+                    message.clone(),
+                    RecordChange::Ended,
+                );
+            }
+            thread_done.store(true, Ordering::Release);
+        });
+    if let Err(e) = spawned {
+        for &key in &keys {
+            send(
+                &events,
+                key,
+                TaskState::Failed,
+                format!("cannot start the job's thread: {e}"),
+                RecordChange::Ended,
+            );
+        }
+        done.store(true, Ordering::Release);
+    }
+    handles
+}
+
+/// Runs the shards; the message says how it went.
+fn run(launch: &StreamLaunch, events: &Events) -> Result<String, String> {
+    let mut spec = sluice_engine::spec::load::parse_spec(&launch.spec_toml)
+        .map_err(|e| format!("bad job spec: {e}"))?;
+    spec.parallelism = launch.parallelism as usize;
+    let pinning = match sys::set_thread_affinity(&launch.cores) {
+        Ok(()) => format!("pinned to cores {:?}", launch.cores),
+        Err(e) => {
+            spec.pin_cores = false;
+            format!(
+                "not pinned (cannot restrict to cores {:?}: {e})",
+                launch.cores
+            )
+        }
+    };
+    let shards = match &launch.remote {
+        Some(r) => format!("shards {:?} of {}", r.local_shards, launch.parallelism),
+        None => format!("{} shards", launch.parallelism),
+    };
+    for &task in &launch.tasks {
+        send(
+            events,
+            (launch.job, task),
+            TaskState::Running,
+            format!("{shards}, {pinning}"),
+            RecordChange::None,
+        );
+    }
+    let report = match &launch.remote {
+        Some(config) => sluice_engine::api::run_job_remote(spec, config.clone()),
+        None => sluice_engine::api::run_job(spec),
+    }
+    .map_err(|e| format!("job failed: {e}"))?;
+    Ok(format!(
+        "ended: {} records in, {} out, {} late, {} malformed, in {:.3} s",
+        report.records_in,
+        report.records_out,
+        report.late_records,
+        report.dead_letters,
+        report.elapsed.as_secs_f64()
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_gives_each_agent_a_contiguous_range() {
+        let placement = [Some(2), Some(1), Some(2), Some(1), Some(3)];
+        let l = shard_layout(&placement, 2).unwrap();
+        assert_eq!(l.local, 2..4);
+        assert_eq!(l.peers, vec![(1, 0..2), (3, 4..5)]);
+        let l = shard_layout(&[Some(5), Some(5)], 5).unwrap();
+        assert_eq!((l.local, l.peers), (0..2, vec![]));
+        assert!(shard_layout(&[Some(1), None], 1).is_err());
+        assert!(shard_layout(&[Some(1)], 2).is_err());
+    }
+
+    #[test]
+    fn job_ports_stay_in_range() {
+        let ports = 7100..=7109;
+        assert_eq!(job_port(0, &ports), 7100);
+        assert_eq!(job_port(13, &ports), 7103);
+        assert_eq!(
+            job_port(u64::MAX, &(1..=u16::MAX)),
+            1 + (u64::MAX % 65535) as u16
+        );
+    }
+}
