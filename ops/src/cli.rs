@@ -38,9 +38,9 @@ pub enum Command {
     /// members, choose the scheduler's policy.
     #[command(subcommand)]
     Cluster(ClusterCommand),
-    /// Inspect agents; drain them for maintenance.
-    #[command(subcommand)]
-    Agent(AgentCommand),
+    /// Run an agent on this machine (`sluice agent --masters A,B,C
+    /// --data-dir DIR`), or inspect and drain agents (`sluice agent list`).
+    Agent(AgentCli),
     /// Roles (tenants): weights, quotas, limits, reservations.
     #[command(subcommand)]
     Role(RoleCommand),
@@ -167,6 +167,12 @@ pub struct DevArgs {
     /// Start, print the cluster status and exit (for scripts and tests).
     #[arg(long)]
     pub once: bool,
+    /// Agents to start on loopback (0: masters only).
+    #[arg(long, default_value_t = 1)]
+    pub agents: u16,
+    /// Do not submit the demo stream job.
+    #[arg(long)]
+    pub no_demo: bool,
     #[command(flatten)]
     pub tuning: RaftTuning,
 }
@@ -226,6 +232,57 @@ pub enum PolicyCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct AgentCli {
+    #[command(subcommand)]
+    pub command: Option<AgentCommand>,
+    #[command(flatten)]
+    pub run: AgentRunArgs,
+}
+
+/// The agent daemon's settings.
+#[derive(Debug, Args, Clone)]
+pub struct AgentRunArgs {
+    /// Any master API addresses (HOST:PORT, comma-separated); the agent
+    /// follows the leader by itself.
+    #[arg(
+        long,
+        env = "SLUICE_MASTERS",
+        value_delimiter = ',',
+        default_value = "127.0.0.1:7101"
+    )]
+    pub masters: Vec<String>,
+    /// The agent's directory: identity, status journal, task sandboxes.
+    #[arg(long, env = "SLUICE_AGENT_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Cores to offer: a count (`4`: cores 0-3) or a list (`0-3,6`)
+    /// [default: those this process may run on].
+    #[arg(long, env = "SLUICE_AGENT_CORES")]
+    pub cores: Option<String>,
+    /// Memory to offer (e.g. 16GiB) [default: the machine's].
+    #[arg(long, env = "SLUICE_AGENT_MEMORY", value_parser = parse_size)]
+    pub memory: Option<u64>,
+    /// Disk to offer (e.g. 100GiB) [default: free space of the data dir].
+    #[arg(long, env = "SLUICE_AGENT_DISK", value_parser = parse_size)]
+    pub disk: Option<u64>,
+    /// Attribute for placement constraints (repeatable): `--attr rack=r1`.
+    #[arg(long = "attr")]
+    pub attributes: Vec<String>,
+    /// Name to register with [default: the kernel's host name].
+    #[arg(long)]
+    pub hostname: Option<String>,
+    /// Address other agents dial for stream data.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub data_addr: std::net::IpAddr,
+    /// Ports for stream data, `FIRST-LAST`.
+    #[arg(long, default_value = "7300-7399")]
+    pub data_ports: String,
+    /// Milliseconds between heartbeats to the leader.
+    #[arg(long, default_value_t = 1000)]
+    pub heartbeat_ms: u64,
 }
 
 #[derive(Debug, Subcommand)]

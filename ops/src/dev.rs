@@ -1,21 +1,52 @@
 //! `sluice dev`: a whole cluster in one command, on loopback.
 //!
-//! Three masters run in this process on real code paths: Raft over gRPC on
-//! loopback, RocksDB on disk. The data dir is named on start; it is kept when
-//! given with --data-dir (a restart then reuses the cluster) and removed on
-//! exit otherwise.
+//! Three masters and (by default) one agent run in this process on real code
+//! paths: Raft over gRPC on loopback, RocksDB on disk, the agent registering
+//! and heartbeating over gRPC and running what it is granted. A demo stream
+//! job is submitted and its windowed results print here as they fire. The
+//! data dir is named on start; it is kept when given with --data-dir (a
+//! restart then reuses the cluster) and removed on exit otherwise.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use sluice_consensus::{MasterClient, MasterConfig, MasterHandle};
+use sluice_agent::{Agent, AgentConfig, AgentHandle};
+use sluice_consensus::state::{Job, JobKind, JobSpec, JobState, PlacementStrategy};
+use sluice_consensus::{Command, CommandOutput, MasterClient, MasterConfig, MasterHandle, Query};
 
 use crate::cli::DevArgs;
 use crate::cluster_cmd::{collect_status, print_status};
 use crate::master_cmd::wait_for_signal;
 
 const DEV_MASTERS: u16 = 3;
+const DEMO_NAME: &str = "dev-demo";
+
+/// The demo: Nexmark bids at 20,000 a second, event time keeping pace with
+/// the clock; bids and the top price per channel in 2 s tumbling windows.
+const DEMO_JOB: &str = r#"
+name = "dev-demo"
+parallelism = 1
+
+[watermark]
+column = "date_time"
+out_of_orderness_ms = 100
+
+[[source]]
+kind = "nexmark"
+table = "bid"
+rate_per_sec = 20000
+events_per_ms = 20
+
+[[operator]]
+key_by = "channel"
+
+[[operator]]
+window = { kind = "tumbling", size_ms = 2000, aggregate = ["count(*) AS bids", "max(price) AS top_price"] }
+
+[[sink]]
+kind = "stdout"
+"#;
 
 pub async fn run(args: DevArgs) -> Result<()> {
     let (root, _temp) = match &args.data_dir {
@@ -59,24 +90,113 @@ pub async fn run(args: DevArgs) -> Result<()> {
         .await
         .context("waiting for a leader")?;
     print_status(&status);
+
+    let mut agents: Vec<AgentHandle> = Vec::new();
+    for n in 0..args.agents {
+        let first_port = port(args.base_port, 200 + n * 20)?;
+        let mut config = AgentConfig::new(api_addrs.clone(), root.join(format!("agent-{n}")));
+        config.data_ports = first_port..=port(first_port, 19)?;
+        config.heartbeat_interval = Duration::from_millis(500);
+        config.hostname = Some(format!("dev-agent-{n}"));
+        let agent = Agent::start(config)
+            .await
+            .with_context(|| format!("starting agent {n}"))?;
+        println!("agent {} registered", agent.id());
+        agents.push(agent);
+    }
+    let demo = if args.agents > 0 && !args.no_demo {
+        Some(submit_demo(&client, args.agents).await?)
+    } else {
+        None
+    };
     println!("\nTry, in another terminal:");
+    let m = api_addrs[0].clone();
+    println!("  sluice job list --masters {m}");
+    if let Some(id) = demo {
+        println!("  sluice job show {id} --masters {m}");
+    }
+    println!("  sluice agent list --masters {m}");
     println!("  sluice cluster status --masters {}", api_addrs.join(","));
-    println!(
-        "  sluice cluster transfer-leader 2 --masters {}",
-        api_addrs[0]
-    );
-    println!("  sluice bench raft --quick");
+    println!("  sluice cluster transfer-leader 2 --masters {m}   # the demo keeps running");
+    println!("  sluice job submit --cpus 1 --memory 64MiB --masters {m} -- sh -c 'echo hello from a task'");
     let outcome = if args.once {
         Ok(())
     } else {
-        println!("\nRunning; Ctrl-C to stop.");
+        println!("\nRunning; Ctrl-C to stop. Demo output: one line per channel and 2 s window.\n");
         wait_for_signal().await
     };
-    println!("stopping {} masters", masters.len());
+    println!(
+        "stopping {} agents and {} masters",
+        agents.len(),
+        masters.len()
+    );
+    for agent in agents {
+        agent.shutdown().await;
+    }
     for master in masters {
         master.shutdown().await?;
     }
     outcome
+}
+
+/// Submits the demo job unless a live one exists; waits until it runs.
+async fn submit_demo(client: &MasterClient, agents: u16) -> Result<u64> {
+    let jobs: Vec<Job> =
+        serde_json::from_value(client.read(&Query::Jobs { state: None }, false).await?)?;
+    let live = jobs
+        .iter()
+        .find(|j| j.spec.name == DEMO_NAME && !j.state.is_ended())
+        .map(|j| j.id);
+    let id = match live {
+        Some(id) => id,
+        None => {
+            let spec = JobSpec {
+                name: DEMO_NAME.into(),
+                role: "default".into(),
+                priority: 0,
+                estimated_duration_ms: None,
+                kind: JobKind::Stream {
+                    spec_toml: DEMO_JOB.into(),
+                    parallelism: u32::from(agents),
+                    memory_per_shard_bytes: 64 << 20,
+                },
+                constraints: Vec::new(),
+                placement: PlacementStrategy::Spread,
+            };
+            match client
+                .write(&Command::SubmitJob {
+                    job: spec,
+                    now_ms: 0,
+                })
+                .await?
+                .output
+            {
+                CommandOutput::JobSubmitted { id } => id,
+                other => anyhow::bail!("unexpected answer to the demo submission: {other:?}"),
+            }
+        }
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let job: Job = serde_json::from_value(client.read(&Query::Job { id }, false).await?)?;
+        if job.state == JobState::Running {
+            let agents: Vec<u64> = job
+                .tasks
+                .iter()
+                .filter_map(|t| t.grant.as_ref().map(|g| g.agent))
+                .collect();
+            println!("demo job {id} ({DEMO_NAME}) running on agents {agents:?}");
+            return Ok(id);
+        }
+        if std::time::Instant::now() > deadline {
+            anyhow::bail!(
+                "the demo job {id} is still {:?} after 30 s: {}",
+                job.state,
+                job.reason.unwrap_or_default()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 fn port(base: u16, offset: u16) -> Result<u16> {

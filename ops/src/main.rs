@@ -2,6 +2,7 @@
 
 #![forbid(unsafe_code)]
 
+mod agent_cmd;
 mod cli;
 mod cluster_cmd;
 mod dev;
@@ -36,7 +37,10 @@ fn main() -> std::process::ExitCode {
         Command::Dev(args) => block_on(dev::run(args)),
         Command::Master(args) => block_on(master_cmd::run(args)),
         Command::Cluster(cmd) => block_on(cluster_cmd::run(cmd)),
-        Command::Agent(cmd) => block_on(sched_cmd::agent(cmd)),
+        Command::Agent(cli::AgentCli {
+            command: Some(cmd), ..
+        }) => block_on(sched_cmd::agent(cmd)),
+        Command::Agent(cli::AgentCli { command: None, run }) => block_on(agent_cmd::run(run)),
         Command::Role(cmd) => block_on(sched_cmd::role(cmd)),
         Command::Job(cmd) => block_on(sched_cmd::job(cmd)),
         Command::Bench(BenchCommand::Raft(args)) => block_on(sluice_bench::raft::run(args)),

@@ -11,13 +11,16 @@ fn help_lists_every_built_command_group() {
     let out = sluice().arg("--help").output().unwrap();
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
-    for group in ["dev", "master", "run", "cluster", "bench"] {
+    for group in ["dev", "master", "run", "cluster", "bench", "agent", "role", "job"] {
         assert!(text.contains(group), "--help lacks {group}:\n{text}");
     }
     for sub in [
         ["cluster", "--help"],
         ["bench", "--help"],
         ["master", "--help"],
+        ["agent", "--help"],
+        ["job", "--help"],
+        ["role", "--help"],
     ] {
         let out = sluice().args(sub).output().unwrap();
         assert!(out.status.success(), "{sub:?}");
@@ -36,6 +39,20 @@ fn unknown_commands_and_missing_flags_fail_clearly() {
     assert!(!out.status.success());
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(err.contains("--raft-addr"), "{err}");
+    let out = sluice()
+        .args(["agent", "--masters", "127.0.0.1:1"])
+        .env_remove("SLUICE_AGENT_DATA_DIR")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("--data-dir"), "{err}");
+    let out = sluice()
+        .args(["agent", "--data-dir", "/tmp/x", "--cores", "3-1"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(!out.status.success() && err.contains("--cores"), "{err}");
 }
 
 #[test]
@@ -50,7 +67,12 @@ fn dev_forms_a_cluster_prints_its_status_and_stops() {
     assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
     assert!(stdout.contains("leader:"), "{stdout}");
     assert_eq!(stdout.matches("follower").count(), 2, "{stdout}");
-    assert!(stdout.contains("stopping 3 masters"), "{stdout}");
+    assert!(stdout.contains("agent 0 registered"), "{stdout}");
+    assert!(
+        stdout.contains("demo job 0 (dev-demo) running on agents [0]"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("stopping 1 agents and 3 masters"), "{stdout}");
 }
 
 #[test]
