@@ -57,6 +57,13 @@ pub enum Command {
         #[serde(default)]
         now_ms: u64,
     },
+    /// Kills one task; its job (placed whole) ends Cancelled, its resources freed.
+    KillTask {
+        job: JobId,
+        task: u32,
+        #[serde(default)]
+        now_ms: u64,
+    },
     /// Chooses the scheduler's queue policy.
     SetPolicy { policy: Policy },
     /// The scheduler's decision to run a job's tasks on these grants (one per
@@ -100,6 +107,7 @@ impl Command {
             | Command::DrainAgent { now_ms, .. }
             | Command::SubmitJob { now_ms, .. }
             | Command::CancelJob { now_ms, .. }
+            | Command::KillTask { now_ms, .. }
             | Command::PlaceJob { now_ms, .. }
             | Command::PreemptJob { now_ms, .. }
             | Command::UpdateTask { now_ms, .. } => *now_ms = now,

@@ -47,6 +47,9 @@ pub enum Command {
     /// Submit, inspect and cancel jobs.
     #[command(subcommand)]
     Job(JobCommand),
+    /// Act on one task of a job.
+    #[command(subcommand)]
+    Task(TaskCommand),
     /// Measure Sluice: latency histograms and throughput.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -379,6 +382,17 @@ pub enum JobCommand {
     /// Stop a job and free its resources.
     Cancel {
         id: u64,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TaskCommand {
+    /// Kill a task (`JOB.TASK`, or `JOB` for task 0); its job ends Cancelled
+    /// and its resources are freed.
+    Kill {
+        task: String,
         #[command(flatten)]
         client: ClientArgs,
     },

@@ -43,6 +43,7 @@ fn main() -> std::process::ExitCode {
         Command::Agent(cli::AgentCli { command: None, run }) => block_on(agent_cmd::run(run)),
         Command::Role(cmd) => block_on(sched_cmd::role(cmd)),
         Command::Job(cmd) => block_on(sched_cmd::job(cmd)),
+        Command::Task(cmd) => block_on(sched_cmd::task(cmd)),
         Command::Bench(BenchCommand::Raft(args)) => block_on(sluice_bench::raft::run(args)),
         Command::Bench(BenchCommand::Scheduler(args)) => {
             block_on(sluice_bench::scheduler::run(args))

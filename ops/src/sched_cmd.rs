@@ -12,7 +12,9 @@ use sluice_consensus::state::{
 use sluice_consensus::units::{format_bytes, format_duration_ms};
 use sluice_consensus::{Command, CommandOutput, MasterClient, Query};
 
-use crate::cli::{AgentCommand, ClientArgs, JobCommand, PolicyCommand, RoleCommand, SubmitArgs};
+use crate::cli::{
+    AgentCommand, ClientArgs, JobCommand, PolicyCommand, RoleCommand, SubmitArgs, TaskCommand,
+};
 use crate::cluster_cmd::client;
 use crate::output::{emit, opt, table};
 
@@ -422,6 +424,38 @@ pub async fn job(cmd: JobCommand) -> Result<()> {
         JobCommand::Cancel { id, client: args } => {
             let out = write(&args, Command::CancelJob { id, now_ms: 0 }).await?;
             emit(args.output, &out, |_| println!("job {id} cancelled"))
+        }
+    }
+}
+
+/// `JOB.TASK` or `JOB` (task 0).
+fn parse_task_ref(text: &str) -> Result<(u64, u32)> {
+    let bad = || anyhow::anyhow!("task {text:?}: expected JOB.TASK (e.g. 7.0) or JOB");
+    match text.split_once('.') {
+        Some((job, task)) => Ok((
+            job.trim().parse().map_err(|_| bad())?,
+            task.trim().parse().map_err(|_| bad())?,
+        )),
+        None => Ok((text.trim().parse().map_err(|_| bad())?, 0)),
+    }
+}
+
+pub async fn task(cmd: TaskCommand) -> Result<()> {
+    match cmd {
+        TaskCommand::Kill { task, client: args } => {
+            let (job, task) = parse_task_ref(&task)?;
+            let out = write(
+                &args,
+                Command::KillTask {
+                    job,
+                    task,
+                    now_ms: 0,
+                },
+            )
+            .await?;
+            emit(args.output, &out, |_| {
+                println!("task {job}.{task} killed; job {job} cancelled")
+            })
         }
     }
 }

@@ -11,7 +11,9 @@ fn help_lists_every_built_command_group() {
     let out = sluice().arg("--help").output().unwrap();
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
-    for group in ["dev", "master", "run", "cluster", "bench", "agent", "role", "job"] {
+    for group in [
+        "dev", "master", "run", "cluster", "bench", "agent", "role", "job",
+    ] {
         assert!(text.contains(group), "--help lacks {group}:\n{text}");
     }
     for sub in [
@@ -72,7 +74,10 @@ fn dev_forms_a_cluster_prints_its_status_and_stops() {
         stdout.contains("demo job 0 (dev-demo) running on agents [0]"),
         "{stdout}"
     );
-    assert!(stdout.contains("stopping 1 agents and 3 masters"), "{stdout}");
+    assert!(
+        stdout.contains("stopping 1 agents and 3 masters"),
+        "{stdout}"
+    );
 }
 
 #[test]

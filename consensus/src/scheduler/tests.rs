@@ -960,3 +960,40 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn killing_a_task_cancels_its_job_and_frees_its_resources() {
+    let mut sim = Sim::new(&[(2, 4 * GIB)]);
+    let job = sim.submit(stream("s", 2, PlacementStrategy::BinPack));
+    sim.cycle();
+    let before = sim.state.clone();
+    let err = sim
+        .apply(Command::KillTask {
+            job,
+            task: 5,
+            now_ms: 0,
+        })
+        .unwrap_err();
+    assert_eq!(err, CommandError::UnknownTask { job, task: 5 });
+    sim.index -= 1;
+    assert_eq!(sim.state, before);
+    sim.apply(Command::KillTask {
+        job,
+        task: 1,
+        now_ms: 0,
+    })
+    .unwrap();
+    let ended = &sim.state.jobs[&job];
+    assert_eq!(ended.state, JobState::Cancelled);
+    assert_eq!(ended.reason.as_deref(), Some("task 1 killed by user"));
+    assert!(sim.state.agents[&0].used_cores.is_empty());
+    assert!(matches!(
+        sim.apply(Command::KillTask {
+            job,
+            task: 1,
+            now_ms: 0
+        })
+        .unwrap_err(),
+        CommandError::JobEnded { .. }
+    ));
+}

@@ -538,6 +538,34 @@ impl ClusterState {
         Ok(CommandOutput::JobCancelled { id, previous })
     }
 
+    pub(super) fn kill_task(
+        &mut self,
+        index: u64,
+        now_ms: u64,
+        id: JobId,
+        task: u32,
+    ) -> Result<CommandOutput, CommandError> {
+        let job = self.jobs.get(&id).ok_or(CommandError::UnknownJob { id })?;
+        if task as usize >= job.tasks.len() {
+            return Err(CommandError::UnknownTask { job: id, task });
+        }
+        if job.state.is_ended() {
+            return Err(CommandError::JobEnded {
+                id,
+                state: job.state,
+            });
+        }
+        let previous = job.state;
+        self.end_job(
+            index,
+            now_ms,
+            id,
+            JobState::Cancelled,
+            &format!("task {task} killed by user"),
+        );
+        Ok(CommandOutput::JobCancelled { id, previous })
+    }
+
     /// Moves a live job to an ended state, freeing what it holds.
     pub(super) fn end_job(
         &mut self,

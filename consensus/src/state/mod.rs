@@ -79,6 +79,9 @@ impl ClusterState {
             Command::RemoveRole { name } => self.remove_role(name)?,
             Command::SubmitJob { job, now_ms } => self.submit_job(index, *now_ms, job)?,
             Command::CancelJob { id, now_ms } => self.cancel_job(index, *now_ms, *id)?,
+            Command::KillTask { job, task, now_ms } => {
+                self.kill_task(index, *now_ms, *job, *task)?
+            }
             Command::SetPolicy { policy } => self.set_policy(*policy)?,
             Command::PlaceJob {
                 job,

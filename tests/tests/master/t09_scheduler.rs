@@ -151,6 +151,23 @@ async fn cli_jobs_are_placed_and_a_silent_agent_s_work_moves() -> anyhow::Result
         .events
         .iter()
         .any(|e| e.message.contains("lost")));
+
+    // `task kill` ends the job and frees what it held.
+    let kill = |task: String| {
+        vec![
+            "task".to_owned(),
+            "kill".to_owned(),
+            task,
+            "--masters".to_owned(),
+            masters.clone(),
+        ]
+    };
+    let (ok, stdout, stderr) = run(kill(format!("{web}.0"))).await?;
+    assert!(ok && stdout.contains("killed"), "{stdout}{stderr}");
+    let killed = wait_job(&client, web, JobState::Cancelled).await?;
+    assert_eq!(killed.reason.as_deref(), Some("task 0 killed by user"));
+    let (ok, _, stderr) = run(kill("nonsense".into())).await?;
+    assert!(!ok && stderr.contains("JOB.TASK"), "{stderr}");
     keep.abort();
     Ok(())
 }
