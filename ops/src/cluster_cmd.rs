@@ -120,6 +120,8 @@ pub struct ClusterStatusView {
     pub term: u64,
     pub committed_index: Option<u64>,
     pub members: Vec<MemberView>,
+    /// The scheduler's policy and queue (absent if the read failed).
+    pub scheduler: Option<sluice_consensus::state::SchedulerSummary>,
 }
 
 /// One member's line in `cluster status`.
@@ -177,11 +179,17 @@ pub async fn collect_status(client: &MasterClient, stale: bool) -> Result<Cluste
             lag,
         });
     }
+    let scheduler = client
+        .read(&Query::Scheduler, stale)
+        .await
+        .ok()
+        .and_then(|v| serde_json::from_value(v).ok());
     Ok(ClusterStatusView {
         leader_id: leader.leader_id,
         term: leader.term,
         committed_index: leader.committed_index,
         members,
+        scheduler,
     })
 }
 
@@ -192,6 +200,16 @@ pub fn print_status(view: &ClusterStatusView) {
         view.term,
         opt(view.committed_index)
     );
+    if let Some(s) = &view.scheduler {
+        println!(
+            "scheduler: {}   jobs: {} pending, {} running   cores granted: {}/{}",
+            s.policy.name(),
+            s.pending,
+            s.running,
+            s.granted.cores,
+            s.offered.cores
+        );
+    }
     let mut t = table(&[
         "id", "role", "voter", "api", "raft", "term", "last log", "applied", "snapshot", "lag",
     ]);
