@@ -31,7 +31,7 @@ use crate::resources;
 use crate::task::cgroup::Cgroups;
 use crate::task::command::{self, CommandLaunch};
 use crate::task::stream::{self, StreamLaunch};
-use crate::task::{Events, RecordChange, Running, StopRequest, TaskEvent};
+use crate::task::{Events, RecordChange, Running, StopRequest, TaskEvent, TaskKind};
 
 /// Pause between attempts to reach the masters while registering or
 /// resending updates.
@@ -418,10 +418,9 @@ impl MainLoop {
         let actions = reconcile(assignment, &running, &self.unacknowledged());
         for key in actions.stop {
             if let Some(task) = self.running.get_mut(&key) {
-                if !task.stop(StopRequest::unplaced()) && !task.stop_warned {
-                    task.stop_warned = true;
-                    tracing::warn!(job = key.0, task = key.1,
-                        "stream task no longer placed here, but the engine cannot stop a job before it ends");
+                if task.stop(StopRequest::unplaced()) {
+                    tracing::info!(job = key.0, task = key.1, kind = ?task.kind,
+                        "task no longer placed here; stopping it");
                 }
             }
         }
@@ -533,21 +532,19 @@ impl MainLoop {
     }
 
     /// Stops tasks (per `mode`), waits for them, journals their last events.
+    /// Stream shards always stop: they are threads of this process, which a
+    /// crash would end too; command tasks keep running in `LeaveTasks` mode.
     async fn stop_all(&mut self, mode: StopMode) {
-        if mode == StopMode::KillTasks {
-            for task in self.running.values_mut() {
-                task.stop(StopRequest::agent_shutdown());
-            }
-            let deadline =
-                tokio::time::Instant::now() + self.config.kill_grace + Duration::from_secs(2);
-            while self
-                .running
-                .values()
-                .any(|t| t.kind == crate::task::TaskKind::Command && !t.is_done())
-                && tokio::time::Instant::now() < deadline
-            {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
+        let stops = |t: &Running| mode == StopMode::KillTasks || t.kind == TaskKind::Stream;
+        for task in self.running.values_mut().filter(|t| stops(t)) {
+            task.stop(StopRequest::agent_shutdown());
+        }
+        let deadline =
+            tokio::time::Instant::now() + self.config.kill_grace + Duration::from_secs(2);
+        while self.running.values().any(|t| stops(t) && !t.is_done())
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
         while let Ok(event) = self.events_rx.try_recv() {
             self.journal_event(event);

@@ -190,3 +190,62 @@ async fn reregistration_with_other_resources_is_refused() -> Result<()> {
     agent.shutdown().await;
     cluster.shutdown().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_agents_command_task_is_placed_again_and_runs_elsewhere() -> Result<()> {
+    let root = tempfile::tempdir()?;
+    let cluster = Cluster::start_with(root.path(), |c| {
+        c.agent_timeout_ms = 1_000;
+        c.agent_grace_ms = 1_000;
+    })
+    .await?;
+    let start = |name: &str| {
+        let mut config = cluster.agent_config(root.path().join(name));
+        config.hostname = Some(name.into());
+        Agent::start(config)
+    };
+    let first = start("first").await?;
+    let first_id = first.id();
+    let gate = root.path().join("gate");
+    let script = format!(
+        "while [ ! -e '{}' ]; do sleep 0.05; done; echo finished",
+        gate.display()
+    );
+    let id = cluster
+        .submit("gated", command(&["sh", "-c", &script]))
+        .await?;
+    let on = |agent: u64| {
+        move |j: &sluice_consensus::state::Job| {
+            j.tasks[0].state == TaskState::Running
+                && j.tasks[0].grant.as_ref().is_some_and(|g| g.agent == agent)
+        }
+    };
+    cluster
+        .wait_job(id, Duration::from_secs(30), on(first_id))
+        .await?;
+    let second = start("second").await?;
+    // The first agent goes away for good: the masters hear nothing more.
+    first.shutdown().await;
+    let job = cluster
+        .wait_job(id, Duration::from_secs(30), on(second.id()))
+        .await?;
+    assert_eq!(job.state, JobState::Running);
+    let lost = cluster.agent(first_id).await?;
+    assert_eq!(
+        lost.state,
+        sluice_consensus::state::AgentState::Lost,
+        "{lost:#?}"
+    );
+    std::fs::write(&gate, "")?;
+    let job = cluster.wait_ended(id).await?;
+    assert_eq!(job.state, JobState::Finished, "{job:#?}");
+    let stdout = root
+        .path()
+        .join("second")
+        .join("tasks")
+        .join(format!("{id}.0"))
+        .join("stdout");
+    assert_eq!(std::fs::read_to_string(stdout)?, "finished\n");
+    second.shutdown().await;
+    cluster.shutdown().await
+}

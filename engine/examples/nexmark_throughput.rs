@@ -1,7 +1,7 @@
 //! Runs one Nexmark query with the generator in every shard and a blackhole sink, and prints
-//! events per CPU-second. Usage: `nexmark_throughput [q0|q1|q2|q5|q5count|q7] [events] [parallelism]`.
+//! events per CPU-second. Usage: `nexmark_throughput [q0|q1|q2|q5|q5count|q7|q8] [events] [parallelism]`.
 //!
-//! Run with `cargo run --release -p sluice-engine --example nexmark_throughput -- q1 20000000 2`.
+//! Run with `cargo run -p sluice-engine --example nexmark_throughput -- q1 20000000 2`.
 
 use sluice_engine::bench::{run_nexmark, NexmarkBenchConfig, NexmarkQuery};
 use sluice_engine::EngineError;
@@ -9,12 +9,17 @@ use sluice_engine::EngineError;
 fn main() -> Result<(), EngineError> {
     let args: Vec<String> = std::env::args().collect();
     let query = match args.get(1).map(String::as_str).unwrap_or("q0") {
+        "q0" => NexmarkQuery::Q0,
         "q1" => NexmarkQuery::Q1,
         "q2" => NexmarkQuery::Q2,
         "q5" => NexmarkQuery::Q5,
         "q5count" => NexmarkQuery::Q5Count,
         "q7" => NexmarkQuery::Q7,
-        _ => NexmarkQuery::Q0,
+        "q8" => NexmarkQuery::Q8,
+        other => {
+            eprintln!("unknown query {other:?}: one of q0, q1, q2, q5, q5count, q7, q8");
+            std::process::exit(2);
+        }
     };
     let events = args
         .get(2)

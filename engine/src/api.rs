@@ -5,7 +5,11 @@ use std::path::Path;
 
 use crate::error::EngineError;
 use crate::record::OwnedValue;
-use crate::runtime::{run_plan, run_plan_remote, JobReport, RemoteExchangeConfig};
+use crate::runtime::{
+    run_plan, run_plan_remote, run_plan_remote_with, run_plan_with, JobReport, RemoteExchangeConfig,
+};
+
+pub use crate::runtime::JobControl;
 use crate::spec::job::JobSpec;
 use crate::spec::load::load_spec_file;
 use crate::spec::plan::{plan, Plan, SpecItem};
@@ -45,6 +49,26 @@ pub fn run_job(spec: JobSpec) -> Result<JobReport, EngineError> {
     run_plan(plan_in_code(&spec)?)
 }
 
+/// Like [`run_job`], but `control` stops the job early: once [`JobControl::cancel`] is
+/// called (from any thread), every shard stops within a round and this returns
+/// [`EngineError::Cancelled`].
+///
+/// ```no_run
+/// use sluice_engine::api::{run_job_with, JobControl};
+/// # fn demo(spec: sluice_engine::JobSpec) {
+/// let control = JobControl::new();
+/// let stopper = control.clone();
+/// let job = std::thread::Builder::new()
+///     .spawn(move || run_job_with(spec, &control))
+///     .unwrap();
+/// stopper.cancel();
+/// assert!(matches!(job.join().unwrap(), Err(sluice_engine::EngineError::Cancelled)));
+/// # }
+/// ```
+pub fn run_job_with(spec: JobSpec, control: &JobControl) -> Result<JobReport, EngineError> {
+    run_plan_with(plan_in_code(&spec)?, control)
+}
+
 /// Checks a job spec built in code and runs this process's share of it: the shards
 /// `config.local_shards`, exchanging records over TCP with the peer processes that run the
 /// others (see [`crate::runtime::remote`]).
@@ -63,6 +87,19 @@ pub fn run_job_remote_on(
     listener: std::net::TcpListener,
 ) -> Result<JobReport, EngineError> {
     run_plan_remote(plan_in_code(&spec)?, config, Some(listener))
+}
+
+/// Like [`run_job_remote`] (binding `config.listen` when `listener` is `None`, like
+/// [`run_job_remote_on`] otherwise), stopping early with [`EngineError::Cancelled`] once
+/// `control` is cancelled, also while still waiting for peers to connect. Peers that are not
+/// cancelled themselves then fail with an error naming this process.
+pub fn run_job_remote_with(
+    spec: JobSpec,
+    config: RemoteExchangeConfig,
+    listener: Option<std::net::TcpListener>,
+    control: &JobControl,
+) -> Result<JobReport, EngineError> {
+    run_plan_remote_with(plan_in_code(&spec)?, config, listener, control)
 }
 
 impl JobReport {

@@ -30,6 +30,15 @@ pub enum NexmarkQuery {
     /// The bids with the highest price of their 10 s tumbling window: the maximum per window
     /// (gathered on shard 0) joined back to the bids on price within the same window.
     Q7,
+    /// New users: the persons who registered and opened an auction within the same 10 s
+    /// tumbling window. The auctions are counted per seller and window (so a person is
+    /// returned once per window however many auctions they opened), then joined with the
+    /// persons on `id = seller` within the window; output `id, name, window_start`.
+    /// Persons are every 50th event id, so with a parallelism divisible by 2 or 5 some person
+    /// splits emit nothing and hold the join's watermark back until they are exhausted: the
+    /// results of a bounded run then all come at its end (an unbounded run would buffer
+    /// without end).
+    Q8,
 }
 
 /// Settings of one benchmark run.
@@ -53,7 +62,7 @@ pub struct NexmarkBenchReport {
     /// The query.
     pub query: NexmarkQuery,
     /// Bids processed (records read from the generator; for q5 and q7, from one of their two
-    /// passes).
+    /// passes; for q8, the persons and auctions read, each table once).
     pub events: u64,
     /// Records reaching the blackhole sink.
     pub output_records: u64,
@@ -77,6 +86,9 @@ impl NexmarkBenchReport {
 
 const Q5_SIZE_MS: i64 = 10_000;
 const Q5_SLIDE_MS: i64 = 2_000;
+const Q8_WINDOW_MS: i64 = 10_000;
+/// The named stream of q8: auctions per seller and window.
+const Q8_SELLERS_STREAM: &str = "sellers";
 
 /// Counts bids per auction in q5's sliding windows, then projects `fields`.
 fn q5_counts(fields: &[&str]) -> Vec<OperatorSpec> {
@@ -138,13 +150,39 @@ pub fn nexmark_spec(config: &NexmarkBenchConfig) -> JobSpec {
             lower_ms: 0,
             upper_ms: 0,
         })],
+        NexmarkQuery::Q8 => vec![
+            // Window results are stamped with their `window_start`, which is inside the join's
+            // window of the same size and still ahead of the join's watermark when they arrive
+            // (as in q7).
+            OperatorSpec::WindowJoin(JoinSpec {
+                stream: Q8_SELLERS_STREAM.into(),
+                left_key: "id".into(),
+                right_key: "seller".into(),
+                left_time: None,
+                right_time: Some("window_start".into()),
+                size_ms: Q8_WINDOW_MS,
+                lower_ms: 0,
+                upper_ms: 0,
+            }),
+            OperatorSpec::Map(["id", "name", "window_start"].map(String::from).to_vec()),
+        ],
     };
-    let bids = SourceSpec::Nexmark(NexmarkConfig {
-        table: NexmarkTable::Bid,
-        seed: config.seed,
-        events: config.events,
-        ..Default::default()
-    });
+    let table_source = |table| {
+        SourceSpec::Nexmark(NexmarkConfig {
+            table,
+            seed: config.seed,
+            events: config.events,
+            ..Default::default()
+        })
+    };
+    // Every table is drawn from the same event ids of the same seed, so the persons and the
+    // auctions of q8 belong to one consistent event stream (sellers are persons already
+    // registered by the auction's event time).
+    let bids = table_source(NexmarkTable::Bid);
+    let main_source = match config.query {
+        NexmarkQuery::Q8 => table_source(NexmarkTable::Person),
+        _ => bids.clone(),
+    };
     let streams = match config.query {
         NexmarkQuery::Q5 => {
             // Window results are stamped `window_end - 1`, which is still ahead of the
@@ -177,6 +215,22 @@ pub fn nexmark_spec(config: &NexmarkBenchConfig) -> JobSpec {
             })],
             watermark: None,
         }],
+        NexmarkQuery::Q8 => vec![StreamSpec {
+            name: Q8_SELLERS_STREAM.into(),
+            sources: vec![table_source(NexmarkTable::Auction)],
+            operators: vec![
+                OperatorSpec::KeyBy("seller".into()),
+                OperatorSpec::Window(WindowSpec {
+                    kind: WindowKind::Tumbling {
+                        size_ms: Q8_WINDOW_MS,
+                    },
+                    aggregate: vec!["count(*) AS auctions".into()],
+                    allowed_lateness_ms: 0,
+                    time: None,
+                }),
+            ],
+            watermark: None,
+        }],
         _ => Vec::new(),
     };
     JobSpec {
@@ -189,7 +243,7 @@ pub fn nexmark_spec(config: &NexmarkBenchConfig) -> JobSpec {
             idle_timeout_ms: 0,
             processing_time: false,
         },
-        sources: vec![bids],
+        sources: vec![main_source],
         operators: ops,
         streams,
         sinks: vec![SinkSpec::Blackhole],
@@ -203,7 +257,8 @@ pub fn nexmark_spec(config: &NexmarkBenchConfig) -> JobSpec {
 pub fn run_nexmark(config: &NexmarkBenchConfig) -> Result<NexmarkBenchReport, EngineError> {
     let report = run_job(nexmark_spec(config))?;
     // q5 and q7 read the bids twice (once for the maximum per window, once to join it back);
-    // their events are the bids of one pass.
+    // their events are the bids of one pass. q8 reads two disjoint tables (persons and
+    // auctions) once each; its events are both.
     let passes = if matches!(config.query, NexmarkQuery::Q5 | NexmarkQuery::Q7) {
         2
     } else {

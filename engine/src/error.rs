@@ -67,6 +67,9 @@ pub enum EngineError {
         /// What went wrong.
         message: String,
     },
+    /// The job was cancelled through its [`crate::runtime::JobControl`] before it ended.
+    #[error("the job was cancelled")]
+    Cancelled,
     /// A shard thread failed or panicked; the job was stopped.
     #[error("shard {shard} failed: {message}")]
     Shard {

@@ -23,7 +23,7 @@ pub mod spec;
 pub mod sys;
 pub mod time;
 
-pub use api::{check_job_file, run_job, run_job_file};
+pub use api::{check_job_file, run_job, run_job_file, run_job_with};
 pub use error::EngineError;
-pub use runtime::JobReport;
+pub use runtime::{JobControl, JobReport};
 pub use spec::JobSpec;

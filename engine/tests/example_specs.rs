@@ -13,7 +13,7 @@ fn every_example_spec_plans() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 3);
+    assert_eq!(checked, 4);
 }
 
 #[test]

@@ -17,7 +17,7 @@ use sluice_consensus::state::TaskState;
 use tokio::sync::oneshot;
 
 use super::cgroup::{Cgroups, TaskCgroup};
-use super::{procfs, send, Events, RecordChange, Running, StopRequest, TaskKind};
+use super::{procfs, send, Events, RecordChange, Running, StopRequest};
 use crate::journal::{TaskKey, TaskRecord};
 use crate::sys;
 
@@ -52,7 +52,7 @@ pub fn start(launch: CommandLaunch, events: Events) -> Running {
         run(launch, &events, stop_rx).await;
         flag.store(true, Ordering::Release);
     });
-    Running::new(TaskKind::Command, Some(stop_tx), done)
+    Running::command(stop_tx, done)
 }
 
 /// Watches a process an earlier agent started (found alive in the journal).
@@ -83,7 +83,7 @@ pub fn adopt(key: TaskKey, record: TaskRecord, kill_grace: Duration, events: Eve
         }
         flag.store(true, Ordering::Release);
     });
-    Running::new(TaskKind::Command, Some(stop_tx), done)
+    Running::command(stop_tx, done)
 }
 
 /// SIGTERM to the group, then SIGKILL once `grace` passed and it still runs.

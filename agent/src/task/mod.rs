@@ -8,9 +8,10 @@ pub mod procfs;
 pub mod stream;
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use sluice_consensus::state::TaskState;
+use sluice_engine::JobControl;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::journal::{TaskKey, TaskRecord};
@@ -94,27 +95,72 @@ pub enum TaskKind {
     Stream,
 }
 
+/// How a stream job's share here is stopped: every task of the share holds
+/// the same one; the first request wins and cancels the engine job, whose
+/// thread then reports each task as the request says.
+#[derive(Debug, Clone, Default)]
+pub struct StreamStop {
+    control: JobControl,
+    request: Arc<Mutex<Option<StopRequest>>>,
+}
+
+impl StreamStop {
+    /// Records `request` (unless one came first) and cancels the job.
+    pub fn stop(&self, request: StopRequest) {
+        let mut slot = self.request.lock().unwrap_or_else(|p| p.into_inner());
+        slot.get_or_insert(request);
+        drop(slot);
+        self.control.cancel();
+    }
+
+    /// The engine's cancel handle.
+    pub fn control(&self) -> &JobControl {
+        &self.control
+    }
+
+    /// Why the job was stopped, if it was.
+    pub fn request(&self) -> Option<StopRequest> {
+        self.request
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+/// How a running task is stopped.
+#[derive(Debug)]
+enum Stopper {
+    /// A command task's runner, told once.
+    Command(Option<oneshot::Sender<StopRequest>>),
+    /// A stream job's share (shared by its tasks).
+    Stream(StreamStop),
+}
+
 /// A task running here.
 #[derive(Debug)]
 pub struct Running {
     pub kind: TaskKind,
-    stop: Option<oneshot::Sender<StopRequest>>,
+    stop: Stopper,
     done: Arc<AtomicBool>,
-    /// Set once the agent logged that this task cannot be stopped.
-    pub stop_warned: bool,
+    stopping: bool,
 }
 
 impl Running {
-    pub(crate) fn new(
-        kind: TaskKind,
-        stop: Option<oneshot::Sender<StopRequest>>,
-        done: Arc<AtomicBool>,
-    ) -> Self {
+    pub(crate) fn command(stop: oneshot::Sender<StopRequest>, done: Arc<AtomicBool>) -> Self {
         Self {
-            kind,
-            stop,
+            kind: TaskKind::Command,
+            stop: Stopper::Command(Some(stop)),
             done,
-            stop_warned: false,
+            stopping: false,
+        }
+    }
+
+    pub(crate) fn stream(stop: StreamStop, done: Arc<AtomicBool>) -> Self {
+        Self {
+            kind: TaskKind::Stream,
+            stop: Stopper::Stream(stop),
+            done,
+            stopping: false,
         }
     }
 
@@ -123,14 +169,21 @@ impl Running {
         self.done.load(Ordering::Acquire)
     }
 
-    /// Asks the task to stop; returns false if it cannot be stopped.
+    /// Asks the task to stop (once; later requests are ignored). It reports
+    /// its last state, `request.report_as`, once it has stopped. Returns
+    /// whether this was the first request.
     pub fn stop(&mut self, request: StopRequest) -> bool {
-        match self.stop.take() {
-            Some(tx) => {
-                let _ = tx.send(request);
-                true
-            }
-            None => false,
+        if std::mem::replace(&mut self.stopping, true) {
+            return false;
         }
+        match &mut self.stop {
+            Stopper::Command(tx) => {
+                if let Some(tx) = tx.take() {
+                    let _ = tx.send(request);
+                }
+            }
+            Stopper::Stream(stop) => stop.stop(request),
+        }
+        true
     }
 }

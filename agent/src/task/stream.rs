@@ -11,6 +11,12 @@
 //! through the engine's remote exchange: the job's tasks are numbered into
 //! engine shards by (agent id, task index), so every agent holds a
 //! contiguous shard range and computes the same layout.
+//!
+//! Stopping: every task of the share holds the same [`StreamStop`]; a stop
+//! request (the job cancelled or moved, the agent shutting down) cancels the
+//! engine job, whose shards and data-plane threads end within milliseconds;
+//! the tasks are then reported as the request says (Killed, or Lost on
+//! shutdown).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -21,8 +27,9 @@ use std::time::Duration;
 
 use sluice_consensus::state::{AgentId, JobId, TaskState};
 use sluice_engine::runtime::RemoteExchangeConfig;
+use sluice_engine::{EngineError, JobControl};
 
-use super::{send, Events, RecordChange, Running, TaskKind};
+use super::{send, Events, RecordChange, Running, StreamStop};
 use crate::sys;
 
 /// How long the shards of a spread job wait for every peer to connect.
@@ -105,13 +112,22 @@ pub fn remote_config(
     })
 }
 
+/// How a run ended, other than finishing.
+enum Stopped {
+    /// Cancelled through its stop handle.
+    Cancelled,
+    /// Failed; the message says why.
+    Failed(String),
+}
+
 /// Starts the job's shards on a dedicated thread; returns one handle per task.
 pub fn start(launch: StreamLaunch, events: Events) -> Vec<((JobId, u32), Running)> {
     let done = Arc::new(AtomicBool::new(false));
+    let stop = StreamStop::default();
     let keys: Vec<(JobId, u32)> = launch.tasks.iter().map(|&t| (launch.job, t)).collect();
     let handles = keys
         .iter()
-        .map(|&key| (key, Running::new(TaskKind::Stream, None, done.clone())))
+        .map(|&key| (key, Running::stream(stop.clone(), done.clone())))
         .collect();
     let job = launch.job;
     let thread_events = events.clone();
@@ -119,10 +135,14 @@ pub fn start(launch: StreamLaunch, events: Events) -> Vec<((JobId, u32), Running
     let spawned = std::thread::Builder::new()
         .name(format!("sluice-job-{job}"))
         .spawn(move || {
-            let outcome = run(&launch, &thread_events);
+            let outcome = run(&launch, &thread_events, stop.control());
             let (state, message) = match outcome {
                 Ok(message) => (TaskState::Finished, message),
-                Err(message) => (TaskState::Failed, message),
+                Err(Stopped::Failed(message)) => (TaskState::Failed, message),
+                Err(Stopped::Cancelled) => match stop.request() {
+                    Some(request) => (request.report_as, format!("stopped: {}", request.reason)),
+                    None => (TaskState::Killed, "stopped".to_owned()),
+                },
             };
             for &task in &launch.tasks {
                 send(
@@ -150,10 +170,11 @@ pub fn start(launch: StreamLaunch, events: Events) -> Vec<((JobId, u32), Running
     handles
 }
 
-/// Runs the shards; the message says how it went.
-fn run(launch: &StreamLaunch, events: &Events) -> Result<String, String> {
+/// Runs the shards until they end or `control` is cancelled; the message
+/// says how it went.
+fn run(launch: &StreamLaunch, events: &Events, control: &JobControl) -> Result<String, Stopped> {
     let mut spec = sluice_engine::spec::load::parse_spec(&launch.spec_toml)
-        .map_err(|e| format!("bad job spec: {e}"))?;
+        .map_err(|e| Stopped::Failed(format!("bad job spec: {e}")))?;
     spec.parallelism = launch.parallelism as usize;
     let pinning = match sys::set_thread_affinity(&launch.cores) {
         Ok(()) => format!("pinned to cores {:?}", launch.cores),
@@ -179,10 +200,15 @@ fn run(launch: &StreamLaunch, events: &Events) -> Result<String, String> {
         );
     }
     let report = match &launch.remote {
-        Some(config) => sluice_engine::api::run_job_remote(spec, config.clone()),
-        None => sluice_engine::api::run_job(spec),
+        Some(config) => {
+            sluice_engine::api::run_job_remote_with(spec, config.clone(), None, control)
+        }
+        None => sluice_engine::api::run_job_with(spec, control),
     }
-    .map_err(|e| format!("job failed: {e}"))?;
+    .map_err(|e| match e {
+        EngineError::Cancelled => Stopped::Cancelled,
+        e => Stopped::Failed(format!("job failed: {e}")),
+    })?;
     Ok(format!(
         "ended: {} records in, {} out, {} late, {} malformed, in {:.3} s",
         report.records_in,

@@ -6,6 +6,7 @@
 use std::collections::BTreeSet;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -13,24 +14,89 @@ use sluice_agent::AgentConfig;
 use sluice_consensus::state::{
     Agent, Job, JobId, JobKind, JobSpec, JobState, PlacementStrategy, DEFAULT_ROLE,
 };
-use sluice_consensus::{Command, CommandOutput, MasterClient, MasterConfig, MasterHandle, Query};
+use sluice_consensus::{
+    Command, CommandOutput, MasterClient, MasterConfig, MasterError, MasterHandle, Query,
+};
 
 pub const MIB: u64 = 1 << 20;
 
+/// The kernel's ephemeral port range (where it picks local ports of
+/// outgoing connections).
+fn ephemeral_ports() -> (u16, u16) {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| {
+            let mut it = s.split_whitespace().map(|p| p.parse::<u16>().ok());
+            Some((it.next()??, it.next()??))
+        })
+        .unwrap_or((32768, 60999))
+}
+
+/// A port for a test server to listen on later.
+///
+/// Not one the kernel hands out (binding port 0): such a port is in the
+/// ephemeral range, so between this call and the server's bind — or while a
+/// master is stopped before a restart on the same port — any outgoing
+/// connection of a test running in parallel may get it as its local port,
+/// and a client retrying a stopped master on loopback can even connect to
+/// itself on it; the server's bind then fails. Ports come instead from
+/// outside the ephemeral range, each handed out once per process (starting
+/// at a per-process offset, so concurrent test processes rarely meet), and
+/// only if nothing listens on them now.
 pub fn free_port() -> Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let (eph_low, eph_high) = ephemeral_ports();
+    let (low, high) = if eph_low >= 12_000 {
+        (10_000u32, u32::from(eph_low))
+    } else {
+        (u32::from(eph_high) + 1, 65_536)
+    };
+    let span = high.saturating_sub(low);
+    if span < 1_000 {
+        bail!("no room for test ports outside the ephemeral range {eph_low}-{eph_high}");
+    }
+    let offset = std::process::id().wrapping_mul(7_919) % span;
+    for _ in 0..span {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = (low + (offset + n) % span) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    bail!("no free port in {low}..{high}")
+}
+
+/// Starts a master, retrying for a while when its ports are still taken (a
+/// restart right after a stop).
+async fn start_master(config: &MasterConfig) -> Result<MasterHandle> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match MasterHandle::start(config.clone()).await {
+            Ok(m) => return Ok(m),
+            Err(MasterError::Bind { .. }) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 /// Three in-process masters.
 pub struct Cluster {
     pub configs: Vec<MasterConfig>,
-    pub masters: Vec<MasterHandle>,
+    /// Running masters with their ids.
+    pub masters: Vec<(u64, MasterHandle)>,
     pub api_addrs: Vec<String>,
     pub client: MasterClient,
 }
 
 impl Cluster {
     pub async fn start(root: &Path) -> Result<Self> {
+        Self::start_with(root, |_| {}).await
+    }
+
+    /// Starts three masters, `tweak` adjusting each one's config.
+    pub async fn start_with(root: &Path, tweak: impl Fn(&mut MasterConfig)) -> Result<Self> {
         let mut configs = Vec::new();
         let mut api_addrs = Vec::new();
         for id in 1..=3u64 {
@@ -41,12 +107,13 @@ impl Cluster {
             config.agent_timeout_ms = 3_000;
             config.agent_grace_ms = 3_000;
             config.schedule_interval_ms = 50;
+            tweak(&mut config);
             configs.push(config);
             api_addrs.push(api);
         }
         let mut masters = Vec::new();
         for config in &configs {
-            masters.push(MasterHandle::start(config.clone()).await?);
+            masters.push((config.id, start_master(config).await?));
         }
         let client = MasterClient::new(api_addrs.clone(), Duration::from_secs(10))?;
         client.init(&api_addrs).await?;
@@ -61,7 +128,7 @@ impl Cluster {
 
     /// Stops every master (their data stays on disk).
     pub async fn stop(&mut self) -> Result<()> {
-        for m in self.masters.drain(..) {
+        for (_, m) in self.masters.drain(..) {
             m.shutdown().await?;
         }
         Ok(())
@@ -70,8 +137,9 @@ impl Cluster {
     /// Starts the stopped masters again on their data and addresses.
     pub async fn restart(&mut self) -> Result<()> {
         for config in &self.configs {
-            self.masters
-                .push(MasterHandle::start(config.clone()).await?);
+            if self.masters.iter().all(|(id, _)| *id != config.id) {
+                self.masters.push((config.id, start_master(config).await?));
+            }
         }
         self.client.leader_status().await?;
         Ok(())
@@ -79,6 +147,35 @@ impl Cluster {
 
     pub async fn shutdown(mut self) -> Result<()> {
         self.stop().await
+    }
+
+    /// Shuts the current leader down (the others elect a new one); returns
+    /// its id.
+    pub async fn kill_leader(&mut self) -> Result<u64> {
+        let leader = self.client.leader_status().await?.id;
+        let i = self
+            .masters
+            .iter()
+            .position(|(id, _)| *id == leader)
+            .context("the leader is not one of this cluster's running masters")?;
+        self.masters.remove(i).1.shutdown().await?;
+        Ok(leader)
+    }
+
+    /// Waits until a master other than `old` leads.
+    pub async fn wait_new_leader(&self, old: u64, within: Duration) -> Result<u64> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            if let Ok(status) = self.client.leader_status().await {
+                if status.id != old && status.role == "leader" {
+                    return Ok(status.id);
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                bail!("no new leader within {within:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     pub fn agent_config(&self, data_dir: PathBuf) -> AgentConfig {
@@ -91,10 +188,23 @@ impl Cluster {
         config.request_timeout = Duration::from_secs(2);
         config.register_timeout = Duration::from_secs(20);
         config.kill_grace = Duration::from_secs(1);
+        // A data-plane port of its own: parallel tests must not share one.
+        let port = free_port().expect("a free port for the data plane");
+        config.data_ports = port..=port;
         config
     }
 
     pub async fn submit(&self, name: &str, kind: JobKind) -> Result<JobId> {
+        self.submit_placed(name, kind, PlacementStrategy::BinPack)
+            .await
+    }
+
+    pub async fn submit_placed(
+        &self,
+        name: &str,
+        kind: JobKind,
+        placement: PlacementStrategy,
+    ) -> Result<JobId> {
         let job = JobSpec {
             name: name.into(),
             role: DEFAULT_ROLE.into(),
@@ -102,7 +212,7 @@ impl Cluster {
             estimated_duration_ms: None,
             kind,
             constraints: Vec::new(),
-            placement: PlacementStrategy::BinPack,
+            placement,
         };
         match self
             .client
@@ -177,4 +287,46 @@ pub async fn wait_for(what: &str, within: Duration, mut cond: impl FnMut() -> bo
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     Ok(())
+}
+
+/// A stream job kind running `spec_toml` on `parallelism` shards.
+pub fn stream(spec_toml: &str, parallelism: u32) -> JobKind {
+    JobKind::Stream {
+        spec_toml: spec_toml.into(),
+        parallelism,
+        memory_per_shard_bytes: 64 * MIB,
+    }
+}
+
+/// Threads of this process whose name starts with `prefix` (e.g. the
+/// engine's `sluice-shard-`).
+pub fn threads_named(prefix: &str) -> usize {
+    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
+        return 0;
+    };
+    dir.flatten()
+        .filter(|t| {
+            std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.starts_with(prefix))
+        })
+        .count()
+}
+
+/// The lines of a file sink's part files `path.0 .. path.{parts-1}`, sorted.
+pub fn part_lines(path: &Path, parts: usize) -> Result<Vec<String>> {
+    let mut lines = Vec::new();
+    for part in 0..parts {
+        let file = format!("{}.{part}", path.display());
+        let text = std::fs::read_to_string(&file).with_context(|| format!("reading {file}"))?;
+        lines.extend(text.lines().map(str::to_owned));
+    }
+    lines.sort();
+    Ok(lines)
+}
+
+/// How often the job was placed (or moved), from its events.
+pub fn placements(job: &Job) -> usize {
+    job.events
+        .iter()
+        .filter(|e| e.message.starts_with("placed on") || e.message.starts_with("moved to"))
+        .count()
 }

@@ -1,6 +1,7 @@
 //! Running a planned job: builds the exchange meshes, starts one pinned thread per shard,
 //! waits for all of them, and gathers their reports. A failing or panicking shard stops the
-//! others and fails the job.
+//! others and fails the job; a [`JobControl`] cancelled by the caller stops them all and the
+//! job returns [`EngineError::Cancelled`].
 
 use std::net::TcpListener;
 use std::ops::Range;
@@ -10,10 +11,11 @@ use std::time::{Duration, Instant};
 
 use crate::error::EngineError;
 use crate::record::Batch;
+use crate::runtime::control::JobControl;
 use crate::runtime::exchange::{local_channel, ExchangeReceiver, ExchangeSender};
 use crate::runtime::remote::frame::Hello;
 use crate::runtime::remote::peer::{start_peer, IoShared, PeerIo, PeerPlan};
-use crate::runtime::remote::{connect_peers, plan_fingerprint, RemoteExchangeConfig};
+use crate::runtime::remote::{connect_peers_cancellable, plan_fingerprint, RemoteExchangeConfig};
 use crate::runtime::shard::{ShardBuilder, ShardReport};
 use crate::source::DeadLetter;
 use crate::spec::plan::Plan;
@@ -59,7 +61,13 @@ impl Drop for AbortOnDrop {
 
 /// Runs a planned job to completion on `plan.spec.parallelism` shard threads.
 pub fn run_plan(plan: Plan) -> Result<JobReport, EngineError> {
-    run_placed(plan, None)
+    run_placed(plan, None, &JobControl::new())
+}
+
+/// Like [`run_plan`], stopping early with [`EngineError::Cancelled`] once `control` is
+/// cancelled.
+pub fn run_plan_with(plan: Plan, control: &JobControl) -> Result<JobReport, EngineError> {
+    run_placed(plan, None, control)
 }
 
 /// Runs this process's share of a job split across processes: the shards
@@ -71,7 +79,20 @@ pub fn run_plan_remote(
     config: RemoteExchangeConfig,
     listener: Option<TcpListener>,
 ) -> Result<JobReport, EngineError> {
-    run_placed(plan, Some((config, listener)))
+    run_placed(plan, Some((config, listener)), &JobControl::new())
+}
+
+/// Like [`run_plan_remote`], stopping early with [`EngineError::Cancelled`] once `control`
+/// is cancelled (also while still waiting for peers to connect). Cancelling closes the
+/// connections, so peers that are not cancelled themselves fail with an error naming this
+/// process.
+pub fn run_plan_remote_with(
+    plan: Plan,
+    config: RemoteExchangeConfig,
+    listener: Option<TcpListener>,
+    control: &JobControl,
+) -> Result<JobReport, EngineError> {
+    run_placed(plan, Some((config, listener)), control)
 }
 
 type SenderSlots = Vec<Vec<Vec<Option<Box<dyn ExchangeSender>>>>>;
@@ -109,7 +130,7 @@ fn connect_remote(
     plan: &Plan,
     config: &RemoteExchangeConfig,
     listener: Option<TcpListener>,
-    abort: &Arc<AtomicBool>,
+    shared: Arc<IoShared>,
     local: &Range<usize>,
     senders: &mut SenderSlots,
     receivers: &mut ReceiverSlots,
@@ -139,11 +160,7 @@ fn connect_remote(
         ),
         None => None,
     };
-    let connected = connect_peers(config, listener.as_ref(), &hello)?;
-    let shared = Arc::new(IoShared {
-        abort: abort.clone(),
-        error: Mutex::new(None),
-    });
+    let connected = connect_peers_cancellable(config, listener.as_ref(), &hello, &shared.cancel)?;
     let mut io = RemoteIo {
         peers: Vec::with_capacity(connected.len()),
         shared: shared.clone(),
@@ -191,8 +208,13 @@ fn complete<T: ?Sized>(slots: Vec<Vec<Option<Box<T>>>>) -> Option<Vec<Vec<Box<T>
 fn run_placed(
     plan: Plan,
     remote: Option<(RemoteExchangeConfig, Option<TcpListener>)>,
+    control: &JobControl,
 ) -> Result<JobReport, EngineError> {
     let started = Instant::now();
+    let cancel = control.flag();
+    if cancel.load(Ordering::Acquire) {
+        return Err(EngineError::Cancelled);
+    }
     let plan = Arc::new(plan);
     let shards = plan.spec.parallelism;
     let local = match &remote {
@@ -241,7 +263,11 @@ fn run_placed(
             &plan,
             &config,
             listener,
-            &abort,
+            Arc::new(IoShared {
+                abort: abort.clone(),
+                cancel: cancel.clone(),
+                error: Mutex::new(None),
+            }),
             &local,
             &mut senders,
             &mut receivers,
@@ -278,6 +304,7 @@ fn run_placed(
             receivers: rx,
             collect: collect_tx.clone(),
             abort: abort.clone(),
+            cancel: cancel.clone(),
             core: cores.get(i).copied(),
         };
         let guard_abort = abort.clone();
@@ -330,6 +357,13 @@ fn run_placed(
         }
     }
     let io_error = remote_io.and_then(|io| io.finish(!errors.is_empty()));
+    // A cancelled job reports that, not the shards and connections it stopped. A job that
+    // ended on its own before the cancel took effect keeps its report.
+    if (io_error.is_some() || !errors.is_empty()) && cancel.load(Ordering::Acquire) {
+        tracing::info!(job = %plan.spec.name, elapsed_ms = started.elapsed().as_millis() as u64,
+            "job cancelled");
+        return Err(EngineError::Cancelled);
+    }
     // Report the cause, not the shards that only stopped because of it: a failed connection
     // first (local shards stop when a peer fails), then a shard's own failure.
     if let Some(e) = io_error {

@@ -2,6 +2,7 @@
 //! exchanges; exchanges as a full mesh of bounded SPSC rings with backpressure.
 #![forbid(unsafe_code)]
 
+pub mod control;
 pub mod exchange;
 pub mod job;
 pub mod output;
@@ -9,7 +10,8 @@ pub mod remote;
 pub mod shard;
 pub mod stage;
 
+pub use control::JobControl;
 pub use exchange::{ExchangeReceiver, ExchangeSender, Message};
-pub use job::{run_plan, run_plan_remote, JobReport};
+pub use job::{run_plan, run_plan_remote, run_plan_remote_with, run_plan_with, JobReport};
 pub use remote::RemoteExchangeConfig;
 pub use shard::ShardReport;

@@ -3,7 +3,7 @@
 //! io_uring), operators, state and sinks are created there and never leave it.
 //!
 //! HOT PATH: the shard loop. Per round it steps every stage once (consumers first); it takes
-//! no locks (one relaxed atomic load of the abort flag per round), allocates nothing per
+//! no locks (relaxed atomic loads of the abort and cancel flags per round), allocates nothing per
 //! record and logs nothing. An idle shard spins, then yields, then parks briefly.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -65,6 +65,8 @@ pub struct ShardBuilder {
     pub collect: Sender<Batch>,
     /// Set by any shard that fails, so the others stop.
     pub abort: Arc<AtomicBool>,
+    /// Set by the caller to cancel the job (see [`crate::runtime::JobControl`]).
+    pub cancel: Arc<AtomicBool>,
     /// Core to pin to.
     pub core: Option<core_affinity::CoreId>,
 }
@@ -156,6 +158,7 @@ impl ShardBuilder {
             receivers,
             collect,
             abort,
+            cancel,
             core,
         } = self;
         let pinned = core.is_some_and(core_affinity::set_for_current);
@@ -278,6 +281,9 @@ impl ShardBuilder {
                     shard,
                     message: "stopped: another shard failed".into(),
                 });
+            }
+            if cancel.load(Ordering::Relaxed) {
+                return Err(EngineError::Cancelled);
             }
             let mut progress = false;
             // Later stages first, so that rings drain before earlier stages refill them.

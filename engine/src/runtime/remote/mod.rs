@@ -40,6 +40,7 @@ pub mod peer;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::ops::Range;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::error::EngineError;
@@ -222,6 +223,18 @@ pub fn connect_peers(
     listener: Option<&TcpListener>,
     hello: &Hello,
 ) -> Result<Vec<Connected>, EngineError> {
+    connect_peers_cancellable(config, listener, hello, &AtomicBool::new(false))
+}
+
+/// Like [`connect_peers`], giving up with [`EngineError::Cancelled`] once `cancel` is set
+/// (looked at between dial attempts and accept polls).
+pub fn connect_peers_cancellable(
+    config: &RemoteExchangeConfig,
+    listener: Option<&TcpListener>,
+    hello: &Hello,
+    cancel: &AtomicBool,
+) -> Result<Vec<Connected>, EngineError> {
+    let cancelled = || cancel.load(Ordering::Relaxed);
     let deadline = Instant::now() + config.connect_timeout;
     let mut connected = Vec::with_capacity(config.peers.len());
     let mut to_accept: Vec<(Range<u32>, SocketAddr)> = Vec::new();
@@ -231,6 +244,9 @@ pub fn connect_peers(
             continue;
         }
         let mut stream = loop {
+            if cancelled() {
+                return Err(EngineError::Cancelled);
+            }
             let remaining = deadline.saturating_duration_since(Instant::now());
             match TcpStream::connect_timeout(addr, remaining.max(Duration::from_millis(1))) {
                 Ok(s) => break s,
@@ -268,6 +284,9 @@ pub fn connect_peers(
         .set_nonblocking(true)
         .map_err(|e| EngineError::io(local.to_string(), e))?;
     while !to_accept.is_empty() {
+        if cancelled() {
+            return Err(EngineError::Cancelled);
+        }
         let (mut stream, from) = match listener.accept() {
             Ok(pair) => pair,
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {

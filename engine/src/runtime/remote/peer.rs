@@ -49,11 +49,18 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct IoShared {
     /// The job's abort flag: set on any failure; I/O threads then close their connection.
     pub abort: Arc<AtomicBool>,
+    /// The caller's cancel flag: I/O threads close their connection once it is set.
+    pub cancel: Arc<AtomicBool>,
     /// The first I/O failure, reported as the job's error.
     pub error: Mutex<Option<EngineError>>,
 }
 
 impl IoShared {
+    /// Whether the job is stopping anyway (failed elsewhere or cancelled).
+    fn stopping(&self) -> bool {
+        self.abort.load(Ordering::Relaxed) || self.cancel.load(Ordering::Relaxed)
+    }
+
     fn fail(&self, e: EngineError) {
         if let Ok(mut slot) = self.error.lock() {
             slot.get_or_insert(e);
@@ -259,7 +266,7 @@ pub fn start_peer(
                     outgoing,
                     grants,
                     incoming_open: open,
-                    abort: shared.abort.clone(),
+                    shared: shared.clone(),
                     buf: Vec::with_capacity(WRITE_BUFFER_BYTES_MAX),
                 };
                 if let Err(e) = w.run() {
@@ -290,8 +297,9 @@ pub fn start_peer(
                 // Whatever ended the reader, the writer must look again (it may be done).
                 r.writer.unpark();
                 if let Err(e) = result {
-                    // A connection closed because this process aborted is not the cause.
-                    if !shared.abort.load(Ordering::Relaxed) {
+                    // A connection closed because this process (or, when cancelled, the
+                    // peer) stopped is not the cause.
+                    if !shared.stopping() {
                         shared.fail(e);
                     }
                     let _ = r.stream.get_ref().shutdown(Shutdown::Both);
@@ -359,14 +367,14 @@ struct Writer {
     outgoing: Vec<Outgoing>,
     grants: Vec<Grant>,
     incoming_open: Arc<AtomicUsize>,
-    abort: Arc<AtomicBool>,
+    shared: Arc<IoShared>,
     buf: Vec<u8>,
 }
 
 impl Writer {
     fn run(&mut self) -> Result<(), EngineError> {
         loop {
-            if self.abort.load(Ordering::Relaxed) {
+            if self.shared.stopping() {
                 let _ = self.stream.shutdown(Shutdown::Both);
                 return Ok(());
             }
