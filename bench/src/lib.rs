@@ -12,6 +12,7 @@
 pub mod compare;
 pub mod engine;
 pub mod exchange;
+pub mod failover;
 pub mod machine;
 pub mod plot;
 pub mod procs;

@@ -210,15 +210,25 @@ impl ProcessCluster {
             .filter(|m| m.child.is_some())
             .map(|m| m.api_addr.clone())
             .collect();
+        // A restarted former leader can briefly report itself leader of an
+        // old term: trust a member that reports leading at the highest term
+        // seen and that another member follows.
         wait_until(timeout, "a leader", || async {
+            let mut statuses = Vec::new();
             for addr in &live {
                 if let Ok(status) = client.status_of(addr).await {
-                    if status.role == "leader" {
-                        return Some(status.id);
-                    }
+                    statuses.push(status);
                 }
             }
-            None
+            let top_term = statuses.iter().map(|s| s.term).max()?;
+            let leader = statuses
+                .iter()
+                .find(|s| s.role == "leader" && s.term == top_term)?;
+            let followed = live.len() < 2
+                || statuses.iter().any(|s| {
+                    s.id != leader.id && s.leader_id == Some(leader.id) && s.term == top_term
+                });
+            followed.then_some(leader.id)
         })
         .await
     }

@@ -527,10 +527,13 @@ pub enum BenchCommand {
     /// The scheduler: one allocation cycle at 10,000 agents x 1,000 jobs per
     /// policy, and placements committed per second through three masters.
     Scheduler(sluice_bench::scheduler::SchedulerBenchArgs),
+    /// Master failover: leader kill -> first commit, and a running stream
+    /// job's latency before, during and after a leader kill.
+    Failover(sluice_bench::failover::FailoverBenchArgs),
     /// Inter-shard exchange: CPU cost per record and throughput of the local
     /// ring mesh and of the TCP path between agents.
     Exchange(sluice_bench::exchange::ExchangeBenchArgs),
-    /// Every suite in turn (raft, engine, scheduler, exchange), each in its
+    /// Every suite in turn (raft, engine, scheduler, failover, exchange), each in its
     /// own directory under --out.
     All(AllBenchArgs),
     /// Compare two runs (summary.json files or result dirs): each metric's

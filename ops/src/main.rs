@@ -34,6 +34,7 @@ fn main() -> std::process::ExitCode {
         Command::Run(args) => run_cmd::run(args),
         Command::Bench(BenchCommand::Engine(args)) => sluice_bench::engine::run(args),
         Command::Bench(BenchCommand::Exchange(args)) => sluice_bench::exchange::run(args),
+        Command::Bench(BenchCommand::Failover(args)) => block_on(sluice_bench::failover::run(args)),
         Command::Dev(args) => block_on(dev::run(args)),
         Command::Master(args) => block_on(master_cmd::run(args)),
         Command::Cluster(cmd) => block_on(cluster_cmd::run(cmd)),
@@ -96,6 +97,10 @@ fn bench_all(args: &cli::AllBenchArgs) -> anyhow::Result<()> {
     eprintln!("== bench all: scheduler");
     block_on(sluice_bench::scheduler::run(suite_args(&common(
         "scheduler",
+    ))?))?;
+    eprintln!("== bench all: failover");
+    block_on(sluice_bench::failover::run(suite_args(&common(
+        "failover",
     ))?))?;
     eprintln!("== bench all: exchange");
     sluice_bench::exchange::run(suite_args(&common("exchange"))?)?;

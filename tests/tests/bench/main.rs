@@ -202,3 +202,43 @@ async fn quick_exchange_suite_writes_sane_outputs() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quick_failover_suite_writes_sane_outputs() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let out = tmp.path().join("failover");
+    let summary = run_suite(
+        &[
+            "failover",
+            "--quick",
+            "--trials",
+            "1",
+            "--seconds",
+            "2",
+            "--rate",
+            "2000",
+        ],
+        &out,
+    )
+    .await?;
+    check_outputs(&summary, &out)?;
+    for name in [
+        "failover.commit",
+        "failover.stream.before",
+        "failover.stream.during",
+    ] {
+        assert!(
+            summary
+                .scenarios
+                .iter()
+                .any(|s| s.name == name && s.latency.is_some()),
+            "{name} missing"
+        );
+    }
+    assert!(
+        summary.notes.iter().any(|n| n.contains("placed 1 time(s)")),
+        "{:?}",
+        summary.notes
+    );
+    Ok(())
+}
