@@ -117,12 +117,7 @@ pub fn run(args: EngineBenchArgs) -> Result<()> {
     if !(seconds.is_finite() && seconds > 0.0 && seconds <= 600.0) {
         bail!("--seconds must be in (0, 600], got {seconds}");
     }
-    let out = args.out.clone().unwrap_or_else(|| {
-        let unix = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        PathBuf::from(format!("bench-results/engine-{unix}"))
-    });
+    let out = report::out_dir_or_default(args.out.as_deref(), "engine");
     let mut report = Report::new("engine", &out)?;
     for (name, query) in &queries {
         let config = NexmarkBenchConfig {
@@ -331,6 +326,54 @@ fn max_sustainable_rate(dir: &Path, probe: Duration) -> Result<(u64, bool)> {
 }
 
 /// One open-loop latency run at `rate` records/s for `duration`.
+/// Connects to a TCP source on loopback `port` (waiting up to `patience`
+/// for it to listen) and sends `total` CSV records `seq,due_ns,price` at
+/// `rate` per second, open loop: record i is due at a fixed time from the
+/// start, `due_ns` counted from `epoch`, whatever happened before it.
+pub(crate) fn send_open_loop(
+    port: u16,
+    epoch: Instant,
+    rate: u64,
+    total: u64,
+    patience: Duration,
+) -> Result<()> {
+    let deadline = Instant::now() + patience;
+    let mut conn = loop {
+        match TcpStream::connect(("127.0.0.1", port)) {
+            Ok(conn) => break conn,
+            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
+            Err(e) => bail!("the job's TCP source did not listen on port {port}: {e}"),
+        }
+    };
+    conn.set_nodelay(true)?;
+    let interval_ns = 1e9 / rate as f64;
+    let start_ns = epoch.elapsed().as_nanos() as u64 + 1_000_000;
+    let due_of = |i: u64| start_ns + (i as f64 * interval_ns) as u64;
+    let mut buf = String::new();
+    let mut next = 0u64;
+    while next < total {
+        let now = epoch.elapsed().as_nanos() as u64;
+        if due_of(next) > now {
+            // Sleep rather than spin: on a small machine a spinning sender
+            // steals the core the engine or the receiver needs. Waking late
+            // is still charged to latency (it is measured from the due time).
+            std::thread::sleep(Duration::from_nanos(due_of(next) - now));
+            continue;
+        }
+        buf.clear();
+        let mut sent_now = 0;
+        while next < total && due_of(next) <= now && sent_now < SEND_BATCH_RECORDS_MAX {
+            use std::fmt::Write as _;
+            let _ = writeln!(buf, "{next},{},{}", due_of(next), next % 1000);
+            next += 1;
+            sent_now += 1;
+        }
+        conn.write_all(buf.as_bytes())
+            .context("sending to the job")?;
+    }
+    Ok(())
+}
+
 fn e2e_latency(dir: &Path, rate: u64, duration: Duration) -> Result<E2eRun> {
     let total = (rate as f64 * duration.as_secs_f64()).round().max(1.0) as u64;
     let phase = ((total as f64 * PROBE_PHASE_FRACTION) as u64).max(1);
@@ -401,41 +444,7 @@ format = "csv"
                 Ok(run)
             })?;
 
-    let deadline = Instant::now() + CONNECT_PATIENCE;
-    let mut conn = loop {
-        match TcpStream::connect(("127.0.0.1", source_port)) {
-            Ok(conn) => break conn,
-            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
-            Err(e) => bail!("the engine's TCP source did not listen on port {source_port}: {e}"),
-        }
-    };
-    conn.set_nodelay(true)?;
-    let interval_ns = 1e9 / rate as f64;
-    let start_ns = epoch.elapsed().as_nanos() as u64 + 1_000_000;
-    let mut buf = String::new();
-    let mut next = 0u64;
-    while next < total {
-        let now = epoch.elapsed().as_nanos() as u64;
-        let due_of = |i: u64| start_ns + (i as f64 * interval_ns) as u64;
-        if due_of(next) > now {
-            // Sleep rather than spin: on a small machine a spinning sender
-            // steals the core the engine or the receiver needs. Waking late
-            // is still charged to latency (it is measured from the due time).
-            std::thread::sleep(Duration::from_nanos(due_of(next) - now));
-            continue;
-        }
-        buf.clear();
-        let mut sent_now = 0;
-        while next < total && due_of(next) <= now && sent_now < SEND_BATCH_RECORDS_MAX {
-            use std::fmt::Write as _;
-            let _ = writeln!(buf, "{next},{},{}", due_of(next), next % 1000);
-            next += 1;
-            sent_now += 1;
-        }
-        conn.write_all(buf.as_bytes())
-            .context("sending to the engine")?;
-    }
-    drop(conn);
+    send_open_loop(source_port, epoch, rate, total, CONNECT_PATIENCE)?;
     let job_report = job
         .join()
         .map_err(|_| anyhow::anyhow!("the e2e job panicked"))?

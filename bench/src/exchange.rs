@@ -133,12 +133,7 @@ pub fn run(args: ExchangeBenchArgs) -> Result<()> {
     if events == 0 {
         bail!("--events must be positive");
     }
-    let out = args.out.clone().unwrap_or_else(|| {
-        let unix = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        PathBuf::from(format!("bench-results/exchange-{unix}"))
-    });
+    let out = report::out_dir_or_default(args.out.as_deref(), "exchange");
     let mut report = Report::new("exchange", &out)?;
     eprintln!("bench exchange: results in {}", out.display());
     eprintln!("[1/3] no exchange (baseline), 2 shards, {events} events each");

@@ -10,8 +10,8 @@
 //!   during the 3 s after it, and after that: the data plane should not
 //!   notice the control plane's election.
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -55,12 +55,7 @@ pub async fn run(args: FailoverBenchArgs) -> Result<()> {
     if !(seconds.is_finite() && (2.0..=3600.0).contains(&seconds)) || args.rate == 0 {
         bail!("--seconds must be in [2, 3600] and --rate positive");
     }
-    let out = args.out.clone().unwrap_or_else(|| {
-        let unix = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        PathBuf::from(format!("bench-results/failover-{unix}"))
-    });
+    let out = report::out_dir_or_default(args.out.as_deref(), "failover");
     let mut report = Report::new("failover", &out)?;
     let data = tempfile::tempdir_in(report.out_dir())?;
     eprintln!("bench failover: results in {}", out.display());
@@ -253,37 +248,13 @@ async fn stream_during_failover(
     let sender = std::thread::Builder::new()
         .name("failover-send".into())
         .spawn(move || -> Result<u64> {
-            let deadline = Instant::now() + Duration::from_secs(30);
-            let mut conn = loop {
-                match TcpStream::connect(("127.0.0.1", source_port)) {
-                    Ok(conn) => break conn,
-                    Err(_) if Instant::now() < deadline => {
-                        std::thread::sleep(Duration::from_millis(10))
-                    }
-                    Err(e) => bail!("the job's TCP source did not listen on {source_port}: {e}"),
-                }
-            };
-            conn.set_nodelay(true)?;
-            let interval_ns = 1e9 / rate as f64;
-            let start_ns = epoch.elapsed().as_nanos() as u64 + 1_000_000;
-            let due_of = |i: u64| start_ns + (i as f64 * interval_ns) as u64;
-            let mut buf = String::new();
-            let mut next = 0;
-            while next < total {
-                let now = epoch.elapsed().as_nanos() as u64;
-                if due_of(next) > now {
-                    std::thread::sleep(Duration::from_nanos(due_of(next) - now));
-                    continue;
-                }
-                buf.clear();
-                while next < total && due_of(next) <= now {
-                    use std::fmt::Write as _;
-                    let _ = writeln!(buf, "{next},{},{}", due_of(next), next % 1000);
-                    next += 1;
-                }
-                conn.write_all(buf.as_bytes())
-                    .context("sending to the job")?;
-            }
+            crate::engine::send_open_loop(
+                source_port,
+                epoch,
+                rate,
+                total,
+                Duration::from_secs(30),
+            )?;
             Ok(total)
         })?;
 

@@ -129,12 +129,7 @@ pub async fn run(args: RaftBenchArgs) -> Result<()> {
     if !(seconds.is_finite() && seconds > 0.0 && seconds <= 3600.0) {
         bail!("--seconds must be in (0, 3600], got {seconds}");
     }
-    let out = args.out.clone().unwrap_or_else(|| {
-        let unix = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        PathBuf::from(format!("bench-results/raft-{unix}"))
-    });
+    let out = report::out_dir_or_default(args.out.as_deref(), "raft");
     let mut config = MasterConfig::new(
         0,
         "127.0.0.1:1".into(),

@@ -205,6 +205,16 @@ pub fn plot_family(name: &str) -> String {
     name.splitn(3, '.').take(2).collect::<Vec<_>>().join(".")
 }
 
+/// `given`, or `bench-results/<suite>-<unix time>`.
+pub fn out_dir_or_default(given: Option<&Path>, suite: &str) -> PathBuf {
+    given.map(Path::to_path_buf).unwrap_or_else(|| {
+        let unix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        PathBuf::from(format!("bench-results/{suite}-{unix}"))
+    })
+}
+
 /// The terminal table of a summary.
 pub fn table(summary: &Summary) -> Table {
     let mut t = Table::new();

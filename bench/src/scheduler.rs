@@ -73,12 +73,7 @@ pub async fn run(args: SchedulerBenchArgs) -> Result<()> {
     if agents == 0 || jobs == 0 || cycles == 0 {
         bail!("--agents, --jobs and --cycles must be positive");
     }
-    let out = args.out.clone().unwrap_or_else(|| {
-        let unix = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        PathBuf::from(format!("bench-results/scheduler-{unix}"))
-    });
+    let out = report::out_dir_or_default(args.out.as_deref(), "scheduler");
     let mut report = Report::new("scheduler", &out)?;
     eprintln!("bench scheduler: results in {}", out.display());
 

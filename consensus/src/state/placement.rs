@@ -64,6 +64,20 @@ struct AgentTake {
 }
 
 impl ClusterState {
+    /// The job a scheduler decision names, if the decision was made on its
+    /// current version.
+    fn decided_job(&self, id: JobId, version: u64) -> Result<&super::Job, CommandError> {
+        let job = self.jobs.get(&id).ok_or(CommandError::UnknownJob { id })?;
+        if job.version != version {
+            return Err(CommandError::StaleDecision {
+                job: id,
+                decided_on: version,
+                current: job.version,
+            });
+        }
+        Ok(job)
+    }
+
     /// Checks `grants` for job `id` against the state without changing it.
     /// The job's own current grants count as free (a move).
     fn check_grants(&self, id: JobId, grants: &[Grant]) -> Result<(), PlacementViolation> {
@@ -188,14 +202,7 @@ impl ClusterState {
         grants: &[Grant],
         reason: Option<&str>,
     ) -> Result<CommandOutput, CommandError> {
-        let job = self.jobs.get(&id).ok_or(CommandError::UnknownJob { id })?;
-        if job.version != version {
-            return Err(CommandError::StaleDecision {
-                job: id,
-                decided_on: version,
-                current: job.version,
-            });
-        }
+        let job = self.decided_job(id, version)?;
         let moved = match job.state {
             JobState::Pending => false,
             JobState::Running => true,
@@ -243,14 +250,7 @@ impl ClusterState {
         version: u64,
         reason: &str,
     ) -> Result<CommandOutput, CommandError> {
-        let job = self.jobs.get(&id).ok_or(CommandError::UnknownJob { id })?;
-        if job.version != version {
-            return Err(CommandError::StaleDecision {
-                job: id,
-                decided_on: version,
-                current: job.version,
-            });
-        }
+        let job = self.decided_job(id, version)?;
         if job.state != JobState::Running {
             return Err(CommandError::JobNotRunning {
                 id,
