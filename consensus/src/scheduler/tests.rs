@@ -818,6 +818,14 @@ fn task_reports_are_idempotent_and_stale_ones_refused() {
 
 // ---- properties ----
 
+/// `PROPTEST_CASES` if set (for long runs), else `default`.
+fn cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 #[derive(Debug, Clone)]
 enum Event {
     Submit {
@@ -874,7 +882,7 @@ fn event() -> impl Strategy<Value = Event> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(512))]
+    #![proptest_config(ProptestConfig::with_cases(cases(512)))]
 
     /// Whatever happens, every scheduler decision is accepted by apply,
     /// the invariants hold after every command (`Sim::apply` validates),
