@@ -61,6 +61,11 @@ pub struct RaftBenchArgs {
     /// Election timeout upper bound [default: the master's].
     #[arg(long)]
     pub election_timeout_max_ms: Option<u64>,
+    /// Measure a running cluster instead (any masters' API addresses):
+    /// gRPC commit runs only, writing roles named `bench-*`; no fsync
+    /// floor, in-process runs or failover, which need the local cluster.
+    #[arg(long, value_delimiter = ',')]
+    pub masters: Vec<String>,
 }
 
 impl RaftBenchArgs {
@@ -155,6 +160,18 @@ pub async fn run(args: RaftBenchArgs) -> Result<()> {
         data_root.path().display()
     );
 
+    if !args.masters.is_empty() {
+        eprintln!("[1/1] gRPC commits against {}", args.masters.join(","));
+        remote_commit_runs(&args, seconds, &mut report).await?;
+        report.note(format!(
+            "against a running cluster ({}): gRPC clients only; masters' timing and disks are theirs",
+            args.masters.join(",")
+        ));
+        let summary = report.finish()?;
+        println!("{}", report::table(&summary));
+        println!("files: {}", out.display());
+        return Ok(());
+    }
     eprintln!("[1/3] fdatasync floor");
     let floor = fsync_floor(data_root.path(), if args.quick { 200 } else { 2000 })?;
     report.add(
@@ -310,6 +327,30 @@ async fn commit_runs(
         }
     }
     cluster.shutdown().await
+}
+
+async fn remote_commit_runs(args: &RaftBenchArgs, seconds: f64, report: &mut Report) -> Result<()> {
+    let duration = Duration::from_secs_f64(seconds);
+    for &clients in &args.clients {
+        let (rec, ops, errors) = grpc_load(&args.masters, clients, duration).await?;
+        eprintln!(
+            "    grpc c={clients:<4} {:>10.0} commits/s  p99 {}",
+            ops,
+            report::human_us(rec.summary().p99_us)
+        );
+        if errors > 0 {
+            report.note(format!("grpc c{clients}: {errors} writes failed"));
+        }
+        report.add(
+            &format!("raft.commit.grpc.c{clients}"),
+            &format!(
+                "{clients} closed-loop clients over gRPC to a running cluster, commit latency"
+            ),
+            Some(&rec),
+            Some(ops),
+        )?;
+    }
+    Ok(())
 }
 
 async fn inproc_load(
