@@ -119,6 +119,8 @@ pub fn run(args: EngineBenchArgs) -> Result<()> {
     }
     let out = report::out_dir_or_default(args.out.as_deref(), "engine");
     let mut report = Report::new("engine", &out)?;
+    let steps = queries.len() + rates.len() + if args.no_search { 0 } else { 2 };
+    let mut progress = report::Progress::new("engine", steps);
     for (name, query) in &queries {
         let config = NexmarkBenchConfig {
             query: *query,
@@ -127,6 +129,7 @@ pub fn run(args: EngineBenchArgs) -> Result<()> {
             seed: 42,
             pin_cores: true,
         };
+        progress.step(format!("Nexmark {name}, {events} events"));
         let result = run_nexmark(&config).map_err(|e| anyhow::anyhow!("nexmark {name}: {e}"))?;
         let per_cpu = result.events_per_cpu_second();
         let wall = result.events as f64 / result.elapsed.as_secs_f64().max(1e-9);
@@ -146,6 +149,7 @@ pub fn run(args: EngineBenchArgs) -> Result<()> {
     }
     let dir = tempfile::tempdir()?;
     for rate in rates {
+        progress.step(format!("end-to-end latency at {rate} records/s"));
         let run = e2e_latency(dir.path(), rate, Duration::from_secs_f64(seconds))?;
         run.check_complete()?;
         add_latency(
@@ -164,6 +168,7 @@ pub fn run(args: EngineBenchArgs) -> Result<()> {
         if !(probe.is_finite() && probe > 0.0 && probe <= 60.0) {
             bail!("--probe-seconds must be in (0, 60], got {probe}");
         }
+        progress.step("search for the maximum sustainable rate");
         let (max_rate, capped) = max_sustainable_rate(dir.path(), Duration::from_secs_f64(probe))?;
         let at_least = if capped { "at least " } else { "" };
         eprintln!("  e2e max sustainable rate: {at_least}{max_rate}/s");
@@ -178,6 +183,9 @@ pub fn run(args: EngineBenchArgs) -> Result<()> {
             Some(max_rate as f64),
         )?;
         let half = (max_rate / 2).max(1);
+        progress.step(format!(
+            "end-to-end latency at {half} records/s (half the maximum)"
+        ));
         let run = e2e_latency(dir.path(), half, Duration::from_secs_f64(seconds))?;
         run.check_complete()?;
         add_latency(
@@ -189,6 +197,7 @@ pub fn run(args: EngineBenchArgs) -> Result<()> {
             " = half the maximum sustainable rate",
         )?;
     }
+    progress.finish();
     report.note("per CPU-s = events divided by the CPU time of the shard threads (getrusage RUSAGE_THREAD); q5 and q7 read the bids twice (once per join input) and count one pass; q8 counts the persons and auctions it reads (4 of every 50 generator events), each once");
     if !args.no_search {
         report.note("max sustainable = highest offered rate whose probe returned every record with the median latency of its last 20% of records at most 2x (+2 ms) that of its first 20% and their p99 at most 100 ms; found by doubling from 50k/s, then bisecting to within 10%; half_max repeats the latency run at half of it");

@@ -136,12 +136,16 @@ pub fn run(args: ExchangeBenchArgs) -> Result<()> {
     let out = report::out_dir_or_default(args.out.as_deref(), "exchange");
     let mut report = Report::new("exchange", &out)?;
     eprintln!("bench exchange: results in {}", out.display());
-    eprintln!("[1/3] no exchange (baseline), 2 shards, {events} events each");
+    let mut progress = report::Progress::new("exchange", 3);
+    progress.step(format!(
+        "no exchange (baseline), 2 shards, {events} events each"
+    ));
     let none = Run::of(&[sluice_engine::run_job(spec(events, false)?)?]);
-    eprintln!("[2/3] key_by over the local SPSC ring mesh");
+    progress.step("key_by over the local SPSC ring mesh");
     let local = Run::of(&[sluice_engine::run_job(spec(events, true)?)?]);
-    eprintln!("[3/3] key_by over loopback TCP between two runtimes");
+    progress.step("key_by over loopback TCP between two runtimes");
     let tcp = run_tcp(events)?;
+    progress.finish();
     let base = none.cpu_ns_per_record();
     for (name, run, what) in [
         (

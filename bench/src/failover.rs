@@ -59,8 +59,9 @@ pub async fn run(args: FailoverBenchArgs) -> Result<()> {
     let mut report = Report::new("failover", &out)?;
     let data = tempfile::tempdir_in(report.out_dir())?;
     eprintln!("bench failover: results in {}", out.display());
+    let mut progress = report::Progress::new("failover", if trials > 0 { 2 } else { 1 });
     if trials > 0 {
-        eprintln!("[1/2] leader kill -> first commit, {trials} trials");
+        progress.step(format!("leader kill -> first commit, {trials} trials"));
         let (commit, elect) = crate::raft::failover(data.path(), trials, &[]).await?;
         report.add(
             "failover.elect",
@@ -75,10 +76,10 @@ pub async fn run(args: FailoverBenchArgs) -> Result<()> {
             None,
         )?;
     }
-    eprintln!(
-        "[2/2] stream job at {} records/s for {seconds} s, leader killed halfway",
+    progress.step(format!(
+        "stream job at {} records/s for {seconds} s, leader killed halfway",
         args.rate
-    );
+    ));
     let stream =
         stream_during_failover(data.path(), args.rate, Duration::from_secs_f64(seconds)).await?;
     for (name, rec, what) in [
@@ -104,6 +105,7 @@ pub async fn run(args: FailoverBenchArgs) -> Result<()> {
             None,
         )?;
     }
+    progress.finish();
     report.note(format!(
         "stream job: {} records sent, {} received; placed {} time(s), state during the failover always Running: {}",
         stream.sent, stream.received, stream.placements, stream.stayed_running

@@ -161,8 +161,10 @@ pub async fn run(args: RaftBenchArgs) -> Result<()> {
     );
 
     if !args.masters.is_empty() {
-        eprintln!("[1/1] gRPC commits against {}", args.masters.join(","));
+        let mut progress = report::Progress::new("raft", 1);
+        progress.step(format!("gRPC commits against {}", args.masters.join(",")));
         remote_commit_runs(&args, seconds, &mut report).await?;
+        progress.finish();
         report.note(format!(
             "against a running cluster ({}): gRPC clients only; masters' timing and disks are theirs",
             args.masters.join(",")
@@ -172,7 +174,9 @@ pub async fn run(args: RaftBenchArgs) -> Result<()> {
         println!("files: {}", out.display());
         return Ok(());
     }
-    eprintln!("[1/3] fdatasync floor");
+    let trials = args.trials();
+    let mut progress = report::Progress::new("raft", if trials > 0 { 3 } else { 2 });
+    progress.step("fdatasync floor");
     let floor = fsync_floor(data_root.path(), if args.quick { 200 } else { 2000 })?;
     report.add(
         "raft.fdatasync",
@@ -181,12 +185,11 @@ pub async fn run(args: RaftBenchArgs) -> Result<()> {
         None,
     )?;
 
-    eprintln!("[2/3] commits on a local three-master cluster");
+    progress.step("commits on a local three-master cluster");
     commit_runs(&args, seconds, data_root.path(), &mut report).await?;
 
-    let trials = args.trials();
     if trials > 0 {
-        eprintln!("[3/3] leader failover, {trials} trials");
+        progress.step(format!("leader failover, {trials} trials"));
         let (rec, elect) = failover(data_root.path(), trials, &args.master_flags()).await?;
         report.add(
             "raft.failover.elect",
@@ -201,6 +204,7 @@ pub async fn run(args: RaftBenchArgs) -> Result<()> {
             None,
         )?;
     }
+    progress.finish();
     report.note(format!(
         "clients are closed-loop: each sends its next command when the previous one is acknowledged; \
          {seconds} s per run; every commit is fsynced on a majority before it is acknowledged"

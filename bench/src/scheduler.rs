@@ -77,25 +77,23 @@ pub async fn run(args: SchedulerBenchArgs) -> Result<()> {
     let mut report = Report::new("scheduler", &out)?;
     eprintln!("bench scheduler: results in {}", out.display());
 
-    let steps = Policy::ALL.len() + 2;
-    for (i, policy) in Policy::ALL.into_iter().enumerate() {
-        eprintln!(
-            "[{}/{steps}] allocation cycle, {}: {agents} agents x {jobs} jobs",
-            i + 1,
+    let steps = Policy::ALL.len() + 1 + usize::from(placements > 0);
+    let mut progress = report::Progress::new("scheduler", steps);
+    for policy in Policy::ALL {
+        progress.step(format!(
+            "allocation cycle, {}: {agents} agents x {jobs} jobs",
             policy.name()
-        );
+        ));
         cycle_scenario(&mut report, &args, policy, agents, jobs, cycles, false)?;
     }
-    eprintln!(
-        "[{}/{steps}] allocation cycle on a busy cluster (agents 7/8 full), drf",
-        steps - 1
-    );
+    progress.step("allocation cycle on a busy cluster (agents 7/8 full), drf");
     cycle_scenario(&mut report, &args, Policy::Drf, agents, jobs, cycles, true)?;
     if placements > 0 {
-        eprintln!("[{steps}/{steps}] {placements} placements through three masters");
+        progress.step(format!("{placements} placements through three masters"));
         let data = tempfile::tempdir_in(report.out_dir())?;
         placement_scenario(&mut report, data.path(), placements).await?;
     }
+    progress.finish();
     report.note(format!(
         "workload (seed {}): 70% command tasks of 1-4 cores and 1-8 GiB, 25% stream jobs of 2-8 shards (half spread), \
          5% constrained to 3 of 40 racks; {ROLES} roles; agents offer 32 cores, 128 GiB",
