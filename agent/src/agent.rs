@@ -22,7 +22,8 @@ use sluice_consensus::{ClientError, MasterClient};
 use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::JoinHandle;
 
-use crate::config::{AgentConfig, DATA_ADDR_ATTRIBUTE, DATA_PORTS_ATTRIBUTE};
+use crate::api::server::{self as api_server, ApiServer};
+use crate::config::{AgentConfig, API_ADDR_ATTRIBUTE, DATA_ADDR_ATTRIBUTE, DATA_PORTS_ATTRIBUTE};
 use crate::error::AgentError;
 use crate::identity::Identity;
 use crate::journal::{Journal, TaskKey};
@@ -31,7 +32,7 @@ use crate::resources;
 use crate::task::cgroup::Cgroups;
 use crate::task::command::{self, CommandLaunch};
 use crate::task::stream::{self, StreamLaunch};
-use crate::task::{Events, RecordChange, Running, StopRequest, TaskEvent, TaskKind};
+use crate::task::{Events, LiveTasks, RecordChange, Running, StopRequest, TaskEvent, TaskKind};
 
 /// Pause between attempts to reach the masters while registering or
 /// resending updates.
@@ -47,8 +48,10 @@ pub struct Agent;
 #[derive(Debug)]
 pub struct AgentHandle {
     id: AgentId,
+    api_addr: SocketAddr,
     stop: watch::Sender<Option<StopMode>>,
     main: JoinHandle<()>,
+    api: ApiServer,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +67,12 @@ impl AgentHandle {
     /// The id the masters know this agent by.
     pub fn id(&self) -> AgentId {
         self.id
+    }
+
+    /// Where the agent's API (task logs) listens, as published to the
+    /// masters in the attribute [`API_ADDR_ATTRIBUTE`].
+    pub fn api_addr(&self) -> SocketAddr {
+        self.api_addr
     }
 
     /// Stops the agent and its tasks; every status event already produced is
@@ -84,6 +93,9 @@ impl AgentHandle {
         if let Err(e) = self.main.await {
             tracing::error!(%e, "agent main loop ended abnormally");
         }
+        // After the tasks stopped, so that following their output ends with
+        // their last bytes rather than an error.
+        self.api.shutdown().await;
     }
 }
 
@@ -96,7 +108,12 @@ impl Agent {
         let dir = config.data_dir.clone();
         std::fs::create_dir_all(&dir).map_err(AgentError::io(&dir))?;
         let recorded = Identity::load(&dir)?;
-        let spec = agent_spec(&config, recorded.as_ref())?;
+        let mut spec = agent_spec(&config, recorded.as_ref())?;
+        // Bound first: registration publishes the address actually bound.
+        let api = api_server::bind(config.api_addr).await?;
+        let api_addr = api.addr();
+        spec.attributes
+            .insert(API_ADDR_ATTRIBUTE.into(), api_addr.to_string());
         let mut journal = Journal::open(&dir.join("journal"))?;
         let client = Arc::new(MasterClient::new(
             config.masters.clone(),
@@ -125,7 +142,9 @@ impl Agent {
             tracing::warn!(%reason, "cgroups v2 not usable: command tasks run without cpu and memory limits");
         }
         let (events_tx, events_rx) = mpsc::unbounded_channel();
-        let running = recover(&mut journal, id, &config, &events_tx)?;
+        let live = LiveTasks::default();
+        let running = recover(&mut journal, id, &config, &events_tx, &live)?;
+        let api = api.serve(dir.clone(), live.clone());
 
         let journal = Arc::new(Mutex::new(journal));
         let notify = Arc::new(Notify::new());
@@ -146,6 +165,7 @@ impl Agent {
             notify,
             cgroups,
             running,
+            live,
             events_tx,
             events_rx,
             sender,
@@ -153,8 +173,10 @@ impl Agent {
         let main = tokio::spawn(main.run(stop_rx));
         Ok(AgentHandle {
             id,
+            api_addr,
             stop: stop_tx,
             main,
+            api,
         })
     }
 }
@@ -253,6 +275,7 @@ fn recover(
     id: AgentId,
     config: &AgentConfig,
     events: &Events,
+    live: &LiveTasks,
 ) -> Result<HashMap<TaskKey, Running>, AgentError> {
     let ended: BTreeSet<TaskKey> = journal
         .pending()?
@@ -268,7 +291,7 @@ fn recover(
             tracing::info!(job = key.0, task = key.1, pid = record.pid, "adopting task");
             running.insert(
                 key,
-                command::adopt(key, record, config.kill_grace, events.clone()),
+                command::adopt(key, record, config.kill_grace, events.clone(), live),
             );
         } else {
             journal.append(&TaskUpdate {
@@ -303,6 +326,8 @@ struct MainLoop {
     notify: Arc<Notify>,
     cgroups: Result<Cgroups, String>,
     running: HashMap<TaskKey, Running>,
+    /// The command tasks still running, for the API's readers of their output.
+    live: LiveTasks,
     events_tx: Events,
     events_rx: mpsc::UnboundedReceiver<TaskEvent>,
     sender: JoinHandle<()>,
@@ -414,6 +439,7 @@ impl MainLoop {
         peer_data: &BTreeMap<AgentId, Result<(IpAddr, std::ops::RangeInclusive<u16>), String>>,
     ) {
         self.running.retain(|_, r| !r.is_done());
+        self.live.prune();
         let running: BTreeSet<TaskKey> = self.running.keys().copied().collect();
         let actions = reconcile(assignment, &running, &self.unacknowledged());
         for key in actions.stop {
@@ -454,8 +480,8 @@ impl MainLoop {
                 cgroups: self.cgroups.clone(),
                 kill_grace: self.config.kill_grace,
             };
-            self.running
-                .insert(key, command::start(launch, self.events_tx.clone()));
+            let task = command::start(launch, self.events_tx.clone(), &self.live);
+            self.running.insert(key, task);
         }
         for (job, tasks) in actions.start_streams {
             match self.stream_launch(job, &tasks, peer_data) {

@@ -1,7 +1,7 @@
 //! Settings of one agent.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::ops::RangeInclusive;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -24,6 +24,13 @@ pub const DATA_PORTS_DEFAULT: RangeInclusive<u16> = 7100..=7199;
 pub const DATA_ADDR_ATTRIBUTE: &str = "sluice.data_addr";
 /// Agent attribute that publishes the data-plane port range to peers.
 pub const DATA_PORTS_ATTRIBUTE: &str = "sluice.data_ports";
+/// Agent attribute that publishes the address of the agent's own API (task
+/// logs), as bound: `HOST:PORT`.
+pub const API_ADDR_ATTRIBUTE: &str = "sluice.api_addr";
+/// Where the agent's API listens by default: loopback, a port the kernel
+/// picks (published in [`API_ADDR_ATTRIBUTE`]).
+pub const API_ADDR_DEFAULT: SocketAddr =
+    SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 0);
 
 const _: () = assert!(HEARTBEAT_INTERVAL_DEFAULT.as_millis() * 5 <= 10_000);
 
@@ -53,6 +60,10 @@ pub struct AgentConfig {
     pub data_addr: IpAddr,
     /// Ports of the stream data plane (see [`DATA_PORTS_DEFAULT`]).
     pub data_ports: RangeInclusive<u16>,
+    /// Where the agent's API (task logs) listens; port 0 lets the kernel
+    /// pick one. The bound address is published to the masters as
+    /// [`API_ADDR_ATTRIBUTE`], so the IP must be one clients can dial.
+    pub api_addr: SocketAddr,
 }
 
 impl AgentConfig {
@@ -72,6 +83,7 @@ impl AgentConfig {
             kill_grace: KILL_GRACE_DEFAULT,
             data_addr: IpAddr::from([127, 0, 0, 1]),
             data_ports: DATA_PORTS_DEFAULT,
+            api_addr: API_ADDR_DEFAULT,
         }
     }
 
@@ -94,6 +106,13 @@ impl AgentConfig {
                 "data address {} binds every interface, which other agents cannot dial; \
                  give an address they can reach",
                 self.data_addr
+            ));
+        }
+        if self.api_addr.ip().is_unspecified() {
+            return Err(format!(
+                "API address {} binds every interface, but it is published for clients \
+                 (`sluice task logs`) to dial; give an address they can reach",
+                self.api_addr
             ));
         }
         if let Some(cores) = &self.cores {

@@ -1,5 +1,6 @@
 //! The agent's errors.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use sluice_consensus::{ClientError, CommandError};
@@ -32,6 +33,27 @@ pub enum AgentError {
     /// The masters could not be reached or did not answer in time.
     #[error("masters unavailable: {0}")]
     Masters(#[from] ClientError),
+    /// The agent's API could not listen on its address.
+    #[error("cannot listen on agent API address {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    /// An agent's API (e.g. for task logs) could not be reached in time.
+    #[error("agent API at {addr} unreachable: {reason}")]
+    AgentUnreachable { addr: String, reason: String },
+    /// An agent's API answered with an error (`code` tells which:
+    /// `NotFound` for a task that never ran there, `InvalidArgument`,
+    /// `Unavailable` when the agent stopped meanwhile...).
+    #[error("agent at {addr}: {message}")]
+    AgentApi {
+        addr: String,
+        code: tonic::Code,
+        message: String,
+    },
+    /// Task output could not be written where the caller asked.
+    #[error("cannot write task output: {0}")]
+    Output(std::io::Error),
 }
 
 impl AgentError {

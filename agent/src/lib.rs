@@ -11,6 +11,9 @@
 //!   a dedicated thread).
 //! - [`journal`]: every task status update is journaled in RocksDB before it
 //!   is sent and resent until acknowledged, across restarts.
+//! - [`api`]: the agent's own gRPC API on [`AgentConfig::api_addr`]
+//!   (published as the agent attribute `sluice.api_addr`): command tasks'
+//!   stdout and stderr, fetched or followed with [`task_logs`].
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), sluice_agent::AgentError> {
@@ -29,6 +32,7 @@
 #![deny(unsafe_code)]
 
 pub mod agent;
+pub mod api;
 pub mod config;
 pub mod error;
 pub mod identity;
@@ -39,5 +43,6 @@ pub mod sys;
 pub mod task;
 
 pub use agent::{Agent, AgentHandle};
+pub use api::{task_logs, LogStream};
 pub use config::AgentConfig;
 pub use error::AgentError;

@@ -17,7 +17,7 @@ use sluice_consensus::state::TaskState;
 use tokio::sync::oneshot;
 
 use super::cgroup::{Cgroups, TaskCgroup};
-use super::{procfs, send, Events, RecordChange, Running, StopRequest};
+use super::{procfs, send, Events, LiveTasks, RecordChange, Running, StopRequest};
 use crate::journal::{TaskKey, TaskRecord};
 use crate::sys;
 
@@ -43,10 +43,12 @@ pub fn task_dir(data_dir: &Path, key: TaskKey) -> PathBuf {
     data_dir.join("tasks").join(format!("{}.{}", key.0, key.1))
 }
 
-/// Starts a command task on the current tokio runtime.
-pub fn start(launch: CommandLaunch, events: Events) -> Running {
+/// Starts a command task on the current tokio runtime, registered in `live`
+/// until it ends.
+pub fn start(launch: CommandLaunch, events: Events, live: &LiveTasks) -> Running {
     let (stop_tx, stop_rx) = oneshot::channel();
     let done = Arc::new(AtomicBool::new(false));
+    live.insert(launch.key, done.clone());
     let flag = done.clone();
     tokio::spawn(async move {
         run(launch, &events, stop_rx).await;
@@ -55,10 +57,18 @@ pub fn start(launch: CommandLaunch, events: Events) -> Running {
     Running::command(stop_tx, done)
 }
 
-/// Watches a process an earlier agent started (found alive in the journal).
-pub fn adopt(key: TaskKey, record: TaskRecord, kill_grace: Duration, events: Events) -> Running {
+/// Watches a process an earlier agent started (found alive in the journal),
+/// registered in `live` until it ends.
+pub fn adopt(
+    key: TaskKey,
+    record: TaskRecord,
+    kill_grace: Duration,
+    events: Events,
+    live: &LiveTasks,
+) -> Running {
     let (stop_tx, mut stop_rx) = oneshot::channel::<StopRequest>();
     let done = Arc::new(AtomicBool::new(false));
+    live.insert(key, done.clone());
     let flag = done.clone();
     tokio::spawn(async move {
         let alive = || procfs::is_alive(record.pid, record.start_ticks);
@@ -74,7 +84,8 @@ pub fn adopt(key: TaskKey, record: TaskRecord, kill_grace: Duration, events: Eve
             tokio::select! {
                 _ = tokio::time::sleep(ADOPTED_POLL) => {}
                 reason = &mut stop_rx => {
-                    let reason = reason.unwrap_or_else(|_| StopRequest::agent_shutdown());
+                    // Dropped unasked: the agent stopped leaving its tasks.
+                    let Ok(reason) = reason else { break };
                     kill_group(record.pid, kill_grace, || !alive()).await;
                     send(&events, key, reason.report_as, format!("stopped: {}", reason.reason), RecordChange::Ended);
                     break;
@@ -224,7 +235,14 @@ async fn run(launch: CommandLaunch, events: &Events, mut stop_rx: oneshot::Recei
             match child.try_wait() {
                 Ok(Some(status)) => Ok(status),
                 _ => {
-                    let reason = reason.unwrap_or_else(|_| StopRequest::agent_shutdown());
+                    // The stop handle dropped unasked: the agent stopped
+                    // leaving its tasks running (as a crash would) for a later
+                    // agent to adopt, so the process is left alone.
+                    let Ok(reason) = reason else {
+                        tracing::info!(job = key.0, task = key.1, pid,
+                            "agent stopped without stopping the task; leaving it running");
+                        return;
+                    };
                     let how = stop_child(&mut child, pid, launch.kill_grace).await;
                     if let Some(cg) = &cgroup {
                         cg.remove();

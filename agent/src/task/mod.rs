@@ -7,6 +7,7 @@ pub mod command;
 pub mod procfs;
 pub mod stream;
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -15,6 +16,36 @@ use sluice_engine::JobControl;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::journal::{TaskKey, TaskRecord};
+
+/// The command tasks whose process may still run here, for readers of their
+/// output (the agent API's `TaskLogs`): a task is registered before its
+/// runner starts (so before its directory exists) and counts as running
+/// until its runner is done, i.e. until its process has ended.
+#[derive(Debug, Clone, Default)]
+pub struct LiveTasks(Arc<Mutex<HashMap<TaskKey, Arc<AtomicBool>>>>);
+
+impl LiveTasks {
+    /// Registers task `key`, running until `done` is set.
+    pub(crate) fn insert(&self, key: TaskKey, done: Arc<AtomicBool>) {
+        self.lock().insert(key, done);
+    }
+
+    /// Whether task `key`'s process may still run (and write output).
+    pub fn is_running(&self, key: TaskKey) -> bool {
+        self.lock()
+            .get(&key)
+            .is_some_and(|done| !done.load(Ordering::Acquire))
+    }
+
+    /// Forgets the tasks that have ended.
+    pub(crate) fn prune(&self) {
+        self.lock().retain(|_, done| !done.load(Ordering::Acquire));
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<TaskKey, Arc<AtomicBool>>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
 
 /// What a runner tells the agent about its task.
 #[derive(Debug, Clone, PartialEq)]

@@ -1,0 +1,102 @@
+//! The client side of the agent API, for the CLI.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tonic::transport::Endpoint;
+use tonic::Status;
+
+use super::proto::agent_api_client::AgentApiClient;
+use super::proto::TaskLogsRequest;
+use super::LogStream;
+use crate::error::AgentError;
+
+/// How long [`task_logs`] tries to connect to the agent.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Writes command task `job`.`task`'s `stream` (its whole output so far, or
+/// its last `tail_bytes` bytes) from the agent whose API listens on
+/// `agent_api_addr` (`HOST:PORT`, as published in its attribute
+/// [`crate::config::API_ADDR_ATTRIBUTE`]) to `out`, flushing after every
+/// chunk. With `follow`, keeps writing new output as the task produces it and
+/// returns once the task has ended and all of it is written.
+///
+/// Errors: [`AgentError::AgentUnreachable`] when no connection is made within
+/// [`CONNECT_TIMEOUT`]; [`AgentError::AgentApi`] when the agent refuses the
+/// request or the stream breaks (`code` is `NotFound` for a task that has not
+/// run on that agent, `Unavailable` when the agent stopped meanwhile);
+/// [`AgentError::Output`] when `out` fails.
+pub async fn task_logs(
+    agent_api_addr: &str,
+    job: u64,
+    task: u32,
+    stream: LogStream,
+    tail_bytes: Option<u64>,
+    follow: bool,
+    out: &mut (impl AsyncWrite + Unpin),
+) -> Result<(), AgentError> {
+    let addr = agent_api_addr.trim();
+    let unreachable = |reason: String| AgentError::AgentUnreachable {
+        addr: addr.to_owned(),
+        reason,
+    };
+    let uri = if addr.contains("://") {
+        addr.to_owned()
+    } else {
+        format!("http://{addr}")
+    };
+    let endpoint = Endpoint::from_shared(uri)
+        .map_err(|e| unreachable(format!("not a valid HOST:PORT address ({e})")))?
+        .connect_timeout(CONNECT_TIMEOUT)
+        .tcp_nodelay(true);
+    let channel = match tokio::time::timeout(CONNECT_TIMEOUT, endpoint.connect()).await {
+        Ok(Ok(channel)) => channel,
+        Ok(Err(e)) => return Err(unreachable(error_chain(&e))),
+        Err(_) => {
+            return Err(unreachable(format!(
+                "no connection within {CONNECT_TIMEOUT:?}"
+            )))
+        }
+    };
+    let api_error = |status: Status| AgentError::AgentApi {
+        addr: addr.to_owned(),
+        code: status.code(),
+        message: if status.message().is_empty() {
+            status.code().description().to_owned()
+        } else {
+            status.message().to_owned()
+        },
+    };
+    let request = TaskLogsRequest {
+        job,
+        task,
+        stream: stream.as_str().to_owned(),
+        offset: 0,
+        tail_bytes,
+        follow,
+    };
+    let mut chunks = AgentApiClient::new(channel)
+        .task_logs(request)
+        .await
+        .map_err(api_error)?
+        .into_inner();
+    while let Some(chunk) = chunks.message().await.map_err(api_error)? {
+        out.write_all(&chunk.data)
+            .await
+            .map_err(AgentError::Output)?;
+        out.flush().await.map_err(AgentError::Output)?;
+    }
+    Ok(())
+}
+
+/// An error with its causes (tonic's transport errors say little alone).
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
