@@ -283,6 +283,10 @@ pub struct AgentRunArgs {
     /// Ports for stream data, `FIRST-LAST`.
     #[arg(long, default_value = "7300-7399")]
     pub data_ports: String,
+    /// HOST:PORT of the agent's API (task logs), published to the masters
+    /// for the CLI to dial; port 0 picks a free one.
+    #[arg(long, env = "SLUICE_AGENT_API_ADDR", default_value = "127.0.0.1:7400")]
+    pub api_addr: std::net::SocketAddr,
     /// Milliseconds between heartbeats to the leader.
     #[arg(long, default_value_t = 1000)]
     pub heartbeat_ms: u64,
@@ -389,6 +393,22 @@ pub enum JobCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum TaskCommand {
+    /// Print a command task's stdout (or stderr), fetched from its agent.
+    Logs {
+        /// `JOB.TASK`, or `JOB` for task 0.
+        task: String,
+        /// Keep printing as the task writes, until it ends.
+        #[arg(long, short = 'f')]
+        follow: bool,
+        /// Standard error instead of standard output.
+        #[arg(long)]
+        stderr: bool,
+        /// Only the last N bytes.
+        #[arg(long, value_parser = parse_size)]
+        tail: Option<u64>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Kill a task (`JOB.TASK`, or `JOB` for task 0); its job ends Cancelled
     /// and its resources are freed.
     Kill {

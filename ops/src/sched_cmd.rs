@@ -442,6 +442,16 @@ fn parse_task_ref(text: &str) -> Result<(u64, u32)> {
 
 pub async fn task(cmd: TaskCommand) -> Result<()> {
     match cmd {
+        TaskCommand::Logs {
+            task,
+            follow,
+            stderr,
+            tail,
+            client: args,
+        } => {
+            let (job, task) = parse_task_ref(&task)?;
+            task_logs(&args, job, task, follow, stderr, tail).await
+        }
         TaskCommand::Kill { task, client: args } => {
             let (job, task) = parse_task_ref(&task)?;
             let out = write(
@@ -456,6 +466,56 @@ pub async fn task(cmd: TaskCommand) -> Result<()> {
             emit(args.output, &out, |_| {
                 println!("task {job}.{task} killed; job {job} cancelled")
             })
+        }
+    }
+}
+
+/// Finds the agent that runs (or ran) a task and streams its log from it.
+async fn task_logs(
+    args: &ClientArgs,
+    job: u64,
+    task: u32,
+    follow: bool,
+    stderr: bool,
+    tail: Option<u64>,
+) -> Result<()> {
+    let client = client(args)?;
+    let stream = if stderr {
+        sluice_agent::LogStream::Stderr
+    } else {
+        sluice_agent::LogStream::Stdout
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(args.timeout_ms);
+    loop {
+        let found: Job = read(&client, Query::Job { id: job }).await?;
+        let slot = found
+            .tasks
+            .get(task as usize)
+            .ok_or_else(|| anyhow::anyhow!("job {job} has no task {task}"))?;
+        if matches!(found.spec.kind, JobKind::Stream { .. }) {
+            bail!("job {job} is a stream job; its output goes to its sinks, not to task logs");
+        }
+        let Some(agent_id) = slot.last_agent else {
+            bail!(
+                "task {job}.{task} has not been placed yet ({})",
+                found.reason.unwrap_or_default()
+            );
+        };
+        let agent: Agent = read(&client, Query::Agent { id: agent_id }).await?;
+        let Some(addr) = sluice_agent::api::published_api_addr(&agent.attributes) else {
+            bail!("agent {agent_id} publishes no API address (an older agent?)");
+        };
+        let mut out = tokio::io::stdout();
+        match sluice_agent::task_logs(addr, job, task, stream, tail, follow, &mut out).await {
+            // Placed but not started yet: wait for it.
+            Err(sluice_agent::AgentError::AgentApi { code, .. })
+                if code == sluice_agent::api::Code::NotFound
+                    && slot.state == sluice_consensus::state::TaskState::Staging
+                    && std::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            result => return result.map_err(Into::into),
         }
     }
 }

@@ -109,3 +109,77 @@ fn run_executes_a_job_spec_and_rejects_a_bad_one_with_its_position() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("bad.toml") && err.contains("line"), "{err}");
 }
+
+/// Kills the child on drop, so a failed assertion leaves no cluster behind.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Retries `sluice ARGS` until `ok` accepts its stdout or 30 s pass.
+fn eventually(args: &[&str], ok: impl Fn(&str) -> bool) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let out = sluice().args(args).output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        if out.status.success() && ok(&stdout) {
+            return stdout;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "`sluice {}` never gave what was expected; last stdout:\n{stdout}\nstderr:\n{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn task_logs_are_fetched_from_the_agent_through_the_cli() {
+    let base = 30_000 + (std::process::id() % 20_000) as u16;
+    let _dev = Child(
+        sluice()
+            .args(["dev", "--no-demo", "--base-port", &base.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let masters = format!("127.0.0.1:{}", base + 1);
+    let m = ["--masters", masters.as_str()];
+    eventually(&["agent", "list", m[0], m[1]], |out| {
+        out.contains("dev-agent-0")
+    });
+    let submit = [
+        "job",
+        "submit",
+        "--cpus",
+        "1",
+        "--memory",
+        "64MiB",
+        m[0],
+        m[1],
+        "--",
+        "sh",
+        "-c",
+        "echo one; echo oops >&2; sleep 1; echo two",
+    ];
+    eventually(&submit, |out| out.contains("job 0 submitted"));
+    let followed = eventually(&["task", "logs", "0.0", "--follow", m[0], m[1]], |_| true);
+    assert_eq!(followed, "one\ntwo\n");
+    let stderr = eventually(&["task", "logs", "0", "--stderr", m[0], m[1]], |_| true);
+    assert_eq!(stderr, "oops\n");
+    let tail = eventually(&["task", "logs", "0", "--tail", "4", m[0], m[1]], |_| true);
+    assert_eq!(tail, "two\n");
+    let out = sluice()
+        .args(["task", "logs", "7.0", m[0], m[1]])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown job 7"));
+}

@@ -396,6 +396,8 @@ pub struct Task {
     pub grant: Option<Grant>,
     /// The agent's last word on it (e.g. why it failed).
     pub message: Option<String>,
+    /// The agent it was last placed on (kept after it ends, for its logs).
+    pub last_agent: Option<AgentId>,
 }
 
 /// Something that happened to a job, for `job show`.
@@ -510,6 +512,7 @@ impl ClusterState {
                     state: TaskState::Pending,
                     grant: None,
                     message: None,
+                    last_agent: None,
                 })
                 .collect(),
             events: Vec::new(),

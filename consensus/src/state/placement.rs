@@ -226,6 +226,7 @@ impl ClusterState {
             task.state = TaskState::Staging;
             task.grant = Some(grant.clone());
             task.message = None;
+            task.last_agent = Some(grant.agent);
         }
         let verb = if moved { "moved to" } else { "placed on" };
         let mut message = format!("{verb} agents {agents:?}");
