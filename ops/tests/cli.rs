@@ -6,6 +6,25 @@ fn sluice() -> Command {
     Command::new(env!("CARGO_BIN_EXE_sluice"))
 }
 
+/// A `sluice dev --base-port` whose ports (masters' API and Raft, the
+/// agents' data ports) are free now, below the kernel's ephemeral range so
+/// outgoing connections of parallel tests cannot take them meanwhile.
+fn free_base_port() -> u16 {
+    let offsets: Vec<u16> = [1, 2, 3, 11, 12, 13].into_iter().chain(200..240).collect();
+    // Tests of one process ask in turn, each from its own starting point.
+    static CALLS: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let start = 10_000 + ((std::process::id() % 1000) as u16 * 20 + call * 4_000) % 20_000;
+    (0..1000u16)
+        .map(|i| 10_000 + (start - 10_000 + i * 241) % 20_000)
+        .find(|base| {
+            offsets
+                .iter()
+                .all(|o| std::net::TcpListener::bind(("127.0.0.1", base + o)).is_ok())
+        })
+        .expect("no free port range for sluice dev")
+}
+
 #[test]
 fn help_lists_every_built_command_group() {
     let out = sluice().arg("--help").output().unwrap();
@@ -59,7 +78,7 @@ fn unknown_commands_and_missing_flags_fail_clearly() {
 
 #[test]
 fn dev_forms_a_cluster_prints_its_status_and_stops() {
-    let base = 20_000 + (std::process::id() % 20_000) as u16;
+    let base = free_base_port();
     let out = sluice()
         .args(["dev", "--once", "--base-port", &base.to_string()])
         .output()
@@ -141,7 +160,7 @@ fn eventually(args: &[&str], ok: impl Fn(&str) -> bool) -> String {
 
 #[test]
 fn task_logs_are_fetched_from_the_agent_through_the_cli() {
-    let base = 30_000 + (std::process::id() % 20_000) as u16;
+    let base = free_base_port();
     let _dev = Child(
         sluice()
             .args(["dev", "--no-demo", "--base-port", &base.to_string()])
