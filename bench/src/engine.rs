@@ -335,6 +335,34 @@ fn max_sustainable_rate(dir: &Path, probe: Duration) -> Result<(u64, bool)> {
 }
 
 /// One open-loop latency run at `rate` records/s for `duration`.
+/// The latency job: CSV `seq,due_ns,price` over TCP on loopback
+/// `source_port` (one connection) → filter → map → TCP sink to `sink`.
+pub(crate) fn e2e_job_toml(name: &str, source_port: u16, sink: std::net::SocketAddr) -> String {
+    format!(
+        r#"name = "{name}"
+parallelism = 1
+
+[[source]]
+kind = "tcp"
+addr = "127.0.0.1:{source_port}"
+format = "csv"
+connections = 1
+fields = [{{ name = "seq", type = "int" }}, {{ name = "due_ns", type = "int" }}, {{ name = "price", type = "int" }}]
+
+[[operator]]
+filter = "price >= 0"
+
+[[operator]]
+map = ["seq", "due_ns", "price * 0.908 AS price_eur"]
+
+[[sink]]
+kind = "tcp"
+addr = "{sink}"
+format = "csv"
+"#
+    )
+}
+
 /// Connects to a TCP source on loopback `port` (waiting up to `patience`
 /// for it to listen) and sends `total` CSV records `seq,due_ns,price` at
 /// `rate` per second, open loop: record i is due at a fixed time from the
@@ -390,31 +418,7 @@ fn e2e_latency(dir: &Path, rate: u64, duration: Duration) -> Result<E2eRun> {
     let sink = TcpListener::bind("127.0.0.1:0").context("binding the latency receiver")?;
     let sink_addr = sink.local_addr()?;
     let spec = dir.join(format!("e2e-{rate}.toml"));
-    std::fs::write(
-        &spec,
-        format!(
-            r#"name = "e2e-latency"
-parallelism = 1
-
-[[source]]
-kind = "tcp"
-addr = "127.0.0.1:{source_port}"
-format = "csv"
-fields = [{{ name = "seq", type = "int" }}, {{ name = "due_ns", type = "int" }}, {{ name = "price", type = "int" }}]
-
-[[operator]]
-filter = "price >= 0"
-
-[[operator]]
-map = ["seq", "due_ns", "price * 0.908 AS price_eur"]
-
-[[sink]]
-kind = "tcp"
-addr = "{sink_addr}"
-format = "csv"
-"#
-        ),
-    )?;
+    std::fs::write(&spec, e2e_job_toml("e2e-latency", source_port, sink_addr))?;
     let epoch = Instant::now();
     let job = std::thread::Builder::new()
         .name("e2e-job".into())

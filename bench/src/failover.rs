@@ -135,29 +135,7 @@ struct StreamFailover {
 }
 
 fn job_spec(source_port: u16, sink: std::net::SocketAddr) -> JobSpec {
-    let toml = format!(
-        r#"name = "failover-latency"
-parallelism = 1
-
-[[source]]
-kind = "tcp"
-addr = "127.0.0.1:{source_port}"
-format = "csv"
-connections = 1
-fields = [{{ name = "seq", type = "int" }}, {{ name = "due_ns", type = "int" }}, {{ name = "price", type = "int" }}]
-
-[[operator]]
-filter = "price >= 0"
-
-[[operator]]
-map = ["seq", "due_ns", "price * 0.908 AS price_eur"]
-
-[[sink]]
-kind = "tcp"
-addr = "{sink}"
-format = "csv"
-"#
-    );
+    let toml = crate::engine::e2e_job_toml("failover-latency", source_port, sink);
     JobSpec {
         name: "failover-latency".into(),
         role: "default".into(),
