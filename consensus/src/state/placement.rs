@@ -293,14 +293,7 @@ impl ClusterState {
         for (task, slot) in job.tasks.iter_mut().enumerate() {
             if let Some(grant) = slot.grant.take() {
                 freed = freed.plus(&grant.resources());
-                if let Some(agent) = self.agents.get_mut(&grant.agent) {
-                    for core in &grant.cores {
-                        agent.used_cores.remove(core);
-                    }
-                    agent.used_memory_bytes -= grant.memory_bytes;
-                    agent.used_disk_bytes -= grant.disk_bytes;
-                    agent.tasks.remove(&(id, task as u32));
-                }
+                give_back(&mut self.agents, id, task as u32, &grant);
             }
         }
         if !freed.is_zero() {
@@ -405,14 +398,7 @@ impl ClusterState {
                 let grant = slot.grant.take().expect("checked");
                 let role = job.spec.role.clone();
                 let all_done = job.tasks.iter().all(|t| t.state == TaskState::Finished);
-                if let Some(agent) = self.agents.get_mut(&grant.agent) {
-                    for core in &grant.cores {
-                        agent.used_cores.remove(core);
-                    }
-                    agent.used_memory_bytes -= grant.memory_bytes;
-                    agent.used_disk_bytes -= grant.disk_bytes;
-                    agent.tasks.remove(&(id, task));
-                }
+                give_back(&mut self.agents, id, task, &grant);
                 self.sub_role_usage(&role, &grant.resources());
                 if all_done {
                     self.end_job(index, now_ms, id, JobState::Finished, "finished");
@@ -465,6 +451,18 @@ impl ClusterState {
             self.requeue_job(index, now_ms, job, why);
         }
         jobs.into_iter().collect()
+    }
+}
+
+/// Returns one task's grant to its agent (the reverse of `ClusterState::take`).
+fn give_back(agents: &mut BTreeMap<AgentId, super::Agent>, job: JobId, task: u32, grant: &Grant) {
+    if let Some(agent) = agents.get_mut(&grant.agent) {
+        for core in &grant.cores {
+            agent.used_cores.remove(core);
+        }
+        agent.used_memory_bytes -= grant.memory_bytes;
+        agent.used_disk_bytes -= grant.disk_bytes;
+        agent.tasks.remove(&(job, task));
     }
 }
 
