@@ -1,5 +1,7 @@
-//! Masters as separate `sluice master` processes on loopback, for scenarios
-//! and tests that kill them (SIGKILL) and restart them from their data dirs.
+//! Masters as separate `sluice master` processes, for scenarios and tests
+//! that kill them (SIGKILL) and restart them from their data dirs: on
+//! loopback, or each on a host of its own (a network namespace) given as a
+//! [`Host`].
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -58,6 +60,18 @@ pub fn free_port() -> Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
+/// Where a master runs: its own IP address, and the command that runs a
+/// program there (e.g. `ip netns exec NS`); empty for this host.
+#[derive(Debug, Clone)]
+pub struct Host {
+    pub ip: String,
+    pub exec: Vec<String>,
+}
+
+/// Ports of a master on a host of its own.
+pub const HOST_API_PORT: u16 = 7101;
+pub const HOST_RAFT_PORT: u16 = 7201;
+
 /// One master process and where it lives.
 #[derive(Debug)]
 pub struct Member {
@@ -66,6 +80,8 @@ pub struct Member {
     pub raft_addr: String,
     pub data_dir: PathBuf,
     pub log: PathBuf,
+    /// The command prefix that runs it on its host (empty: here).
+    exec: Vec<String>,
     child: Option<Child>,
 }
 
@@ -94,6 +110,31 @@ impl ProcessCluster {
         Ok(cluster)
     }
 
+    /// Starts masters `1..=hosts.len()` (not yet forming a cluster), each
+    /// on its host, at [`HOST_API_PORT`] and [`HOST_RAFT_PORT`] of its IP.
+    pub async fn start_on(root: &Path, hosts: &[Host], extra_args: &[&str]) -> Result<Self> {
+        let mut cluster = Self {
+            bin: sluice_bin()?,
+            root: root.to_path_buf(),
+            extra_args: extra_args.iter().map(|s| (*s).to_owned()).collect(),
+            members: BTreeMap::new(),
+        };
+        for (id, host) in (1..).zip(hosts) {
+            let member = Member {
+                id,
+                api_addr: format!("{}:{HOST_API_PORT}", host.ip),
+                raft_addr: format!("{}:{HOST_RAFT_PORT}", host.ip),
+                data_dir: root.join(format!("master-{id}")),
+                log: root.join(format!("master-{id}.log")),
+                exec: host.exec.clone(),
+                child: None,
+            };
+            cluster.members.insert(id, member);
+            cluster.restart(id).await?;
+        }
+        Ok(cluster)
+    }
+
     /// Starts one more master process with a fresh data dir.
     pub async fn add_process(&mut self, id: u64) -> Result<()> {
         let member = Member {
@@ -102,6 +143,7 @@ impl ProcessCluster {
             raft_addr: format!("127.0.0.1:{}", free_port()?),
             data_dir: self.root.join(format!("master-{id}")),
             log: self.root.join(format!("master-{id}.log")),
+            exec: Vec::new(),
             child: None,
         };
         self.members.insert(id, member);
@@ -135,7 +177,14 @@ impl ProcessCluster {
             .append(true)
             .open(&member.log)
             .with_context(|| format!("opening {}", member.log.display()))?;
-        let mut cmd = std::process::Command::new(&self.bin);
+        let mut cmd = match member.exec.split_first() {
+            Some((program, args)) => {
+                let mut cmd = std::process::Command::new(program);
+                cmd.args(args).arg(&self.bin);
+                cmd
+            }
+            None => std::process::Command::new(&self.bin),
+        };
         cmd.arg("master")
             .args(["--id", &claimed_id.to_string()])
             .args(["--raft-addr", &member.raft_addr])
@@ -161,6 +210,26 @@ impl ProcessCluster {
         if let Some(mut child) = member.child.take() {
             child.kill().context("SIGKILL")?;
             child.wait().context("reaping")?;
+        }
+        Ok(())
+    }
+
+    /// Sends master `id` a signal by name (`STOP` to pause it as a hung or
+    /// swapped-out process would be, `CONT` to resume it).
+    pub fn signal(&self, id: u64, signal: &str) -> Result<()> {
+        let pid = self
+            .member(id)?
+            .child
+            .as_ref()
+            .map(Child::id)
+            .ok_or_else(|| anyhow!("master {id} is not running"))?;
+        let status = std::process::Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string())
+            .status()
+            .context("running kill")?;
+        if !status.success() {
+            bail!("kill -{signal} {pid} failed: {status}");
         }
         Ok(())
     }

@@ -19,6 +19,7 @@ use tonic::{Request, Response, Status};
 use crate::command::Command;
 use crate::config::MasterConfig;
 use crate::leader::{now_unix_ms, Liveness};
+use crate::lease::{LeaderLease, LeaseError};
 use crate::proposer::{ProposeError, Proposer};
 use crate::proto::master_server::Master;
 use crate::proto::*;
@@ -46,6 +47,7 @@ pub struct AdminService {
     /// since replicating them would keep followers from electing the target.
     transferring: Arc<std::sync::atomic::AtomicBool>,
     liveness: Arc<Liveness>,
+    lease: Arc<LeaderLease>,
 }
 
 impl AdminService {
@@ -55,6 +57,7 @@ impl AdminService {
         state: StateHandle,
         config: Arc<MasterConfig>,
         liveness: Arc<Liveness>,
+        lease: Arc<LeaderLease>,
     ) -> Self {
         Self {
             raft,
@@ -64,6 +67,7 @@ impl AdminService {
             elect_suppression: Arc::default(),
             transferring: Arc::default(),
             liveness,
+            lease,
         }
     }
 
@@ -130,31 +134,20 @@ impl AdminService {
         }
     }
 
-    /// Refuses up front when this member leads but has lost its quorum, so a
-    /// write that cannot commit is never proposed and changes nothing.
-    fn check_quorum(&self) -> Result<(), Status> {
-        let (state, since_ack) = {
-            let watch = self.raft.metrics();
-            let metrics = watch.borrow();
-            (metrics.state, metrics.millis_since_quorum_ack)
-        };
-        if state != ServerState::Leader {
-            return Ok(());
-        }
-        if let Some(ms) = since_ack {
-            if ms > self.config.election_timeout_max_ms {
-                let mut status = Status::unavailable(format!(
-                    "no quorum: leader {} has not heard from a majority of masters for {ms} ms; \
-                     nothing was written. Bring a majority of masters back and retry",
-                    self.config.id
-                ));
-                status
-                    .metadata_mut()
-                    .insert(NO_QUORUM_KEY, MetadataValue::from_static("1"));
-                return Err(status);
-            }
-        }
-        Ok(())
+    /// Succeeds only while this member leads and holds its leader lease (a
+    /// majority acknowledged it within the lease). A leader without the
+    /// lease refuses at once with `UNAVAILABLE` and [`NO_QUORUM_KEY`], so a
+    /// write that cannot commit is never proposed, and a partitioned leader
+    /// never answers a heartbeat or a read that the majority's leader would
+    /// not see; clients move on to another member.
+    fn require_lease(&self) -> Result<u64, Status> {
+        self.require_leader()?;
+        self.lease.check().map_err(|e| match e {
+            LeaseError::NotLeader { .. } => self.not_leader(None, None),
+            lapsed @ LeaseError::Lapsed { .. } => no_quorum(format!(
+                "{lapsed}; nothing was done here: retry on another master"
+            )),
+        })
     }
 
     fn require_leader(&self) -> Result<(), Status> {
@@ -182,6 +175,47 @@ impl AdminService {
     }
 }
 
+/// Most bytes of an error message sent back: it travels in a gRPC header,
+/// which the client refuses past its size limit ("h2 protocol error").
+pub const STATUS_MESSAGE_BYTES_MAX: usize = 2048;
+/// Most bytes of one metadata value attached to an error.
+const STATUS_METADATA_BYTES_MAX: usize = 4096;
+
+/// Bounds an error answer's message and metadata, so that no request,
+/// however large what it quotes, gets an answer the client cannot read.
+fn bounded<T>(result: Result<T, Status>) -> Result<T, Status> {
+    result.map_err(|status| {
+        let too_long = status.message().len() > STATUS_MESSAGE_BYTES_MAX;
+        let big_meta = status
+            .metadata()
+            .iter()
+            .any(|kv| matches!(kv, tonic::metadata::KeyAndValueRef::Ascii(_, v) if v.len() > STATUS_METADATA_BYTES_MAX));
+        if !too_long && !big_meta {
+            return status;
+        }
+        let message = crate::text::clip(status.message(), STATUS_MESSAGE_BYTES_MAX).into_owned();
+        let mut bounded = Status::new(status.code(), message);
+        for kv in status.metadata().iter() {
+            if let tonic::metadata::KeyAndValueRef::Ascii(key, value) = kv {
+                if value.len() <= STATUS_METADATA_BYTES_MAX {
+                    bounded.metadata_mut().insert(key.clone(), value.clone());
+                }
+            }
+        }
+        bounded
+    })
+}
+
+/// A refusal because this leader cannot prove a quorum: nothing was done,
+/// so retrying elsewhere is safe.
+fn no_quorum(message: String) -> Status {
+    let mut status = Status::unavailable(message);
+    status
+        .metadata_mut()
+        .insert(NO_QUORUM_KEY, MetadataValue::from_static("1"));
+    status
+}
+
 fn role_name(state: ServerState) -> &'static str {
     match state {
         ServerState::Leader => "leader",
@@ -195,188 +229,259 @@ fn role_name(state: ServerState) -> &'static str {
 #[tonic::async_trait]
 impl Master for AdminService {
     async fn info(&self, _request: Request<InfoRequest>) -> Result<Response<MemberInfo>, Status> {
-        let initialized = self
-            .raft
-            .is_initialized()
-            .await
-            .map_err(|e| Status::internal(e.to_string()))?;
-        Ok(Response::new(self.member_info(initialized)))
+        bounded(
+            async move {
+                let initialized = self
+                    .raft
+                    .is_initialized()
+                    .await
+                    .map_err(|e| Status::internal(e.to_string()))?;
+                Ok(Response::new(self.member_info(initialized)))
+            }
+            .await,
+        )
     }
 
     async fn init(&self, request: Request<InitRequest>) -> Result<Response<InitReply>, Status> {
-        membership::init(self, request.into_inner())
-            .await
-            .map(Response::new)
+        bounded(
+            async move {
+                membership::init(self, request.into_inner())
+                    .await
+                    .map(Response::new)
+            }
+            .await,
+        )
     }
 
     async fn status(
         &self,
         _request: Request<StatusRequest>,
     ) -> Result<Response<StatusReply>, Status> {
-        let metrics = self.raft.metrics().borrow().clone();
-        let committed = self
-            .raft
-            .with_raft_state(|st| st.committed.map(|id| id.index))
-            .await
-            .map_err(|e| Status::internal(e.to_string()))?;
-        let membership = metrics.membership_config.membership();
-        let voters: std::collections::BTreeSet<NodeId> = membership.voter_ids().collect();
-        let members = membership
-            .nodes()
-            .map(|(id, node)| MemberStatus {
-                id: *id,
-                raft_addr: node.raft_addr.clone(),
-                api_addr: node.api_addr.clone(),
-                voter: voters.contains(id),
-                matched_index: metrics
-                    .replication
-                    .as_ref()
-                    .and_then(|r| r.get(id).cloned().flatten())
-                    .map(|log_id| log_id.index),
-            })
-            .collect();
-        Ok(Response::new(StatusReply {
-            id: self.config.id,
-            role: role_name(metrics.state).to_owned(),
-            term: metrics.current_term,
-            leader_id: metrics.current_leader,
-            last_log_index: metrics.last_log_index,
-            applied_index: metrics.last_applied.map(|l| l.index),
-            snapshot_index: metrics.snapshot.map(|l| l.index),
-            purged_index: metrics.purged.map(|l| l.index),
-            members,
-            millis_since_quorum_ack: metrics.millis_since_quorum_ack,
-            committed_index: committed,
-        }))
+        bounded(
+            async move {
+                let metrics = self.raft.metrics().borrow().clone();
+                let committed = self
+                    .raft
+                    .with_raft_state(|st| st.committed.map(|id| id.index))
+                    .await
+                    .map_err(|e| Status::internal(e.to_string()))?;
+                let membership = metrics.membership_config.membership();
+                let voters: std::collections::BTreeSet<NodeId> = membership.voter_ids().collect();
+                let members = membership
+                    .nodes()
+                    .map(|(id, node)| MemberStatus {
+                        id: *id,
+                        raft_addr: node.raft_addr.clone(),
+                        api_addr: node.api_addr.clone(),
+                        voter: voters.contains(id),
+                        matched_index: metrics
+                            .replication
+                            .as_ref()
+                            .and_then(|r| r.get(id).cloned().flatten())
+                            .map(|log_id| log_id.index),
+                    })
+                    .collect();
+                Ok(Response::new(StatusReply {
+                    id: self.config.id,
+                    role: role_name(metrics.state).to_owned(),
+                    term: metrics.current_term,
+                    leader_id: metrics.current_leader,
+                    last_log_index: metrics.last_log_index,
+                    applied_index: metrics.last_applied.map(|l| l.index),
+                    snapshot_index: metrics.snapshot.map(|l| l.index),
+                    purged_index: metrics.purged.map(|l| l.index),
+                    members,
+                    millis_since_quorum_ack: metrics.millis_since_quorum_ack,
+                    committed_index: committed,
+                    lease_held: (metrics.state == ServerState::Leader)
+                        .then(|| self.lease.check().is_ok()),
+                }))
+            }
+            .await,
+        )
     }
 
     async fn write(&self, request: Request<WriteRequest>) -> Result<Response<WriteReply>, Status> {
-        let mut command = Command::from_json(&request.into_inner().command_json)
-            .map_err(Status::invalid_argument)?;
-        command.stamp(now_unix_ms());
-        self.require_leader()?;
-        self.check_quorum()?;
-        let applied = tokio::time::timeout(self.request_timeout(), self.proposer.propose(command))
-            .await
-            .map_err(|_| {
-                Status::deadline_exceeded(format!(
-                    "not committed within {} ms (a majority of masters may be down); \
-                     the outcome is unknown: it is applied if that majority returns",
-                    self.config.request_timeout_ms
-                ))
-            })?
-            .map_err(|e| self.propose_error(e))?;
-        match applied.result {
-            Ok(output) => Ok(Response::new(WriteReply {
-                log_index: applied.log_index,
-                output_json: serde_json::to_string(&output)
-                    .map_err(|e| Status::internal(e.to_string()))?,
-            })),
-            Err(rejected) => {
-                let mut status = Status::failed_precondition(format!("rejected: {rejected}"));
-                if let Ok(json) = serde_json::to_string(&rejected) {
-                    if let Ok(value) = MetadataValue::try_from(json) {
-                        status.metadata_mut().insert(COMMAND_ERROR_KEY, value);
+        bounded(
+            async move {
+                let mut command = Command::from_json(&request.into_inner().command_json)
+                    .map_err(Status::invalid_argument)?;
+                command.stamp(now_unix_ms());
+                self.require_lease()?;
+                let applied =
+                    tokio::time::timeout(self.request_timeout(), self.proposer.propose(command))
+                        .await
+                        .map_err(|_| {
+                            Status::deadline_exceeded(format!(
+                        "not committed within {} ms (this leader may have lost its majority); \
+                         the outcome is unknown: the write may or may not be applied. \
+                         Read the state to find out before retrying",
+                        self.config.request_timeout_ms
+                    ))
+                        })?
+                        .map_err(|e| self.propose_error(e))?;
+                match applied.result {
+                    Ok(output) => Ok(Response::new(WriteReply {
+                        log_index: applied.log_index,
+                        output_json: serde_json::to_string(&output)
+                            .map_err(|e| Status::internal(e.to_string()))?,
+                    })),
+                    Err(rejected) => {
+                        let mut status =
+                            Status::failed_precondition(format!("rejected: {rejected}"));
+                        if let Ok(json) = serde_json::to_string(&rejected) {
+                            if let Ok(value) = MetadataValue::try_from(json) {
+                                status.metadata_mut().insert(COMMAND_ERROR_KEY, value);
+                            }
+                        }
+                        Err(status)
                     }
                 }
-                Err(status)
             }
-        }
+            .await,
+        )
     }
 
     async fn read(&self, request: Request<ReadRequest>) -> Result<Response<ReadReply>, Status> {
-        let request = request.into_inner();
-        let query = Query::from_json(&request.query_json).map_err(Status::invalid_argument)?;
-        if !request.stale {
-            tokio::time::timeout(self.request_timeout(), self.raft.ensure_linearizable())
-                .await
-                .map_err(|_| {
-                    Status::deadline_exceeded(format!(
-                        "linearizable read not confirmed by a majority within {} ms; \
-                         retry, or pass --stale to read this member's local state",
-                        self.config.request_timeout_ms
-                    ))
-                })?
-                .map_err(|e| match e {
-                    RaftError::APIError(openraft::error::CheckIsLeaderError::ForwardToLeader(
-                        f,
-                    )) => self.forward(&f),
-                    RaftError::APIError(other) => Status::unavailable(other.to_string()),
-                    RaftError::Fatal(e) => Status::internal(e.to_string()),
-                })?;
-        }
-        let view = self.state.read();
-        let result = query
-            .answer(&view.state)
-            .map_err(|e| Status::not_found(e.to_string()))?;
-        Ok(Response::new(ReadReply {
-            result_json: result.to_string(),
-            applied_index: view.last_applied.map(|l| l.index),
-        }))
+        bounded(
+            async move {
+                let request = request.into_inner();
+                let query =
+                    Query::from_json(&request.query_json).map_err(Status::invalid_argument)?;
+                if !request.stale {
+                    self.require_lease()?;
+                    tokio::time::timeout(self.request_timeout(), self.raft.ensure_linearizable())
+                        .await
+                        .map_err(|_| {
+                            Status::deadline_exceeded(format!(
+                                "linearizable read not confirmed by a majority within {} ms; \
+                             retry, or pass --stale to read this member's local state",
+                                self.config.request_timeout_ms
+                            ))
+                        })?
+                        .map_err(|e| match e {
+                            RaftError::APIError(
+                                openraft::error::CheckIsLeaderError::ForwardToLeader(f),
+                            ) => self.forward(&f),
+                            RaftError::APIError(
+                                openraft::error::CheckIsLeaderError::QuorumNotEnough(e),
+                            ) => no_quorum(format!(
+                                "no quorum: master {} could not confirm its leadership with a \
+                             majority ({e}); retry on another master",
+                                self.config.id
+                            )),
+                            RaftError::Fatal(e) => Status::internal(format!(
+                                "master {} has stopped: {e}",
+                                self.config.id
+                            )),
+                        })?;
+                }
+                let view = self.state.read();
+                let result = query
+                    .answer(&view.state)
+                    .map_err(|e| Status::not_found(e.to_string()))?;
+                Ok(Response::new(ReadReply {
+                    result_json: result.to_string(),
+                    applied_index: view.last_applied.map(|l| l.index),
+                }))
+            }
+            .await,
+        )
     }
 
     async fn add_master(
         &self,
         request: Request<AddMasterRequest>,
     ) -> Result<Response<MembershipReply>, Status> {
-        membership::add(self, request.into_inner())
-            .await
-            .map(Response::new)
+        bounded(
+            async move {
+                membership::add(self, request.into_inner())
+                    .await
+                    .map(Response::new)
+            }
+            .await,
+        )
     }
 
     async fn remove_master(
         &self,
         request: Request<RemoveMasterRequest>,
     ) -> Result<Response<MembershipReply>, Status> {
-        membership::remove(self, request.into_inner())
-            .await
-            .map(Response::new)
+        bounded(
+            async move {
+                membership::remove(self, request.into_inner())
+                    .await
+                    .map(Response::new)
+            }
+            .await,
+        )
     }
 
     async fn transfer_leader(
         &self,
         request: Request<TransferLeaderRequest>,
     ) -> Result<Response<TransferLeaderReply>, Status> {
-        leadership::transfer(self, request.into_inner().to)
-            .await
-            .map(Response::new)
+        bounded(
+            async move {
+                leadership::transfer(self, request.into_inner().to)
+                    .await
+                    .map(Response::new)
+            }
+            .await,
+        )
     }
 
     async fn suppress_election(
         &self,
         request: Request<SuppressElectionRequest>,
     ) -> Result<Response<Empty>, Status> {
-        leadership::suppress(self, request.into_inner().millis);
-        Ok(Response::new(Empty {}))
+        bounded(
+            async move {
+                leadership::suppress(self, request.into_inner().millis);
+                Ok(Response::new(Empty {}))
+            }
+            .await,
+        )
     }
 
     async fn campaign(
         &self,
         request: Request<CampaignRequest>,
     ) -> Result<Response<CampaignReply>, Status> {
-        let leader = leadership::campaign(self, request.into_inner().deadline_millis).await?;
-        Ok(Response::new(CampaignReply { leader }))
+        bounded(
+            async move {
+                let leader =
+                    leadership::campaign(self, request.into_inner().deadline_millis).await?;
+                Ok(Response::new(CampaignReply { leader }))
+            }
+            .await,
+        )
     }
 
     async fn heartbeat(
         &self,
         request: Request<HeartbeatRequest>,
     ) -> Result<Response<HeartbeatReply>, Status> {
-        let id = request.into_inner().agent_id;
-        self.require_leader()?;
-        let view = self.state.read();
-        let agent = view.state.agents.get(&id).ok_or_else(|| {
-            Status::not_found(format!(
-                "unknown agent {id}: register first (register_agent without an id)"
-            ))
-        })?;
-        self.liveness.beat(id);
-        let assignment = AgentAssignment::of(&view.state, agent);
-        Ok(Response::new(HeartbeatReply {
-            assignment_json: serde_json::to_string(&assignment)
-                .map_err(|e| Status::internal(e.to_string()))?,
-            applied_index: view.last_applied.map(|l| l.index),
-            leader_id: self.config.id,
-        }))
+        bounded(
+            async move {
+                let id = request.into_inner().agent_id;
+                self.require_lease()?;
+                let view = self.state.read();
+                let agent = view.state.agents.get(&id).ok_or_else(|| {
+                    Status::not_found(format!(
+                        "unknown agent {id}: register first (register_agent without an id)"
+                    ))
+                })?;
+                self.liveness.beat(id);
+                let assignment = AgentAssignment::of(&view.state, agent);
+                Ok(Response::new(HeartbeatReply {
+                    assignment_json: serde_json::to_string(&assignment)
+                        .map_err(|e| Status::internal(e.to_string()))?,
+                    applied_index: view.last_applied.map(|l| l.index),
+                    leader_id: self.config.id,
+                }))
+            }
+            .await,
+        )
     }
 }

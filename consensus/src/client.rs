@@ -3,7 +3,10 @@
 //! It sends each request to the leader it last saw, follows "not the leader"
 //! hints, and moves on to the next seed when a member cannot be reached, all
 //! within one overall deadline. It never resends a write whose outcome is
-//! unknown (a commit timeout or a connection lost mid-request); it says so.
+//! unknown (a commit timeout or a connection lost mid-request); it says so
+//! with [`ClientError::OutcomeUnknown`], the one error after which the
+//! write may or may not have been applied. Reads and heartbeats change
+//! nothing, so any member failing them just means trying the next one.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -23,6 +26,8 @@ use crate::types::NodeId;
 
 /// Pause before retrying when no leader is known (an election is running).
 const NO_LEADER_RETRY_MS: u64 = 25;
+/// How long a peer that failed like a non-Sluice endpoint has to say who it is.
+const ENDPOINT_PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// A gRPC client of one master's admin API (connects lazily).
 pub fn admin_client(addr: &str) -> Result<MasterGrpc<Channel>, String> {
@@ -42,16 +47,37 @@ pub enum ClientError {
     /// The state machine refused the command; nothing changed.
     #[error("rejected: {0}")]
     Rejected(CommandError),
-    /// A member was reached and answered with an error.
+    /// A member was reached and answered with an error; nothing changed.
     #[error("{addr}: {message}")]
     Failed {
         addr: String,
         code: Code,
         message: String,
     },
+    /// A write was sent but its outcome is unknown: it may or may not be
+    /// applied (a commit timeout, a connection lost mid-request).
+    #[error("{addr}: {message}")]
+    OutcomeUnknown { addr: String, message: String },
     /// The client was given something it cannot use.
     #[error("{0}")]
     Usage(String),
+}
+
+impl ClientError {
+    /// Whether a write that failed with this error may still be applied.
+    /// Every other error means the request changed nothing.
+    pub fn outcome_unknown(&self) -> bool {
+        matches!(self, ClientError::OutcomeUnknown { .. })
+    }
+}
+
+/// Whether a request may be sent again after it failed mid-way: reads and
+/// heartbeats change nothing, so a failure there only means "try the next
+/// member"; a write's failure mid-way leaves its outcome unknown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Idempotent,
+    Write,
 }
 
 /// The outcome of a committed command.
@@ -112,7 +138,7 @@ impl MasterClient {
         Ok(client)
     }
 
-    fn classify<T>(addr: &str, status: Status) -> Outcome<T> {
+    fn classify<T>(addr: &str, status: Status, kind: Kind) -> Outcome<T> {
         let meta = status.metadata();
         if let Some(json) = meta.get(COMMAND_ERROR_KEY).and_then(|v| v.to_str().ok()) {
             if let Ok(err) = serde_json::from_str::<CommandError>(json) {
@@ -124,44 +150,48 @@ impl MasterClient {
                 return Outcome::Redirect(api.to_owned());
             }
         }
-        let failed = |status: &Status| {
-            Outcome::Fail(ClientError::Failed {
-                addr: addr.to_owned(),
-                code: status.code(),
-                message: status.message().to_owned(),
-            })
+        let failed = |status: &Status| ClientError::Failed {
+            addr: addr.to_owned(),
+            code: status.code(),
+            message: status.message().to_owned(),
         };
         match status.code() {
             Code::FailedPrecondition if status.message().contains("not the leader") => {
                 Outcome::Wait(format!("{addr}: {}", status.message()))
             }
             Code::Unavailable if meta.get(NO_QUORUM_KEY).is_some() => {
-                Outcome::Retry(ClientError::Failed {
-                    addr: addr.to_owned(),
-                    code: status.code(),
-                    message: status.message().to_owned(),
-                })
+                Outcome::Retry(failed(&status))
             }
             // A refused or failed connection: the request never arrived.
-            Code::Unavailable if is_connect_failure(&status) => {
-                Outcome::Next(format!("{addr}: {}", status.message()))
+            Code::Unavailable if connect_failure(&status).is_some() => {
+                Outcome::Next(format!("{addr}: {}", describe_transport(&status)))
+            }
+            Code::Unavailable | Code::Unknown | Code::Cancelled | Code::DeadlineExceeded
+                if kind == Kind::Idempotent =>
+            {
+                Outcome::Next(format!("{addr}: {}", describe_transport(&status)))
             }
             Code::Unavailable | Code::Unknown | Code::Cancelled => {
-                Outcome::Fail(ClientError::Failed {
+                Outcome::Fail(ClientError::OutcomeUnknown {
                     addr: addr.to_owned(),
-                    code: status.code(),
                     message: format!(
-                        "connection lost mid-request ({}); the outcome is unknown",
-                        status.message()
+                        "connection lost mid-request ({}); the outcome is unknown: the \
+                         write may or may not be applied. Read the state to find out before \
+                         retrying",
+                        describe_transport(&status)
                     ),
                 })
             }
-            _ => failed(&status),
+            Code::DeadlineExceeded => Outcome::Fail(ClientError::OutcomeUnknown {
+                addr: addr.to_owned(),
+                message: status.message().to_owned(),
+            }),
+            _ => Outcome::Fail(failed(&status)),
         }
     }
 
     /// Runs `call` against the leader, following hints, until the deadline.
-    async fn on_leader<T, F, Fut>(&self, call: F) -> Result<T, ClientError>
+    async fn on_leader<T, F, Fut>(&self, kind: Kind, call: F) -> Result<T, ClientError>
     where
         F: Fn(MasterGrpc<Channel>, Duration) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, Status>>,
@@ -177,6 +207,10 @@ impl MasterClient {
         let mut last_problem = String::new();
         let mut any_reached = false;
         let mut misses_in_row = 0usize;
+        // Seeds that refused the connection (nothing listens there) since a
+        // member was last reached: when every seed refuses, waiting longer
+        // would not help, so the call fails at once with the OS's reason.
+        let mut refusals = std::collections::BTreeSet::new();
         let mut refused: Option<ClientError> = None;
         loop {
             let now = Instant::now();
@@ -203,7 +237,17 @@ impl MasterClient {
             });
             let outcome = match call(self.grpc(&addr)?, deadline - now).await {
                 Ok(reply) => Outcome::Done(reply.into_inner()),
-                Err(status) => Self::classify(&addr, status),
+                Err(status) => {
+                    if connect_failure(&status) == Some(ConnectFailure::Refused) {
+                        refusals.insert(addr.clone());
+                    } else {
+                        refusals.clear();
+                    }
+                    if let Some(err) = self.not_an_api_endpoint(&addr, &status).await {
+                        return Err(err);
+                    }
+                    Self::classify(&addr, status, kind)
+                }
             };
             match outcome {
                 Outcome::Done(reply) => {
@@ -221,6 +265,12 @@ impl MasterClient {
                 }
                 Outcome::Next(problem) => {
                     last_problem = problem;
+                    if !any_reached && self.seeds.iter().all(|s| refusals.contains(s)) {
+                        return Err(ClientError::Unreachable {
+                            tried: self.seeds.join(", "),
+                            detail: last_problem,
+                        });
+                    }
                     misses_in_row += 1;
                     if misses_in_row.is_multiple_of(self.seeds.len()) {
                         tokio::time::sleep(Duration::from_millis(NO_LEADER_RETRY_MS)).await;
@@ -230,6 +280,11 @@ impl MasterClient {
                 Outcome::Retry(err) => {
                     any_reached = true;
                     refused = Some(err);
+                    // That member leads without a quorum: look elsewhere first.
+                    self.leader
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .take_if(|l| *l == addr);
                     tokio::time::sleep(Duration::from_millis(NO_LEADER_RETRY_MS * 4)).await;
                 }
                 Outcome::Fail(err) => return Err(err),
@@ -248,7 +303,7 @@ impl MasterClient {
     /// Proposes a command given as JSON (checked by the master).
     pub async fn write_json(&self, command_json: &str) -> Result<Written, ClientError> {
         let reply = self
-            .on_leader(|mut c, left| {
+            .on_leader(Kind::Write, |mut c, left| {
                 let mut req = tonic::Request::new(WriteRequest {
                     command_json: command_json.to_owned(),
                 });
@@ -283,7 +338,7 @@ impl MasterClient {
             })
             .await?
         } else {
-            self.on_leader(|mut c, left| {
+            self.on_leader(Kind::Idempotent, |mut c, left| {
                 let mut req = tonic::Request::new(ReadRequest {
                     query_json: query_json.clone(),
                     stale: false,
@@ -300,6 +355,38 @@ impl MasterClient {
         })
     }
 
+    /// When a call failed the way a peer that is not a Sluice master fails
+    /// (a Raft port, an HTTP/1 server), asks that peer who it is: only if
+    /// that fails the same way is the answer "not an API endpoint"; a
+    /// master that answers had the call fail mid-way, which `classify`
+    /// judges.
+    async fn not_an_api_endpoint(&self, addr: &str, status: &Status) -> Option<ClientError> {
+        let problem = looks_like_no_api(status)?;
+        let mut req = tonic::Request::new(InfoRequest {});
+        req.set_timeout(ENDPOINT_PROBE_TIMEOUT);
+        // A channel of its own: the failed call may have left the cached
+        // one's connection broken, which would fail the probe differently.
+        match admin_client(addr).ok()?.info(req).await {
+            Ok(_) => None,
+            // Such a peer often closes or resets the connection instead of
+            // answering the probe; a master would have answered it.
+            Err(probe)
+                if looks_like_no_api(&probe).is_some()
+                    || matches!(
+                        probe.code(),
+                        Code::Unavailable | Code::Cancelled | Code::Unknown
+                    ) =>
+            {
+                Some(ClientError::Failed {
+                    addr: addr.to_owned(),
+                    code: status.code(),
+                    message: problem,
+                })
+            }
+            Err(_) => None,
+        }
+    }
+
     /// Runs `call` on the first seed that answers, in order.
     async fn on_any<T, F, Fut>(&self, call: F) -> Result<T, ClientError>
     where
@@ -312,20 +399,17 @@ impl MasterClient {
             let left = deadline.saturating_duration_since(Instant::now());
             match call(self.grpc(addr)?, left).await {
                 Ok(reply) => return Ok(reply.into_inner()),
-                Err(status)
-                    if status.code() == Code::Unavailable && is_connect_failure(&status) =>
-                {
-                    problems.push(format!("{addr}: {}", status.message()));
-                }
                 Err(status) => {
-                    return Err(match Self::classify::<()>(addr, status) {
-                        Outcome::Fail(err) | Outcome::Retry(err) => err,
-                        _ => ClientError::Failed {
-                            addr: addr.clone(),
-                            code: Code::Unknown,
-                            message: "request failed".into(),
-                        },
-                    })
+                    if let Some(err) = self.not_an_api_endpoint(addr, &status).await {
+                        return Err(err);
+                    }
+                    match Self::classify::<()>(addr, status, Kind::Idempotent) {
+                        Outcome::Fail(err) => return Err(err),
+                        Outcome::Done(()) => unreachable!("classify never answers Done"),
+                        Outcome::Retry(err) => problems.push(err.to_string()),
+                        Outcome::Redirect(_) => problems.push(format!("{addr}: not the leader")),
+                        Outcome::Next(problem) | Outcome::Wait(problem) => problems.push(problem),
+                    }
                 }
             }
         }
@@ -374,7 +458,8 @@ impl MasterClient {
             }
             for addr in &candidates {
                 match self.status_of(addr).await {
-                    Ok(status) if status.role == "leader" => {
+                    // A leader without its lease acts as none: keep looking.
+                    Ok(status) if status.role == "leader" && status.lease_held != Some(false) => {
                         *self.leader.lock().unwrap_or_else(|p| p.into_inner()) = Some(addr.clone());
                         return Ok(status);
                     }
@@ -384,7 +469,7 @@ impl MasterClient {
                             .and_then(|id| status.members.iter().find(|m| m.id == id))
                         {
                             if let Ok(s) = self.status_of(&leader.api_addr).await {
-                                if s.role == "leader" {
+                                if s.role == "leader" && s.lease_held != Some(false) {
                                     return Ok(s);
                                 }
                             }
@@ -435,7 +520,7 @@ impl MasterClient {
     /// Adds the (running, new) master at `api_addr` as a voter.
     pub async fn add_master(&self, api_addr: &str) -> Result<MembershipReply, ClientError> {
         let member = self.info(api_addr).await?;
-        self.on_leader(|mut c, left| {
+        self.on_leader(Kind::Write, |mut c, left| {
             let mut req = tonic::Request::new(AddMasterRequest {
                 member: Some(member.clone()),
             });
@@ -447,7 +532,7 @@ impl MasterClient {
 
     /// Removes master `id` from the cluster.
     pub async fn remove_master(&self, id: NodeId) -> Result<MembershipReply, ClientError> {
-        self.on_leader(|mut c, left| {
+        self.on_leader(Kind::Write, |mut c, left| {
             let mut req = tonic::Request::new(RemoveMasterRequest { id });
             req.set_timeout(left);
             async move { c.remove_master(req).await }
@@ -459,7 +544,7 @@ impl MasterClient {
     /// and the tasks placed on it.
     pub async fn heartbeat(&self, agent_id: AgentId) -> Result<AgentAssignment, ClientError> {
         let reply = self
-            .on_leader(|mut c, left| {
+            .on_leader(Kind::Idempotent, |mut c, left| {
                 let mut req = tonic::Request::new(HeartbeatRequest { agent_id });
                 req.set_timeout(left);
                 async move { c.heartbeat(req).await }
@@ -475,7 +560,7 @@ impl MasterClient {
     /// Makes master `to` the leader.
     pub async fn transfer_leader(&self, to: NodeId) -> Result<TransferLeaderReply, ClientError> {
         let reply = self
-            .on_leader(|mut c, left| {
+            .on_leader(Kind::Write, |mut c, left| {
                 let mut req = tonic::Request::new(TransferLeaderRequest { to });
                 req.set_timeout(left.max(Duration::from_secs(10)));
                 async move { c.transfer_leader(req).await }
@@ -486,17 +571,103 @@ impl MasterClient {
     }
 }
 
-/// Whether a gRPC failure came from failing to connect (request never sent).
-fn is_connect_failure(status: &Status) -> bool {
+/// How a connection attempt failed (the request was never sent).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ConnectFailure {
+    /// Nothing listens there: the OS refused the connection.
+    Refused,
+    /// Anything else: a timeout, no route, a DNS failure.
+    Other,
+}
+
+/// The OS error underneath a transport failure, if any.
+fn io_error(status: &Status) -> Option<&std::io::Error> {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(status);
+    while let Some(err) = source {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            return Some(io);
+        }
+        source = err.source();
+    }
+    None
+}
+
+/// Whether a gRPC failure came from failing to connect, and how.
+fn connect_failure(status: &Status) -> Option<ConnectFailure> {
+    if status.code() != Code::Unavailable {
+        return None;
+    }
+    if let Some(io) = io_error(status) {
+        return Some(match io.kind() {
+            std::io::ErrorKind::ConnectionRefused => ConnectFailure::Refused,
+            _ => ConnectFailure::Other,
+        });
+    }
     let message = status.message().to_ascii_lowercase();
-    message.contains("connect") || message.contains("dns error") || message.contains("refused")
+    if message.contains("refused") {
+        Some(ConnectFailure::Refused)
+    } else if message.contains("connect") || message.contains("dns error") {
+        Some(ConnectFailure::Other)
+    } else {
+        None
+    }
+}
+
+/// A transport failure in words, with the OS's reason where there is one
+/// (tonic's own message is often only "transport error").
+fn describe_transport(status: &Status) -> String {
+    let message = status.message();
+    match io_error(status) {
+        Some(io) if !message.contains(&io.to_string()) => {
+            if message.is_empty() {
+                io.to_string()
+            } else {
+                format!("{message}: {io}")
+            }
+        }
+        _ if message.is_empty() => format!("{:?} with no message", status.code()),
+        _ => message.to_owned(),
+    }
+}
+
+/// Says so plainly when the peer answered but is not a Sluice master API:
+/// a Raft port (it serves gRPC, but not the `Master` service), an HTTP/1
+/// server or anything else that does not speak gRPC.
+fn looks_like_no_api(status: &Status) -> Option<String> {
+    let message = status.message().to_ascii_lowercase();
+    if status.code() == Code::Unimplemented {
+        return Some(
+            "this address answers gRPC but is not a Sluice master API endpoint (a master's \
+             Raft port? use the address given to --api-addr)"
+                .to_owned(),
+        );
+    }
+    let speaks_no_grpc = message.contains("h2 protocol error")
+        || message.contains("http2 error")
+        || message.contains("invalid content-type")
+        || message.contains("frame with invalid size")
+        || message.contains("malformed http response")
+        || status.code() == Code::Internal && message.contains("protocol error");
+    speaks_no_grpc.then(|| {
+        format!(
+            "this address does not speak gRPC ({}): it is not a Sluice master API endpoint \
+             (use the address given to --api-addr)",
+            status.message()
+        )
+    })
 }
 
 fn reached_or_not(addr: &str, status: Status) -> ClientError {
-    if status.code() == Code::Unavailable && is_connect_failure(&status) {
+    if connect_failure(&status).is_some() {
         ClientError::Unreachable {
             tried: addr.to_owned(),
-            detail: status.message().to_owned(),
+            detail: describe_transport(&status),
+        }
+    } else if let Some(problem) = looks_like_no_api(&status) {
+        ClientError::Failed {
+            addr: addr.to_owned(),
+            code: status.code(),
+            message: problem,
         }
     } else {
         ClientError::Failed {

@@ -7,6 +7,12 @@
 //! has not heard from anyone yet, so it first waits a grace period for the
 //! agents to find it: a master failover alone never marks agents Lost.
 //!
+//! A leader acts only while it holds its lease ([`LeaderLease`]): one cut
+//! off from its peers stops scheduling and marking agents Lost, as it stops
+//! answering heartbeats, and when the lease returns the agents get their
+//! silence back (up to the grace period) before any is counted against them,
+//! since they were refused meanwhile.
+//!
 //! The scheduler runs on the leader after each state change (and at least
 //! once a second, for time-based decisions: SRTF, drain deadlines), and its
 //! decisions are proposed as one batch.
@@ -20,6 +26,7 @@ use tokio::sync::watch;
 
 use crate::command::Command;
 use crate::config::MasterConfig;
+use crate::lease::LeaderLease;
 use crate::proposer::Proposer;
 use crate::scheduler;
 use crate::state::{AgentId, AgentState, ClusterState};
@@ -77,6 +84,7 @@ pub(crate) async fn run(
     proposer: Proposer,
     state: StateHandle,
     liveness: Arc<Liveness>,
+    lease: Arc<LeaderLease>,
     config: Arc<MasterConfig>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -102,73 +110,129 @@ pub(crate) async fn run(
             term,
             "leading: scheduler and agent liveness on"
         );
-        lead(
-            &raft, &proposer, &state, &liveness, &config, &mut stop, term, since,
-        )
-        .await;
+        let duties = Duties {
+            raft: &raft,
+            proposer: &proposer,
+            state: &state,
+            liveness: &liveness,
+            lease: &lease,
+            config: &config,
+        };
+        duties.lead(&mut stop, term, since).await;
         tracing::info!(id = config.id, term, "no longer leading");
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn lead(
-    raft: &Raft,
-    proposer: &Proposer,
-    state: &StateHandle,
-    liveness: &Arc<Liveness>,
-    config: &MasterConfig,
-    stop: &mut watch::Receiver<bool>,
-    term: u64,
-    since: Instant,
-) {
-    let interval = Duration::from_millis(config.schedule_interval_ms);
-    let timeout = Duration::from_millis(config.agent_timeout_ms);
-    let mut last_seen_change = u64::MAX;
-    let mut last_cycle = Instant::now() - Duration::from_secs(3600);
-    loop {
-        {
-            let m = raft.metrics().borrow().clone();
-            if *stop.borrow() || m.state != ServerState::Leader || m.current_term != term {
-                return;
-            }
-        }
-        let now = Instant::now();
-        let commands = {
-            let state = state.clone();
-            let since_change = last_seen_change;
-            let since_cycle = last_cycle;
-            let liveness_check = liveness.clone();
-            let cycle = tokio::task::spawn_blocking(move || {
-                one_cycle(
-                    &state,
-                    &liveness_check,
-                    since,
-                    timeout,
-                    now,
-                    since_change,
-                    since_cycle,
-                )
-            })
-            .await;
-            match cycle {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::error!(%e, "scheduling cycle panicked");
+/// What a leader acts with.
+struct Duties<'a> {
+    raft: &'a Raft,
+    proposer: &'a Proposer,
+    state: &'a StateHandle,
+    liveness: &'a Arc<Liveness>,
+    lease: &'a LeaderLease,
+    config: &'a MasterConfig,
+}
+
+impl Duties<'_> {
+    /// Runs liveness checks and scheduling cycles while this member leads
+    /// `term`; `since` is when agents' silence starts to count.
+    async fn lead(&self, stop: &mut watch::Receiver<bool>, term: u64, mut since: Instant) {
+        let interval = Duration::from_millis(self.config.schedule_interval_ms);
+        let timeout = Duration::from_millis(self.config.agent_timeout_ms);
+        let grace = Duration::from_millis(self.config.agent_grace_ms);
+        let mut last_seen_change = u64::MAX;
+        let mut last_cycle = Instant::now() - Duration::from_secs(3600);
+        let mut lapsed_at: Option<Instant> = None;
+        // A new leader holds no lease until its first quorum acknowledgement;
+        // only a lease lost after that is worth a warning.
+        let mut held_before = false;
+        loop {
+            {
+                let m = self.raft.metrics();
+                let m = m.borrow();
+                if *stop.borrow() || m.state != ServerState::Leader || m.current_term != term {
                     return;
                 }
             }
-        };
-        let (commands, cycled) = commands;
-        if let Some(change) = cycled {
-            last_seen_change = change;
-            last_cycle = now;
+            let now = Instant::now();
+            let held = self.lease.check().is_ok_and(|t| t == term);
+            if !held {
+                if lapsed_at.is_none() && held_before {
+                    tracing::warn!(
+                        id = self.config.id,
+                        term,
+                        "leader lease lapsed (no majority acknowledged this leader): \
+                         not scheduling, not marking agents Lost"
+                    );
+                }
+                lapsed_at.get_or_insert(now);
+            } else {
+                held_before = true;
+                if let Some(lapsed) = lapsed_at.take() {
+                    // Agents were refused while the lease was out: count
+                    // their silence from now, plus as long as the lapse
+                    // lasted (up to the grace period) to let them return.
+                    let extra = now.saturating_duration_since(lapsed).min(grace);
+                    since = since.max(now + extra);
+                    tracing::info!(
+                        id = self.config.id,
+                        term,
+                        lapsed_ms = now.saturating_duration_since(lapsed).as_millis() as u64,
+                        "leader lease held again"
+                    );
+                }
+                let (commands, cycled) = match self
+                    .cycle(since, timeout, now, last_seen_change, last_cycle)
+                    .await
+                {
+                    Some(c) => c,
+                    None => return,
+                };
+                if let Some(change) = cycled {
+                    last_seen_change = change;
+                    last_cycle = now;
+                }
+                if !commands.is_empty() && self.lease.check().is_ok_and(|t| t == term) {
+                    propose_all(self.proposer, commands).await;
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                _ = stop.changed() => {}
+            }
         }
-        if !commands.is_empty() {
-            propose_all(proposer, commands).await;
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(interval) => {}
-            _ = stop.changed() => {}
+    }
+
+    /// One liveness check and scheduling cycle on a blocking thread; None
+    /// if it panicked.
+    async fn cycle(
+        &self,
+        since: Instant,
+        timeout: Duration,
+        now: Instant,
+        last_seen_change: u64,
+        last_cycle: Instant,
+    ) -> Option<(Vec<Command>, Option<u64>)> {
+        let state = self.state.clone();
+        let liveness = self.liveness.clone();
+        let cycle = tokio::task::spawn_blocking(move || {
+            one_cycle(
+                &state,
+                &liveness,
+                since,
+                timeout,
+                now,
+                last_seen_change,
+                last_cycle,
+            )
+        })
+        .await;
+        match cycle {
+            Ok(c) => Some(c),
+            Err(e) => {
+                tracing::error!(%e, "scheduling cycle panicked");
+                None
+            }
         }
     }
 }

@@ -18,12 +18,14 @@ pub mod client;
 pub mod command;
 pub mod config;
 pub mod leader;
+pub mod lease;
 pub mod network;
 pub mod node;
 pub mod proposer;
 pub mod raft_service;
 pub mod scheduler;
 pub mod state;
+pub mod text;
 pub mod types;
 pub mod units;
 

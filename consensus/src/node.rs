@@ -10,6 +10,7 @@ use tonic::transport::server::TcpIncoming;
 use crate::admin::AdminService;
 use crate::config::MasterConfig;
 use crate::leader::{self, Liveness};
+use crate::lease::LeaderLease;
 use crate::network::NetworkFactory;
 use crate::proposer::Proposer;
 use crate::proto::master_server::MasterServer;
@@ -92,18 +93,21 @@ impl MasterHandle {
             .serve_with_incoming_shutdown(incoming(raft_listener), wait_stop(stopped.clone()));
         let proposer = Proposer::start(raft.clone());
         let liveness = Arc::new(Liveness::default());
+        let lease = LeaderLease::start(&raft, &config, stopped.clone());
         let admin = AdminService::new(
             raft.clone(),
             proposer.clone(),
             state.clone(),
             config.clone(),
             liveness.clone(),
+            lease.clone(),
         );
         let duties = tokio::spawn(leader::run(
             raft.clone(),
             proposer.clone(),
             state.clone(),
             liveness,
+            lease,
             config.clone(),
             stopped.clone(),
         ));

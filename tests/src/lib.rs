@@ -5,6 +5,8 @@
 
 #![forbid(unsafe_code)]
 
+pub mod netns;
+
 use std::time::Duration;
 
 use anyhow::{bail, Result};

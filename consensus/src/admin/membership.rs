@@ -89,8 +89,7 @@ pub(super) async fn add(
         .member
         .ok_or_else(|| Status::invalid_argument("add-master needs the new member's info"))?;
     let node = node_of(&member)?;
-    svc.require_leader()?;
-    svc.check_quorum()?;
+    svc.require_lease()?;
     let current = voters(svc);
     if current.contains(&member.id) {
         return Err(Status::already_exists(format!(
@@ -123,8 +122,7 @@ pub(super) async fn remove(
     svc: &AdminService,
     request: RemoveMasterRequest,
 ) -> Result<MembershipReply, Status> {
-    svc.require_leader()?;
-    svc.check_quorum()?;
+    svc.require_lease()?;
     let current = voters(svc);
     if !current.contains(&request.id) {
         return Err(Status::not_found(format!(
