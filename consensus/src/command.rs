@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::state::{
     AgentId, AgentSpec, AgentState, ClusterState, Grant, JobId, JobSpec, JobState,
-    PlacementViolation, Policy, RoleSpec, TaskUpdate,
+    PlacementViolation, Policy, RolePatch, RoleSpec, TaskUpdate,
 };
 
 /// A change to the cluster's allocation state.
@@ -96,6 +96,10 @@ pub enum Command {
     },
     /// Replaces the whole state with a saved one (`cluster snapshot restore`).
     RestoreState(Box<ClusterState>),
+    /// Changes some of a role's settings, keeping the others (creates the
+    /// role if it does not exist). New variants go last: Raft entries name
+    /// variants by position.
+    UpdateRole(RolePatch),
 }
 
 impl Command {
@@ -115,6 +119,7 @@ impl Command {
             | Command::UndrainAgent { .. }
             | Command::RemoveAgent { .. }
             | Command::SetRole(_)
+            | Command::UpdateRole(_)
             | Command::RemoveRole { .. }
             | Command::SetPolicy { .. }
             | Command::SetPendingReasons { .. }
@@ -252,9 +257,20 @@ pub enum CommandError {
         task: u32,
         agent: AgentId,
     },
+    /// The replicated state broke one of its own invariants (a bug): the
+    /// command is refused before it changes anything, on every member
+    /// alike, instead of stopping them all at this log index.
+    #[error("internal inconsistency, command refused and nothing changed: {detail}")]
+    Internal { detail: String },
 }
 
 impl CommandError {
+    pub(crate) fn internal(detail: impl Into<String>) -> Self {
+        Self::Internal {
+            detail: detail.into(),
+        }
+    }
+
     pub(crate) fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
         Self::Invalid {
             field: field.into(),

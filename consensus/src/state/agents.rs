@@ -88,6 +88,15 @@ impl AgentSpec {
         if self.hostname.trim().is_empty() {
             return Err(CommandError::invalid("hostname", "must not be empty"));
         }
+        if self.hostname.chars().any(char::is_control) {
+            return Err(CommandError::invalid(
+                "hostname",
+                format!(
+                    "{} holds control characters",
+                    crate::text::quoted(&self.hostname)
+                ),
+            ));
+        }
         if self.hostname.len() > HOSTNAME_BYTES_MAX {
             return Err(CommandError::invalid(
                 "hostname",
@@ -132,10 +141,11 @@ impl AgentSpec {
         }
         for (key, value) in &self.attributes {
             let ok = |s: &str| !s.is_empty() && s.len() <= ATTRIBUTE_BYTES_MAX && !s.contains('=');
-            if !ok(key) || value.len() > ATTRIBUTE_BYTES_MAX {
+            let controls = key.chars().chain(value.chars()).any(char::is_control);
+            if !ok(key) || value.len() > ATTRIBUTE_BYTES_MAX || controls {
                 return Err(CommandError::invalid(
-                    format!("attributes.{key}"),
-                    format!("keys are 1..={ATTRIBUTE_BYTES_MAX} bytes without '=', values at most {ATTRIBUTE_BYTES_MAX} bytes"),
+                    format!("attributes.{}", crate::text::escape_controls(&crate::text::clip(key, 64))),
+                    format!("keys are 1..={ATTRIBUTE_BYTES_MAX} bytes without '=', values at most {ATTRIBUTE_BYTES_MAX} bytes, neither with control characters"),
                 ));
             }
         }
@@ -165,8 +175,9 @@ impl AgentSpec {
         }
         if self.hostname != agent.hostname {
             diffs.push(format!(
-                "hostname {:?} != recorded {:?}",
-                self.hostname, agent.hostname
+                "hostname {} != recorded {}",
+                crate::text::quoted(&self.hostname),
+                crate::text::quoted(&agent.hostname)
             ));
         }
         (!diffs.is_empty()).then(|| diffs.join("; "))
@@ -264,10 +275,15 @@ impl ClusterState {
         state: AgentState,
         reason: Option<&str>,
     ) -> Result<CommandOutput, CommandError> {
-        let agent = self
-            .agents
-            .get_mut(&id)
-            .ok_or(CommandError::UnknownAgent { id })?;
+        if !self.agents.contains_key(&id) {
+            return Err(CommandError::UnknownAgent { id });
+        }
+        if state == AgentState::Lost {
+            self.check_held(self.jobs_on(id))?;
+        }
+        let Some(agent) = self.agents.get_mut(&id) else {
+            return Err(CommandError::UnknownAgent { id });
+        };
         let previous = std::mem::replace(&mut agent.state, state);
         agent.drain = match state {
             AgentState::Draining => agent.drain.or(Some(Drain {

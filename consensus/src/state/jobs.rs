@@ -27,6 +27,9 @@ pub const DEFAULT_ROLE: &str = "default";
 /// Events kept per job (placements, preemptions, failures), oldest dropped.
 pub const JOB_EVENTS_KEPT: usize = 32;
 const JOB_NAME_BYTES_MAX: usize = 256;
+/// Punctuation a job name may hold besides ASCII letters and digits (a
+/// command's default name is its program's file name).
+pub const JOB_NAME_PUNCTUATION: &str = "-_.:/@+";
 const ARGV_BYTES_MAX: usize = 64 << 10;
 const STREAM_SPEC_BYTES_MAX: usize = 1 << 20;
 const CONSTRAINTS_MAX: usize = 32;
@@ -204,12 +207,8 @@ impl JobSpec {
     }
 
     pub fn validate(&self) -> Result<(), CommandError> {
-        if self.name.trim().is_empty() || self.name.len() > JOB_NAME_BYTES_MAX {
-            return Err(CommandError::invalid(
-                "name",
-                format!("must be 1..={JOB_NAME_BYTES_MAX} bytes and not blank"),
-            ));
-        }
+        super::roles::check_name("name", &self.name, JOB_NAME_BYTES_MAX, JOB_NAME_PUNCTUATION)?;
+        super::roles::check_role_name("role", &self.role)?;
         if !(-PRIORITY_MAX..=PRIORITY_MAX).contains(&self.priority) {
             return Err(CommandError::invalid(
                 "priority",
@@ -459,14 +458,7 @@ impl Job {
 
 /// Caps an agent-supplied message.
 pub(super) fn clip(message: &str) -> String {
-    if message.len() <= MESSAGE_BYTES_MAX {
-        return message.to_owned();
-    }
-    let mut end = MESSAGE_BYTES_MAX;
-    while !message.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &message[..end])
+    crate::text::clip(message, MESSAGE_BYTES_MAX).into_owned()
 }
 
 impl ClusterState {
@@ -537,6 +529,7 @@ impl ClusterState {
             });
         }
         let previous = job.state;
+        self.check_held([id])?;
         self.end_job(index, now_ms, id, JobState::Cancelled, "cancelled by user");
         Ok(CommandOutput::JobCancelled { id, previous })
     }
@@ -559,6 +552,7 @@ impl ClusterState {
             });
         }
         let previous = job.state;
+        self.check_held([id])?;
         self.end_job(
             index,
             now_ms,

@@ -19,11 +19,12 @@ pub use agents::{Agent, AgentId, AgentSpec, AgentState, Drain, AGENTS_MAX, CORES
 pub use jobs::Grant;
 pub use jobs::{
     Constraint, ConstraintOp, Job, JobEvent, JobId, JobKind, JobSpec, JobState, PlacementStrategy,
-    Policy, Task, TaskState, DEFAULT_ROLE, ENDED_JOBS_KEPT, JOBS_MAX, TASKS_PER_JOB_MAX,
+    Policy, Task, TaskState, DEFAULT_ROLE, ENDED_JOBS_KEPT, JOBS_MAX, JOB_NAME_PUNCTUATION,
+    TASKS_PER_JOB_MAX,
 };
 pub use placement::{PlacementViolation, TaskUpdate};
 pub use resources::Resources;
-pub use roles::{Role, RoleSpec, ROLES_MAX};
+pub use roles::{Change, Role, RolePatch, RoleSpec, ROLES_MAX};
 
 use crate::command::{Command, CommandError, CommandOutput, Proposal, Response};
 use crate::types::{NodeId, TypeConfig};
@@ -76,6 +77,7 @@ impl ClusterState {
             Command::UndrainAgent { id } => self.undrain_agent(*id)?,
             Command::RemoveAgent { id } => self.remove_agent(*id)?,
             Command::SetRole(spec) => self.set_role(spec)?,
+            Command::UpdateRole(patch) => self.update_role(patch)?,
             Command::RemoveRole { name } => self.remove_role(name)?,
             Command::SubmitJob { job, now_ms } => self.submit_job(index, *now_ms, job)?,
             Command::CancelJob { id, now_ms } => self.cancel_job(index, *now_ms, *id)?,

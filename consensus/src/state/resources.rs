@@ -2,16 +2,55 @@
 
 use serde::{Deserialize, Serialize};
 
-/// An amount of cores, memory and disk.
+/// An amount of cores, memory and disk. In JSON an unbounded dimension
+/// (the maximum value, as in [`Resources::UNLIMITED`]) is `null`, not a
+/// 20-digit number; binary encodings (the Raft log) keep the number.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Resources {
-    #[serde(default)]
+    #[serde(default, with = "unbounded")]
     pub cores: u32,
-    #[serde(default)]
+    #[serde(default, with = "unbounded")]
     pub memory_bytes: u64,
-    #[serde(default)]
+    #[serde(default, with = "unbounded")]
     pub disk_bytes: u64,
+}
+
+/// Serde for one dimension: its maximum value is "unbounded", `null` in
+/// human-readable formats.
+mod unbounded {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub trait Amount: Copy + PartialEq + Serialize + for<'de> Deserialize<'de> {
+        const MAX: Self;
+    }
+    impl Amount for u32 {
+        const MAX: Self = u32::MAX;
+    }
+    impl Amount for u64 {
+        const MAX: Self = u64::MAX;
+    }
+
+    pub fn serialize<T: Amount, S: Serializer>(
+        value: &T,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        if serializer.is_human_readable() {
+            (*value != T::MAX).then_some(*value).serialize(serializer)
+        } else {
+            value.serialize(serializer)
+        }
+    }
+
+    pub fn deserialize<'de, T: Amount, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<T, D::Error> {
+        if deserializer.is_human_readable() {
+            Ok(Option::<T>::deserialize(deserializer)?.unwrap_or(T::MAX))
+        } else {
+            T::deserialize(deserializer)
+        }
+    }
 }
 
 impl Resources {
@@ -102,5 +141,29 @@ impl std::fmt::Display for Resources {
             crate::units::format_bytes(self.memory_bytes),
             crate::units::format_bytes(self.disk_bytes)
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unbounded_dimensions_are_null_in_json_and_numbers_in_the_log() {
+        let limit = Resources::new(8, u64::MAX, u64::MAX);
+        let json = serde_json::to_string(&limit).unwrap();
+        assert_eq!(json, r#"{"cores":8,"memory_bytes":null,"disk_bytes":null}"#);
+        assert_eq!(serde_json::from_str::<Resources>(&json).unwrap(), limit);
+        // What older versions wrote still reads back.
+        let old = r#"{"cores":4294967295,"memory_bytes":18446744073709551615}"#;
+        let read: Resources = serde_json::from_str(old).unwrap();
+        assert_eq!(read, Resources::new(u32::MAX, u64::MAX, 0));
+        let bytes = postcard::to_allocvec(&limit).unwrap();
+        assert_eq!(postcard::from_bytes::<Resources>(&bytes).unwrap(), limit);
+        assert_eq!(
+            bytes,
+            postcard::to_allocvec(&(8u32, u64::MAX, u64::MAX)).unwrap(),
+            "the binary form is unchanged"
+        );
     }
 }

@@ -53,23 +53,45 @@ impl Role {
     }
 }
 
+/// Punctuation a role name may hold besides ASCII letters and digits.
+pub const ROLE_NAME_PUNCTUATION: &str = "-_.";
+
+/// Checks a role name wherever one is given (a role, a job's role).
+pub(crate) fn check_role_name(field: &str, name: &str) -> Result<(), CommandError> {
+    check_name(field, name, ROLE_NAME_BYTES_MAX, ROLE_NAME_PUNCTUATION)
+}
+
+/// Checks a name: 1..=`max` bytes of ASCII letters, digits and the
+/// characters of `punctuation` — nothing a terminal would act on when it
+/// is printed. The error quotes the name clipped and escaped.
+pub(crate) fn check_name(
+    field: &str,
+    name: &str,
+    max: usize,
+    punctuation: &str,
+) -> Result<(), CommandError> {
+    let ok = !name.is_empty()
+        && name.len() <= max
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || punctuation.contains(c));
+    if ok {
+        return Ok(());
+    }
+    let allowed: Vec<String> = punctuation.chars().map(|c| format!("'{c}'")).collect();
+    Err(CommandError::invalid(
+        field,
+        format!(
+            "{}: use 1..={max} characters from a-z, A-Z, 0-9, {}",
+            crate::text::quoted(name),
+            allowed.join(", ")
+        ),
+    ))
+}
+
 impl RoleSpec {
     pub fn validate(&self) -> Result<(), CommandError> {
-        let name_ok = !self.name.is_empty()
-            && self.name.len() <= ROLE_NAME_BYTES_MAX
-            && self
-                .name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-        if !name_ok {
-            return Err(CommandError::invalid(
-                "name",
-                format!(
-                    "{:?}: use 1..={ROLE_NAME_BYTES_MAX} characters from a-z, A-Z, 0-9, '-', '_', '.'",
-                    self.name
-                ),
-            ));
-        }
+        check_role_name("name", &self.name)?;
         if !(self.weight.is_finite() && self.weight > 0.0 && self.weight <= WEIGHT_MAX) {
             return Err(CommandError::invalid(
                 "weight",
@@ -100,7 +122,74 @@ impl RoleSpec {
     }
 }
 
+/// A change to some of a role's settings (`role set` with only some flags):
+/// what is not named stays as it is. A role that does not exist yet is
+/// created from the defaults (weight 1, no quota, no limit, nothing
+/// reserved) with the changes on top.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RolePatch {
+    pub name: String,
+    #[serde(default)]
+    pub weight: Option<f64>,
+    #[serde(default)]
+    pub quota: Change<Resources>,
+    #[serde(default)]
+    pub limit: Change<Resources>,
+    #[serde(default)]
+    pub reservations: Change<BTreeMap<AgentId, Resources>>,
+}
+
+/// What a patch does to one optional setting.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Change<T> {
+    /// Leaves it as it is.
+    #[default]
+    Keep,
+    /// Removes it.
+    Clear,
+    /// Replaces it.
+    Set(T),
+}
+
+impl<T: Clone> Change<T> {
+    fn applied_to(&self, current: Option<T>) -> Option<T> {
+        match self {
+            Change::Keep => current,
+            Change::Clear => None,
+            Change::Set(value) => Some(value.clone()),
+        }
+    }
+}
+
 impl ClusterState {
+    /// Applies a [`RolePatch`]: the merged role is checked as `SetRole`
+    /// checks a whole one, in one command, so concurrent patches of other
+    /// fields are never lost.
+    pub(super) fn update_role(&mut self, patch: &RolePatch) -> Result<CommandOutput, CommandError> {
+        check_role_name("name", &patch.name)?;
+        let current = self.roles.get(&patch.name).map(Role::spec);
+        let base = current.unwrap_or_else(|| RoleSpec {
+            name: patch.name.clone(),
+            weight: 1.0,
+            quota: None,
+            limit: None,
+            reservations: BTreeMap::new(),
+        });
+        let spec = RoleSpec {
+            name: patch.name.clone(),
+            weight: patch.weight.unwrap_or(base.weight),
+            quota: patch.quota.applied_to(base.quota),
+            limit: patch.limit.applied_to(base.limit),
+            reservations: patch
+                .reservations
+                .applied_to(Some(base.reservations))
+                .unwrap_or_default(),
+        };
+        self.set_role(&spec)
+    }
+
     pub(super) fn set_role(&mut self, spec: &RoleSpec) -> Result<CommandOutput, CommandError> {
         spec.validate()?;
         self.check_reservations(spec)?;

@@ -166,6 +166,133 @@ fn restore_refuses_an_inconsistent_state() {
     assert_eq!(state, ClusterState::default());
 }
 
+/// A state where job 0 runs one 1-core, 1 GiB task on agent 0.
+fn one_running_job() -> ClusterState {
+    let mut state = ClusterState::default();
+    state
+        .apply_command(1, &Command::RegisterAgent(agent("a", 4, 8 << 30)))
+        .unwrap();
+    let job = JobSpec {
+        name: "j".into(),
+        role: DEFAULT_ROLE.into(),
+        priority: 0,
+        estimated_duration_ms: None,
+        kind: JobKind::Command {
+            argv: vec!["true".into()],
+            cpus: 1,
+            memory_bytes: 1 << 30,
+            disk_bytes: 0,
+        },
+        constraints: Vec::new(),
+        placement: PlacementStrategy::BinPack,
+    };
+    state
+        .apply_command(2, &Command::SubmitJob { job, now_ms: 5 })
+        .unwrap();
+    let place = Command::PlaceJob {
+        job: 0,
+        version: state.jobs[&0].version,
+        grants: vec![Grant {
+            agent: 0,
+            cores: BTreeSet::from([0]),
+            memory_bytes: 1 << 30,
+            disk_bytes: 0,
+        }],
+        reason: None,
+        now_ms: 6,
+    };
+    state.apply_command(3, &place).unwrap();
+    state
+}
+
+/// Apply relies on derived counters (an agent's used cores, memory and
+/// disk); were a bug ever to break them, every command that would release
+/// resources is refused with a typed internal error on every member alike,
+/// changing nothing, instead of panicking every member at the same index
+/// (and again on every replay).
+#[test]
+fn drifted_counters_reject_commands_instead_of_panicking() {
+    let update = |state: TaskState| Command::UpdateTask {
+        update: TaskUpdate {
+            job: 0,
+            task: 0,
+            agent: 0,
+            state,
+            message: None,
+        },
+        now_ms: 9,
+    };
+    let lost = Command::SetAgentState {
+        id: 0,
+        state: AgentState::Lost,
+        reason: None,
+        now_ms: 9,
+    };
+    let drifts: [fn(&mut ClusterState); 3] = [
+        |s| s.agents.get_mut(&0).unwrap().used_memory_bytes = 0,
+        |s| {
+            s.agents.get_mut(&0).unwrap().used_cores.clear();
+        },
+        |s| {
+            s.agents.get_mut(&0).unwrap().tasks.clear();
+        },
+    ];
+    for drift in drifts {
+        for command in [
+            update(TaskState::Finished),
+            update(TaskState::Failed),
+            update(TaskState::Lost),
+            Command::CancelJob { id: 0, now_ms: 9 },
+            Command::KillTask {
+                job: 0,
+                task: 0,
+                now_ms: 9,
+            },
+            lost.clone(),
+        ] {
+            let mut state = one_running_job();
+            drift(&mut state);
+            let before = state.clone();
+            let err = state.apply_command(10, &command).unwrap_err();
+            assert!(
+                matches!(err, CommandError::Internal { .. }),
+                "{command:?}: {err}"
+            );
+            assert_eq!(state, before, "{command:?} changed the state");
+        }
+    }
+    // A move decided on that state is refused the same way.
+    let mut state = one_running_job();
+    state.agents.get_mut(&0).unwrap().used_memory_bytes = 0;
+    let before = state.clone();
+    let version = state.jobs[&0].version;
+    let err = state
+        .apply_command(
+            10,
+            &Command::PlaceJob {
+                job: 0,
+                version,
+                grants: vec![Grant {
+                    agent: 0,
+                    cores: BTreeSet::from([1]),
+                    memory_bytes: 1 << 30,
+                    disk_bytes: 0,
+                }],
+                reason: Some("moving".into()),
+                now_ms: 10,
+            },
+        )
+        .unwrap_err();
+    assert!(matches!(err, CommandError::Internal { .. }), "{err}");
+    assert_eq!(state, before);
+    // An intact state still applies them.
+    let mut state = one_running_job();
+    state
+        .apply_command(10, &update(TaskState::Finished))
+        .unwrap();
+    state.validate().unwrap();
+}
+
 fn command_strategy() -> impl Strategy<Value = Command> {
     let spec = (0u64..4, prop::bool::ANY, 0u32..6, 0u64..4).prop_map(|(id, known, cores, mem)| {
         AgentSpec {
