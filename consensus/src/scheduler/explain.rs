@@ -7,8 +7,9 @@ use super::view::View;
 use crate::state::{Agent, AgentState, ClusterState, Constraint, Job, Resources};
 use crate::units::format_bytes;
 
-/// A job's shape: what each task needs, how many tasks, and where they may run.
-type Shape = (Resources, u32, Vec<Constraint>);
+/// A job's shape: what each task needs, how many tasks, where they may run,
+/// and its role (other roles' reservations are closed to it).
+type Shape = (Resources, u32, Vec<Constraint>, String);
 
 /// Answers "can this job ever run here?" per job shape, cached within a cycle.
 pub(super) struct Explainer<'a> {
@@ -43,11 +44,16 @@ impl<'a> Explainer<'a> {
             }
         }
         let (tasks, each) = job.spec.demand();
-        let key = (each, tasks, job.spec.constraints.clone());
+        let key = (
+            each,
+            tasks,
+            job.spec.constraints.clone(),
+            job.spec.role.clone(),
+        );
         if let Some(hit) = self.cache.borrow().get(&key) {
             return hit.clone();
         }
-        let answer = self.shape_never_fits(tasks, &each, &job.spec.constraints);
+        let answer = self.shape_never_fits(tasks, &each, &job.spec.constraints, &job.spec.role);
         self.cache.borrow_mut().insert(key, answer.clone());
         answer
     }
@@ -57,6 +63,7 @@ impl<'a> Explainer<'a> {
         tasks: u32,
         each: &Resources,
         constraints: &[Constraint],
+        role: &str,
     ) -> Option<String> {
         if self.active.is_empty() {
             return Some("no active agents: start an agent or undrain one".into());
@@ -79,7 +86,9 @@ impl<'a> Explainer<'a> {
             ));
         }
         let mut room: u64 = 0;
+        let mut room_if_unreserved: u64 = 0;
         let mut largest = Resources::ZERO;
+        let mut reserved_by = std::collections::BTreeSet::new();
         for agent in &matching {
             let total = agent.total();
             largest = Resources::new(
@@ -87,13 +96,30 @@ impl<'a> Explainer<'a> {
                 largest.memory_bytes.max(total.memory_bytes),
                 largest.disk_bytes.max(total.disk_bytes),
             );
-            room += tasks_fitting(each, &total);
+            let closed = self.reserved_for_others(agent, role, &mut reserved_by);
+            room_if_unreserved += tasks_fitting(each, &total);
+            room += tasks_fitting(each, &total.minus(&closed));
         }
         let scope = if constraints.is_empty() {
             "agent"
         } else {
             "matching agent"
         };
+        if room < u64::from(tasks) && room_if_unreserved >= u64::from(tasks) {
+            // Big enough agents exist, but other roles' reservations take
+            // what this role would need: only a reservation change helps.
+            let roles: Vec<String> = reserved_by.iter().map(|r| format!("{r:?}")).collect();
+            let what = if tasks == 1 {
+                format!("needs {each} on one agent")
+            } else {
+                format!("needs {tasks} tasks of {each}")
+            };
+            return Some(format!(
+                "{what}; every {scope} that fits has it reserved for role {} (role {role:?} \
+                 cannot use other roles' reservations)",
+                roles.join(", ")
+            ));
+        }
         if room == 0 {
             return Some(if each.cores > largest.cores {
                 format!(
@@ -122,6 +148,30 @@ impl<'a> Explainer<'a> {
             ));
         }
         None
+    }
+
+    /// What other roles than `role` have reserved on `agent` (closed to
+    /// `role`'s jobs); records their names in `by`.
+    fn reserved_for_others(
+        &self,
+        agent: &Agent,
+        role: &str,
+        by: &mut std::collections::BTreeSet<&'a str>,
+    ) -> Resources {
+        let state: &'a ClusterState = self.state;
+        let mut closed = Resources::ZERO;
+        for (name, other) in &state.roles {
+            if name == role {
+                continue;
+            }
+            if let Some(reserved) = other.reservations.get(&agent.id) {
+                if !reserved.is_zero() {
+                    closed = closed.plus(reserved);
+                    by.insert(name.as_str());
+                }
+            }
+        }
+        closed
     }
 
     /// Why a job that could fit waits now.

@@ -482,6 +482,79 @@ fn reservations_keep_resources_for_their_role() {
     assert_eq!(sim.agents_of(owned), vec![0]);
 }
 
+/// Under FCFS, a job that only other roles' reservations could hold never
+/// fits: it must not hold the queue, and it says so. (It used to wait
+/// "for free resources" and block every job behind it for ever.)
+#[test]
+fn a_job_other_roles_reservations_shut_out_does_not_hold_the_queue() {
+    let mut sim = Sim::new(&[(4, 8 * GIB)]);
+    sim.policy(Policy::Fcfs);
+    sim.role(RoleSpec {
+        reservations: BTreeMap::from([(0, Resources::new(4, 8 * GIB, 0))]),
+        ..role("batch", 1.0)
+    });
+    let d = sim.submit(task("d", 1, GIB));
+    let r = sim.submit(in_role(task("r", 1, GIB), "batch"));
+    sim.cycle();
+    assert_eq!(
+        sim.state.jobs[&r].state,
+        JobState::Running,
+        "{}",
+        sim.reason(r)
+    );
+    assert_eq!(sim.state.jobs[&d].state, JobState::Pending);
+    let reason = sim.reason(d);
+    assert!(
+        reason.contains("reserved for role \"batch\""),
+        "the reason names the reservation: {reason}"
+    );
+    for policy in [Policy::Sjf, Policy::Srtf, Policy::Priority, Policy::Drf] {
+        sim.policy(policy);
+        sim.cycle();
+        assert!(
+            sim.reason(d).contains("reserved for role"),
+            "{policy:?}: {}",
+            sim.reason(d)
+        );
+    }
+}
+
+/// Reservations shut a role out only where they leave too little: a job
+/// that fits the unreserved agent waits its turn as usual.
+#[test]
+fn reservations_on_some_agents_leave_the_others_open() {
+    let mut sim = Sim::new(&[(4, 8 * GIB), (2, 8 * GIB)]);
+    sim.policy(Policy::Fcfs);
+    sim.role(RoleSpec {
+        reservations: BTreeMap::from([(0, Resources::new(4, GIB, 0))]),
+        ..role("batch", 1.0)
+    });
+    let big = sim.submit(task("big", 3, GIB));
+    let small = sim.submit(task("small", 2, GIB));
+    sim.cycle();
+    assert!(
+        sim.reason(big).contains("reserved for role"),
+        "{}",
+        sim.reason(big)
+    );
+    assert_eq!(sim.agents_of(small), vec![1], "{}", sim.reason(small));
+    // Two more default jobs: the first fits agent 1 once it is free, so it
+    // waits for free resources and holds the one behind it.
+    let next = sim.submit(task("next", 2, GIB));
+    let behind = sim.submit(in_role(task("behind", 1, GIB), "batch"));
+    sim.cycle();
+    assert!(
+        sim.reason(next).contains("waiting for free resources"),
+        "{}",
+        sim.reason(next)
+    );
+    assert!(
+        sim.reason(behind).contains("queued behind job"),
+        "{}",
+        sim.reason(behind)
+    );
+}
+
 #[test]
 fn bin_pack_fills_one_agent_spread_uses_distinct_agents() {
     let mut sim = Sim::new(&[(4, 8 * GIB), (4, 8 * GIB), (4, 8 * GIB)]);
