@@ -3,13 +3,14 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use sluice_consensus::state::Change;
 
 /// Sluice: a cluster resource manager and stream processing engine.
 ///
 /// Masters keep the cluster's allocation state replicated with Raft over
 /// RocksDB. Every admin command accepts any master's address.
 #[derive(Debug, Parser)]
-#[command(name = "sluice", version, propagate_version = true)]
+#[command(name = "sluice", version, propagate_version = true, after_help = EXIT_CODES_HELP)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -23,6 +24,17 @@ pub struct Cli {
     )]
     pub log: String,
 }
+
+/// The exit statuses, as `--help` lists them (kept equal to the constants
+/// in `main.rs` by a test).
+pub const EXIT_CODES_HELP: &str = "\
+Exit status:
+  0  success
+  1  failed, and nothing was changed (refused, rejected, unreachable, bad input)
+  2  the command line is wrong (unknown flag, bad value); nothing was sent
+  3  outcome unknown: a write was sent but it may or may not be applied
+     (a commit timeout, a connection lost mid-request); read the state
+     before retrying";
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -325,23 +337,28 @@ pub enum AgentCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum RoleCommand {
-    /// Create or update a role.
+    /// Create a role, or change the settings given of an existing one (the
+    /// others stay as they are; a new role starts from weight 1, no quota,
+    /// no limit, nothing reserved).
     Set {
         name: String,
-        /// Share under DRF relative to other roles.
-        #[arg(long, default_value_t = 1.0)]
-        weight: f64,
-        /// Guaranteed resources, e.g. `cores=4,memory=16GiB,disk=100GiB`.
-        #[arg(long, value_parser = parse_resources)]
-        quota: Option<sluice_consensus::state::Resources>,
+        /// Share under DRF relative to other roles: a finite number in
+        /// (0, 1000000].
+        #[arg(long, value_parser = parse_weight)]
+        weight: Option<f64>,
+        /// Guaranteed resources, e.g. `cores=4,memory=16GiB,disk=100GiB`;
+        /// `none` removes the quota.
+        #[arg(long, value_parser = parse_quota_change)]
+        quota: Option<Change<sluice_consensus::state::Resources>>,
         /// Most resources the role may hold, same form as --quota; a
-        /// resource not named is not limited.
-        #[arg(long, value_parser = parse_limit)]
-        limit: Option<sluice_consensus::state::Resources>,
+        /// resource not named is not limited; `none` removes the limit.
+        #[arg(long, value_parser = parse_limit_change)]
+        limit: Option<Change<sluice_consensus::state::Resources>>,
         /// Resources set aside for the role on one agent:
-        /// `AGENT_ID:cores=2,memory=4GiB` (repeatable).
+        /// `AGENT_ID:cores=2,memory=4GiB` (repeatable; replaces the role's
+        /// reservations); `none` removes them all.
         #[arg(long = "reserve", value_parser = parse_reservation)]
-        reservations: Vec<(u64, sluice_consensus::state::Resources)>,
+        reservations: Vec<Option<(u64, sluice_consensus::state::Resources)>>,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -509,7 +526,48 @@ fn parse_resources_from(
     Ok(resources)
 }
 
-fn parse_reservation(text: &str) -> Result<(u64, sluice_consensus::state::Resources), String> {
+/// A role's DRF weight: finite and in (0, 1e6], as the masters require.
+pub fn parse_weight(text: &str) -> Result<f64, String> {
+    const WEIGHT_MAX: f64 = 1e6;
+    let weight: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("{:?} is not a number", clip_arg(text)))?;
+    if !(weight.is_finite() && weight > 0.0 && weight <= WEIGHT_MAX) {
+        return Err(format!(
+            "{} is out of range: a weight is a finite number in (0, {WEIGHT_MAX}]",
+            clip_arg(text)
+        ));
+    }
+    Ok(weight)
+}
+
+/// An argument quoted back in an error, bounded.
+fn clip_arg(text: &str) -> String {
+    sluice_consensus::text::clip(text, 64).into_owned()
+}
+
+fn parse_quota_change(text: &str) -> Result<Change<sluice_consensus::state::Resources>, String> {
+    if text.trim() == "none" {
+        return Ok(Change::Clear);
+    }
+    parse_resources(text).map(Change::Set)
+}
+
+fn parse_limit_change(text: &str) -> Result<Change<sluice_consensus::state::Resources>, String> {
+    if text.trim() == "none" {
+        return Ok(Change::Clear);
+    }
+    parse_limit(text).map(Change::Set)
+}
+
+/// `AGENT_ID:RESOURCES`, or `none` (no reservations).
+fn parse_reservation(
+    text: &str,
+) -> Result<Option<(u64, sluice_consensus::state::Resources)>, String> {
+    if text.trim() == "none" {
+        return Ok(None);
+    }
     let (agent, rest) = text
         .split_once(':')
         .ok_or_else(|| format!("{text:?}: expected AGENT_ID:cores=N,memory=SIZE"))?;
@@ -517,7 +575,7 @@ fn parse_reservation(text: &str) -> Result<(u64, sluice_consensus::state::Resour
         .trim()
         .parse()
         .map_err(|_| format!("{agent:?} is not an agent id"))?;
-    Ok((agent, parse_resources(rest)?))
+    Ok(Some((agent, parse_resources(rest)?)))
 }
 
 #[derive(Debug, Subcommand)]

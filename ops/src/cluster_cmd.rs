@@ -59,7 +59,7 @@ pub async fn run(cmd: ClusterCommand) -> Result<()> {
         }
         ClusterCommand::TransferLeader { id, client: args } => {
             let reply = client(&args)?.transfer_leader(id).await?;
-            #[derive(Serialize)]
+            #[derive(Serialize, serde::Deserialize)]
             struct Leader {
                 leader_id: u64,
             }
@@ -81,7 +81,7 @@ pub async fn run(cmd: ClusterCommand) -> Result<()> {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, serde::Deserialize)]
 struct MembershipView {
     voters: Vec<u64>,
     log_index: u64,
@@ -94,7 +94,7 @@ async fn init(args: &ClientArgs) -> Result<()> {
         .leader_status()
         .await
         .context("cluster formed, but no leader was elected")?;
-    #[derive(Serialize)]
+    #[derive(Serialize, serde::Deserialize)]
     struct Initialized {
         members: Vec<u64>,
         leader_id: u64,
@@ -114,7 +114,7 @@ async fn init(args: &ClientArgs) -> Result<()> {
 }
 
 /// The cluster as `cluster status` shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, serde::Deserialize)]
 pub struct ClusterStatusView {
     pub leader_id: Option<u64>,
     pub term: u64,
@@ -125,7 +125,7 @@ pub struct ClusterStatusView {
 }
 
 /// One member's line in `cluster status`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, serde::Deserialize)]
 pub struct MemberView {
     pub id: u64,
     pub api_addr: String,
@@ -133,6 +133,10 @@ pub struct MemberView {
     pub voter: bool,
     /// leader, follower, candidate, learner, or unreachable.
     pub role: String,
+    /// For a leader: whether it holds its lease (a majority acknowledged it
+    /// recently). A leader without it acts as none until one does.
+    #[serde(default)]
+    pub lease_held: Option<bool>,
     pub term: Option<u64>,
     pub last_log_index: Option<u64>,
     pub applied_index: Option<u64>,
@@ -172,6 +176,7 @@ pub async fn collect_status(client: &MasterClient, stale: bool) -> Result<Cluste
             role: own
                 .as_ref()
                 .map_or_else(|| "unreachable".to_owned(), |s| s.role.clone()),
+            lease_held: own.as_ref().and_then(|s| s.lease_held),
             term: own.as_ref().map(|s| s.term),
             last_log_index: own.as_ref().and_then(|s| s.last_log_index),
             applied_index: own.as_ref().and_then(|s| s.applied_index),
@@ -214,9 +219,14 @@ pub fn print_status(view: &ClusterStatusView) {
         "id", "role", "voter", "api", "raft", "term", "last log", "applied", "snapshot", "lag",
     ]);
     for m in &view.members {
+        let role = if m.lease_held == Some(false) {
+            format!("{} (no quorum)", m.role)
+        } else {
+            m.role.clone()
+        };
         t.add_row(vec![
             m.id.to_string(),
-            m.role.clone(),
+            role,
             if m.voter { "yes" } else { "no" }.to_owned(),
             m.api_addr.clone(),
             m.raft_addr.clone(),
@@ -254,14 +264,14 @@ async fn save(args: &ClientArgs, file: &Path) -> Result<()> {
         .with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, file)
         .with_context(|| format!("renaming {} to {}", tmp.display(), file.display()))?;
-    #[derive(Serialize)]
-    struct Saved<'a> {
-        file: &'a Path,
+    #[derive(Serialize, serde::Deserialize)]
+    struct Saved {
+        file: std::path::PathBuf,
         agents: usize,
         roles: usize,
     }
     let saved = Saved {
-        file,
+        file: file.to_path_buf(),
         agents: doc.state.agents.len(),
         roles: doc.state.roles.len(),
     };
@@ -299,7 +309,7 @@ async fn restore(args: &ClientArgs, file: &Path) -> Result<()> {
     let written = client(args)?
         .write(&Command::RestoreState(Box::new(doc.state)))
         .await?;
-    #[derive(Serialize)]
+    #[derive(Serialize, serde::Deserialize)]
     struct Restored {
         log_index: u64,
         output: sluice_consensus::CommandOutput,

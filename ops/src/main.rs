@@ -12,10 +12,19 @@ mod run_cmd;
 mod sched_cmd;
 
 use clap::Parser;
+use sluice_consensus::ClientError;
 
 use crate::cli::{BenchCommand, Cli, Command};
 
+/// Exit status: the command failed and changed nothing (a refused or
+/// rejected request, an unreachable cluster, a bad file...).
+pub const EXIT_FAILED: u8 = 1;
+/// Exit status: a write was sent but its outcome is unknown: it may or may
+/// not be applied. Read the state before retrying.
+pub const EXIT_OUTCOME_UNKNOWN: u8 = 3;
+
 fn main() -> std::process::ExitCode {
+    quiet_on_broken_pipe();
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|e| {
         eprintln!(
@@ -56,9 +65,45 @@ fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            std::process::ExitCode::FAILURE
+            std::process::ExitCode::from(exit_code(&e))
         }
     }
+}
+
+/// The exit status for an error: [`EXIT_OUTCOME_UNKNOWN`] only when a
+/// write may have been applied, [`EXIT_FAILED`] otherwise.
+fn exit_code(error: &anyhow::Error) -> u8 {
+    let unknown = error
+        .chain()
+        .filter_map(|e| e.downcast_ref::<ClientError>())
+        .any(ClientError::outcome_unknown);
+    if unknown {
+        EXIT_OUTCOME_UNKNOWN
+    } else {
+        EXIT_FAILED
+    }
+}
+
+/// `sluice job list | head -1`: once the reader of stdout is gone, printing
+/// fails with EPIPE, which `println!` turns into a panic (exit 101 and a
+/// backtrace hint). The standard library ignores SIGPIPE, and restoring its
+/// default would also kill the daemons on a closed socket, so the panic is
+/// caught here instead: a failed print to a closed stdout ends the process
+/// quietly with success, as a Unix filter whose reader left does.
+fn quiet_on_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(0);
+        }
+        default(info);
+    }));
 }
 
 /// A suite's arguments as if given on the command line.
@@ -145,4 +190,29 @@ fn block_on(command: impl std::future::Future<Output = anyhow::Result<()>>) -> a
         .build()
         .map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}"))?;
     runtime.block_on(command)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_help_lists_the_exit_codes_main_uses() {
+        let help = cli::EXIT_CODES_HELP;
+        assert!(help.contains(&format!("  {EXIT_FAILED}  failed, and nothing was changed")));
+        assert!(help.contains(&format!("  {EXIT_OUTCOME_UNKNOWN}  outcome unknown")));
+        assert!(help.contains("  2  the command line is wrong"));
+    }
+
+    #[test]
+    fn only_an_unknown_outcome_exits_3() {
+        let unknown = anyhow::Error::new(ClientError::OutcomeUnknown {
+            addr: "a".into(),
+            message: "timed out".into(),
+        })
+        .context("writing");
+        assert_eq!(exit_code(&unknown), EXIT_OUTCOME_UNKNOWN);
+        let refused = anyhow::Error::new(ClientError::Usage("x".into()));
+        assert_eq!(exit_code(&refused), EXIT_FAILED);
+    }
 }

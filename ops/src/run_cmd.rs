@@ -8,7 +8,7 @@ use crate::cli::RunArgs;
 use crate::output::{emit, table};
 
 /// What `sluice run` reports when the job ends.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, serde::Deserialize)]
 struct RunReport {
     job: String,
     records_in: u64,

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use sluice_consensus::state::{
-    Agent, Constraint, Job, JobKind, JobSpec, JobState, PlacementStrategy, Policy, Resources, Role,
-    RoleSpec, SchedulerSummary,
+    Agent, Change, Constraint, Job, JobKind, JobSpec, JobState, PlacementStrategy, Policy,
+    Resources, Role, RolePatch, SchedulerSummary,
 };
 use sluice_consensus::units::{format_bytes, format_duration_ms};
 use sluice_consensus::{Command, CommandOutput, MasterClient, Query};
@@ -77,7 +77,7 @@ pub async fn policy(cmd: PolicyCommand) -> Result<()> {
                 CommandOutput::PolicySet { previous } => previous,
                 other => bail!("unexpected answer {other:?}"),
             };
-            #[derive(Serialize)]
+            #[derive(Serialize, serde::Deserialize)]
             struct Set {
                 policy: Policy,
                 previous: Policy,
@@ -214,7 +214,7 @@ fn attributes(attrs: &BTreeMap<String, String>) -> String {
 }
 
 /// A role with what it holds now.
-#[derive(Serialize)]
+#[derive(Serialize, serde::Deserialize)]
 struct RoleView {
     #[serde(flatten)]
     role: Role,
@@ -247,14 +247,23 @@ pub async fn role(cmd: RoleCommand) -> Result<()> {
             reservations,
             client: args,
         } => {
-            let spec = RoleSpec {
+            let reservations = if reservations.is_empty() {
+                Change::Keep
+            } else if reservations.iter().all(Option::is_none) {
+                Change::Clear
+            } else if reservations.iter().any(Option::is_none) {
+                bail!("--reserve none removes every reservation: do not combine it with others");
+            } else {
+                Change::Set(reservations.into_iter().flatten().collect())
+            };
+            let patch = RolePatch {
                 name: name.clone(),
                 weight,
-                quota,
-                limit,
-                reservations: reservations.into_iter().collect(),
+                quota: quota.unwrap_or_default(),
+                limit: limit.unwrap_or_default(),
+                reservations,
             };
-            let out = write(&args, Command::SetRole(spec)).await?;
+            let out = write(&args, Command::UpdateRole(patch)).await?;
             emit(args.output, &out, |out| {
                 if let CommandOutput::RoleSet { name, created } = out {
                     println!(
@@ -344,7 +353,7 @@ fn job_spec(args: &SubmitArgs) -> Result<JobSpec> {
             memory_bytes: memory,
             disk_bytes: args.disk.unwrap_or(0),
         };
-        (kind, program.clone())
+        (kind, default_job_name(program))
     };
     Ok(JobSpec {
         name: args.name.clone().unwrap_or(default_name),
@@ -359,6 +368,30 @@ fn job_spec(args: &SubmitArgs) -> Result<JobSpec> {
             PlacementStrategy::BinPack
         },
     })
+}
+
+/// A command's default job name: its program's file name, with anything a
+/// job name may not hold replaced by `-`.
+fn default_job_name(program: &str) -> String {
+    let file = program.rsplit('/').next().unwrap_or(program);
+    let name: String = file
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric()
+                || sluice_consensus::state::JOB_NAME_PUNCTUATION.contains(c)
+            {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(64)
+        .collect();
+    if name.is_empty() {
+        "command".to_owned()
+    } else {
+        name
+    }
 }
 
 pub async fn job(cmd: JobCommand) -> Result<()> {
@@ -514,6 +547,12 @@ async fn task_logs(
                     && std::time::Instant::now() < deadline =>
             {
                 tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            // The reader of stdout left (`sluice task logs 3.0 | head`).
+            Err(sluice_agent::AgentError::Output(e))
+                if e.kind() == std::io::ErrorKind::BrokenPipe =>
+            {
+                return Ok(())
             }
             result => return result.map_err(Into::into),
         }

@@ -202,3 +202,57 @@ fn task_logs_are_fetched_from_the_agent_through_the_cli() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown job 7"));
 }
+
+/// A refused connection fails at once with the OS's reason, not after the
+/// whole request timeout.
+#[test]
+fn a_refused_connection_fails_fast_with_the_reason() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let started = std::time::Instant::now();
+    let out = sluice()
+        .args(["job", "list", "--masters", &format!("127.0.0.1:{port}")])
+        .args(["--timeout-ms", "10000"])
+        .output()
+        .unwrap();
+    let took = started.elapsed();
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.to_lowercase().contains("refused"), "{err}");
+    assert!(
+        took < std::time::Duration::from_secs(5),
+        "took {took:?}: {err}"
+    );
+}
+
+/// An address that answers, but not gRPC (an HTTP/1 server here), is named
+/// for what it is.
+#[test]
+fn a_non_grpc_server_is_reported_as_not_an_api_endpoint() {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                let _ = stream.read(&mut buf);
+                let _ = stream.write_all(
+                    b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                );
+            });
+        }
+    });
+    let out = sluice()
+        .args(["job", "list", "--masters", &addr.to_string()])
+        .args(["--timeout-ms", "5000"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("not a Sluice master API endpoint"), "{err}");
+}

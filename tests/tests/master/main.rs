@@ -9,3 +9,5 @@ mod t06_bad_input;
 mod t07_identity;
 mod t08_cli;
 mod t09_scheduler;
+mod t10_partitioned_leader;
+mod t11_hostile_cli;
