@@ -13,6 +13,15 @@ use crate::error::AgentError;
 
 /// How long [`task_logs`] tries to connect to the agent.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// The deadline of a `TaskLogs` call that does not follow: the whole
+/// output so far, however large, at a modest pace.
+pub const FETCH_TIMEOUT: Duration = Duration::from_secs(60);
+/// A following call's deadline between two messages: the agent sends an
+/// empty chunk every [`crate::api::server::FOLLOW_KEEPALIVE`] while the task
+/// is quiet, so silence this long means the agent stopped answering.
+pub const FOLLOW_IDLE_TIMEOUT: Duration = Duration::from_secs(20);
+const _: () =
+    assert!(FOLLOW_IDLE_TIMEOUT.as_secs() >= 3 * crate::api::server::FOLLOW_KEEPALIVE.as_secs());
 
 /// Writes command task `job`.`task`'s `stream` (its whole output so far, or
 /// its last `tail_bytes` bytes) from the agent whose API listens on
@@ -21,11 +30,16 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// chunk. With `follow`, keeps writing new output as the task produces it and
 /// returns once the task has ended and all of it is written.
 ///
+/// Every call has a deadline: [`FETCH_TIMEOUT`] for the whole call without
+/// `follow`; with it, [`FOLLOW_IDLE_TIMEOUT`] between two messages (the
+/// agent keeps a quiet stream alive), since a followed task may run for days.
+///
 /// Errors: [`AgentError::AgentUnreachable`] when no connection is made within
 /// [`CONNECT_TIMEOUT`]; [`AgentError::AgentApi`] when the agent refuses the
 /// request or the stream breaks (`code` is `NotFound` for a task that has not
-/// run on that agent, `Unavailable` when the agent stopped meanwhile);
-/// [`AgentError::Output`] when `out` fails.
+/// run on that agent, `Unavailable` when the agent stopped meanwhile,
+/// `DeadlineExceeded` past a deadline); [`AgentError::Output`] when `out`
+/// fails.
 pub async fn task_logs(
     agent_api_addr: &str,
     job: u64,
@@ -75,18 +89,44 @@ pub async fn task_logs(
         tail_bytes,
         follow,
     };
-    let mut chunks = AgentApiClient::new(channel)
-        .task_logs(request)
-        .await
-        .map_err(api_error)?
-        .into_inner();
-    while let Some(chunk) = chunks.message().await.map_err(api_error)? {
+    let mut request = tonic::Request::new(request);
+    let whole_call = (!follow).then(|| tokio::time::Instant::now() + FETCH_TIMEOUT);
+    if !follow {
+        request.set_timeout(FETCH_TIMEOUT);
+    }
+    let expired = |what: &str, after: Duration| {
+        api_error(Status::deadline_exceeded(format!(
+            "{what} within {after:?}: the agent stopped answering"
+        )))
+    };
+    let mut chunks = tokio::time::timeout(
+        FOLLOW_IDLE_TIMEOUT,
+        AgentApiClient::new(channel).task_logs(request),
+    )
+    .await
+    .map_err(|_| expired("no answer", FOLLOW_IDLE_TIMEOUT))?
+    .map_err(api_error)?
+    .into_inner();
+    loop {
+        let next = match whole_call {
+            Some(deadline) => tokio::time::timeout_at(deadline, chunks.message())
+                .await
+                .map_err(|_| expired("the output did not arrive", FETCH_TIMEOUT))?,
+            None => tokio::time::timeout(FOLLOW_IDLE_TIMEOUT, chunks.message())
+                .await
+                .map_err(|_| expired("no output and no keepalive", FOLLOW_IDLE_TIMEOUT))?,
+        };
+        let Some(chunk) = next.map_err(api_error)? else {
+            return Ok(());
+        };
+        if chunk.data.is_empty() {
+            continue;
+        }
         out.write_all(&chunk.data)
             .await
             .map_err(AgentError::Output)?;
         out.flush().await.map_err(AgentError::Output)?;
     }
-    Ok(())
 }
 
 /// An error with its causes (tonic's transport errors say little alone).

@@ -28,6 +28,10 @@ use crate::task::LiveTasks;
 
 /// How often a followed file is checked for new bytes.
 pub const FOLLOW_POLL: Duration = Duration::from_millis(200);
+/// A follower that got no bytes for this long gets an empty chunk, so its
+/// idle deadline ([`crate::api::client::FOLLOW_IDLE_TIMEOUT`]) tells a quiet
+/// task from an agent that stopped answering.
+pub const FOLLOW_KEEPALIVE: Duration = Duration::from_secs(5);
 /// Largest chunk sent at once.
 pub const CHUNK_BYTES: usize = 64 << 10;
 /// Chunks read ahead of a slow client, per request.
@@ -228,13 +232,25 @@ impl Pump {
 
     async fn pump(&mut self) -> Result<(), End> {
         let mut buf = vec![0u8; CHUNK_BYTES];
+        let mut last_sent = tokio::time::Instant::now();
         loop {
             // Checked before reading: once the task has ended, reading to the
             // end of the file sends everything it wrote.
             let running = self.follow && self.live.is_running(self.key);
+            let offset = self.offset;
             self.send_available(&mut buf).await?;
             if !running {
                 return Ok(());
+            }
+            if self.offset != offset {
+                last_sent = tokio::time::Instant::now();
+            } else if last_sent.elapsed() >= FOLLOW_KEEPALIVE {
+                let keepalive = LogChunk {
+                    data: Vec::new(),
+                    offset: self.offset,
+                };
+                self.tx.send(Ok(keepalive)).await.map_err(|_| End::Quiet)?;
+                last_sent = tokio::time::Instant::now();
             }
             tokio::select! {
                 _ = tokio::time::sleep(FOLLOW_POLL) => {}
