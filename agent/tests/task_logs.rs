@@ -350,3 +350,54 @@ async fn a_restarted_agent_serves_and_follows_the_task_it_adopted() -> Result<()
     agent.shutdown().await;
     cluster.shutdown().await
 }
+
+/// An agent API that accepts connections but never answers: every call
+/// ends at its deadline (the whole call without follow, between messages
+/// with it) instead of hanging the CLI for ever.
+#[tokio::test]
+async fn a_silent_agent_api_times_out() -> Result<()> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?.to_string();
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((conn, _)) = listener.accept().await {
+            open.push(conn);
+        }
+    });
+    let deadlines = sluice_agent::api::LogDeadlines {
+        fetch: Duration::from_millis(500),
+        idle: Duration::from_millis(500),
+    };
+    for follow in [false, true] {
+        let started = std::time::Instant::now();
+        let mut out = Vec::new();
+        let err = within(
+            "the call to time out",
+            sluice_agent::api::task_logs_within(
+                &addr,
+                1,
+                0,
+                LogStream::Stdout,
+                None,
+                follow,
+                deadlines,
+                &mut out,
+            ),
+        )
+        .await?
+        .expect_err("a silent peer cannot answer");
+        match &err {
+            AgentError::AgentApi { code, .. } => {
+                assert_eq!(*code, Code::DeadlineExceeded, "follow {follow}: {err}")
+            }
+            other => bail!("follow {follow}: expected a deadline, got {other}"),
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+    held.abort();
+    Ok(())
+}

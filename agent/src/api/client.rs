@@ -49,6 +49,51 @@ pub async fn task_logs(
     follow: bool,
     out: &mut (impl AsyncWrite + Unpin),
 ) -> Result<(), AgentError> {
+    let deadlines = LogDeadlines::default();
+    task_logs_within(
+        agent_api_addr,
+        job,
+        task,
+        stream,
+        tail_bytes,
+        follow,
+        deadlines,
+        out,
+    )
+    .await
+}
+
+/// The deadlines of one `TaskLogs` call.
+#[derive(Debug, Clone, Copy)]
+pub struct LogDeadlines {
+    /// The whole call, without `follow`.
+    pub fetch: Duration,
+    /// Between two messages (and until the first answer), with `follow`.
+    pub idle: Duration,
+}
+
+impl Default for LogDeadlines {
+    fn default() -> Self {
+        Self {
+            fetch: FETCH_TIMEOUT,
+            idle: FOLLOW_IDLE_TIMEOUT,
+        }
+    }
+}
+
+/// [`task_logs`] with other deadlines than the defaults.
+#[allow(clippy::too_many_arguments)]
+pub async fn task_logs_within(
+    agent_api_addr: &str,
+    job: u64,
+    task: u32,
+    stream: LogStream,
+    tail_bytes: Option<u64>,
+    follow: bool,
+    deadlines: LogDeadlines,
+    out: &mut (impl AsyncWrite + Unpin),
+) -> Result<(), AgentError> {
+    let LogDeadlines { fetch, idle } = deadlines;
     let addr = agent_api_addr.trim();
     let unreachable = |reason: String| AgentError::AgentUnreachable {
         addr: addr.to_owned(),
@@ -72,14 +117,25 @@ pub async fn task_logs(
             )))
         }
     };
-    let api_error = |status: Status| AgentError::AgentApi {
-        addr: addr.to_owned(),
-        code: status.code(),
-        message: if status.message().is_empty() {
-            status.code().description().to_owned()
-        } else {
-            status.message().to_owned()
-        },
+    let api_error = |status: Status| {
+        // tonic reports its own expiry of the call's deadline as Cancelled.
+        let expired =
+            status.code() == tonic::Code::Cancelled && status.message().contains("Timeout expired");
+        AgentError::AgentApi {
+            addr: addr.to_owned(),
+            code: if expired {
+                tonic::Code::DeadlineExceeded
+            } else {
+                status.code()
+            },
+            message: if expired {
+                format!("no complete answer within {fetch:?}: the agent stopped answering")
+            } else if status.message().is_empty() {
+                status.code().description().to_owned()
+            } else {
+                status.message().to_owned()
+            },
+        }
     };
     let request = TaskLogsRequest {
         job,
@@ -90,31 +146,32 @@ pub async fn task_logs(
         follow,
     };
     let mut request = tonic::Request::new(request);
-    let whole_call = (!follow).then(|| tokio::time::Instant::now() + FETCH_TIMEOUT);
+    let whole_call = (!follow).then(|| tokio::time::Instant::now() + fetch);
     if !follow {
-        request.set_timeout(FETCH_TIMEOUT);
+        request.set_timeout(fetch);
     }
+    let first_answer = if follow { idle } else { fetch };
     let expired = |what: &str, after: Duration| {
         api_error(Status::deadline_exceeded(format!(
             "{what} within {after:?}: the agent stopped answering"
         )))
     };
     let mut chunks = tokio::time::timeout(
-        FOLLOW_IDLE_TIMEOUT,
+        first_answer,
         AgentApiClient::new(channel).task_logs(request),
     )
     .await
-    .map_err(|_| expired("no answer", FOLLOW_IDLE_TIMEOUT))?
+    .map_err(|_| expired("no answer", first_answer))?
     .map_err(api_error)?
     .into_inner();
     loop {
         let next = match whole_call {
             Some(deadline) => tokio::time::timeout_at(deadline, chunks.message())
                 .await
-                .map_err(|_| expired("the output did not arrive", FETCH_TIMEOUT))?,
-            None => tokio::time::timeout(FOLLOW_IDLE_TIMEOUT, chunks.message())
+                .map_err(|_| expired("the output did not arrive", fetch))?,
+            None => tokio::time::timeout(idle, chunks.message())
                 .await
-                .map_err(|_| expired("no output and no keepalive", FOLLOW_IDLE_TIMEOUT))?,
+                .map_err(|_| expired("no output and no keepalive", idle))?,
         };
         let Some(chunk) = next.map_err(api_error)? else {
             return Ok(());

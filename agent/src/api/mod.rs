@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
-pub use client::{task_logs, CONNECT_TIMEOUT};
+pub use client::{task_logs, task_logs_within, LogDeadlines, CONNECT_TIMEOUT};
 /// Status codes of [`crate::AgentError::AgentApi`].
 pub use tonic::Code;
 
