@@ -151,42 +151,21 @@ impl Net {
 
     /// Cuts the link between hosts `a` and `b` (both directions).
     pub fn cut(&self, a: usize, b: usize) -> Result<()> {
-        ip(&[
-            "-n",
-            &self.ns(a),
-            "route",
-            "add",
-            "blackhole",
-            &format!("{}/32", self.ip(b)),
-        ])?;
-        ip(&[
-            "-n",
-            &self.ns(b),
-            "route",
-            "add",
-            "blackhole",
-            &format!("{}/32", self.ip(a)),
-        ])
+        self.blackholes("add", a, b)
     }
 
     /// Restores the link between hosts `a` and `b`.
     pub fn heal(&self, a: usize, b: usize) -> Result<()> {
-        ip(&[
-            "-n",
-            &self.ns(a),
-            "route",
-            "del",
-            "blackhole",
-            &format!("{}/32", self.ip(b)),
-        ])?;
-        ip(&[
-            "-n",
-            &self.ns(b),
-            "route",
-            "del",
-            "blackhole",
-            &format!("{}/32", self.ip(a)),
-        ])
+        self.blackholes("del", a, b)
+    }
+
+    /// Adds or deletes the blackhole routes between `a` and `b` on both.
+    fn blackholes(&self, action: &str, a: usize, b: usize) -> Result<()> {
+        for (from, to) in [(a, b), (b, a)] {
+            let target = format!("{}/32", self.ip(to));
+            ip(&["-n", &self.ns(from), "route", action, "blackhole", &target])?;
+        }
+        Ok(())
     }
 }
 

@@ -6,21 +6,8 @@ use sluice_consensus::Query;
 use sluice_tests::netns::Net;
 use sluice_tests::*;
 
-/// Masters' timing: agent liveness quick enough that the partition below
-/// lasts well past grace + timeout.
-const MASTER_ARGS: &[&str] = &[
-    "--heartbeat-ms",
-    "50",
-    "--election-timeout-min-ms",
-    "400",
-    "--election-timeout-max-ms",
-    "800",
-    "--agent-timeout-ms",
-    "3000",
-    "--agent-grace-ms",
-    "2000",
-];
-/// Longer than the agent grace period plus the agent timeout above.
+/// Longer than the agent grace period plus the agent timeout of
+/// [`SCHED_TIMING`] (3 s + 2 s).
 const PARTITION: Duration = Duration::from_secs(9);
 
 /// The leader is cut off from the other masters (not from the agent or the
@@ -35,7 +22,7 @@ async fn a_partitioned_leader_reschedules_nothing() -> anyhow::Result<()> {
     let net = Net::create(4)?;
     let tmp = tempfile::tempdir()?;
     let hosts: Vec<_> = (0..3).map(|h| net.host(h)).collect();
-    let cluster = ProcessCluster::start_on(tmp.path(), &hosts, MASTER_ARGS).await?;
+    let cluster = ProcessCluster::start_on(tmp.path(), &hosts, SCHED_TIMING).await?;
     cluster.init(&[]).await?;
     let leader = cluster.leader(PATIENCE).await?;
     let masters = cluster.api_addrs().join(",");
