@@ -223,11 +223,13 @@ impl ProcessCluster {
             .as_ref()
             .map(Child::id)
             .ok_or_else(|| anyhow!("master {id} is not running"))?;
-        let status = std::process::Command::new("kill")
-            .arg(format!("-{signal}"))
+        // bash's builtin `kill`: no dependency on procps' /bin/kill.
+        let status = std::process::Command::new("bash")
+            .args(["-c", "kill -\"$1\" \"$2\"", "kill"])
+            .arg(signal)
             .arg(pid.to_string())
             .status()
-            .context("running kill")?;
+            .context("running bash's kill")?;
         if !status.success() {
             bail!("kill -{signal} {pid} failed: {status}");
         }
