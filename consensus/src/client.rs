@@ -597,20 +597,39 @@ fn connect_failure(status: &Status) -> Option<ConnectFailure> {
     if status.code() != Code::Unavailable {
         return None;
     }
-    if let Some(io) = io_error(status) {
-        return Some(match io.kind() {
-            std::io::ErrorKind::ConnectionRefused => ConnectFailure::Refused,
-            _ => ConnectFailure::Other,
-        });
-    }
-    let message = status.message().to_ascii_lowercase();
-    if message.contains("refused") {
+    // Only a failure to connect proves the request never left: an OS error
+    // mid-request (a reset connection) leaves a write's outcome unknown.
+    // ("connection" alone is no sign: "connection reset" comes mid-request.)
+    let refused =
+        io_error(status).is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused);
+    let text = error_chain(status).to_ascii_lowercase();
+    if refused || text.contains("connection refused") {
         Some(ConnectFailure::Refused)
-    } else if message.contains("connect") || message.contains("dns error") {
+    } else if [
+        "tcp connect error",
+        "error trying to connect",
+        "failed to connect",
+        "dns error",
+    ]
+    .iter()
+    .any(|sign| text.contains(sign))
+    {
         Some(ConnectFailure::Other)
     } else {
         None
     }
+}
+
+/// A status's message followed by its sources'.
+fn error_chain(status: &Status) -> String {
+    let mut text = status.message().to_owned();
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(status);
+    while let Some(err) = source {
+        text.push_str(": ");
+        text.push_str(&err.to_string());
+        source = err.source();
+    }
+    text
 }
 
 /// A transport failure in words, with the OS's reason where there is one
@@ -675,5 +694,49 @@ fn reached_or_not(addr: &str, status: Status) -> ClientError {
             code: status.code(),
             message: status.message().to_owned(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome(status: Status, kind: Kind) -> &'static str {
+        match MasterClient::classify::<()>("m:1", status, kind) {
+            Outcome::Done(()) => "done",
+            Outcome::Redirect(_) => "redirect",
+            Outcome::Next(_) => "next",
+            Outcome::Wait(_) => "wait",
+            Outcome::Retry(_) => "retry",
+            Outcome::Fail(ClientError::OutcomeUnknown { .. }) => "unknown",
+            Outcome::Fail(_) => "failed",
+        }
+    }
+
+    #[test]
+    fn only_writes_cut_off_mid_way_have_an_unknown_outcome() {
+        let timeout = || Status::deadline_exceeded("not committed within 5000 ms");
+        let reset = || Status::unavailable("error reading a body from connection: reset");
+        assert_eq!(outcome(timeout(), Kind::Write), "unknown");
+        assert_eq!(outcome(reset(), Kind::Write), "unknown");
+        assert_eq!(outcome(timeout(), Kind::Idempotent), "next");
+        assert_eq!(outcome(reset(), Kind::Idempotent), "next");
+        let refused =
+            || Status::unavailable("tcp connect error: Connection refused (os error 111)");
+        assert_eq!(outcome(refused(), Kind::Write), "next", "never sent");
+        let mut no_quorum = Status::unavailable("no quorum: ...");
+        no_quorum.metadata_mut().insert(
+            NO_QUORUM_KEY,
+            tonic::metadata::MetadataValue::from_static("1"),
+        );
+        assert_eq!(
+            outcome(no_quorum, Kind::Write),
+            "retry",
+            "refused: nothing done"
+        );
+        assert_eq!(
+            outcome(Status::invalid_argument("bad"), Kind::Write),
+            "failed"
+        );
     }
 }
