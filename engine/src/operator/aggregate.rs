@@ -69,7 +69,10 @@ impl Operator for Aggregate {
     fn process(&mut self, input: &Batch, _out: &mut Output) -> Result<(), EngineError> {
         for row in 0..input.len() {
             let key = self.key.map_or(Value::Int(0), |k| input.value(row, k));
-            let accs = self.state.entry(key, || init_all(&self.aggs));
+            let accs = self
+                .state
+                .entry(key, || init_all(&self.aggs))
+                .map_err(|e| e.in_operator("aggregate"))?;
             update_all(&self.aggs, accs, input, row);
         }
         Ok(())

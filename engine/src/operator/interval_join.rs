@@ -54,18 +54,20 @@ impl Side {
         self.rows.column(self.time).get_i64(row).unwrap_or(i64::MIN)
     }
 
-    fn insert(&mut self, input: &Batch, row: usize) {
+    fn insert(&mut self, input: &Batch, row: usize) -> Result<(), EngineError> {
         let at = self.rows.len() as u32;
-        self.rows.push_row_from(input, row);
         self.index
             .entry(input.value(row, self.key), Vec::new)
+            .map_err(|e| e.in_operator("interval_join"))?
             .push(at);
+        self.rows.push_row_from(input, row);
+        Ok(())
     }
 
     /// Keeps rows for which `keep(ts)` holds, if the side has doubled since last time.
-    fn compact(&mut self, force: bool, keep: impl Fn(i64) -> bool) {
+    fn compact(&mut self, force: bool, keep: impl Fn(i64) -> bool) -> Result<(), EngineError> {
         if !force && self.rows.len() < self.compact_at {
-            return;
+            return Ok(());
         }
         let mut rows = Batch::new(self.rows.schema().clone());
         let mut index = KeyedMap::default();
@@ -73,6 +75,7 @@ impl Side {
             if keep(self.ts(r)) {
                 index
                     .entry(self.rows.value(r, self.key), Vec::new)
+                    .map_err(|e| e.in_operator("interval_join"))?
                     .push(rows.len() as u32);
                 rows.push_row_from(&self.rows, r);
             }
@@ -80,6 +83,7 @@ impl Side {
         self.rows = rows;
         self.index = index;
         self.compact_at = (self.rows.len() * 2).max(SIDE_ROWS_COMPACT_MIN);
+        Ok(())
     }
 }
 
@@ -144,7 +148,7 @@ impl TwoInputOperator for IntervalJoin {
                     }
                 }
             }
-            self.left.insert(input, row);
+            self.left.insert(input, row)?;
         }
         Ok(())
     }
@@ -166,7 +170,7 @@ impl TwoInputOperator for IntervalJoin {
                     }
                 }
             }
-            self.right.insert(input, row);
+            self.right.insert(input, row)?;
         }
         Ok(())
     }
@@ -181,9 +185,9 @@ impl TwoInputOperator for IntervalJoin {
         // A left row can still match a future right row (rt > watermark) only if lt + upper
         // exceeds the watermark; symmetrically for right rows with rt - lower.
         self.left
-            .compact(end, |lt| lt.saturating_add(upper) > watermark);
+            .compact(end, |lt| lt.saturating_add(upper) > watermark)?;
         self.right
-            .compact(end, |rt| rt.saturating_sub(lower) > watermark);
+            .compact(end, |rt| rt.saturating_sub(lower) > watermark)?;
         Ok(())
     }
 

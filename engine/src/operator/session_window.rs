@@ -96,7 +96,10 @@ impl Operator for SessionWindow {
                 continue;
             }
             let key = self.key.map(|k| input.value(row, k));
-            let list = self.sessions.entry(key.unwrap_or(Value::Int(0)), Vec::new);
+            let list = self
+                .sessions
+                .entry(key.unwrap_or(Value::Int(0)), Vec::new)
+                .map_err(|e| e.in_operator("window (session)"))?;
             // Sessions are kept sorted by start and never overlap.
             let first = list.iter().position(|s| s.end > ts).unwrap_or(list.len());
             let mut last = first;

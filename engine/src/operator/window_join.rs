@@ -134,6 +134,7 @@ impl TwoInputOperator for WindowJoin {
             for r in 0..w.right.len() {
                 index
                     .entry(w.right.value(r, self.keys.1), Vec::new)
+                    .map_err(|e| e.in_operator("window_join"))?
                     .push(r as u32);
             }
             for l in 0..w.left.len() {
