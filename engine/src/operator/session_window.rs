@@ -1,6 +1,10 @@
 //! Session windows: per key, records closer than `gap_ms` to each other form one session
 //! `[first_ts, last_ts + gap_ms)`; sessions that a record bridges are merged. Firing,
-//! lateness and the late side output follow [`crate::operator::window`].
+//! lateness and the late side output follow [`crate::operator::window`], judged on the
+//! session a record ends up in: a record that joins a live session is never late, and a
+//! session that a late record changes is emitted again — at once if the watermark has passed
+//! its (new) end, else when it gets there. So the last emission of every session shows all
+//! the records in it.
 //!
 //! Output fields: the key (if any), `window_start`, `window_end`, then the aggregates.
 //!
@@ -91,22 +95,33 @@ impl Operator for SessionWindow {
         for row in 0..input.len() {
             let ts = times.get_i64(row).unwrap_or(i64::MIN);
             let end = ts.saturating_add(self.gap);
-            if (end - 1).saturating_add(self.lateness) <= self.watermark {
-                out.late.push_row_from(input, row);
-                continue;
-            }
             let key = self.key.map(|k| input.value(row, k));
+            let lookup = key.unwrap_or(Value::Int(0));
+            // A record is late only if the session it ends up in is past its lateness. Live
+            // sessions never are (they are dropped when they get there), so a record is late
+            // when its own `[ts, ts + gap)` is past it and it touches no live session.
+            if (end - 1).saturating_add(self.lateness) <= self.watermark {
+                let touches = self
+                    .sessions
+                    .get(lookup)
+                    .is_some_and(|list| list.iter().any(|s| s.start < end && s.end > ts));
+                if !touches {
+                    out.late.push_row_from(input, row);
+                    continue;
+                }
+            }
             let list = self
                 .sessions
-                .entry(key.unwrap_or(Value::Int(0)), Vec::new)
+                .entry(lookup, Vec::new)
                 .map_err(|e| e.in_operator("window (session)"))?;
-            // Sessions are kept sorted by start and never overlap.
+            // Sessions are kept sorted by start and never overlap; `first..last` are the ones
+            // the record's `[ts, ts + gap)` overlaps.
             let first = list.iter().position(|s| s.end > ts).unwrap_or(list.len());
             let mut last = first;
             while last < list.len() && list[last].start < end {
                 last += 1;
             }
-            let target = if first == last {
+            if first == last {
                 let accs = init_all(&self.aggs);
                 list.insert(
                     first,
@@ -117,28 +132,31 @@ impl Operator for SessionWindow {
                         accs,
                     },
                 );
-                first
             } else {
                 // Merge sessions first+1..last into `first`, later ones in time order.
-                for merged in list.drain(first + 1..last).collect::<Vec<_>>() {
-                    let s = &mut list[first];
+                for j in first + 1..last {
+                    let (head, tail) = list.split_at_mut(j);
+                    let (s, merged) = (&mut head[first], &tail[0]);
                     for (spec, (acc, later)) in
                         self.aggs.iter().zip(s.accs.iter_mut().zip(&merged.accs))
                     {
                         spec.merge(acc, later);
                     }
                     s.end = s.end.max(merged.end);
-                    s.fired |= merged.fired;
                 }
+                list.drain(first + 1..last);
                 let s = &mut list[first];
                 s.start = s.start.min(ts);
                 s.end = s.end.max(end);
-                first
-            };
-            let s = &mut list[target];
+            }
+            let s = &mut list[first];
             update_all(&self.aggs, &mut s.accs, input, row);
-            if s.end - 1 <= self.watermark {
-                s.fired = true;
+            // `fired` means "the last emission shows this state". A session the watermark
+            // has passed emits its update at once; one that the update moved past the
+            // watermark (a late record extending a fired session) fires again when the
+            // watermark reaches its new end.
+            s.fired = s.end - 1 <= self.watermark;
+            if s.fired {
                 emit_window_row(&mut out.main, key, s.start, s.end, &self.aggs, &s.accs);
             }
         }
@@ -212,6 +230,54 @@ mod tests {
                 vec![i(2), t(5), t(15), i(1), t(5)],
             ]
         );
+    }
+
+    #[test]
+    fn a_late_record_that_extends_a_fired_session_fires_it_again() {
+        // Gap 10, lateness 20: [0, 10) fires at watermark 9. At watermark 15 a record at 8
+        // (its own session [8, 18) is within the lateness) extends it to [0, 18), past the
+        // watermark: the merged session must fire when the watermark reaches 17.
+        let schema = Schema::of(&[("ts", DataType::Timestamp)]).unwrap();
+        let mut s = SessionWindow::new(&schema, None, "ts", 10, 20, &["count(*) AS n"]).unwrap();
+        let mut out = Output::new(s.output_schema().clone(), schema.clone());
+        s.process(&batch(&schema, &[vec![Value::Timestamp(0)]]), &mut out)
+            .unwrap();
+        s.on_watermark(15, &mut out).unwrap();
+        let (i, t) = (OwnedValue::Int, OwnedValue::Timestamp);
+        assert_eq!(out.main.to_rows(), [vec![t(0), t(10), i(1)]]);
+        out.clear();
+        s.process(&batch(&schema, &[vec![Value::Timestamp(8)]]), &mut out)
+            .unwrap();
+        assert!(out.main.is_empty() && out.late.is_empty());
+        s.on_watermark(17, &mut out).unwrap();
+        assert_eq!(out.main.to_rows(), [vec![t(0), t(18), i(2)]]);
+        out.clear();
+        // Within the lateness of the merged session, a record inside it re-fires at once.
+        s.process(&batch(&schema, &[vec![Value::Timestamp(3)]]), &mut out)
+            .unwrap();
+        assert_eq!(out.main.to_rows(), [vec![t(0), t(18), i(3)]]);
+        s.on_watermark(i64::MAX, &mut out).unwrap();
+        assert_eq!(out.main.len(), 1, "nothing is left to fire");
+    }
+
+    #[test]
+    fn a_record_inside_an_open_session_is_not_late() {
+        // Session [0, 40) (records at 0 and 30, gap 10) is open at watermark 35; a record at
+        // 5 has its own [5, 15) long past, but it falls into the open session.
+        let schema = Schema::of(&[("ts", DataType::Timestamp)]).unwrap();
+        let mut s = SessionWindow::new(&schema, None, "ts", 10, 0, &["count(*) AS n"]).unwrap();
+        let mut out = Output::new(s.output_schema().clone(), schema.clone());
+        let rows = |ts: &[i64]| -> Vec<Vec<Value<'static>>> {
+            ts.iter().map(|t| vec![Value::Timestamp(*t)]).collect()
+        };
+        s.process(&batch(&schema, &rows(&[0, 8, 16, 24, 30])), &mut out)
+            .unwrap();
+        s.on_watermark(35, &mut out).unwrap();
+        s.process(&batch(&schema, &rows(&[5])), &mut out).unwrap();
+        assert!(out.late.is_empty());
+        s.on_watermark(i64::MAX, &mut out).unwrap();
+        let (i, t) = (OwnedValue::Int, OwnedValue::Timestamp);
+        assert_eq!(out.main.to_rows(), [vec![t(0), t(40), i(6)]]);
     }
 
     #[test]

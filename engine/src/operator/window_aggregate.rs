@@ -363,29 +363,27 @@ impl Operator for WindowAggregate {
                 row = end;
                 continue;
             }
-            self.add_run(input, row..end, pane_start)?;
             // Windows of the pane that already fired (allowed lateness) fire again for every
-            // record: the watermark passed them, so the update is their result now.
+            // record: the watermark passed them, so the update is their result now. Each
+            // re-fire shows the state with that record and none after it, so such a run is
+            // added one record at a time (in-order input never takes this path).
             let earliest = starts(pane_start, self.size, self.slide).last();
-            if earliest.is_some_and(|s| s.saturating_add(self.size) - 1 <= self.watermark) {
-                for r in row..end {
-                    let key = self.key.map(|k| input.value(r, k));
-                    let hash = key.map_or_else(keyless_hash, |_| self.hashes[r]);
-                    for start in starts(pane_start, self.size, self.slide) {
-                        let w_end = start.saturating_add(self.size);
-                        if w_end - 1 > self.watermark || self.expired(w_end) {
-                            continue;
-                        }
-                        self.merge_key(start, hash, key.unwrap_or(Value::Int(0)));
-                        emit_window_row(
-                            &mut out.main,
-                            key,
-                            start,
-                            w_end,
-                            &self.aggs,
-                            &self.key_accs,
-                        );
+            if earliest.is_none_or(|s| s.saturating_add(self.size) - 1 > self.watermark) {
+                self.add_run(input, row..end, pane_start)?;
+                row = end;
+                continue;
+            }
+            for r in row..end {
+                self.add_run(input, r..r + 1, pane_start)?;
+                let key = self.key.map(|k| input.value(r, k));
+                let hash = key.map_or_else(keyless_hash, |_| self.hashes[r]);
+                for start in starts(pane_start, self.size, self.slide) {
+                    let w_end = start.saturating_add(self.size);
+                    if w_end - 1 > self.watermark || self.expired(w_end) {
+                        continue;
                     }
+                    self.merge_key(start, hash, key.unwrap_or(Value::Int(0)));
+                    emit_window_row(&mut out.main, key, start, w_end, &self.aggs, &self.key_accs);
                 }
             }
             row = end;
@@ -632,6 +630,27 @@ mod tests {
             }
             proptest::prop_assert_eq!(got, expected);
         }
+    }
+
+    #[test]
+    fn consecutive_late_records_each_refire_with_the_state_up_to_themselves() {
+        // Window [0, 10) fires at watermark 9 with one record; three late records of one
+        // batch fall into it (lateness 20): each re-fire counts the records up to itself.
+        let s = schema();
+        let kind = WindowKind::Tumbling { size_ms: 10 };
+        let mut w =
+            WindowAggregate::new(&s, Some("k"), "ts", kind, 20, &["count(*) AS n"]).unwrap();
+        let mut out = Output::new(w.output_schema().clone(), s.clone());
+        w.process(&batch(&s, &rows(&[("a", 1)])), &mut out).unwrap();
+        w.on_watermark(9, &mut out).unwrap();
+        w.process(&batch(&s, &rows(&[("a", 2), ("a", 5), ("a", 8)])), &mut out)
+            .unwrap();
+        let counts: Vec<_> = (0..out.main.len()).map(|r| out.main.value(r, 3)).collect();
+        assert_eq!(
+            counts,
+            [Value::Int(1), Value::Int(2), Value::Int(3), Value::Int(4)]
+        );
+        assert!(out.late.is_empty());
     }
 
     #[test]
