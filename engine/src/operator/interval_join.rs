@@ -24,7 +24,10 @@
 //! ```
 
 use crate::error::EngineError;
-use crate::operator::{join_schema, push_joined, time_column, TwoInputOperator};
+use crate::operator::{
+    join_schema, output_limit, push_joined, time_column, Emit, TwoInputOperator,
+    OUTPUT_RECORDS_PER_CALL_MAX,
+};
 use crate::record::{Batch, KeyedMap, SchemaRef};
 
 /// Rows a side keeps before it first compacts.
@@ -127,6 +130,10 @@ impl IntervalJoin {
 }
 
 impl TwoInputOperator for IntervalJoin {
+    fn name(&self) -> &'static str {
+        "interval_join"
+    }
+
     fn output_schema(&self) -> &SchemaRef {
         &self.schema
     }
@@ -144,6 +151,9 @@ impl TwoInputOperator for IntervalJoin {
                 for r in matches.iter().map(|r| *r as usize) {
                     let rt = self.right.ts(r);
                     if lo <= rt && rt <= hi {
+                        if out.len() >= OUTPUT_RECORDS_PER_CALL_MAX {
+                            return Err(output_limit("interval_join"));
+                        }
                         push_joined(out, input, row, &self.right.rows, r);
                     }
                 }
@@ -166,6 +176,9 @@ impl TwoInputOperator for IntervalJoin {
                 for l in matches.iter().map(|l| *l as usize) {
                     let lt = self.left.ts(l);
                     if lo <= lt && lt <= hi {
+                        if out.len() >= OUTPUT_RECORDS_PER_CALL_MAX {
+                            return Err(output_limit("interval_join"));
+                        }
                         push_joined(out, &self.left.rows, l, input, row);
                     }
                 }
@@ -175,9 +188,9 @@ impl TwoInputOperator for IntervalJoin {
         Ok(())
     }
 
-    fn on_watermark(&mut self, watermark: i64, _out: &mut Batch) -> Result<(), EngineError> {
+    fn on_watermark(&mut self, watermark: i64, _out: &mut Batch) -> Result<Emit, EngineError> {
         if watermark <= self.watermark {
-            return Ok(());
+            return Ok(Emit::Done);
         }
         self.watermark = watermark;
         let (lower, upper) = (self.lower, self.upper);
@@ -188,7 +201,7 @@ impl TwoInputOperator for IntervalJoin {
             .compact(end, |lt| lt.saturating_add(upper) > watermark)?;
         self.right
             .compact(end, |rt| rt.saturating_sub(lower) > watermark)?;
-        Ok(())
+        Ok(Emit::Done)
     }
 
     fn late_records(&self) -> u64 {
@@ -217,7 +230,7 @@ mod tests {
         // rt in [8, 13] for key 1: 8 and 13.
         let rts: Vec<_> = (0..out.len()).map(|r| out.value(r, 3)).collect();
         assert_eq!(rts, [Value::Timestamp(8), Value::Timestamp(13)]);
-        j.on_watermark(i64::MAX, &mut out).unwrap();
+        assert_eq!(j.on_watermark(i64::MAX, &mut out).unwrap(), Emit::Done);
         assert_eq!(j.left.rows.len() + j.right.rows.len(), 0);
         j.process_left(&batch(&s, &[row(1, 20)]), &mut out).unwrap();
         assert_eq!(j.late_records(), 1);

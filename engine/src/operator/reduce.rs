@@ -101,6 +101,10 @@ impl Reduce {
 }
 
 impl Operator for Reduce {
+    fn name(&self) -> &'static str {
+        "reduce"
+    }
+
     fn output_schema(&self) -> &SchemaRef {
         &self.schema
     }

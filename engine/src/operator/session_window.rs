@@ -12,7 +12,7 @@
 //! per-record allocation once a key's session list exists. No locks, no logging.
 //!
 //! ```
-//! use sluice_engine::operator::{Operator, Output, SessionWindow};
+//! use sluice_engine::operator::{Emit, Operator, Output, SessionWindow};
 //! use sluice_engine::record::{Batch, DataType, Schema, Value};
 //!
 //! let schema = Schema::of(&[("ts", DataType::Timestamp)]).unwrap();
@@ -23,14 +23,14 @@
 //! }
 //! let mut out = Output::new(s.output_schema().clone(), schema);
 //! s.process(&input, &mut out).unwrap();
-//! s.on_watermark(i64::MAX, &mut out).unwrap();
+//! assert_eq!(s.on_watermark(i64::MAX, &mut out).unwrap(), Emit::Done);
 //! assert_eq!(out.main.len(), 2); // [1, 8) with 2 records, [20, 25) with 1
 //! ```
 
 use crate::error::EngineError;
 use crate::operator::agg::{init_all, parse_aggs, update_all, Acc, AggSpec};
 use crate::operator::window_aggregate::{emit_window_row, window_schema};
-use crate::operator::{time_column, Operator, Output};
+use crate::operator::{time_column, Emit, Operator, Output, OUTPUT_BATCH_RECORDS_MAX};
 use crate::record::{Batch, KeyedMap, SchemaRef, Value};
 
 #[derive(Debug)]
@@ -51,6 +51,8 @@ pub struct SessionWindow {
     aggs: Vec<AggSpec>,
     sessions: KeyedMap<Vec<Session>>,
     watermark: i64,
+    /// The position in `sessions` where a firing that filled the output goes on.
+    fire_next: Option<usize>,
     schema: SchemaRef,
 }
 
@@ -80,12 +82,17 @@ impl SessionWindow {
             aggs,
             sessions: KeyedMap::default(),
             watermark: i64::MIN,
+            fire_next: None,
             schema,
         })
     }
 }
 
 impl Operator for SessionWindow {
+    fn name(&self) -> &'static str {
+        "window (session)"
+    }
+
     fn output_schema(&self) -> &SchemaRef {
         &self.schema
     }
@@ -163,28 +170,38 @@ impl Operator for SessionWindow {
         Ok(())
     }
 
-    fn on_watermark(&mut self, watermark: i64, out: &mut Output) -> Result<(), EngineError> {
-        if watermark <= self.watermark {
-            return Ok(());
+    fn on_watermark(&mut self, watermark: i64, out: &mut Output) -> Result<Emit, EngineError> {
+        if watermark > self.watermark {
+            // A firing still under way starts over: sessions it emitted are marked fired.
+            self.watermark = watermark;
+            self.fire_next = Some(0);
         }
-        self.watermark = watermark;
-        let lateness = self.lateness;
+        let Some(mut next) = self.fire_next else {
+            return Ok(Emit::Done);
+        };
         let has_key = self.key.is_some();
-        for (key, list) in self.sessions.iter_mut() {
+        while let Some((key, list)) = self.sessions.get_index_mut(next) {
             for s in list
                 .iter_mut()
                 .filter(|s| !s.fired && s.end - 1 <= watermark)
             {
+                if out.main.len() >= OUTPUT_BATCH_RECORDS_MAX {
+                    self.fire_next = Some(next);
+                    return Ok(Emit::More);
+                }
                 s.fired = true;
                 let key = has_key.then(|| key.as_value());
                 emit_window_row(&mut out.main, key, s.start, s.end, &self.aggs, &s.accs);
             }
+            next += 1;
         }
+        self.fire_next = None;
+        let lateness = self.lateness;
         self.sessions.retain(|_, list| {
             list.retain(|s| (s.end - 1).saturating_add(lateness) > watermark);
             !list.is_empty()
         });
-        Ok(())
+        Ok(Emit::Done)
     }
 }
 
@@ -218,7 +235,7 @@ mod tests {
             .unwrap(); // [15,25) touches neither
         s.process(&batch(&schema, &rows(&[(1, 22)])), &mut out)
             .unwrap(); // bridges [15,25) and [30,40)
-        s.on_watermark(i64::MAX, &mut out).unwrap();
+        assert_eq!(s.on_watermark(i64::MAX, &mut out).unwrap(), Emit::Done);
         let mut got = out.main.to_rows();
         got.sort_by_key(|r| format!("{r:?}"));
         let (i, t) = (OwnedValue::Int, OwnedValue::Timestamp);
@@ -242,21 +259,21 @@ mod tests {
         let mut out = Output::new(s.output_schema().clone(), schema.clone());
         s.process(&batch(&schema, &[vec![Value::Timestamp(0)]]), &mut out)
             .unwrap();
-        s.on_watermark(15, &mut out).unwrap();
+        assert_eq!(s.on_watermark(15, &mut out).unwrap(), Emit::Done);
         let (i, t) = (OwnedValue::Int, OwnedValue::Timestamp);
         assert_eq!(out.main.to_rows(), [vec![t(0), t(10), i(1)]]);
         out.clear();
         s.process(&batch(&schema, &[vec![Value::Timestamp(8)]]), &mut out)
             .unwrap();
         assert!(out.main.is_empty() && out.late.is_empty());
-        s.on_watermark(17, &mut out).unwrap();
+        assert_eq!(s.on_watermark(17, &mut out).unwrap(), Emit::Done);
         assert_eq!(out.main.to_rows(), [vec![t(0), t(18), i(2)]]);
         out.clear();
         // Within the lateness of the merged session, a record inside it re-fires at once.
         s.process(&batch(&schema, &[vec![Value::Timestamp(3)]]), &mut out)
             .unwrap();
         assert_eq!(out.main.to_rows(), [vec![t(0), t(18), i(3)]]);
-        s.on_watermark(i64::MAX, &mut out).unwrap();
+        assert_eq!(s.on_watermark(i64::MAX, &mut out).unwrap(), Emit::Done);
         assert_eq!(out.main.len(), 1, "nothing is left to fire");
     }
 
@@ -272,12 +289,37 @@ mod tests {
         };
         s.process(&batch(&schema, &rows(&[0, 8, 16, 24, 30])), &mut out)
             .unwrap();
-        s.on_watermark(35, &mut out).unwrap();
+        assert_eq!(s.on_watermark(35, &mut out).unwrap(), Emit::Done);
         s.process(&batch(&schema, &rows(&[5])), &mut out).unwrap();
         assert!(out.late.is_empty());
-        s.on_watermark(i64::MAX, &mut out).unwrap();
+        assert_eq!(s.on_watermark(i64::MAX, &mut out).unwrap(), Emit::Done);
         let (i, t) = (OwnedValue::Int, OwnedValue::Timestamp);
         assert_eq!(out.main.to_rows(), [vec![t(0), t(40), i(6)]]);
+    }
+
+    #[test]
+    fn many_sessions_fire_in_bounded_batches() {
+        let schema = Schema::of(&[("k", DataType::Int), ("ts", DataType::Timestamp)]).unwrap();
+        let mut s =
+            SessionWindow::new(&schema, Some("k"), "ts", 10, 0, &["count(*) AS n"]).unwrap();
+        let mut out = Output::new(s.output_schema().clone(), schema.clone());
+        let rows: Vec<_> = (0..3_000)
+            .map(|k| vec![Value::Int(k), Value::Timestamp(k % 7)])
+            .collect();
+        s.process(&batch(&schema, &rows), &mut out).unwrap();
+        let (got, sizes) = crate::operator::test_util::drain(&mut s, 100, &mut out);
+        assert!(
+            sizes.iter().all(|n| *n <= OUTPUT_BATCH_RECORDS_MAX),
+            "{sizes:?}"
+        );
+        assert_eq!(sizes.len(), 3, "{sizes:?}");
+        let keys: std::collections::BTreeSet<_> =
+            got.iter().map(|r| format!("{:?}", r[0])).collect();
+        assert_eq!((got.len(), keys.len()), (3_000, 3_000));
+        assert!(
+            s.sessions.is_empty(),
+            "fired sessions past their lateness are dropped"
+        );
     }
 
     #[test]
@@ -285,7 +327,7 @@ mod tests {
         let schema = Schema::of(&[("ts", DataType::Timestamp)]).unwrap();
         let mut s = SessionWindow::new(&schema, None, "ts", 10, 0, &["count(*) AS n"]).unwrap();
         let mut out = Output::new(s.output_schema().clone(), schema.clone());
-        s.on_watermark(100, &mut out).unwrap();
+        assert_eq!(s.on_watermark(100, &mut out).unwrap(), Emit::Done);
         s.process(&batch(&schema, &[vec![Value::Timestamp(91)]]), &mut out)
             .unwrap();
         assert_eq!(out.late.len(), 1);

@@ -179,6 +179,11 @@ impl<S> KeyedMap<S> {
 
     /// Returns the key and state at position `index` (`0..len()`, in insertion order, stable
     /// until the next [`Self::retain`]).
+    pub fn get_index(&self, index: usize) -> Option<(&OwnedValue, &S)> {
+        self.entries.get(index).map(|e| (&e.key, &e.state))
+    }
+
+    /// Like [`Self::get_index`], with the state mutable.
     pub fn get_index_mut(&mut self, index: usize) -> Option<(&OwnedValue, &mut S)> {
         self.entries.get_mut(index).map(|e| (&e.key, &mut e.state))
     }

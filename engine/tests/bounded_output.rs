@@ -1,0 +1,139 @@
+//! Output stays in bounded batches: a window firing for many keys moves through an exchange
+//! in pieces of at most one batch under backpressure, and a record that fans out past the
+//! per-call limit fails the job with an error naming the operator.
+
+use std::sync::{Arc, Mutex};
+
+use sluice_engine::builder::StreamEnv;
+use sluice_engine::operator::{WindowKind, OUTPUT_RECORDS_PER_CALL_MAX};
+use sluice_engine::record::{Batch, DataType, Schema, SchemaRef, Value, BATCH_RECORDS_MAX};
+use sluice_engine::sink::Sink;
+use sluice_engine::source::{DeadLetters, Source, SourceStatus};
+use sluice_engine::spec::CustomSource;
+use sluice_engine::EngineError;
+
+const KEYS_PER_SHARD: i64 = 10_000;
+
+fn schema() -> SchemaRef {
+    Schema::of(&[("k", DataType::Int), ("ts", DataType::Timestamp)]).unwrap()
+}
+
+/// Shard `shard` emits keys `shard * KEYS_PER_SHARD ..`, one record each, all in [0, 10).
+struct DistinctKeys {
+    schema: SchemaRef,
+    next: i64,
+    end: i64,
+}
+
+impl Source for DistinctKeys {
+    fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    fn poll(
+        &mut self,
+        out: &mut Batch,
+        _dead: &mut DeadLetters,
+    ) -> Result<SourceStatus, EngineError> {
+        while self.next < self.end && out.len() < BATCH_RECORDS_MAX {
+            out.push_row(&[Value::Int(self.next), Value::Timestamp(self.next % 10)])?;
+            self.next += 1;
+        }
+        Ok(if self.next == self.end {
+            SourceStatus::Exhausted
+        } else {
+            SourceStatus::Ready
+        })
+    }
+}
+
+/// Rows seen as `(k, n)`, and the size of every batch.
+type Seen = Arc<Mutex<(Vec<(i64, i64)>, Vec<usize>)>>;
+
+/// Records every row and the size of every batch it gets.
+struct Recording {
+    seen: Seen,
+}
+
+impl Sink for Recording {
+    fn write(&mut self, batch: &Batch) -> Result<(), EngineError> {
+        let mut seen = self.seen.lock().unwrap();
+        seen.1.push(batch.len());
+        for r in 0..batch.len() {
+            let get = |c| batch.column(c).get_i64(r).unwrap();
+            seen.0.push((get(0), get(3)));
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn a_window_firing_for_many_keys_moves_in_bounded_batches() {
+    let seen: Seen = Arc::default();
+    let sink_seen = seen.clone();
+    let source_schema = schema();
+    let report = StreamEnv::new("many-keys")
+        .parallelism(2)
+        .ring_capacity(1)
+        .watermark("ts", 0, 0)
+        .custom_source(CustomSource {
+            name: "distinct-keys".into(),
+            schema: schema(),
+            factory: Arc::new(move |shard, _| {
+                let first = shard as i64 * KEYS_PER_SHARD;
+                Ok(Box::new(DistinctKeys {
+                    schema: source_schema.clone(),
+                    next: first,
+                    end: first + KEYS_PER_SHARD,
+                }) as Box<dyn Source>)
+            }),
+        })
+        .key_by("k")
+        .window(WindowKind::Tumbling { size_ms: 10 }, &["count(*) AS n"], 0)
+        // Every result has n = 1: all of them cross one more exchange to one shard.
+        .key_by("n")
+        .custom_sink(
+            "recording",
+            Arc::new(move |_, _| {
+                Ok(Box::new(Recording {
+                    seen: sink_seen.clone(),
+                }) as Box<dyn Sink>)
+            }),
+        )
+        .execute()
+        .unwrap();
+    let (rows, sizes) = &*seen.lock().unwrap();
+    let oversized: Vec<_> = sizes.iter().filter(|n| **n > BATCH_RECORDS_MAX).collect();
+    assert!(
+        oversized.is_empty(),
+        "batches over the limit: {oversized:?}"
+    );
+    let mut keys: Vec<_> = rows.iter().map(|(k, _)| *k).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    assert_eq!(keys.len() as i64, 2 * KEYS_PER_SHARD);
+    assert_eq!(rows.len(), keys.len(), "each key's window once");
+    assert!(rows.iter().all(|(_, n)| *n == 1));
+    assert_eq!(report.records_out as i64, 2 * KEYS_PER_SHARD);
+}
+
+#[test]
+fn a_record_fanning_out_past_the_limit_fails_naming_the_operator() {
+    let schema = Schema::of(&[("text", DataType::String)]).unwrap();
+    let mut input = Batch::new(schema);
+    let text = "a ".repeat(OUTPUT_RECORDS_PER_CALL_MAX + 1);
+    input.push_row(&[Value::Str(&text)]).unwrap();
+    let err = StreamEnv::new("fan-out")
+        .from_batch("text", input)
+        .flat_map("text", " ", "word")
+        .collect()
+        .execute()
+        .unwrap_err();
+    let EngineError::Limit(message) = &err else {
+        panic!("expected a limit error, got {err}");
+    };
+    assert!(
+        message.contains("flat_map") && message.contains("output_records_per_call_max"),
+        "{message}"
+    );
+}
