@@ -13,9 +13,11 @@ use crate::source::parse::{Format, LineParser};
 use crate::source::{DeadLetters, Source, SourceStatus};
 use crate::sys::{TcpEvent, UringTcpServer};
 
-/// Per-connection state: the unfinished line and bytes received so far.
+/// Per-connection state: which connection it is (counted from 1 in accept order; slots are
+/// reused), the unfinished line and bytes received so far.
 #[derive(Debug, Default)]
 struct ConnState {
+    number: u64,
     carry: Vec<u8>,
     received: u64,
 }
@@ -67,7 +69,7 @@ impl TcpSource {
 fn line(
     parser: &mut LineParser,
     name: &str,
-    conn: usize,
+    conn: u64,
     offset: u64,
     bytes: &[u8],
     out: &mut Batch,
@@ -110,6 +112,10 @@ impl Source for TcpSource {
                 if conns.len() <= id {
                     conns.resize_with(id + 1, ConnState::default);
                 }
+                let c = &mut conns[id];
+                c.number = *accepted;
+                c.received = 0;
+                c.carry.clear();
                 Ok(())
             }
             TcpEvent::Data(id, mut data) => {
@@ -117,10 +123,10 @@ impl Source for TcpSource {
                 while let Some(n) = data.iter().position(|b| *b == b'\n') {
                     let start = c.received - c.carry.len() as u64;
                     if c.carry.is_empty() {
-                        line(parser, name, id, start, &data[..n], out, dead)?;
+                        line(parser, name, c.number, start, &data[..n], out, dead)?;
                     } else {
                         c.carry.extend_from_slice(&data[..n]);
-                        line(parser, name, id, start, &c.carry, out, dead)?;
+                        line(parser, name, c.number, start, &c.carry, out, dead)?;
                         c.carry.clear();
                     }
                     c.received += n as u64 + 1;
@@ -134,8 +140,8 @@ impl Source for TcpSource {
                 let c = &mut conns[id];
                 if !c.carry.is_empty() {
                     let start = c.received - c.carry.len() as u64;
-                    line(parser, name, id, start, &c.carry, out, dead)?;
-                    c.carry = Vec::new();
+                    line(parser, name, c.number, start, &c.carry, out, dead)?;
+                    c.carry.clear();
                 }
                 Ok(())
             }
