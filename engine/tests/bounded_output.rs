@@ -1,13 +1,14 @@
-//! Output stays in bounded batches: a window firing for many keys moves through an exchange
-//! in pieces of at most one batch under backpressure, and a record that fans out past the
-//! per-call limit fails the job with an error naming the operator.
+//! Output stays bounded: a window firing for many keys moves through an exchange in pieces of
+//! at most one batch under backpressure, a record that fans out past the per-call limit fails
+//! the job with an error naming the operator, and the collect sink's channel and total are
+//! bounded.
 
 use std::sync::{Arc, Mutex};
 
 use sluice_engine::builder::StreamEnv;
 use sluice_engine::operator::{WindowKind, OUTPUT_RECORDS_PER_CALL_MAX};
 use sluice_engine::record::{Batch, DataType, Schema, SchemaRef, Value, BATCH_RECORDS_MAX};
-use sluice_engine::sink::Sink;
+use sluice_engine::sink::{Sink, COLLECT_CHANNEL_BATCHES_MAX, COLLECT_RECORDS_MAX};
 use sluice_engine::source::{DeadLetters, Source, SourceStatus};
 use sluice_engine::spec::CustomSource;
 use sluice_engine::EngineError;
@@ -136,4 +137,75 @@ fn a_record_fanning_out_past_the_limit_fails_naming_the_operator() {
         message.contains("flat_map") && message.contains("output_records_per_call_max"),
         "{message}"
     );
+}
+
+/// Emits `0..end` as single-column batches.
+struct Counter {
+    schema: SchemaRef,
+    next: i64,
+    end: i64,
+}
+
+impl Source for Counter {
+    fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    fn poll(
+        &mut self,
+        out: &mut Batch,
+        _dead: &mut DeadLetters,
+    ) -> Result<SourceStatus, EngineError> {
+        while self.next < self.end && out.len() < BATCH_RECORDS_MAX {
+            out.push_row(&[Value::Int(self.next)])?;
+            self.next += 1;
+        }
+        Ok(if self.next == self.end {
+            SourceStatus::Exhausted
+        } else {
+            SourceStatus::Ready
+        })
+    }
+}
+
+fn counting(records_per_shard: i64) -> CustomSource {
+    let schema = Schema::of(&[("x", DataType::Int)]).unwrap();
+    let source_schema = schema.clone();
+    CustomSource {
+        name: "counter".into(),
+        schema,
+        factory: Arc::new(move |_, _| {
+            Ok(Box::new(Counter {
+                schema: source_schema.clone(),
+                next: 0,
+                end: records_per_shard,
+            }) as Box<dyn Source>)
+        }),
+    }
+}
+
+#[test]
+fn collecting_more_batches_than_the_channel_holds_completes() {
+    // Many more batches than COLLECT_CHANNEL_BATCHES_MAX: the caller drains while the job runs.
+    let per_shard = (COLLECT_CHANNEL_BATCHES_MAX * BATCH_RECORDS_MAX * 2) as i64;
+    let report = StreamEnv::new("collect-many")
+        .parallelism(2)
+        .custom_source(counting(per_shard))
+        .collect()
+        .execute()
+        .unwrap();
+    assert_eq!(report.collected_rows().len() as i64, 2 * per_shard);
+}
+
+#[test]
+fn collecting_past_the_limit_fails_with_a_limit_error() {
+    let err = StreamEnv::new("collect-too-much")
+        .custom_source(counting(COLLECT_RECORDS_MAX as i64 + 1))
+        .collect()
+        .execute()
+        .unwrap_err();
+    let EngineError::Limit(message) = &err else {
+        panic!("expected a limit error, got {err}");
+    };
+    assert!(message.contains("collect_records_max"), "{message}");
 }

@@ -10,15 +10,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crossbeam_channel::Sender;
-
 use crate::error::EngineError;
 use crate::operator::Output;
 use crate::record::{Batch, SchemaRef};
 use crate::runtime::exchange::{ExchangeReceiver, ExchangeSender};
 use crate::runtime::output::StageOutput;
 use crate::runtime::stage::{LateOutput, SourceSplit, Stage, StageCounters, StageInput};
-use crate::sink::{BlackholeSink, CollectSink, FileSink, Sink, StdoutSink, TcpSink};
+use crate::sink::{BlackholeSink, CollectSink, Collector, FileSink, Sink, StdoutSink, TcpSink};
 use crate::source::{
     DeadLetter, DeadLetters, FileSource, NexmarkSource, Source, TcpSource, ValuesSource,
 };
@@ -62,7 +60,7 @@ pub struct ShardBuilder {
     /// Per exchange edge, receivers from every shard.
     pub receivers: Vec<Vec<Box<dyn ExchangeReceiver>>>,
     /// Where `collect` sinks send.
-    pub collect: Sender<Batch>,
+    pub collect: Collector,
     /// Set by any shard that fails, so the others stop.
     pub abort: Arc<AtomicBool>,
     /// Set by the caller to cancel the job (see [`crate::runtime::JobControl`]).
@@ -124,7 +122,7 @@ fn build_sink(
     spec: &SinkSpec,
     shard: usize,
     shards: usize,
-    collect: &Sender<Batch>,
+    collect: &Collector,
 ) -> Result<Box<dyn Sink>, EngineError> {
     Ok(match spec {
         SinkSpec::File { path, format } => {
