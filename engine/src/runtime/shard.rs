@@ -20,7 +20,7 @@ use crate::sink::{BlackholeSink, CollectSink, Collector, FileSink, Sink, StdoutS
 use crate::source::{
     DeadLetter, DeadLetters, FileSource, NexmarkSource, Source, TcpSource, ValuesSource,
 };
-use crate::spec::job::{SinkSpec, SourceSpec};
+use crate::spec::job::{part_path, SinkSpec, SourceSpec};
 use crate::spec::plan::{build_join, build_ops, InputPlan, Plan};
 use crate::sys::thread_cpu_time;
 use crate::time::WatermarkGenerator;
@@ -126,17 +126,7 @@ fn build_sink(
 ) -> Result<Box<dyn Sink>, EngineError> {
     Ok(match spec {
         SinkSpec::File { path, format } => {
-            let mut path = path.clone();
-            if shards > 1 {
-                // One part file per shard: `out.ndjson.0`, `out.ndjson.1`, ...
-                let mut name = path
-                    .file_name()
-                    .map(|n| n.to_os_string())
-                    .unwrap_or_default();
-                name.push(format!(".{shard}"));
-                path.set_file_name(name);
-            }
-            Box::new(FileSink::create(&path, *format)?)
+            Box::new(FileSink::create(&part_path(path, shard, shards), *format)?)
         }
         SinkSpec::Stdout { format } => Box::new(StdoutSink::new(*format)),
         SinkSpec::Tcp { addr, format } => Box::new(TcpSink::connect(addr, *format)?),
