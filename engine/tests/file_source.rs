@@ -48,7 +48,7 @@ fn every_split_count_reads_each_record_once() {
         // Varying lengths put record boundaries at every position relative to splits and
         // 256 KiB read chunks.
         let line = if id % 997 == 5 {
-            bad_offsets.push(offset);
+            bad_offsets.push((offset, id + 1));
             format!("{{\"id\":{id},\"name\":oops}}\n")
         } else {
             expected.push(id);
@@ -64,11 +64,23 @@ fn every_split_count_reads_each_record_once() {
     file.write_all(b"{\"id\":20000,\"name\":\"end\"}").unwrap();
     expected.push(20_000);
     let path = file.path().display().to_string();
-    let mut bad: Vec<String> = bad_offsets.iter().map(|o| format!("{path}:{o}")).collect();
-    bad.sort();
     for shards in [1, 2, 3, 5, 8, 13] {
         let (ids, mut positions) = read_splits(file.path(), Format::Ndjson, false, shards);
         assert_eq!(ids, expected, "{shards} splits");
+        // Every split knows the byte offset; only the first, which starts at the top of the
+        // file, counts lines.
+        let first_split_end = file.as_file().metadata().unwrap().len() / shards as u64;
+        let mut bad: Vec<String> = bad_offsets
+            .iter()
+            .map(|(o, line)| {
+                if (*o as u64) < first_split_end {
+                    format!("{path}: byte {o} (line {line})")
+                } else {
+                    format!("{path}: byte {o}")
+                }
+            })
+            .collect();
+        bad.sort();
         positions.sort();
         assert_eq!(positions, bad, "{shards} splits");
     }
@@ -111,13 +123,39 @@ fn a_job_reads_a_file_and_writes_dead_letters() {
     assert_eq!(report.records_in, 2);
     assert_eq!(report.records_out, 1);
     assert_eq!(report.dead_letters, 1);
-    let text = std::fs::read_to_string(&dead).unwrap();
-    let expected_position = format!("{}:20", input.display());
+    // One dead-letter file per shard, like a file sink; the bad line is in shard 0's split.
+    let part = |s: usize| format!("{}.{s}", dead.display());
+    let text = std::fs::read_to_string(part(0)).unwrap();
+    let expected_position = format!("{}: byte 20 (line 2)", input.display());
     assert!(
         text.contains(&expected_position) && text.contains("not json"),
         "{text}"
     );
     assert_eq!(text.lines().count(), 1);
+    assert_eq!(std::fs::read_to_string(part(1)).unwrap(), "");
+}
+
+#[test]
+fn the_dead_letter_file_holds_one_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.ndjson");
+    let dead = dir.path().join("dead.ndjson");
+    std::fs::write(&input, "{\"id\":1,\"name\":\"a\"}\nbad\nworse\n").unwrap();
+    let fields = vec![
+        Field::new("id", DataType::Int),
+        Field::new("name", DataType::String),
+    ];
+    for _ in 0..2 {
+        let report = StreamEnv::new("dead-twice")
+            .file(&input, Format::Ndjson, fields.clone())
+            .dead_letter(&dead)
+            .collect()
+            .execute()
+            .unwrap();
+        assert_eq!(report.dead_letters, 2);
+        let text = std::fs::read_to_string(&dead).unwrap();
+        assert_eq!(text.lines().count() as u64, report.dead_letters, "{text}");
+    }
 }
 
 proptest! {

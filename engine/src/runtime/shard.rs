@@ -156,7 +156,11 @@ impl ShardBuilder {
         }
         let spec = &plan.spec;
         let shards = spec.parallelism;
-        let mut dead = DeadLetters::new(spec.dead_letter.as_deref())?;
+        let dead_path = spec
+            .dead_letter
+            .as_deref()
+            .map(|p| part_path(p, shard, shards));
+        let mut dead = DeadLetters::new(dead_path.as_deref())?;
         let mut late = LateOutput {
             sink: spec
                 .late_sink

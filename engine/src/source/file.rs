@@ -2,7 +2,8 @@
 //! range; a record belongs to the split that holds its first byte, so a record spanning a
 //! split boundary is read exactly once (by the earlier split, which reads past its end to
 //! finish it). Blank lines are not records and are skipped; a malformed line goes to the
-//! dead-letter output with `path:byte_offset`.
+//! dead-letter output with its position: `path: byte N`, plus `(line L)` in the split that
+//! starts at the beginning of the file (the only one that counts lines).
 //!
 //! HOT PATH: lines inside a chunk are parsed in place; only a line spanning two chunks is
 //! copied, into a reused buffer. No per-record allocation, no locks, no logging.
@@ -12,7 +13,7 @@ use std::path::{Path, PathBuf};
 use crate::error::EngineError;
 use crate::record::{Batch, SchemaRef, BATCH_RECORDS_MAX};
 use crate::source::parse::{Format, LineParser};
-use crate::source::{DeadLetters, Source, SourceStatus};
+use crate::source::{position, DeadLetters, Source, SourceStatus};
 use crate::sys::UringReader;
 
 /// The file format of a file source (NDJSON or CSV).
@@ -35,6 +36,8 @@ pub struct FileSource {
     carry: Vec<u8>,
     /// Offset where the line being read starts.
     line_start: u64,
+    /// Its 1-based line number, known when the split starts at the beginning of the file.
+    line: Option<u64>,
     /// True while skipping the tail of the previous split's last line.
     skipping: bool,
     /// True while skipping the rest of an over-long line.
@@ -56,6 +59,7 @@ impl Lines {
         &mut self,
         line: &[u8],
         line_start: u64,
+        line_no: Option<u64>,
         out: &mut Batch,
         dead: &mut DeadLetters,
     ) -> Result<(), EngineError> {
@@ -68,11 +72,8 @@ impl Lines {
             return Ok(());
         }
         if let Err(reason) = self.parser.parse(line, out) {
-            dead.push(
-                format!("{}:{line_start}", self.path.display()),
-                reason,
-                line,
-            )?;
+            let at = position(&self.path.display().to_string(), line_start, line_no);
+            dead.push(at, reason, line)?;
         }
         Ok(())
     }
@@ -106,6 +107,7 @@ impl FileSource {
             pos: 0,
             carry: Vec::new(),
             line_start: read_from,
+            line: (start == 0).then_some(1),
             skipping: start > 0,
             overlong: false,
             end,
@@ -138,7 +140,8 @@ impl Source for FileSource {
                     // End of file: a last line without a newline is still a record.
                     self.done = true;
                     if !self.skipping && !self.overlong && !self.carry.is_empty() {
-                        self.lines.finish(&self.carry, self.line_start, out, dead)?;
+                        let (at, line) = (self.line_start, self.line);
+                        self.lines.finish(&self.carry, at, line, out, dead)?;
                     }
                     break;
                 }
@@ -152,6 +155,9 @@ impl Source for FileSource {
                 if let Some(n) = newline {
                     self.pos += n + 1;
                     self.line_start = self.chunk_offset + self.pos as u64;
+                    if let Some(line) = &mut self.line {
+                        *line += 1;
+                    }
                     if self.overlong {
                         self.overlong = false;
                     }
@@ -167,8 +173,8 @@ impl Source for FileSource {
             if self.carry.len() + piece_end > LINE_BYTES_MAX {
                 let reason = format!("line longer than {LINE_BYTES_MAX} bytes");
                 let head = &rest[..piece_end.min(64)];
-                let position = format!("{}:{}", self.lines.path.display(), self.line_start);
-                dead.push(position, reason, head)?;
+                let path = self.lines.path.display().to_string();
+                dead.push(position(&path, self.line_start, self.line), reason, head)?;
                 self.carry.clear();
                 self.overlong = true;
                 continue;
@@ -176,16 +182,20 @@ impl Source for FileSource {
             match newline {
                 Some(n) => {
                     let next_start = self.chunk_offset + (self.pos + n + 1) as u64;
+                    let (at, line) = (self.line_start, self.line);
                     if self.carry.is_empty() {
                         // The whole line is inside this chunk: parse it in place.
-                        self.lines.finish(&rest[..n], self.line_start, out, dead)?;
+                        self.lines.finish(&rest[..n], at, line, out, dead)?;
                     } else {
                         self.carry.extend_from_slice(&rest[..n]);
-                        self.lines.finish(&self.carry, self.line_start, out, dead)?;
+                        self.lines.finish(&self.carry, at, line, out, dead)?;
                         self.carry.clear();
                     }
                     self.pos += n + 1;
                     self.line_start = next_start;
+                    if let Some(line) = &mut self.line {
+                        *line += 1;
+                    }
                     if self.line_start >= self.end {
                         self.done = true;
                     }

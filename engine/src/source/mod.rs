@@ -12,7 +12,7 @@ pub mod parse;
 pub mod tcp;
 pub mod values;
 
-pub use dead_letter::{DeadLetter, DeadLetters};
+pub use dead_letter::{position, DeadLetter, DeadLetters};
 pub use file::{FileFormat, FileSource};
 pub use nexmark::{NexmarkConfig, NexmarkSource, NexmarkTable};
 pub use parse::Format;

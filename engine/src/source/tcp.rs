@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use crate::error::EngineError;
 use crate::record::{Batch, SchemaRef};
 use crate::source::parse::{Format, LineParser};
-use crate::source::{DeadLetters, Source, SourceStatus};
+use crate::source::{position, DeadLetters, Source, SourceStatus};
 use crate::sys::{TcpEvent, UringTcpServer};
 
 /// Per-connection state: which connection it is (counted from 1 in accept order; slots are
@@ -20,6 +20,8 @@ struct ConnState {
     number: u64,
     carry: Vec<u8>,
     received: u64,
+    /// The 1-based line the unfinished line is on.
+    line: u64,
 }
 
 /// One shard's split of a TCP source.
@@ -69,7 +71,7 @@ impl TcpSource {
 fn line(
     parser: &mut LineParser,
     name: &str,
-    conn: u64,
+    (conn, line_no): (u64, u64),
     offset: u64,
     bytes: &[u8],
     out: &mut Batch,
@@ -80,7 +82,8 @@ fn line(
         return Ok(());
     }
     if let Err(reason) = parser.parse(bytes, out) {
-        dead.push(format!("{name}#{conn}:{offset}"), reason, bytes)?;
+        let at = position(&format!("{name}#{conn}"), offset, Some(line_no));
+        dead.push(at, reason, bytes)?;
     }
     Ok(())
 }
@@ -115,6 +118,7 @@ impl Source for TcpSource {
                 let c = &mut conns[id];
                 c.number = *accepted;
                 c.received = 0;
+                c.line = 1;
                 c.carry.clear();
                 Ok(())
             }
@@ -123,13 +127,22 @@ impl Source for TcpSource {
                 while let Some(n) = data.iter().position(|b| *b == b'\n') {
                     let start = c.received - c.carry.len() as u64;
                     if c.carry.is_empty() {
-                        line(parser, name, c.number, start, &data[..n], out, dead)?;
+                        line(
+                            parser,
+                            name,
+                            (c.number, c.line),
+                            start,
+                            &data[..n],
+                            out,
+                            dead,
+                        )?;
                     } else {
                         c.carry.extend_from_slice(&data[..n]);
-                        line(parser, name, c.number, start, &c.carry, out, dead)?;
+                        line(parser, name, (c.number, c.line), start, &c.carry, out, dead)?;
                         c.carry.clear();
                     }
                     c.received += n as u64 + 1;
+                    c.line += 1;
                     data = &data[n + 1..];
                 }
                 c.carry.extend_from_slice(data);
@@ -140,7 +153,7 @@ impl Source for TcpSource {
                 let c = &mut conns[id];
                 if !c.carry.is_empty() {
                     let start = c.received - c.carry.len() as u64;
-                    line(parser, name, c.number, start, &c.carry, out, dead)?;
+                    line(parser, name, (c.number, c.line), start, &c.carry, out, dead)?;
                     c.carry.clear();
                 }
                 Ok(())
