@@ -75,8 +75,10 @@ impl DeadLetters {
         raw: &[u8],
     ) -> Result<(), EngineError> {
         self.count += 1;
+        // Cut long records without splitting a character; invalid bytes show as U+FFFD.
         let mut cut = raw.len().min(DEAD_LETTER_RAW_BYTES_MAX);
-        while cut > 0 && std::str::from_utf8(&raw[..cut]).is_err() && raw.len() - cut < 4 {
+        let max_cut = cut;
+        while cut < raw.len() && cut > 0 && raw[cut] & 0xC0 == 0x80 && max_cut - cut < 3 {
             cut -= 1;
         }
         let raw = String::from_utf8_lossy(&raw[..cut]).into_owned();

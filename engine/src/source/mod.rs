@@ -5,6 +5,7 @@
 use crate::error::EngineError;
 use crate::record::{Batch, SchemaRef};
 
+pub mod csv;
 pub mod dead_letter;
 pub mod file;
 pub mod nexmark;
