@@ -216,6 +216,27 @@ mod tests {
     use crate::record::{DataType, Schema, Value};
 
     #[test]
+    fn a_key_matching_past_the_per_call_limit_fails_naming_the_operator() {
+        let s = Schema::of(&[("k", DataType::Int), ("ts", DataType::Timestamp)]).unwrap();
+        let mut j = IntervalJoin::new(&s, &s, ("k", "k"), ("ts", "ts"), 0, 0).unwrap();
+        let mut right = Batch::new(s.clone());
+        for _ in 0..=OUTPUT_RECORDS_PER_CALL_MAX {
+            right
+                .push_row(&[Value::Int(1), Value::Timestamp(5)])
+                .unwrap();
+        }
+        let mut out = Batch::new(j.output_schema().clone());
+        j.process_right(&right, &mut out).unwrap();
+        let left = batch(&s, &[vec![Value::Int(1), Value::Timestamp(5)]]);
+        let err = j.process_left(&left, &mut out).unwrap_err().to_string();
+        assert!(
+            err.contains("interval_join") && err.contains("output_records_per_call_max"),
+            "{err}"
+        );
+        assert_eq!(out.len(), OUTPUT_RECORDS_PER_CALL_MAX);
+    }
+
+    #[test]
     fn bounds_are_inclusive_and_keys_must_match() {
         let s = Schema::of(&[("k", DataType::Int), ("ts", DataType::Timestamp)]).unwrap();
         let mut j = IntervalJoin::new(&s, &s, ("k", "k"), ("ts", "ts"), -2, 3).unwrap();
