@@ -24,6 +24,9 @@ pub(crate) fn plan_in_code(spec: &JobSpec) -> Result<Plan, EngineError> {
             SpecItem::Operator(i) => format!("operator #{}", i + 1),
             SpecItem::Sink(i) => format!("sink #{}", i + 1),
             SpecItem::Stream(i) => format!("stream #{}", i + 1),
+            SpecItem::Watermark => "watermark".to_owned(),
+            SpecItem::LateSink => "late sink".to_owned(),
+            SpecItem::DeadLetter => "dead-letter file".to_owned(),
         };
         EngineError::Spec {
             line: 0,

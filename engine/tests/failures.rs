@@ -61,7 +61,7 @@ fn one_failing_shard_stops_the_others_and_reports_the_cause() {
 }
 
 #[test]
-fn a_source_that_cannot_open_fails_the_job() {
+fn a_missing_source_file_fails_the_job_before_it_starts() {
     let dir = tempfile::tempdir().unwrap();
     let err = StreamEnv::new("missing")
         .parallelism(2)
@@ -73,5 +73,11 @@ fn a_source_that_cannot_open_fails_the_job() {
         .collect()
         .execute()
         .unwrap_err();
-    assert!(matches!(err, EngineError::Io { .. }), "{err}");
+    // A missing input is found when the job is planned, before any shard starts.
+    assert!(matches!(err, EngineError::Spec { .. }), "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("nope.ndjson") && text.contains("does not exist"),
+        "{text}"
+    );
 }

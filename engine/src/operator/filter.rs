@@ -42,6 +42,10 @@ impl Filter {
 }
 
 impl Operator for Filter {
+    fn name(&self) -> &'static str {
+        "filter"
+    }
+
     fn output_schema(&self) -> &SchemaRef {
         &self.schema
     }

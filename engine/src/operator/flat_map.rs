@@ -20,7 +20,7 @@
 use std::sync::Arc;
 
 use crate::error::EngineError;
-use crate::operator::{Operator, Output};
+use crate::operator::{output_limit, Operator, Output, OUTPUT_RECORDS_PER_CALL_MAX};
 use crate::record::{Batch, Column, DataType, Field, Schema, SchemaRef};
 
 /// Splits a string column into one record per piece.
@@ -64,6 +64,10 @@ impl FlatMap {
 }
 
 impl Operator for FlatMap {
+    fn name(&self) -> &'static str {
+        "flat_map"
+    }
+
     fn output_schema(&self) -> &SchemaRef {
         &self.schema
     }
@@ -78,6 +82,9 @@ impl Operator for FlatMap {
                 .split(self.separator.as_str())
                 .filter(|p| !p.is_empty())
             {
+                if out.main.len() >= OUTPUT_RECORDS_PER_CALL_MAX {
+                    return Err(output_limit("flat_map"));
+                }
                 for (i, column) in out.main.columns_mut().iter_mut().enumerate() {
                     match column {
                         Column::Str(c) if i == self.column => c.push(piece),

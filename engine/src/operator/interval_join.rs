@@ -24,7 +24,10 @@
 //! ```
 
 use crate::error::EngineError;
-use crate::operator::{join_schema, push_joined, time_column, TwoInputOperator};
+use crate::operator::{
+    join_schema, output_limit, push_joined, time_column, Emit, TwoInputOperator,
+    OUTPUT_RECORDS_PER_CALL_MAX,
+};
 use crate::record::{Batch, KeyedMap, SchemaRef};
 
 /// Rows a side keeps before it first compacts.
@@ -54,18 +57,20 @@ impl Side {
         self.rows.column(self.time).get_i64(row).unwrap_or(i64::MIN)
     }
 
-    fn insert(&mut self, input: &Batch, row: usize) {
+    fn insert(&mut self, input: &Batch, row: usize) -> Result<(), EngineError> {
         let at = self.rows.len() as u32;
-        self.rows.push_row_from(input, row);
         self.index
             .entry(input.value(row, self.key), Vec::new)
+            .map_err(|e| e.in_operator("interval_join"))?
             .push(at);
+        self.rows.push_row_from(input, row);
+        Ok(())
     }
 
     /// Keeps rows for which `keep(ts)` holds, if the side has doubled since last time.
-    fn compact(&mut self, force: bool, keep: impl Fn(i64) -> bool) {
+    fn compact(&mut self, force: bool, keep: impl Fn(i64) -> bool) -> Result<(), EngineError> {
         if !force && self.rows.len() < self.compact_at {
-            return;
+            return Ok(());
         }
         let mut rows = Batch::new(self.rows.schema().clone());
         let mut index = KeyedMap::default();
@@ -73,6 +78,7 @@ impl Side {
             if keep(self.ts(r)) {
                 index
                     .entry(self.rows.value(r, self.key), Vec::new)
+                    .map_err(|e| e.in_operator("interval_join"))?
                     .push(rows.len() as u32);
                 rows.push_row_from(&self.rows, r);
             }
@@ -80,6 +86,7 @@ impl Side {
         self.rows = rows;
         self.index = index;
         self.compact_at = (self.rows.len() * 2).max(SIDE_ROWS_COMPACT_MIN);
+        Ok(())
     }
 }
 
@@ -123,6 +130,10 @@ impl IntervalJoin {
 }
 
 impl TwoInputOperator for IntervalJoin {
+    fn name(&self) -> &'static str {
+        "interval_join"
+    }
+
     fn output_schema(&self) -> &SchemaRef {
         &self.schema
     }
@@ -140,11 +151,14 @@ impl TwoInputOperator for IntervalJoin {
                 for r in matches.iter().map(|r| *r as usize) {
                     let rt = self.right.ts(r);
                     if lo <= rt && rt <= hi {
+                        if out.len() >= OUTPUT_RECORDS_PER_CALL_MAX {
+                            return Err(output_limit("interval_join"));
+                        }
                         push_joined(out, input, row, &self.right.rows, r);
                     }
                 }
             }
-            self.left.insert(input, row);
+            self.left.insert(input, row)?;
         }
         Ok(())
     }
@@ -162,18 +176,21 @@ impl TwoInputOperator for IntervalJoin {
                 for l in matches.iter().map(|l| *l as usize) {
                     let lt = self.left.ts(l);
                     if lo <= lt && lt <= hi {
+                        if out.len() >= OUTPUT_RECORDS_PER_CALL_MAX {
+                            return Err(output_limit("interval_join"));
+                        }
                         push_joined(out, &self.left.rows, l, input, row);
                     }
                 }
             }
-            self.right.insert(input, row);
+            self.right.insert(input, row)?;
         }
         Ok(())
     }
 
-    fn on_watermark(&mut self, watermark: i64, _out: &mut Batch) -> Result<(), EngineError> {
+    fn on_watermark(&mut self, watermark: i64, _out: &mut Batch) -> Result<Emit, EngineError> {
         if watermark <= self.watermark {
-            return Ok(());
+            return Ok(Emit::Done);
         }
         self.watermark = watermark;
         let (lower, upper) = (self.lower, self.upper);
@@ -181,10 +198,10 @@ impl TwoInputOperator for IntervalJoin {
         // A left row can still match a future right row (rt > watermark) only if lt + upper
         // exceeds the watermark; symmetrically for right rows with rt - lower.
         self.left
-            .compact(end, |lt| lt.saturating_add(upper) > watermark);
+            .compact(end, |lt| lt.saturating_add(upper) > watermark)?;
         self.right
-            .compact(end, |rt| rt.saturating_sub(lower) > watermark);
-        Ok(())
+            .compact(end, |rt| rt.saturating_sub(lower) > watermark)?;
+        Ok(Emit::Done)
     }
 
     fn late_records(&self) -> u64 {
@@ -197,6 +214,27 @@ mod tests {
     use super::*;
     use crate::operator::test_util::batch;
     use crate::record::{DataType, Schema, Value};
+
+    #[test]
+    fn a_key_matching_past_the_per_call_limit_fails_naming_the_operator() {
+        let s = Schema::of(&[("k", DataType::Int), ("ts", DataType::Timestamp)]).unwrap();
+        let mut j = IntervalJoin::new(&s, &s, ("k", "k"), ("ts", "ts"), 0, 0).unwrap();
+        let mut right = Batch::new(s.clone());
+        for _ in 0..=OUTPUT_RECORDS_PER_CALL_MAX {
+            right
+                .push_row(&[Value::Int(1), Value::Timestamp(5)])
+                .unwrap();
+        }
+        let mut out = Batch::new(j.output_schema().clone());
+        j.process_right(&right, &mut out).unwrap();
+        let left = batch(&s, &[vec![Value::Int(1), Value::Timestamp(5)]]);
+        let err = j.process_left(&left, &mut out).unwrap_err().to_string();
+        assert!(
+            err.contains("interval_join") && err.contains("output_records_per_call_max"),
+            "{err}"
+        );
+        assert_eq!(out.len(), OUTPUT_RECORDS_PER_CALL_MAX);
+    }
 
     #[test]
     fn bounds_are_inclusive_and_keys_must_match() {
@@ -213,7 +251,7 @@ mod tests {
         // rt in [8, 13] for key 1: 8 and 13.
         let rts: Vec<_> = (0..out.len()).map(|r| out.value(r, 3)).collect();
         assert_eq!(rts, [Value::Timestamp(8), Value::Timestamp(13)]);
-        j.on_watermark(i64::MAX, &mut out).unwrap();
+        assert_eq!(j.on_watermark(i64::MAX, &mut out).unwrap(), Emit::Done);
         assert_eq!(j.left.rows.len() + j.right.rows.len(), 0);
         j.process_left(&batch(&s, &[row(1, 20)]), &mut out).unwrap();
         assert_eq!(j.late_records(), 1);

@@ -65,6 +65,10 @@ impl Map {
 }
 
 impl Operator for Map {
+    fn name(&self) -> &'static str {
+        "map"
+    }
+
     fn output_schema(&self) -> &SchemaRef {
         &self.schema
     }

@@ -3,10 +3,18 @@
 //! A one-input operator implements [`Operator`]; joins implement [`TwoInputOperator`]. Both
 //! receive watermarks through `on_watermark`, where windows fire and state is cleaned up.
 //! Records that arrive too late for any window go to the late side output.
+//!
+//! Output is bounded: one `on_watermark` call emits at most [`OUTPUT_BATCH_RECORDS_MAX`]
+//! records and says [`Emit::More`] when a firing has more to give (the caller drains the
+//! output and calls again), so a window that fires for millions of keys never builds one
+//! huge batch; one `process` call emits at most [`OUTPUT_RECORDS_PER_CALL_MAX`] records, and
+//! an input that would make more (a record fanning out) fails with an
+//! [`EngineError::Limit`] naming the operator.
 #![forbid(unsafe_code)]
 
 use crate::error::EngineError;
-use crate::record::{Batch, SchemaRef};
+use crate::operator::window::WINDOWS_PER_RECORD_MAX;
+use crate::record::{Batch, SchemaRef, BATCH_RECORDS_MAX};
 
 pub mod agg;
 pub mod aggregate;
@@ -32,8 +40,63 @@ pub use reduce::{Reduce, ReduceFn};
 pub use session_window::SessionWindow;
 pub use union::Union;
 pub use window::WindowKind;
+
+/// Calls `on_watermark` until it is done, draining into `out` after every call; for tests
+/// and for callers that keep all output anyway.
+pub fn advance_fully(
+    op: &mut dyn Operator,
+    watermark: i64,
+    out: &mut Output,
+) -> Result<(), EngineError> {
+    let mut chunk = Output::new(out.main.schema().clone(), out.late.schema().clone());
+    loop {
+        chunk.clear();
+        let emit = op.on_watermark(watermark, &mut chunk)?;
+        out.main.append(&chunk.main);
+        out.late.append(&chunk.late);
+        if emit == Emit::Done {
+            return Ok(());
+        }
+    }
+}
 pub use window_aggregate::WindowAggregate;
 pub use window_join::WindowJoin;
+
+/// The most records one `on_watermark` call emits; a firing with more resumes in the next
+/// call (see [`Emit`]).
+pub const OUTPUT_BATCH_RECORDS_MAX: usize = BATCH_RECORDS_MAX;
+
+/// The most records one `process` call may emit. Operators that fan a record out (flat_map
+/// pieces, join matches, the re-fired windows of a late record) stop with
+/// [`EngineError::Limit`] rather than go past it.
+pub const OUTPUT_RECORDS_PER_CALL_MAX: usize = 1 << 21;
+
+// A batch of late records re-firing every sliding window they fall into stays within it.
+const _: () =
+    assert!(OUTPUT_RECORDS_PER_CALL_MAX >= BATCH_RECORDS_MAX * WINDOWS_PER_RECORD_MAX as usize);
+const _: () = assert!(OUTPUT_BATCH_RECORDS_MAX <= OUTPUT_RECORDS_PER_CALL_MAX);
+
+/// The error of an operator whose `process` call would emit more than
+/// [`OUTPUT_RECORDS_PER_CALL_MAX`] records.
+pub fn output_limit(operator: &str) -> EngineError {
+    EngineError::Limit(format!(
+        "{operator}: one input batch makes more than {OUTPUT_RECORDS_PER_CALL_MAX} output records \
+         (output_records_per_call_max); a record fans out too far (e.g. a join key with very \
+         many matches)"
+    ))
+}
+
+/// Whether an `on_watermark` call emitted everything the watermark made due.
+#[must_use]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Emit {
+    /// Everything due is emitted.
+    Done,
+    /// The output holds [`OUTPUT_BATCH_RECORDS_MAX`] records and more are due: the caller
+    /// drains the output and calls `on_watermark` again with the same watermark, with no
+    /// other call in between, until it returns `Done`.
+    More,
+}
 
 /// Where an operator writes: its main output and the late side output (records that missed
 /// every window they belong to, in the operator's input schema).
@@ -63,33 +126,44 @@ impl Output {
 
 /// A one-input operator.
 pub trait Operator {
+    /// The operator's name in messages (its key in a job spec, e.g. `window`).
+    fn name(&self) -> &'static str;
+
     /// The schema of the records it emits.
     fn output_schema(&self) -> &SchemaRef;
 
-    /// Processes one input batch, appending results to `out`.
+    /// Processes one input batch, appending results to `out` (at most
+    /// [`OUTPUT_RECORDS_PER_CALL_MAX`] records).
     fn process(&mut self, input: &Batch, out: &mut Output) -> Result<(), EngineError>;
 
     /// Advances event time to `watermark` (no record with a timestamp `<= watermark` is
-    /// expected any more); fires windows and drops state that is no longer needed.
-    fn on_watermark(&mut self, watermark: i64, out: &mut Output) -> Result<(), EngineError> {
+    /// expected any more); fires windows and drops state that is no longer needed. Emits at
+    /// most [`OUTPUT_BATCH_RECORDS_MAX`] records per call; see [`Emit`] for the rest.
+    fn on_watermark(&mut self, watermark: i64, out: &mut Output) -> Result<Emit, EngineError> {
         let _ = (watermark, out);
-        Ok(())
+        Ok(Emit::Done)
     }
 }
 
 /// A two-input operator (joins).
 pub trait TwoInputOperator {
+    /// The operator's name in messages (its key in a job spec, e.g. `window_join`).
+    fn name(&self) -> &'static str;
+
     /// The schema of the records it emits.
     fn output_schema(&self) -> &SchemaRef;
 
-    /// Processes a batch of the left input.
+    /// Processes a batch of the left input (emitting at most
+    /// [`OUTPUT_RECORDS_PER_CALL_MAX`] records).
     fn process_left(&mut self, input: &Batch, out: &mut Batch) -> Result<(), EngineError>;
 
-    /// Processes a batch of the right input.
+    /// Processes a batch of the right input (emitting at most
+    /// [`OUTPUT_RECORDS_PER_CALL_MAX`] records).
     fn process_right(&mut self, input: &Batch, out: &mut Batch) -> Result<(), EngineError>;
 
-    /// Advances event time (the minimum of both inputs' watermarks).
-    fn on_watermark(&mut self, watermark: i64, out: &mut Batch) -> Result<(), EngineError>;
+    /// Advances event time (the minimum of both inputs' watermarks), emitting at most
+    /// [`OUTPUT_BATCH_RECORDS_MAX`] records per call; see [`Emit`] for the rest.
+    fn on_watermark(&mut self, watermark: i64, out: &mut Batch) -> Result<Emit, EngineError>;
 
     /// Returns how many records arrived after their state was dropped.
     fn late_records(&self) -> u64;
@@ -146,6 +220,25 @@ pub(crate) mod test_util {
             b.push_row(row).unwrap();
         }
         b
+    }
+
+    /// Calls `on_watermark` until it is done; returns every emitted row and the size of each
+    /// call's output.
+    pub(crate) fn drain(
+        op: &mut dyn super::Operator,
+        watermark: i64,
+        out: &mut super::Output,
+    ) -> (Vec<Vec<OwnedValue>>, Vec<usize>) {
+        let (mut rows, mut sizes) = (Vec::new(), Vec::new());
+        loop {
+            out.clear();
+            let emit = op.on_watermark(watermark, out).unwrap();
+            sizes.push(out.main.len());
+            rows.extend(out.main.to_rows());
+            if emit == super::Emit::Done {
+                return (rows, sizes);
+            }
+        }
     }
 
     /// Returns the rows sorted, for order-insensitive comparisons.

@@ -101,6 +101,10 @@ impl Reduce {
 }
 
 impl Operator for Reduce {
+    fn name(&self) -> &'static str {
+        "reduce"
+    }
+
     fn output_schema(&self) -> &SchemaRef {
         &self.schema
     }
@@ -110,15 +114,18 @@ impl Operator for Reduce {
             let key = self.key.map_or(Value::Int(0), |k| input.value(row, k));
             let v = input.value(row, self.value);
             let mut fresh = false;
-            let state = self.state.entry(key, || {
-                fresh = true;
-                match v {
-                    Value::Float(x) => State::Float(x),
-                    Value::Str(s) => State::Str(s.to_owned()),
-                    Value::Int(x) | Value::Timestamp(x) => State::Int(x),
-                    Value::Bool(b) => State::Int(i64::from(b)),
-                }
-            });
+            let state = self
+                .state
+                .entry(key, || {
+                    fresh = true;
+                    match v {
+                        Value::Float(x) => State::Float(x),
+                        Value::Str(s) => State::Str(s.to_owned()),
+                        Value::Int(x) | Value::Timestamp(x) => State::Int(x),
+                        Value::Bool(b) => State::Int(i64::from(b)),
+                    }
+                })
+                .map_err(|e| e.in_operator("reduce"))?;
             if !fresh {
                 match (state, v, &self.func) {
                     (State::Int(a), Value::Int(x) | Value::Timestamp(x), f) => {

@@ -1,6 +1,10 @@
 //! Session windows: per key, records closer than `gap_ms` to each other form one session
 //! `[first_ts, last_ts + gap_ms)`; sessions that a record bridges are merged. Firing,
-//! lateness and the late side output follow [`crate::operator::window`].
+//! lateness and the late side output follow [`crate::operator::window`], judged on the
+//! session a record ends up in: a record that joins a live session is never late, and a
+//! session that a late record changes is emitted again — at once if the watermark has passed
+//! its (new) end, else when it gets there. So the last emission of every session shows all
+//! the records in it.
 //!
 //! Output fields: the key (if any), `window_start`, `window_end`, then the aggregates.
 //!
@@ -8,7 +12,7 @@
 //! per-record allocation once a key's session list exists. No locks, no logging.
 //!
 //! ```
-//! use sluice_engine::operator::{Operator, Output, SessionWindow};
+//! use sluice_engine::operator::{Emit, Operator, Output, SessionWindow};
 //! use sluice_engine::record::{Batch, DataType, Schema, Value};
 //!
 //! let schema = Schema::of(&[("ts", DataType::Timestamp)]).unwrap();
@@ -19,14 +23,14 @@
 //! }
 //! let mut out = Output::new(s.output_schema().clone(), schema);
 //! s.process(&input, &mut out).unwrap();
-//! s.on_watermark(i64::MAX, &mut out).unwrap();
+//! assert_eq!(s.on_watermark(i64::MAX, &mut out).unwrap(), Emit::Done);
 //! assert_eq!(out.main.len(), 2); // [1, 8) with 2 records, [20, 25) with 1
 //! ```
 
 use crate::error::EngineError;
 use crate::operator::agg::{init_all, parse_aggs, update_all, Acc, AggSpec};
 use crate::operator::window_aggregate::{emit_window_row, window_schema};
-use crate::operator::{time_column, Operator, Output};
+use crate::operator::{time_column, Emit, Operator, Output, OUTPUT_BATCH_RECORDS_MAX};
 use crate::record::{Batch, KeyedMap, SchemaRef, Value};
 
 #[derive(Debug)]
@@ -47,6 +51,8 @@ pub struct SessionWindow {
     aggs: Vec<AggSpec>,
     sessions: KeyedMap<Vec<Session>>,
     watermark: i64,
+    /// The position in `sessions` where a firing that filled the output goes on.
+    fire_next: Option<usize>,
     schema: SchemaRef,
 }
 
@@ -76,12 +82,17 @@ impl SessionWindow {
             aggs,
             sessions: KeyedMap::default(),
             watermark: i64::MIN,
+            fire_next: None,
             schema,
         })
     }
 }
 
 impl Operator for SessionWindow {
+    fn name(&self) -> &'static str {
+        "window (session)"
+    }
+
     fn output_schema(&self) -> &SchemaRef {
         &self.schema
     }
@@ -91,19 +102,33 @@ impl Operator for SessionWindow {
         for row in 0..input.len() {
             let ts = times.get_i64(row).unwrap_or(i64::MIN);
             let end = ts.saturating_add(self.gap);
-            if (end - 1).saturating_add(self.lateness) <= self.watermark {
-                out.late.push_row_from(input, row);
-                continue;
-            }
             let key = self.key.map(|k| input.value(row, k));
-            let list = self.sessions.entry(key.unwrap_or(Value::Int(0)), Vec::new);
-            // Sessions are kept sorted by start and never overlap.
+            let lookup = key.unwrap_or(Value::Int(0));
+            // A record is late only if the session it ends up in is past its lateness. Live
+            // sessions never are (they are dropped when they get there), so a record is late
+            // when its own `[ts, ts + gap)` is past it and it touches no live session.
+            if (end - 1).saturating_add(self.lateness) <= self.watermark {
+                let touches = self
+                    .sessions
+                    .get(lookup)
+                    .is_some_and(|list| list.iter().any(|s| s.start < end && s.end > ts));
+                if !touches {
+                    out.late.push_row_from(input, row);
+                    continue;
+                }
+            }
+            let list = self
+                .sessions
+                .entry(lookup, Vec::new)
+                .map_err(|e| e.in_operator("window (session)"))?;
+            // Sessions are kept sorted by start and never overlap; `first..last` are the ones
+            // the record's `[ts, ts + gap)` overlaps.
             let first = list.iter().position(|s| s.end > ts).unwrap_or(list.len());
             let mut last = first;
             while last < list.len() && list[last].start < end {
                 last += 1;
             }
-            let target = if first == last {
+            if first == last {
                 let accs = init_all(&self.aggs);
                 list.insert(
                     first,
@@ -114,56 +139,69 @@ impl Operator for SessionWindow {
                         accs,
                     },
                 );
-                first
             } else {
                 // Merge sessions first+1..last into `first`, later ones in time order.
-                for merged in list.drain(first + 1..last).collect::<Vec<_>>() {
-                    let s = &mut list[first];
+                for j in first + 1..last {
+                    let (head, tail) = list.split_at_mut(j);
+                    let (s, merged) = (&mut head[first], &tail[0]);
                     for (spec, (acc, later)) in
                         self.aggs.iter().zip(s.accs.iter_mut().zip(&merged.accs))
                     {
                         spec.merge(acc, later);
                     }
                     s.end = s.end.max(merged.end);
-                    s.fired |= merged.fired;
                 }
+                list.drain(first + 1..last);
                 let s = &mut list[first];
                 s.start = s.start.min(ts);
                 s.end = s.end.max(end);
-                first
-            };
-            let s = &mut list[target];
+            }
+            let s = &mut list[first];
             update_all(&self.aggs, &mut s.accs, input, row);
-            if s.end - 1 <= self.watermark {
-                s.fired = true;
+            // `fired` means "the last emission shows this state". A session the watermark
+            // has passed emits its update at once; one that the update moved past the
+            // watermark (a late record extending a fired session) fires again when the
+            // watermark reaches its new end.
+            s.fired = s.end - 1 <= self.watermark;
+            if s.fired {
                 emit_window_row(&mut out.main, key, s.start, s.end, &self.aggs, &s.accs);
             }
         }
         Ok(())
     }
 
-    fn on_watermark(&mut self, watermark: i64, out: &mut Output) -> Result<(), EngineError> {
-        if watermark <= self.watermark {
-            return Ok(());
+    fn on_watermark(&mut self, watermark: i64, out: &mut Output) -> Result<Emit, EngineError> {
+        if watermark > self.watermark {
+            // A firing still under way starts over: sessions it emitted are marked fired.
+            self.watermark = watermark;
+            self.fire_next = Some(0);
         }
-        self.watermark = watermark;
-        let lateness = self.lateness;
+        let Some(mut next) = self.fire_next else {
+            return Ok(Emit::Done);
+        };
         let has_key = self.key.is_some();
-        for (key, list) in self.sessions.iter_mut() {
+        while let Some((key, list)) = self.sessions.get_index_mut(next) {
             for s in list
                 .iter_mut()
                 .filter(|s| !s.fired && s.end - 1 <= watermark)
             {
+                if out.main.len() >= OUTPUT_BATCH_RECORDS_MAX {
+                    self.fire_next = Some(next);
+                    return Ok(Emit::More);
+                }
                 s.fired = true;
                 let key = has_key.then(|| key.as_value());
                 emit_window_row(&mut out.main, key, s.start, s.end, &self.aggs, &s.accs);
             }
+            next += 1;
         }
+        self.fire_next = None;
+        let lateness = self.lateness;
         self.sessions.retain(|_, list| {
             list.retain(|s| (s.end - 1).saturating_add(lateness) > watermark);
             !list.is_empty()
         });
-        Ok(())
+        Ok(Emit::Done)
     }
 }
 
@@ -197,7 +235,7 @@ mod tests {
             .unwrap(); // [15,25) touches neither
         s.process(&batch(&schema, &rows(&[(1, 22)])), &mut out)
             .unwrap(); // bridges [15,25) and [30,40)
-        s.on_watermark(i64::MAX, &mut out).unwrap();
+        assert_eq!(s.on_watermark(i64::MAX, &mut out).unwrap(), Emit::Done);
         let mut got = out.main.to_rows();
         got.sort_by_key(|r| format!("{r:?}"));
         let (i, t) = (OwnedValue::Int, OwnedValue::Timestamp);
@@ -212,11 +250,84 @@ mod tests {
     }
 
     #[test]
+    fn a_late_record_that_extends_a_fired_session_fires_it_again() {
+        // Gap 10, lateness 20: [0, 10) fires at watermark 9. At watermark 15 a record at 8
+        // (its own session [8, 18) is within the lateness) extends it to [0, 18), past the
+        // watermark: the merged session must fire when the watermark reaches 17.
+        let schema = Schema::of(&[("ts", DataType::Timestamp)]).unwrap();
+        let mut s = SessionWindow::new(&schema, None, "ts", 10, 20, &["count(*) AS n"]).unwrap();
+        let mut out = Output::new(s.output_schema().clone(), schema.clone());
+        s.process(&batch(&schema, &[vec![Value::Timestamp(0)]]), &mut out)
+            .unwrap();
+        assert_eq!(s.on_watermark(15, &mut out).unwrap(), Emit::Done);
+        let (i, t) = (OwnedValue::Int, OwnedValue::Timestamp);
+        assert_eq!(out.main.to_rows(), [vec![t(0), t(10), i(1)]]);
+        out.clear();
+        s.process(&batch(&schema, &[vec![Value::Timestamp(8)]]), &mut out)
+            .unwrap();
+        assert!(out.main.is_empty() && out.late.is_empty());
+        assert_eq!(s.on_watermark(17, &mut out).unwrap(), Emit::Done);
+        assert_eq!(out.main.to_rows(), [vec![t(0), t(18), i(2)]]);
+        out.clear();
+        // Within the lateness of the merged session, a record inside it re-fires at once.
+        s.process(&batch(&schema, &[vec![Value::Timestamp(3)]]), &mut out)
+            .unwrap();
+        assert_eq!(out.main.to_rows(), [vec![t(0), t(18), i(3)]]);
+        assert_eq!(s.on_watermark(i64::MAX, &mut out).unwrap(), Emit::Done);
+        assert_eq!(out.main.len(), 1, "nothing is left to fire");
+    }
+
+    #[test]
+    fn a_record_inside_an_open_session_is_not_late() {
+        // Session [0, 40) (records at 0 and 30, gap 10) is open at watermark 35; a record at
+        // 5 has its own [5, 15) long past, but it falls into the open session.
+        let schema = Schema::of(&[("ts", DataType::Timestamp)]).unwrap();
+        let mut s = SessionWindow::new(&schema, None, "ts", 10, 0, &["count(*) AS n"]).unwrap();
+        let mut out = Output::new(s.output_schema().clone(), schema.clone());
+        let rows = |ts: &[i64]| -> Vec<Vec<Value<'static>>> {
+            ts.iter().map(|t| vec![Value::Timestamp(*t)]).collect()
+        };
+        s.process(&batch(&schema, &rows(&[0, 8, 16, 24, 30])), &mut out)
+            .unwrap();
+        assert_eq!(s.on_watermark(35, &mut out).unwrap(), Emit::Done);
+        s.process(&batch(&schema, &rows(&[5])), &mut out).unwrap();
+        assert!(out.late.is_empty());
+        assert_eq!(s.on_watermark(i64::MAX, &mut out).unwrap(), Emit::Done);
+        let (i, t) = (OwnedValue::Int, OwnedValue::Timestamp);
+        assert_eq!(out.main.to_rows(), [vec![t(0), t(40), i(6)]]);
+    }
+
+    #[test]
+    fn many_sessions_fire_in_bounded_batches() {
+        let schema = Schema::of(&[("k", DataType::Int), ("ts", DataType::Timestamp)]).unwrap();
+        let mut s =
+            SessionWindow::new(&schema, Some("k"), "ts", 10, 0, &["count(*) AS n"]).unwrap();
+        let mut out = Output::new(s.output_schema().clone(), schema.clone());
+        let rows: Vec<_> = (0..3_000)
+            .map(|k| vec![Value::Int(k), Value::Timestamp(k % 7)])
+            .collect();
+        s.process(&batch(&schema, &rows), &mut out).unwrap();
+        let (got, sizes) = crate::operator::test_util::drain(&mut s, 100, &mut out);
+        assert!(
+            sizes.iter().all(|n| *n <= OUTPUT_BATCH_RECORDS_MAX),
+            "{sizes:?}"
+        );
+        assert_eq!(sizes.len(), 3, "{sizes:?}");
+        let keys: std::collections::BTreeSet<_> =
+            got.iter().map(|r| format!("{:?}", r[0])).collect();
+        assert_eq!((got.len(), keys.len()), (3_000, 3_000));
+        assert!(
+            s.sessions.is_empty(),
+            "fired sessions past their lateness are dropped"
+        );
+    }
+
+    #[test]
     fn late_sessions_go_to_the_side_output() {
         let schema = Schema::of(&[("ts", DataType::Timestamp)]).unwrap();
         let mut s = SessionWindow::new(&schema, None, "ts", 10, 0, &["count(*) AS n"]).unwrap();
         let mut out = Output::new(s.output_schema().clone(), schema.clone());
-        s.on_watermark(100, &mut out).unwrap();
+        assert_eq!(s.on_watermark(100, &mut out).unwrap(), Emit::Done);
         s.process(&batch(&schema, &[vec![Value::Timestamp(91)]]), &mut out)
             .unwrap();
         assert_eq!(out.late.len(), 1);

@@ -45,6 +45,10 @@ impl Union {
 }
 
 impl Operator for Union {
+    fn name(&self) -> &'static str {
+        "union"
+    }
+
     fn output_schema(&self) -> &SchemaRef {
         &self.schema
     }

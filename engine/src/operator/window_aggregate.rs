@@ -6,13 +6,15 @@
 //! A record updates the one pane (slice of `gcd(size, slide)` ms) it falls into; a window
 //! merges its panes when it fires. A record that arrives after its window fired but within the
 //! allowed lateness fires that window again at once (the window's updated result for its key).
+//! A watermark that fires windows for more keys than one output batch holds emits them over
+//! several `on_watermark` calls ([`crate::operator::Emit::More`]).
 //!
 //! HOT PATH: per record, one key-index lookup and one accumulator update in a flat array;
 //! panes are cleared and reused, so state allocates only when a buffer grows. No locks, no
 //! logging.
 //!
 //! ```
-//! use sluice_engine::operator::{Operator, Output, WindowAggregate, WindowKind};
+//! use sluice_engine::operator::{Emit, Operator, Output, WindowAggregate, WindowKind};
 //! use sluice_engine::record::{Batch, DataType, Schema, Value};
 //!
 //! let schema = Schema::of(&[("ts", DataType::Timestamp), ("p", DataType::Int)]).unwrap();
@@ -24,7 +26,7 @@
 //! }
 //! let mut out = Output::new(w.output_schema().clone(), schema);
 //! w.process(&input, &mut out).unwrap();
-//! w.on_watermark(9, &mut out).unwrap(); // [0, 10) fires
+//! assert_eq!(w.on_watermark(9, &mut out).unwrap(), Emit::Done); // [0, 10) fires
 //! assert_eq!(out.main.len(), 1);
 //! assert_eq!(out.main.value(0, 2), Value::Int(11));
 //! ```
@@ -35,7 +37,10 @@ use std::sync::Arc;
 use crate::error::EngineError;
 use crate::operator::agg::{init_all, parse_aggs, Acc, AggSpec};
 use crate::operator::window::{last_start, starts, WindowKind};
-use crate::operator::{time_column, Operator, Output};
+use crate::operator::{
+    output_limit, time_column, Emit, Operator, Output, OUTPUT_BATCH_RECORDS_MAX,
+    OUTPUT_RECORDS_PER_CALL_MAX,
+};
 use crate::record::hash::{hash_column, hash_i64};
 use crate::record::{Batch, Column, DataType, Field, KeyIndex, Schema, SchemaRef, Value};
 
@@ -101,8 +106,13 @@ pub struct WindowAggregate {
     /// Scratch: per-row key hashes and pane slots of the batch being processed.
     hashes: Vec<u64>,
     slots: Vec<u32>,
-    /// Scratch: window starts to fire.
+    /// Window starts the watermark made due; `firing[fire_next..]` are still to be emitted.
     firing: Vec<i64>,
+    fire_next: usize,
+    /// The next key slot to emit of window `firing[fire_next]`.
+    fire_slot: usize,
+    /// The window whose merged panes `merged` holds.
+    merged_start: Option<i64>,
     key_type: DataType,
     watermark: i64,
     schema: SchemaRef,
@@ -196,6 +206,9 @@ impl WindowAggregate {
             hashes: Vec::new(),
             slots: Vec::new(),
             firing: Vec::new(),
+            fire_next: 0,
+            fire_slot: 0,
+            merged_start: None,
             key_type,
             watermark: i64::MIN,
             schema,
@@ -268,60 +281,110 @@ impl WindowAggregate {
         }
     }
 
-    /// Emits every key of the window starting at `start`.
-    fn fire(&mut self, start: i64, out: &mut Batch) -> Result<(), EngineError> {
+    /// Emits the keys of the window starting at `start` from slot `self.fire_slot` on, until
+    /// `out` holds [`OUTPUT_BATCH_RECORDS_MAX`] records; returns whether the window is done.
+    fn fire(&mut self, start: i64, out: &mut Batch) -> Result<bool, EngineError> {
         let end = start.saturating_add(self.size);
         let stride = self.aggs.len();
         let key = self.key;
-        let emit_pane = |pane: &Pane, out: &mut Batch, aggs: &[AggSpec]| {
-            for slot in 0..pane.keys.len() {
-                let accs = &pane.accs[slot * stride..][..stride];
-                let k = key.map(|_| pane.keys.key(slot));
+        // Emits slots `*next..` of `pane`, stopping when `out` is full.
+        let emit_pane = |pane: &Pane, next: &mut usize, out: &mut Batch, aggs: &[AggSpec]| {
+            while *next < pane.keys.len() {
+                if out.len() >= OUTPUT_BATCH_RECORDS_MAX {
+                    return false;
+                }
+                let accs = &pane.accs[*next * stride..][..stride];
+                let k = key.map(|_| pane.keys.key(*next));
                 emit_window_row(out, k, start, end, aggs, accs);
+                *next += 1;
             }
+            true
         };
         let mut range = self.panes.range(start..end);
         let first = range.next();
         if range.next().is_none() {
             // One pane (always so for tumbling windows): its state is the window's.
-            if let Some((_, pane)) = first {
-                emit_pane(pane, out, &self.aggs);
-            }
-            return Ok(());
+            return Ok(match first {
+                Some((_, pane)) => emit_pane(pane, &mut self.fire_slot, out, &self.aggs),
+                None => true,
+            });
         }
         let Self {
             panes,
             merged,
+            merged_start,
             aggs,
+            fire_slot,
             ..
         } = self;
-        merged.clear();
-        for (_, pane) in panes.range(start..end) {
-            for slot in 0..pane.keys.len() {
-                let (hash, k) = (pane.keys.hash(slot), pane.keys.key(slot));
-                let accs = &pane.accs[slot * stride..][..stride];
-                let (m, new) = merged.keys.find_or_insert(hash, k).ok_or_else(|| {
-                    EngineError::Limit(format!(
-                        "a window holds the most keys it can ({})",
-                        crate::record::key_index::KEY_SLOTS_MAX
-                    ))
-                })?;
-                if new {
-                    merged.accs.extend_from_slice(accs);
-                } else {
-                    let into = &mut merged.accs[m as usize * stride..][..stride];
-                    for ((spec, acc), later) in aggs.iter().zip(into).zip(accs) {
-                        spec.merge(acc, later);
+        if *merged_start != Some(start) {
+            merged.clear();
+            *merged_start = None;
+            for (_, pane) in panes.range(start..end) {
+                for slot in 0..pane.keys.len() {
+                    let (hash, k) = (pane.keys.hash(slot), pane.keys.key(slot));
+                    let accs = &pane.accs[slot * stride..][..stride];
+                    let (m, new) = merged.keys.find_or_insert(hash, k).ok_or_else(|| {
+                        EngineError::Limit(format!(
+                            "window: a window holds the most keys it can ({})",
+                            crate::record::key_index::KEY_SLOTS_MAX
+                        ))
+                    })?;
+                    if new {
+                        merged.accs.extend_from_slice(accs);
+                    } else {
+                        let into = &mut merged.accs[m as usize * stride..][..stride];
+                        for ((spec, acc), later) in aggs.iter().zip(into).zip(accs) {
+                            spec.merge(acc, later);
+                        }
                     }
                 }
             }
+            *merged_start = Some(start);
         }
-        emit_pane(merged, out, aggs);
-        Ok(())
+        Ok(emit_pane(merged, fire_slot, out, aggs))
+    }
+
+    /// Emits the windows in `firing[fire_next..]`; returns whether all are done.
+    fn fire_due(&mut self, out: &mut Batch) -> Result<bool, EngineError> {
+        while let Some(&start) = self.firing.get(self.fire_next) {
+            if !self.fire(start, out)? {
+                return Ok(false);
+            }
+            self.fire_next += 1;
+            self.fire_slot = 0;
+            self.merged_start = None;
+        }
+        self.firing.clear();
+        self.fire_next = 0;
+        Ok(true)
+    }
+
+    /// Drops panes whose every window is past its allowed lateness; keeps a few for reuse.
+    fn drop_expired(&mut self) {
+        let watermark = self.watermark;
+        while let Some(entry) = self.panes.first_entry() {
+            let latest = last_start(*entry.key(), self.slide);
+            let keep_until = latest
+                .saturating_add(self.size - 1)
+                .saturating_add(self.lateness);
+            if keep_until > watermark {
+                break;
+            }
+            let mut pane = entry.remove();
+            if self.spare.len() < SPARE_PANES_MAX {
+                pane.clear();
+                self.spare.push(pane);
+            }
+        }
     }
 }
 
 impl Operator for WindowAggregate {
+    fn name(&self) -> &'static str {
+        "window"
+    }
+
     fn output_schema(&self) -> &SchemaRef {
         &self.schema
     }
@@ -363,29 +426,30 @@ impl Operator for WindowAggregate {
                 row = end;
                 continue;
             }
-            self.add_run(input, row..end, pane_start)?;
             // Windows of the pane that already fired (allowed lateness) fire again for every
-            // record: the watermark passed them, so the update is their result now.
+            // record: the watermark passed them, so the update is their result now. Each
+            // re-fire shows the state with that record and none after it, so such a run is
+            // added one record at a time (in-order input never takes this path).
             let earliest = starts(pane_start, self.size, self.slide).last();
-            if earliest.is_some_and(|s| s.saturating_add(self.size) - 1 <= self.watermark) {
-                for r in row..end {
-                    let key = self.key.map(|k| input.value(r, k));
-                    let hash = key.map_or_else(keyless_hash, |_| self.hashes[r]);
-                    for start in starts(pane_start, self.size, self.slide) {
-                        let w_end = start.saturating_add(self.size);
-                        if w_end - 1 > self.watermark || self.expired(w_end) {
-                            continue;
-                        }
-                        self.merge_key(start, hash, key.unwrap_or(Value::Int(0)));
-                        emit_window_row(
-                            &mut out.main,
-                            key,
-                            start,
-                            w_end,
-                            &self.aggs,
-                            &self.key_accs,
-                        );
+            if earliest.is_none_or(|s| s.saturating_add(self.size) - 1 > self.watermark) {
+                self.add_run(input, row..end, pane_start)?;
+                row = end;
+                continue;
+            }
+            for r in row..end {
+                self.add_run(input, r..r + 1, pane_start)?;
+                let key = self.key.map(|k| input.value(r, k));
+                let hash = key.map_or_else(keyless_hash, |_| self.hashes[r]);
+                for start in starts(pane_start, self.size, self.slide) {
+                    let w_end = start.saturating_add(self.size);
+                    if w_end - 1 > self.watermark || self.expired(w_end) {
+                        continue;
                     }
+                    if out.main.len() >= OUTPUT_RECORDS_PER_CALL_MAX {
+                        return Err(output_limit("window"));
+                    }
+                    self.merge_key(start, hash, key.unwrap_or(Value::Int(0)));
+                    emit_window_row(&mut out.main, key, start, w_end, &self.aggs, &self.key_accs);
                 }
             }
             row = end;
@@ -393,49 +457,40 @@ impl Operator for WindowAggregate {
         Ok(())
     }
 
-    fn on_watermark(&mut self, watermark: i64, out: &mut Output) -> Result<(), EngineError> {
-        if watermark <= self.watermark {
-            return Ok(());
-        }
-        let old = self.watermark;
-        self.watermark = watermark;
-        // Windows whose last millisecond `end - 1` is now covered, and was not before, fire
-        // if they hold any pane. Such a window starts after `old + 1 - size`, and its panes
-        // start at or after its start and at or before `watermark`.
-        let lowest = old.saturating_add(1).saturating_sub(self.size);
-        let mut firing = std::mem::take(&mut self.firing);
-        firing.clear();
-        for (&pane_start, _) in self.panes.range(lowest..=watermark) {
-            for start in starts(pane_start, self.size, self.slide) {
-                let last = start.saturating_add(self.size) - 1;
-                if old < last && last <= watermark {
-                    firing.push(start);
+    fn on_watermark(&mut self, watermark: i64, out: &mut Output) -> Result<Emit, EngineError> {
+        if watermark > self.watermark {
+            let old = self.watermark;
+            self.watermark = watermark;
+            // Windows whose last millisecond `end - 1` is now covered, and was not before,
+            // fire if they hold any pane. Such a window starts after `old + 1 - size`, and its
+            // panes start at or after its start and at or before `watermark`. They all end
+            // after the windows still queued (those end by `old`), so they go after them.
+            let lowest = old.saturating_add(1).saturating_sub(self.size);
+            let queued = self.firing.len();
+            for (&pane_start, _) in self.panes.range(lowest..=watermark) {
+                for start in starts(pane_start, self.size, self.slide) {
+                    let last = start.saturating_add(self.size) - 1;
+                    if old < last && last <= watermark {
+                        self.firing.push(start);
+                    }
                 }
             }
-        }
-        firing.sort_unstable();
-        firing.dedup();
-        let result = firing
-            .iter()
-            .try_for_each(|start| self.fire(*start, &mut out.main));
-        self.firing = firing;
-        result?;
-        // Drop panes whose every window is past its allowed lateness; keep a few for reuse.
-        while let Some(entry) = self.panes.first_entry() {
-            let latest = last_start(*entry.key(), self.slide);
-            let keep_until = latest
-                .saturating_add(self.size - 1)
-                .saturating_add(self.lateness);
-            if keep_until > watermark {
-                break;
+            let new = &mut self.firing[queued..];
+            new.sort_unstable();
+            let mut kept = queued;
+            for i in queued..self.firing.len() {
+                if kept == queued || self.firing[kept - 1] != self.firing[i] {
+                    self.firing[kept] = self.firing[i];
+                    kept += 1;
+                }
             }
-            let mut pane = entry.remove();
-            if self.spare.len() < SPARE_PANES_MAX {
-                pane.clear();
-                self.spare.push(pane);
-            }
+            self.firing.truncate(kept);
         }
-        Ok(())
+        if !self.fire_due(&mut out.main)? {
+            return Ok(Emit::More);
+        }
+        self.drop_expired();
+        Ok(Emit::Done)
     }
 }
 
@@ -467,7 +522,7 @@ mod tests {
         let mut out = Output::new(w.output_schema().clone(), s.clone());
         w.process(&batch(&s, &rows(&[("a", 1), ("a", 6), ("b", 7)])), &mut out)
             .unwrap();
-        w.on_watermark(i64::MAX, &mut out).unwrap();
+        assert_eq!(w.on_watermark(i64::MAX, &mut out).unwrap(), Emit::Done);
         let (t, i, st) = (OwnedValue::Timestamp, OwnedValue::Int, |x: &str| {
             OwnedValue::Str(x.into())
         });
@@ -498,8 +553,8 @@ mod tests {
             &mut out,
         )
         .unwrap();
-        w.on_watermark(i64::MAX - 1, &mut out).unwrap();
-        w.on_watermark(i64::MAX, &mut out).unwrap();
+        assert_eq!(w.on_watermark(i64::MAX - 1, &mut out).unwrap(), Emit::Done);
+        assert_eq!(w.on_watermark(i64::MAX, &mut out).unwrap(), Emit::Done);
         assert!(!out.main.is_empty());
     }
 
@@ -511,7 +566,7 @@ mod tests {
         let mut w = WindowAggregate::new(&s, None, "ts", kind, 5, &["count(*) AS n"]).unwrap();
         let mut out = Output::new(w.output_schema().clone(), s.clone());
         w.process(&batch(&s, &rows(&[("a", 3)])), &mut out).unwrap();
-        w.on_watermark(9, &mut out).unwrap();
+        assert_eq!(w.on_watermark(9, &mut out).unwrap(), Emit::Done);
         assert_eq!(
             out.main.to_rows(),
             [[
@@ -522,13 +577,13 @@ mod tests {
         );
         out.clear();
         // Late by 4 (< 5): accepted, the window re-fires with the updated count.
-        w.on_watermark(13, &mut out).unwrap();
+        assert_eq!(w.on_watermark(13, &mut out).unwrap(), Emit::Done);
         w.process(&batch(&s, &rows(&[("a", 5)])), &mut out).unwrap();
         assert_eq!(out.main.value(0, 2), Value::Int(2));
         assert!(out.late.is_empty());
         out.clear();
         // Late by exactly the allowed lateness (watermark 14 = end - 1 + 5): side output.
-        w.on_watermark(14, &mut out).unwrap();
+        assert_eq!(w.on_watermark(14, &mut out).unwrap(), Emit::Done);
         w.process(&batch(&s, &rows(&[("a", 9)])), &mut out).unwrap();
         assert!(out.main.is_empty());
         assert_eq!(
@@ -547,10 +602,10 @@ mod tests {
         // Watermark 8 (e.g. max 12 with out-of-orderness 3): [0, 10) still open.
         w.process(&batch(&s, &rows(&[("a", 12), ("a", 2)])), &mut out)
             .unwrap();
-        w.on_watermark(8, &mut out).unwrap();
+        assert_eq!(w.on_watermark(8, &mut out).unwrap(), Emit::Done);
         w.process(&batch(&s, &rows(&[("a", 9)])), &mut out).unwrap();
         assert!(out.main.is_empty() && out.late.is_empty());
-        w.on_watermark(i64::MAX, &mut out).unwrap();
+        assert_eq!(w.on_watermark(i64::MAX, &mut out).unwrap(), Emit::Done);
         let counts: Vec<_> = (0..out.main.len()).map(|r| out.main.value(r, 2)).collect();
         assert_eq!(counts, [Value::Int(2), Value::Int(1)]);
     }
@@ -573,9 +628,9 @@ mod tests {
             for chunk in events.chunks(cut) {
                 let rows: Vec<_> = chunk.iter().map(|(k, t)| vec![Value::Int(*k), Value::Timestamp(*t)]).collect();
                 w.process(&batch(&s, &rows), &mut out).unwrap();
-                w.on_watermark(chunk.last().map_or(i64::MIN, |e| e.1 - 1), &mut out).unwrap();
+                assert_eq!(w.on_watermark(chunk.last().map_or(i64::MIN, |e| e.1 - 1), &mut out).unwrap(), Emit::Done);
             }
-            w.on_watermark(i64::MAX, &mut out).unwrap();
+            assert_eq!(w.on_watermark(i64::MAX, &mut out).unwrap(), Emit::Done);
             proptest::prop_assert!(out.late.is_empty());
             let mut expected = std::collections::BTreeMap::new();
             for (k, t) in &events {
@@ -610,9 +665,9 @@ mod tests {
                     .map(|(k, t, v)| vec![Value::Int(*k), Value::Timestamp(*t), Value::Int(*v)])
                     .collect();
                 w.process(&batch(&s, &rows), &mut out).unwrap();
-                w.on_watermark(chunk.last().map_or(i64::MIN, |e| e.1 - 1), &mut out).unwrap();
+                assert_eq!(w.on_watermark(chunk.last().map_or(i64::MIN, |e| e.1 - 1), &mut out).unwrap(), Emit::Done);
             }
-            w.on_watermark(i64::MAX, &mut out).unwrap();
+            assert_eq!(w.on_watermark(i64::MAX, &mut out).unwrap(), Emit::Done);
             proptest::prop_assert!(out.late.is_empty());
             proptest::prop_assert_eq!(w.open_windows(), 0);
             let mut expected = std::collections::BTreeMap::new();
@@ -635,6 +690,68 @@ mod tests {
     }
 
     #[test]
+    fn a_window_firing_for_many_keys_emits_bounded_batches() {
+        // 2,500 keys in a tumbling window and in two sliding windows made of several panes:
+        // each firing comes out in pieces of at most one output batch, every key once.
+        let s = Schema::of(&[("k", DataType::Int), ("ts", DataType::Timestamp)]).unwrap();
+        let keys = 2_500i64;
+        let input: Vec<_> = (0..keys)
+            .map(|k| vec![Value::Int(k), Value::Timestamp(k % 20)])
+            .collect();
+        for kind in [
+            WindowKind::Tumbling { size_ms: 20 },
+            WindowKind::Sliding {
+                size_ms: 20,
+                slide_ms: 10,
+            },
+        ] {
+            let mut w =
+                WindowAggregate::new(&s, Some("k"), "ts", kind, 0, &["count(*) AS n"]).unwrap();
+            let mut out = Output::new(w.output_schema().clone(), s.clone());
+            w.process(&batch(&s, &input), &mut out).unwrap();
+            let (rows, sizes) = crate::operator::test_util::drain(&mut w, i64::MAX, &mut out);
+            assert!(
+                sizes.iter().all(|n| *n <= OUTPUT_BATCH_RECORDS_MAX),
+                "{sizes:?}"
+            );
+            assert!(sizes.len() > 2, "{kind:?}: {sizes:?}");
+            let mut seen = std::collections::BTreeSet::new();
+            for row in &rows {
+                assert_eq!(row[3], OwnedValue::Int(1), "{kind:?}");
+                assert!(seen.insert(format!("{:?}", &row[..2])), "{row:?} twice");
+            }
+            let windows_per_key = if matches!(kind, WindowKind::Tumbling { .. }) {
+                1
+            } else {
+                2
+            };
+            assert_eq!(rows.len() as i64, keys * windows_per_key, "{kind:?}");
+            assert_eq!(w.open_windows(), 0);
+        }
+    }
+
+    #[test]
+    fn consecutive_late_records_each_refire_with_the_state_up_to_themselves() {
+        // Window [0, 10) fires at watermark 9 with one record; three late records of one
+        // batch fall into it (lateness 20): each re-fire counts the records up to itself.
+        let s = schema();
+        let kind = WindowKind::Tumbling { size_ms: 10 };
+        let mut w =
+            WindowAggregate::new(&s, Some("k"), "ts", kind, 20, &["count(*) AS n"]).unwrap();
+        let mut out = Output::new(w.output_schema().clone(), s.clone());
+        w.process(&batch(&s, &rows(&[("a", 1)])), &mut out).unwrap();
+        assert_eq!(w.on_watermark(9, &mut out).unwrap(), Emit::Done);
+        w.process(&batch(&s, &rows(&[("a", 2), ("a", 5), ("a", 8)])), &mut out)
+            .unwrap();
+        let counts: Vec<_> = (0..out.main.len()).map(|r| out.main.value(r, 3)).collect();
+        assert_eq!(
+            counts,
+            [Value::Int(1), Value::Int(2), Value::Int(3), Value::Int(4)]
+        );
+        assert!(out.late.is_empty());
+    }
+
+    #[test]
     fn a_late_record_refires_its_sliding_windows_at_once() {
         // Size 10, slide 5, lateness 20: at watermark 14, [0, 10) and [5, 15) have fired; a
         // record at 7 updates both and each emits its new count right away.
@@ -647,7 +764,7 @@ mod tests {
             WindowAggregate::new(&s, Some("k"), "ts", kind, 20, &["count(*) AS n"]).unwrap();
         let mut out = Output::new(w.output_schema().clone(), s.clone());
         w.process(&batch(&s, &rows(&[("a", 6)])), &mut out).unwrap();
-        w.on_watermark(14, &mut out).unwrap();
+        assert_eq!(w.on_watermark(14, &mut out).unwrap(), Emit::Done);
         assert_eq!(out.main.len(), 2);
         out.clear();
         w.process(&batch(&s, &rows(&[("a", 7)])), &mut out).unwrap();

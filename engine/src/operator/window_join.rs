@@ -1,12 +1,13 @@
 //! Window join: joins left and right records with equal keys that fall into the same
-//! tumbling event-time window; results are emitted when the window fires. Records for a
-//! window that has already fired are counted as late.
+//! tumbling event-time window; results are emitted when the window fires (over several
+//! `on_watermark` calls when they are more than one output batch). Records for a window that
+//! has already fired are counted as late.
 //!
 //! HOT PATH: records are appended to per-window column buffers; the join itself runs once per
 //! window. No per-record allocation, no locks, no logging.
 //!
 //! ```
-//! use sluice_engine::operator::{TwoInputOperator, WindowJoin};
+//! use sluice_engine::operator::{Emit, TwoInputOperator, WindowJoin};
 //! use sluice_engine::record::{Batch, DataType, Schema, Value};
 //!
 //! let bids = Schema::of(&[("auction", DataType::Int), ("ts", DataType::Timestamp)]).unwrap();
@@ -19,7 +20,7 @@
 //! let mut out = Batch::new(join.output_schema().clone());
 //! join.process_left(&l, &mut out).unwrap();
 //! join.process_right(&r, &mut out).unwrap();
-//! join.on_watermark(9, &mut out).unwrap();
+//! assert_eq!(join.on_watermark(9, &mut out).unwrap(), Emit::Done);
 //! assert_eq!(out.len(), 1);
 //! ```
 
@@ -27,13 +28,25 @@ use std::collections::BTreeMap;
 
 use crate::error::EngineError;
 use crate::operator::window::last_start;
-use crate::operator::{join_schema, push_joined, time_column, TwoInputOperator};
+use crate::operator::{
+    join_schema, push_joined, time_column, Emit, TwoInputOperator, OUTPUT_BATCH_RECORDS_MAX,
+};
 use crate::record::{Batch, KeyedMap, SchemaRef};
 
 #[derive(Debug)]
 struct JoinWindow {
     left: Batch,
     right: Batch,
+}
+
+/// A window being emitted: its rows, the right rows by key, and the next match to emit.
+#[derive(Debug)]
+struct Firing {
+    window: JoinWindow,
+    right_by_key: KeyedMap<Vec<u32>>,
+    /// The left row being joined, and how many of its matches are emitted.
+    left: usize,
+    matched: usize,
 }
 
 /// An equi-join of two streams within tumbling windows.
@@ -44,6 +57,9 @@ pub struct WindowJoin {
     size: i64,
     inputs: (SchemaRef, SchemaRef),
     windows: BTreeMap<i64, JoinWindow>,
+    /// The window whose results are being emitted, when a watermark made more due than one
+    /// output batch holds.
+    firing: Option<Firing>,
     watermark: i64,
     late: u64,
     schema: SchemaRef,
@@ -78,6 +94,7 @@ impl WindowJoin {
             size: size_ms,
             inputs: (left.clone(), right.clone()),
             windows: BTreeMap::new(),
+            firing: None,
             watermark: i64::MIN,
             late: 0,
             schema: join_schema(left, right)?,
@@ -103,9 +120,37 @@ impl WindowJoin {
             side.push_row_from(input, row);
         }
     }
+
+    /// Takes the earliest window the watermark has passed, with its right rows indexed.
+    fn next_due(&mut self) -> Result<Option<Firing>, EngineError> {
+        let Some(entry) = self.windows.first_entry() else {
+            return Ok(None);
+        };
+        if entry.key().saturating_add(self.size - 1) > self.watermark {
+            return Ok(None);
+        }
+        let window = entry.remove();
+        let mut right_by_key: KeyedMap<Vec<u32>> = KeyedMap::default();
+        for r in 0..window.right.len() {
+            right_by_key
+                .entry(window.right.value(r, self.keys.1), Vec::new)
+                .map_err(|e| e.in_operator("window_join"))?
+                .push(r as u32);
+        }
+        Ok(Some(Firing {
+            window,
+            right_by_key,
+            left: 0,
+            matched: 0,
+        }))
+    }
 }
 
 impl TwoInputOperator for WindowJoin {
+    fn name(&self) -> &'static str {
+        "window_join"
+    }
+
     fn output_schema(&self) -> &SchemaRef {
         &self.schema
     }
@@ -120,31 +165,32 @@ impl TwoInputOperator for WindowJoin {
         Ok(())
     }
 
-    fn on_watermark(&mut self, watermark: i64, out: &mut Batch) -> Result<(), EngineError> {
-        if watermark <= self.watermark {
-            return Ok(());
-        }
-        self.watermark = watermark;
-        while let Some(entry) = self.windows.first_entry() {
-            if entry.key().saturating_add(self.size - 1) > watermark {
-                break;
-            }
-            let w = entry.remove();
-            let mut index: KeyedMap<Vec<u32>> = KeyedMap::default();
-            for r in 0..w.right.len() {
-                index
-                    .entry(w.right.value(r, self.keys.1), Vec::new)
-                    .push(r as u32);
-            }
-            for l in 0..w.left.len() {
-                if let Some(matches) = index.get(w.left.value(l, self.keys.0)) {
-                    for r in matches {
-                        push_joined(out, &w.left, l, &w.right, *r as usize);
+    fn on_watermark(&mut self, watermark: i64, out: &mut Batch) -> Result<Emit, EngineError> {
+        self.watermark = self.watermark.max(watermark);
+        loop {
+            let mut f = match self.firing.take() {
+                Some(f) => f,
+                None => match self.next_due()? {
+                    Some(f) => f,
+                    None => return Ok(Emit::Done),
+                },
+            };
+            let (left, right) = (&f.window.left, &f.window.right);
+            while f.left < left.len() {
+                if let Some(matches) = f.right_by_key.get(left.value(f.left, self.keys.0)) {
+                    while let Some(r) = matches.get(f.matched) {
+                        if out.len() >= OUTPUT_BATCH_RECORDS_MAX {
+                            self.firing = Some(f);
+                            return Ok(Emit::More);
+                        }
+                        push_joined(out, left, f.left, right, *r as usize);
+                        f.matched += 1;
                     }
                 }
+                f.left += 1;
+                f.matched = 0;
             }
         }
-        Ok(())
     }
 
     fn late_records(&self) -> u64 {
@@ -172,12 +218,39 @@ mod tests {
         .unwrap();
         j.process_right(&batch(&l, &[row(1, 9), row(2, 15), row(3, 4)]), &mut out)
             .unwrap();
-        j.on_watermark(9, &mut out).unwrap();
+        assert_eq!(j.on_watermark(9, &mut out).unwrap(), Emit::Done);
         // Window [0,10): left k=1 (ts 1, 2) x right k=1 (ts 9) = 2 rows; k=2 has no partner.
         assert_eq!(out.len(), 2);
         j.process_right(&batch(&l, &[row(1, 5)]), &mut out).unwrap();
         assert_eq!(j.late_records(), 1);
-        j.on_watermark(i64::MAX, &mut out).unwrap();
+        assert_eq!(j.on_watermark(i64::MAX, &mut out).unwrap(), Emit::Done);
         assert_eq!(out.len(), 2, "k=1 at 11 and k=2 at 15 do not match");
+    }
+
+    #[test]
+    fn a_window_with_many_matches_is_emitted_in_bounded_batches() {
+        // 50 left x 50 right rows of one key: 2,500 results, at most one batch per call.
+        let l = Schema::of(&[("k", DataType::Int), ("ts", DataType::Timestamp)]).unwrap();
+        let mut j = WindowJoin::new(&l, &l, ("k", "k"), ("ts", "ts"), 10).unwrap();
+        let rows: Vec<_> = (0..50)
+            .map(|t| vec![Value::Int(1), Value::Timestamp(t % 10)])
+            .collect();
+        let mut out = Batch::new(j.output_schema().clone());
+        j.process_left(&batch(&l, &rows), &mut out).unwrap();
+        j.process_right(&batch(&l, &rows), &mut out).unwrap();
+        let mut sizes = Vec::new();
+        loop {
+            out.clear();
+            let emit = j.on_watermark(i64::MAX, &mut out).unwrap();
+            sizes.push(out.len());
+            if emit == Emit::Done {
+                break;
+            }
+        }
+        assert_eq!(
+            sizes,
+            [OUTPUT_BATCH_RECORDS_MAX, OUTPUT_BATCH_RECORDS_MAX, 452]
+        );
+        assert!(j.windows.is_empty() && j.firing.is_none());
     }
 }

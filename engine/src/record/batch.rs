@@ -161,20 +161,28 @@ impl Batch {
 
     /// Appends every row of `other`, which must have the same column types.
     pub fn append(&mut self, other: &Self) {
-        for (column, source) in self.columns.iter_mut().zip(&other.columns) {
-            column.extend_from(source);
-        }
-        self.len += other.len;
+        self.append_rows(other, 0..other.len);
     }
 
-    /// Appends row `r` to `parts[targets[r]]` for every row; all parts have this batch's
-    /// column types. Works column by column, so the type dispatch is per column, not per value.
-    pub fn scatter(&self, targets: &[u32], parts: &mut [Self]) {
-        debug_assert_eq!(targets.len(), self.len, "one target per row");
+    /// Appends rows `rows` of `other`, which must have the same column types.
+    pub fn append_rows(&mut self, other: &Self, rows: std::ops::Range<usize>) {
+        for (column, source) in self.columns.iter_mut().zip(&other.columns) {
+            column.extend_from_range(source, rows.clone());
+        }
+        self.len += rows.len();
+    }
+
+    /// Appends row `rows.start + i` to `parts[targets[i]]` for every row of `rows`; all parts
+    /// have this batch's column types. Works column by column, so the type dispatch is per
+    /// column, not per value.
+    pub fn scatter(&self, rows: std::ops::Range<usize>, targets: &[u32], parts: &mut [Self]) {
+        debug_assert_eq!(targets.len(), rows.len(), "one target per row");
+        let first = rows.start;
         for (c, column) in self.columns.iter().enumerate() {
             match column {
                 Column::Int(v) | Column::Timestamp(v) => {
                     for (row, t) in targets.iter().enumerate() {
+                        let row = first + row;
                         if let Column::Int(o) | Column::Timestamp(o) =
                             &mut parts[*t as usize].columns[c]
                         {
@@ -184,6 +192,7 @@ impl Batch {
                 }
                 Column::Float(v) => {
                     for (row, t) in targets.iter().enumerate() {
+                        let row = first + row;
                         if let Column::Float(o) = &mut parts[*t as usize].columns[c] {
                             o.push(v[row]);
                         }
@@ -191,6 +200,7 @@ impl Batch {
                 }
                 Column::Bool(v) => {
                     for (row, t) in targets.iter().enumerate() {
+                        let row = first + row;
                         if let Column::Bool(o) = &mut parts[*t as usize].columns[c] {
                             o.push(v[row]);
                         }
@@ -198,6 +208,7 @@ impl Batch {
                 }
                 Column::Str(v) => {
                     for (row, t) in targets.iter().enumerate() {
+                        let row = first + row;
                         if let Column::Str(o) = &mut parts[*t as usize].columns[c] {
                             o.push(v.get(row));
                         }
@@ -279,7 +290,7 @@ mod tests {
             batch.push_row(&[Value::Int(a), Value::Str(b)]).unwrap();
         }
         let mut parts = vec![Batch::new(schema.clone()), Batch::new(schema)];
-        batch.scatter(&[1, 0, 1, 1], &mut parts);
+        batch.scatter(0..4, &[1, 0, 1, 1], &mut parts);
         assert_eq!(
             parts[0].to_rows(),
             [[OwnedValue::Int(2), OwnedValue::Str("q".into())]]

@@ -206,17 +206,18 @@ impl Column {
 
     /// Appends every value of `other` (same type) to this column.
     pub fn extend_from(&mut self, other: &Self) {
+        self.extend_from_range(other, 0..other.len());
+    }
+
+    /// Appends values `rows` of `other` (same type) to this column.
+    pub fn extend_from_range(&mut self, other: &Self, rows: std::ops::Range<usize>) {
         match (self, other) {
             (Self::Int(c), Self::Int(o)) | (Self::Timestamp(c), Self::Timestamp(o)) => {
-                c.extend_from_slice(o);
+                c.extend_from_slice(&o[rows]);
             }
-            (Self::Float(c), Self::Float(o)) => c.extend_from_slice(o),
-            (Self::Bool(c), Self::Bool(o)) => c.extend_from_slice(o),
-            (Self::Str(c), o @ Self::Str(_)) => {
-                for i in 0..o.len() {
-                    c.push_from_column(o, i);
-                }
-            }
+            (Self::Float(c), Self::Float(o)) => c.extend_from_slice(&o[rows]),
+            (Self::Bool(c), Self::Bool(o)) => c.extend_from_slice(&o[rows]),
+            (Self::Str(c), Self::Str(o)) => c.extend_from_range(o, rows),
             (c, o) => {
                 debug_assert!(false, "extend {:?} with {:?}", c.data_type(), o.data_type());
             }
@@ -225,10 +226,21 @@ impl Column {
 }
 
 impl StrColumn {
-    fn push_from_column(&mut self, column: &Column, i: usize) {
-        if let Column::Str(o) = column {
-            self.push(o.get(i));
+    /// Appends strings `rows` of `other` with one copy of their packed bytes.
+    fn extend_from_range(&mut self, other: &Self, rows: std::ops::Range<usize>) {
+        if rows.is_empty() {
+            return;
         }
+        let from = if rows.start == 0 {
+            0
+        } else {
+            other.ends[rows.start - 1]
+        };
+        let base = self.data.len();
+        self.data
+            .push_str(&other.data[from..other.ends[rows.end - 1]]);
+        self.ends
+            .extend(other.ends[rows].iter().map(|end| base + (end - from)));
     }
 }
 
@@ -247,6 +259,21 @@ mod tests {
         assert_eq!(c.len(), 1);
         c.push("x");
         assert_eq!(c.get(1), "x");
+    }
+
+    #[test]
+    fn ranges_of_strings_are_copied_whole() {
+        let mut a = Column::new(DataType::String);
+        for s in ["ab", "", "cde", "f"] {
+            assert!(a.push(Value::Str(s)));
+        }
+        let mut b = Column::new(DataType::String);
+        assert!(b.push(Value::Str("x")));
+        b.extend_from_range(&a, 1..3);
+        b.extend_from_range(&a, 3..3);
+        b.extend_from_range(&a, 0..1);
+        let got: Vec<_> = (0..b.len()).map(|i| b.get(i).to_string()).collect();
+        assert_eq!(got, ["x", "", "cde", "ab"]);
     }
 
     #[test]

@@ -12,6 +12,6 @@ pub mod value;
 pub use batch::{Batch, BATCH_RECORDS_MAX};
 pub use column::{Column, StrColumn};
 pub use key_index::KeyIndex;
-pub use keyed::KeyedMap;
+pub use keyed::{KeyedMap, KeysFull, KEYED_STATE_KEYS_MAX};
 pub use schema::{DataType, Field, Schema, SchemaRef};
 pub use value::{OwnedValue, Value};

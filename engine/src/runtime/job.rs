@@ -17,6 +17,7 @@ use crate::runtime::remote::frame::Hello;
 use crate::runtime::remote::peer::{start_peer, IoShared, PeerIo, PeerPlan};
 use crate::runtime::remote::{connect_peers_cancellable, plan_fingerprint, RemoteExchangeConfig};
 use crate::runtime::shard::{ShardBuilder, ShardReport};
+use crate::sink::{Collector, COLLECT_CHANNEL_BATCHES_MAX, COLLECT_RECORDS_MAX};
 use crate::source::DeadLetter;
 use crate::spec::plan::Plan;
 
@@ -293,7 +294,7 @@ fn run_placed(
     } else {
         Vec::new()
     };
-    let (collect_tx, collect_rx) = crossbeam_channel::unbounded();
+    let (collector, collect_rx) = Collector::new(COLLECT_CHANNEL_BATCHES_MAX, COLLECT_RECORDS_MAX);
     let mut handles = Vec::with_capacity(local.len());
     for (i, (tx, rx)) in mesh.into_iter().enumerate() {
         let shard = local.start + i;
@@ -302,7 +303,7 @@ fn run_placed(
             plan: plan.clone(),
             senders: tx,
             receivers: rx,
-            collect: collect_tx.clone(),
+            collect: collector.clone(),
             abort: abort.clone(),
             cancel: cancel.clone(),
             core: cores.get(i).copied(),
@@ -327,6 +328,9 @@ fn run_placed(
             Ok(h) => handles.push(h),
             Err(e) => {
                 abort.store(true, Ordering::Relaxed);
+                // Shards blocked on a full collect channel must get through to see the abort.
+                drop(collector);
+                collect_rx.iter().for_each(drop);
                 for h in handles {
                     let _ = h.join();
                 }
@@ -337,7 +341,10 @@ fn run_placed(
             }
         }
     }
-    drop(collect_tx);
+    // The collect channel is bounded: take its batches while the shards run. It disconnects
+    // when every shard thread has ended (each holds a sender until then).
+    drop(collector);
+    let collected: Vec<Batch> = collect_rx.iter().collect();
     let mut report = JobReport {
         name: plan.spec.name.clone(),
         ..Default::default()
@@ -387,7 +394,7 @@ fn run_placed(
             .dead_letter_samples
             .extend(s.dead_letter_samples.iter().cloned());
     }
-    report.collected = collect_rx.try_iter().collect();
+    report.collected = collected;
     report.elapsed = started.elapsed();
     tracing::info!(
         job = %report.name,

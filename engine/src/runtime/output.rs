@@ -1,13 +1,17 @@
 //! Where a stage's results go: an exchange to the next stage (partitioned per target shard,
 //! with a bounded queue of messages a full ring handed back), or the job's sinks.
 //!
+//! Every message sent holds at most [`BATCH_RECORDS_MAX`] records: a larger batch (a firing
+//! window's output) is cut into pieces while it is partitioned, which copies nothing extra.
+//!
 //! HOT PATH: one partition pass per batch; messages wait in queues bounded by what one input
-//! batch produces, because a stage with waiting messages reads no more input.
+//! batch produces (at most [`crate::operator::OUTPUT_RECORDS_PER_CALL_MAX`] records, and one
+//! output batch for a firing), because a stage with waiting messages reads no more input.
 
 use std::collections::VecDeque;
 
 use crate::error::EngineError;
-use crate::record::{hash::hash_value, hash::target_of, Batch, SchemaRef};
+use crate::record::{hash::hash_value, hash::target_of, Batch, SchemaRef, BATCH_RECORDS_MAX};
 use crate::runtime::exchange::{ExchangeSender, Message};
 use crate::sink::Sink;
 use crate::spec::plan::Exchange;
@@ -69,30 +73,36 @@ impl StageOutput {
                 senders,
             } => {
                 let n = parts.len();
-                match *route {
-                    Exchange::Hash(key) if n > 1 => {
-                        let column = batch.column(key);
-                        targets.clear();
-                        targets.extend(
-                            (0..batch.len())
-                                .map(|row| target_of(hash_value(column.get(row)), n) as u32),
-                        );
-                        batch.scatter(targets, parts);
+                let mut from = 0;
+                while from < batch.len() {
+                    let rows = from..batch.len().min(from + BATCH_RECORDS_MAX);
+                    from = rows.end;
+                    match *route {
+                        Exchange::Hash(key) if n > 1 => {
+                            let column = batch.column(key);
+                            targets.clear();
+                            targets.extend(
+                                rows.clone()
+                                    .map(|row| target_of(hash_value(column.get(row)), n) as u32),
+                            );
+                            batch.scatter(rows, targets, parts);
+                        }
+                        Exchange::Hash(_) | Exchange::Single => parts[0].append_rows(batch, rows),
                     }
-                    Exchange::Hash(_) | Exchange::Single => parts[0].append(batch),
-                }
-                for ((part, queue), sender) in parts
-                    .iter_mut()
-                    .zip(pending.iter_mut())
-                    .zip(senders.iter_mut())
-                {
-                    if !part.is_empty() {
-                        // Reuse a batch the receiver handed back; allocate only when none is.
-                        let fresh = sender
-                            .take_recycled()
-                            .unwrap_or_else(|| Batch::new(schema.clone()));
-                        let full = std::mem::replace(part, fresh);
-                        queue.push_back(Message::Data(full));
+                    for ((part, queue), sender) in parts
+                        .iter_mut()
+                        .zip(pending.iter_mut())
+                        .zip(senders.iter_mut())
+                    {
+                        if !part.is_empty() {
+                            // Reuse a batch the receiver handed back; allocate only when none
+                            // is.
+                            let fresh = sender
+                                .take_recycled()
+                                .unwrap_or_else(|| Batch::new(schema.clone()));
+                            let full = std::mem::replace(part, fresh);
+                            queue.push_back(Message::Data(full));
+                        }
                     }
                 }
                 Ok(0)

@@ -10,19 +10,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crossbeam_channel::Sender;
-
 use crate::error::EngineError;
 use crate::operator::Output;
 use crate::record::{Batch, SchemaRef};
 use crate::runtime::exchange::{ExchangeReceiver, ExchangeSender};
 use crate::runtime::output::StageOutput;
 use crate::runtime::stage::{LateOutput, SourceSplit, Stage, StageCounters, StageInput};
-use crate::sink::{BlackholeSink, CollectSink, FileSink, Sink, StdoutSink, TcpSink};
+use crate::sink::{BlackholeSink, CollectSink, Collector, FileSink, Sink, StdoutSink, TcpSink};
 use crate::source::{
     DeadLetter, DeadLetters, FileSource, NexmarkSource, Source, TcpSource, ValuesSource,
 };
-use crate::spec::job::{SinkSpec, SourceSpec};
+use crate::spec::job::{part_path, SinkSpec, SourceSpec};
 use crate::spec::plan::{build_join, build_ops, InputPlan, Plan};
 use crate::sys::thread_cpu_time;
 use crate::time::WatermarkGenerator;
@@ -62,7 +60,7 @@ pub struct ShardBuilder {
     /// Per exchange edge, receivers from every shard.
     pub receivers: Vec<Vec<Box<dyn ExchangeReceiver>>>,
     /// Where `collect` sinks send.
-    pub collect: Sender<Batch>,
+    pub collect: Collector,
     /// Set by any shard that fails, so the others stop.
     pub abort: Arc<AtomicBool>,
     /// Set by the caller to cancel the job (see [`crate::runtime::JobControl`]).
@@ -124,21 +122,11 @@ fn build_sink(
     spec: &SinkSpec,
     shard: usize,
     shards: usize,
-    collect: &Sender<Batch>,
+    collect: &Collector,
 ) -> Result<Box<dyn Sink>, EngineError> {
     Ok(match spec {
         SinkSpec::File { path, format } => {
-            let mut path = path.clone();
-            if shards > 1 {
-                // One part file per shard: `out.ndjson.0`, `out.ndjson.1`, ...
-                let mut name = path
-                    .file_name()
-                    .map(|n| n.to_os_string())
-                    .unwrap_or_default();
-                name.push(format!(".{shard}"));
-                path.set_file_name(name);
-            }
-            Box::new(FileSink::create(&path, *format)?)
+            Box::new(FileSink::create(&part_path(path, shard, shards), *format)?)
         }
         SinkSpec::Stdout { format } => Box::new(StdoutSink::new(*format)),
         SinkSpec::Tcp { addr, format } => Box::new(TcpSink::connect(addr, *format)?),
@@ -168,7 +156,11 @@ impl ShardBuilder {
         }
         let spec = &plan.spec;
         let shards = spec.parallelism;
-        let mut dead = DeadLetters::new(spec.dead_letter.as_deref())?;
+        let dead_path = spec
+            .dead_letter
+            .as_deref()
+            .map(|p| part_path(p, shard, shards));
+        let mut dead = DeadLetters::new(dead_path.as_deref())?;
         let mut late = LateOutput {
             sink: spec
                 .late_sink

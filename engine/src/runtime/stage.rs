@@ -1,13 +1,22 @@
 //! One stage on one shard: its input (the shard's source splits, or the exchange from the
 //! previous stage), its fused operators, and its output.
 //!
+//! A watermark is passed through the join and the operators in order. An operator whose
+//! firing fills an output batch ([`Emit::More`]) is called again while the stage's output
+//! takes more; when the output is full the stage stops there ([`Paused`]), reads no input,
+//! and goes on from the same operator in a later step, so a window firing for many keys moves
+//! in bounded batches under backpressure. The watermark is passed on only after everything it
+//! fired.
+//!
 //! HOT PATH: batches pass through all operators of the stage in one call chain, each into its
 //! reused output buffers. No per-record allocation, no locks, no logging.
 
 use std::time::Instant;
 
 use crate::error::EngineError;
-use crate::operator::{Operator, Output, TwoInputOperator};
+use crate::operator::{
+    output_limit, Emit, Operator, Output, TwoInputOperator, OUTPUT_RECORDS_PER_CALL_MAX,
+};
 use crate::record::Batch;
 use crate::runtime::exchange::{ExchangeReceiver, Message};
 use crate::runtime::output::StageOutput;
@@ -95,6 +104,16 @@ pub struct Stage {
     pub input_done: bool,
     /// Whether an idle marker was passed on since the last data.
     idle_sent: bool,
+    /// Where an advance of event time stopped because the output was full.
+    paused: Option<Paused>,
+}
+
+/// Where an advance of event time stopped: the step still emitting (0 is the join, `i + 1`
+/// operator `i`) and the watermark being passed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Paused {
+    step: usize,
+    watermark: i64,
 }
 
 struct Ctx<'a> {
@@ -131,6 +150,9 @@ fn feed(
     };
     out.clear();
     op.process(input, out)?;
+    if out.main.len() > OUTPUT_RECORDS_PER_CALL_MAX {
+        return Err(output_limit(op.name()));
+    }
     if !out.late.is_empty() {
         ctx.late(&out.late)?;
     }
@@ -140,27 +162,59 @@ fn feed(
     feed(ops_rest, outs_rest, &out.main, ctx)
 }
 
-fn advance(
+/// Advances event time to `watermark` from step `from` on (0: the join, if any; `i + 1`:
+/// operator `i`), feeding what each step emits to the steps after it. A step with more to
+/// emit is called again while the output takes more; returns where it stopped when the
+/// output is full, or `None` once every step is done and the watermark is passed on.
+fn advance_from(
+    join: &mut Option<JoinState>,
     ops: &mut [Box<dyn Operator>],
     outs: &mut [Output],
-    watermark: i64,
+    from: Paused,
     ctx: &mut Ctx<'_>,
-) -> Result<(), EngineError> {
-    for i in 0..ops.len() {
-        let (ops_head, ops_rest) = ops.split_at_mut(i + 1);
-        let (outs_head, outs_rest) = outs.split_at_mut(i + 1);
-        let out = &mut outs_head[i];
-        out.clear();
-        ops_head[i].on_watermark(watermark, out)?;
-        if !out.late.is_empty() {
-            ctx.late(&out.late)?;
+) -> Result<Option<Paused>, EngineError> {
+    let watermark = from.watermark;
+    let paused = |step| Ok(Some(Paused { step, watermark }));
+    if from.step == 0 {
+        if let Some(j) = join {
+            loop {
+                j.out.clear();
+                let emit = j.op.on_watermark(watermark, &mut j.out)?;
+                if !j.out.is_empty() {
+                    feed(ops, outs, &j.out, ctx)?;
+                }
+                if emit == Emit::Done {
+                    break;
+                }
+                if !ctx.output.flush() {
+                    return paused(0);
+                }
+            }
         }
-        if !out.main.is_empty() {
-            feed(ops_rest, outs_rest, &out.main, ctx)?;
+    }
+    for i in from.step.saturating_sub(1)..ops.len() {
+        loop {
+            let (ops_head, ops_rest) = ops.split_at_mut(i + 1);
+            let (outs_head, outs_rest) = outs.split_at_mut(i + 1);
+            let out = &mut outs_head[i];
+            out.clear();
+            let emit = ops_head[i].on_watermark(watermark, out)?;
+            if !out.late.is_empty() {
+                ctx.late(&out.late)?;
+            }
+            if !out.main.is_empty() {
+                feed(ops_rest, outs_rest, &out.main, ctx)?;
+            }
+            if emit == Emit::Done {
+                break;
+            }
+            if !ctx.output.flush() {
+                return paused(i + 1);
+            }
         }
     }
     ctx.output.broadcast(|| Message::Watermark(watermark));
-    Ok(())
+    Ok(None)
 }
 
 /// Milliseconds since the Unix epoch by the wall clock (0 if the clock is before 1970).
@@ -181,24 +235,6 @@ fn stamp(raw: &Batch, now_ms: i64, stamped: &mut Batch) {
         times.resize(raw.len(), now_ms);
     }
     stamped.commit_rows(raw.len());
-}
-
-/// Advances the join (if any), feeds what it emits, then advances the operators.
-fn advance_all(
-    join: &mut Option<JoinState>,
-    ops: &mut [Box<dyn Operator>],
-    outs: &mut [Output],
-    watermark: i64,
-    ctx: &mut Ctx<'_>,
-) -> Result<(), EngineError> {
-    if let Some(j) = join {
-        j.out.clear();
-        j.op.on_watermark(watermark, &mut j.out)?;
-        if !j.out.is_empty() {
-            feed(ops, outs, &j.out, ctx)?;
-        }
-    }
-    advance(ops, outs, watermark, ctx)
 }
 
 impl Stage {
@@ -231,6 +267,7 @@ impl Stage {
             combiner: WatermarkCombiner::new(inputs),
             input_done: false,
             idle_sent: false,
+            paused: None,
         }
     }
 
@@ -260,6 +297,7 @@ impl Stage {
             output,
             combiner,
             join,
+            paused,
             ..
         } = self;
         let mut ctx = Ctx {
@@ -267,6 +305,13 @@ impl Stage {
             late,
             counters,
         };
+        if let Some(from) = paused.take() {
+            // Finish the firing that filled the output before reading more input.
+            *paused = advance_from(join, ops, outs, from, &mut ctx)?;
+            if paused.is_some() {
+                return Ok(true);
+            }
+        }
         let mut progress = false;
         let mut data = false;
         match input {
@@ -321,12 +366,20 @@ impl Stage {
                         combiner.update(i, split.generator.watermark())
                     };
                     if let Some(w) = advanced {
-                        advance_all(join, ops, outs, w, &mut ctx)?;
+                        let from = Paused {
+                            step: 0,
+                            watermark: w,
+                        };
+                        *paused = advance_from(join, ops, outs, from, &mut ctx)?;
+                        if paused.is_some() {
+                            progress = true;
+                            break;
+                        }
                     }
                 }
                 let all_idle = splits.iter().all(|s| s.ended || s.generator.is_idle(now));
-                self.input_done = splits.iter().all(|s| s.ended);
-                if all_idle && !self.input_done && !self.idle_sent {
+                self.input_done = paused.is_none() && splits.iter().all(|s| s.ended);
+                if all_idle && paused.is_none() && !self.input_done && !self.idle_sent {
                     ctx.output.broadcast(|| Message::Idle);
                     self.idle_sent = true;
                 }
@@ -347,6 +400,9 @@ impl Stage {
                                         } else {
                                             j.op.process_right(&batch, &mut j.out)?;
                                         }
+                                        if j.out.len() > OUTPUT_RECORDS_PER_CALL_MAX {
+                                            return Err(output_limit(j.op.name()));
+                                        }
                                         if !j.out.is_empty() {
                                             feed(ops, outs, &j.out, &mut ctx)?;
                                         }
@@ -364,14 +420,21 @@ impl Stage {
                             }
                         };
                         if let Some(w) = advanced {
-                            advance_all(join, ops, outs, w, &mut ctx)?;
+                            let from = Paused {
+                                step: 0,
+                                watermark: w,
+                            };
+                            *paused = advance_from(join, ops, outs, from, &mut ctx)?;
+                            if paused.is_some() {
+                                break 'inputs;
+                            }
                         }
                         if !ctx.output.flush() {
                             break 'inputs;
                         }
                     }
                 }
-                self.input_done = ended.iter().all(|e| *e);
+                self.input_done = paused.is_none() && ended.iter().all(|e| *e);
             }
         }
         if data {

@@ -11,7 +11,7 @@ pub mod stdout;
 pub mod tcp;
 
 pub use blackhole::BlackholeSink;
-pub use collect::CollectSink;
+pub use collect::{CollectSink, Collector, COLLECT_CHANNEL_BATCHES_MAX, COLLECT_RECORDS_MAX};
 pub use file::FileSink;
 pub use stdout::StdoutSink;
 pub use tcp::TcpSink;

@@ -1,8 +1,12 @@
 //! Dead letters: malformed input records, counted and written with their source position.
 //!
+//! Each shard writes its own dead-letter file (the job's `dead_letter` path with one shard,
+//! `path.N` for shard N otherwise, like a file sink), created empty when the shard starts, so
+//! the file holds exactly the dead letters the job's report counts.
+//!
 //! Not on the hot path: only malformed records reach it.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -17,7 +21,9 @@ pub const DEAD_LETTER_RAW_BYTES_MAX: usize = 4096;
 /// One malformed record.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DeadLetter {
-    /// Source name and position, e.g. `bids.ndjson:1234` (byte offset) or `tcp:9000#17`.
+    /// Source name and position: the byte offset of the record's first byte and, where it is
+    /// known, its 1-based line, e.g. `bids.ndjson: byte 1234 (line 17)` or
+    /// `tcp:127.0.0.1:9000#2: byte 40 (line 3)` (connection 2). See [`position`].
     pub position: String,
     /// Why it was rejected.
     pub reason: String,
@@ -25,8 +31,17 @@ pub struct DeadLetter {
     pub raw: String,
 }
 
-/// A shard's dead-letter output: counts everything, keeps samples, and appends every dead
-/// letter as one NDJSON line to a file if one is configured.
+/// Formats a dead letter's position: `source: byte N (line L)`, without the line when the
+/// reader does not know it (a file split that starts in the middle of the file).
+pub fn position(source: &str, byte: u64, line: Option<u64>) -> String {
+    match line {
+        Some(line) => format!("{source}: byte {byte} (line {line})"),
+        None => format!("{source}: byte {byte}"),
+    }
+}
+
+/// A shard's dead-letter output: counts everything, keeps samples, and writes every dead
+/// letter as one NDJSON line to its file if one is configured.
 #[derive(Debug)]
 pub struct DeadLetters {
     count: u64,
@@ -35,17 +50,13 @@ pub struct DeadLetters {
 }
 
 impl DeadLetters {
-    /// Creates a dead-letter output; `path` is opened for appending (shards share it, each
-    /// line is written with one `write` call so lines do not interleave).
+    /// Creates a dead-letter output writing to `path` (this shard's own file), which is
+    /// created or truncated now.
     pub fn new(path: Option<&Path>) -> Result<Self, EngineError> {
         let file = match path {
             Some(p) => Some((
                 p.to_path_buf(),
-                OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(p)
-                    .map_err(|e| EngineError::io(p, e))?,
+                File::create(p).map_err(|e| EngineError::io(p, e))?,
             )),
             None => None,
         };
@@ -64,8 +75,10 @@ impl DeadLetters {
         raw: &[u8],
     ) -> Result<(), EngineError> {
         self.count += 1;
+        // Cut long records without splitting a character; invalid bytes show as U+FFFD.
         let mut cut = raw.len().min(DEAD_LETTER_RAW_BYTES_MAX);
-        while cut > 0 && std::str::from_utf8(&raw[..cut]).is_err() && raw.len() - cut < 4 {
+        let max_cut = cut;
+        while cut < raw.len() && cut > 0 && raw[cut] & 0xC0 == 0x80 && max_cut - cut < 3 {
             cut -= 1;
         }
         let raw = String::from_utf8_lossy(&raw[..cut]).into_owned();

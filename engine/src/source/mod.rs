@@ -5,6 +5,7 @@
 use crate::error::EngineError;
 use crate::record::{Batch, SchemaRef};
 
+pub mod csv;
 pub mod dead_letter;
 pub mod file;
 pub mod nexmark;
@@ -12,7 +13,7 @@ pub mod parse;
 pub mod tcp;
 pub mod values;
 
-pub use dead_letter::{DeadLetter, DeadLetters};
+pub use dead_letter::{position, DeadLetter, DeadLetters};
 pub use file::{FileFormat, FileSource};
 pub use nexmark::{NexmarkConfig, NexmarkSource, NexmarkTable};
 pub use parse::Format;

@@ -1,5 +1,7 @@
-//! Parsing of one input line (a flat NDJSON object or a CSV row) straight into the columns of
-//! a batch. A line that does not fit the schema leaves the batch unchanged and returns why.
+//! Parsing of one input record (a flat NDJSON object, or a CSV record split into fields by
+//! [`CsvRecords`]) straight into the columns of a batch. A record that does not fit the schema
+//! leaves the batch unchanged and returns why. A CSV field is typed by the schema whether it
+//! was quoted or not (`"1"` is the int 1).
 //!
 //! HOT PATH: runs per record. No allocation except a reused scratch buffer for strings with
 //! escapes; error messages are built only for malformed records. No locks, no logging.
@@ -7,6 +9,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::record::{Batch, Column, DataType, SchemaRef};
+use crate::source::csv::{CsvProblem, CsvRecords, CsvStep, CSV_RECORD_BYTES_MAX};
 
 /// The text format of a file or socket source.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -14,7 +17,8 @@ use crate::record::{Batch, Column, DataType, SchemaRef};
 pub enum Format {
     /// One flat JSON object per line.
     Ndjson,
-    /// Comma-separated fields in schema order (double quotes for fields with commas).
+    /// Comma-separated fields in schema order, RFC 4180: a field with a comma, a double
+    /// quote or a line break is double-quoted, with its quotes doubled.
     Csv,
 }
 
@@ -25,6 +29,8 @@ pub struct LineParser {
     schema: SchemaRef,
     seen: Vec<bool>,
     scratch: String,
+    /// Splits a CSV record given to [`Self::parse`] into fields.
+    csv: Option<CsvRecords>,
 }
 
 enum Token<'a> {
@@ -44,17 +50,19 @@ impl LineParser {
             schema,
             seen,
             scratch: String::new(),
+            csv: None,
         }
     }
 
-    /// Appends the record in `line` (without its newline) to `out`, or returns why not.
+    /// Appends the record in `line` (one NDJSON line without its newline, or one CSV record)
+    /// to `out`, or returns why not. Readers of CSV streams use [`CsvRecords`] and
+    /// [`Self::store_csv`] instead, since a CSV record may span lines.
     pub fn parse(&mut self, line: &[u8], out: &mut Batch) -> Result<(), String> {
+        if self.format == Format::Csv {
+            return self.parse_csv_record(line, out);
+        }
         let len = out.len();
-        let result = match self.format {
-            Format::Ndjson => self.parse_json(line, out),
-            Format::Csv => self.parse_csv(line, out),
-        };
-        match result {
+        match self.parse_json(line, out) {
             Ok(()) => {
                 out.commit_row();
                 Ok(())
@@ -67,26 +75,7 @@ impl LineParser {
     }
 
     fn store(&mut self, field: usize, token: Token<'_>, out: &mut Batch) -> Result<(), String> {
-        let f = &self.schema.fields()[field];
-        let column = &mut out.columns_mut()[field];
-        let bad =
-            |what: &str| format!("field `{}`: expected {}, found {what}", f.name, f.data_type);
-        match (column, token) {
-            (Column::Int(c) | Column::Timestamp(c), Token::Number(n)) => {
-                c.push(n.parse::<i64>().map_err(|_| bad(&format!("`{n}`")))?);
-            }
-            (Column::Float(c), Token::Number(n)) => {
-                c.push(n.parse::<f64>().map_err(|_| bad(&format!("`{n}`")))?);
-            }
-            (Column::Bool(c), Token::Bool(b)) => c.push(b),
-            (Column::Str(c), Token::Str(s)) => c.push(s),
-            (Column::Str(c), Token::Escaped) => c.push(&self.scratch),
-            (_, Token::Null) => return Err(bad("null")),
-            (_, Token::Str(_) | Token::Escaped) => return Err(bad("a string")),
-            (_, Token::Bool(_)) => return Err(bad("a bool")),
-            (_, Token::Number(n)) => return Err(bad(&format!("number `{n}`"))),
-        }
-        Ok(())
+        store(&self.schema, &self.scratch, field, token, out)
     }
 
     fn parse_json(&mut self, line: &[u8], out: &mut Batch) -> Result<(), String> {
@@ -138,37 +127,113 @@ impl LineParser {
         Ok(())
     }
 
-    fn parse_csv(&mut self, line: &[u8], out: &mut Batch) -> Result<(), String> {
-        let mut p = Cursor { s: line, i: 0 };
+    fn parse_csv_record(&mut self, text: &[u8], out: &mut Batch) -> Result<(), String> {
+        let mut csv = self
+            .csv
+            .take()
+            .unwrap_or_else(|| CsvRecords::new(self.schema.len()));
+        csv.reset();
+        let (step, used) = csv.read(text, 0, u64::MAX);
+        let result = match step {
+            CsvStep::Record if text[used..].iter().any(|b| *b != b'\n' && *b != b'\r') => {
+                Err("more than one CSV record".to_owned())
+            }
+            CsvStep::Record => self.store_csv(&csv, out),
+            _ if csv.finish() => self.store_csv(&csv, out),
+            _ => Err("no CSV record".to_owned()),
+        };
+        self.csv = Some(csv);
+        result
+    }
+
+    /// Appends the complete record `csv` holds to `out`, or returns why not (the batch is
+    /// then unchanged).
+    pub fn store_csv(&mut self, csv: &CsvRecords, out: &mut Batch) -> Result<(), String> {
         let n = self.schema.len();
+        match csv.problem() {
+            Some(CsvProblem::TooLong) => {
+                return Err(format!("record longer than {CSV_RECORD_BYTES_MAX} bytes"))
+            }
+            Some(CsvProblem::TooManyFields) => {
+                return Err(format!("expected {n} comma-separated fields, found more"))
+            }
+            None if csv.fields() != n => {
+                return Err(format!(
+                    "expected {n} comma-separated fields, found {}",
+                    csv.fields()
+                ))
+            }
+            None => {}
+        }
+        // One UTF-8 check for the whole record; a field boundary inside a character (its
+        // bytes valid only together with the next field's) is caught by `get`.
+        let Self {
+            schema, scratch, ..
+        } = self;
+        let invalid = |field: usize| {
+            let name = &schema.fields()[field].name;
+            format!("field `{name}`: invalid UTF-8")
+        };
+        let record = std::str::from_utf8(csv.field_bytes()).map_err(|e| {
+            let bad = (0..n).find(|f| csv.field_end(*f) > e.valid_up_to());
+            invalid(bad.unwrap_or(0))
+        })?;
+        let len = out.len();
+        let mut from = 0;
         for field in 0..n {
-            let token = if p.peek() == Some(b'"') {
-                p.csv_quoted(&mut self.scratch)?
-            } else {
-                let start = p.i;
-                while p.peek().is_some_and(|c| c != b',') {
-                    p.i += 1;
-                }
-                let text = std::str::from_utf8(&line[start..p.i]).map_err(|_| "invalid UTF-8")?;
-                match self.schema.fields()[field].data_type {
-                    DataType::String => Token::Str(text),
-                    DataType::Bool => match text.trim() {
-                        "true" => Token::Bool(true),
-                        "false" => Token::Bool(false),
-                        other => Token::Number(other),
-                    },
-                    _ => Token::Number(text.trim()),
-                }
+            let to = csv.field_end(field);
+            let Some(text) = record.get(from..to) else {
+                out.rollback_to(len);
+                return Err(invalid(field));
             };
-            self.store(field, token, out)?;
-            match p.next() {
-                Some(b',') if field + 1 < n => {}
-                None if field + 1 == n => return Ok(()),
-                _ => return Err(format!("expected {n} comma-separated fields")),
+            from = to;
+            let token = match schema.fields()[field].data_type {
+                DataType::String => Token::Str(text),
+                DataType::Bool => match text.trim_ascii() {
+                    "true" => Token::Bool(true),
+                    "false" => Token::Bool(false),
+                    other => Token::Number(other),
+                },
+                _ => Token::Number(text.trim_ascii()),
+            };
+            if let Err(e) = store(schema, scratch, field, token, out) {
+                out.rollback_to(len);
+                return Err(e);
             }
         }
+        out.commit_row();
         Ok(())
     }
+}
+
+/// Appends `token` to column `field` of `out` as the schema's type for it, or says why it
+/// does not fit; `scratch` holds the text of an escaped string token.
+fn store(
+    schema: &SchemaRef,
+    scratch: &str,
+    field: usize,
+    token: Token<'_>,
+    out: &mut Batch,
+) -> Result<(), String> {
+    let f = &schema.fields()[field];
+    let column = &mut out.columns_mut()[field];
+    let bad = |what: &str| format!("field `{}`: expected {}, found {what}", f.name, f.data_type);
+    match (column, token) {
+        (Column::Int(c) | Column::Timestamp(c), Token::Number(n)) => {
+            c.push(n.parse::<i64>().map_err(|_| bad(&format!("`{n}`")))?);
+        }
+        (Column::Float(c), Token::Number(n)) => {
+            c.push(n.parse::<f64>().map_err(|_| bad(&format!("`{n}`")))?);
+        }
+        (Column::Bool(c), Token::Bool(b)) => c.push(b),
+        (Column::Str(c), Token::Str(s)) => c.push(s),
+        (Column::Str(c), Token::Escaped) => c.push(scratch),
+        (_, Token::Null) => return Err(bad("null")),
+        (_, Token::Str(_) | Token::Escaped) => return Err(bad("a string")),
+        (_, Token::Bool(_)) => return Err(bad("a bool")),
+        (_, Token::Number(n)) => return Err(bad(&format!("number `{n}`"))),
+    }
+    Ok(())
 }
 
 struct Cursor<'a> {
@@ -305,27 +370,6 @@ impl<'a> Cursor<'a> {
         };
         char::from_u32(code).ok_or_else(|| "invalid \\u code point".into())
     }
-
-    fn csv_quoted(&mut self, scratch: &mut String) -> Result<Token<'a>, String> {
-        self.i += 1;
-        scratch.clear();
-        loop {
-            let run = self.i;
-            while self.peek().is_some_and(|c| c != b'"') {
-                self.i += 1;
-            }
-            scratch
-                .push_str(std::str::from_utf8(&self.s[run..self.i]).map_err(|_| "invalid UTF-8")?);
-            match (self.next(), self.peek()) {
-                (Some(b'"'), Some(b'"')) => {
-                    self.i += 1;
-                    scratch.push('"');
-                }
-                (Some(b'"'), _) => return Ok(Token::Escaped),
-                _ => return Err("unterminated quoted field".into()),
-            }
-        }
-    }
 }
 
 #[cfg(test)]
@@ -399,6 +443,11 @@ mod tests {
         let mut b = Batch::new(schema());
         p.parse(br#"7,"x, ""y""",2.5,false"#, &mut b).unwrap();
         assert_eq!(b.value(0, 1).to_string(), "x, \"y\"");
+        // Quoting is syntax: quoted numbers and bools are typed by the schema.
+        p.parse(br#""8","a","3.5"," true""#, &mut b).unwrap();
+        assert_eq!(b.value(1, 0), crate::record::Value::Int(8));
+        assert_eq!(b.value(1, 3), crate::record::Value::Bool(true));
+        b.rollback_to(1);
         assert!(p
             .parse(b"7,x,2.5", &mut b)
             .unwrap_err()

@@ -23,7 +23,7 @@
 //! kind = "stdout"
 //! ```
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde::Deserialize;
@@ -70,7 +70,9 @@ pub struct JobSpec {
     /// Where records too late for their windows go (they are always counted).
     #[serde(default)]
     pub late_sink: Option<SinkSpec>,
-    /// File receiving malformed input records as NDJSON lines (they are always counted).
+    /// File receiving malformed input records as NDJSON lines (they are always counted); one
+    /// file per shard like a file sink (`path.N` with more than one shard), truncated when the
+    /// job starts.
     #[serde(default)]
     pub dead_letter: Option<PathBuf>,
     /// Capacity of each exchange ring in batches; a full ring is backpressure.
@@ -127,6 +129,20 @@ impl WatermarkSpec {
             self.column.clone()
         }
     }
+}
+
+/// Returns the file shard `shard` of `shards` writes for an output at `path`: `path` itself
+/// with one shard, `path.N` for shard N otherwise (`out.ndjson.0`, `out.ndjson.1`, ...).
+pub fn part_path(path: &Path, shard: usize, shards: usize) -> PathBuf {
+    if shards <= 1 {
+        return path.to_path_buf();
+    }
+    let mut name = path
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
+    name.push(format!(".{shard}"));
+    path.with_file_name(name)
 }
 
 /// Builds split `shard` of `shards` of a source; called on the shard's own thread.

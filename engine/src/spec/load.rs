@@ -37,18 +37,27 @@ struct Spans {
     sink: Vec<toml::Spanned<toml::Value>>,
     #[serde(default)]
     stream: Vec<toml::Spanned<toml::Value>>,
+    #[serde(default)]
+    watermark: Option<toml::Spanned<toml::Value>>,
+    #[serde(default)]
+    late_sink: Option<toml::Spanned<toml::Value>>,
+    #[serde(default)]
+    dead_letter: Option<toml::Spanned<toml::Value>>,
 }
 
 fn item_span(text: &str, item: SpecItem) -> Option<Range<usize>> {
     let spans: Spans = toml::from_str(text).ok()?;
-    let list = match item {
+    let item = match item {
         SpecItem::Job => return None,
         SpecItem::Source(i) => spans.source.get(i),
         SpecItem::Operator(i) => spans.operator.get(i),
         SpecItem::Sink(i) => spans.sink.get(i),
         SpecItem::Stream(i) => spans.stream.get(i),
+        SpecItem::Watermark => spans.watermark.as_ref(),
+        SpecItem::LateSink => spans.late_sink.as_ref(),
+        SpecItem::DeadLetter => spans.dead_letter.as_ref(),
     };
-    list.map(toml::Spanned::span)
+    item.map(toml::Spanned::span)
 }
 
 fn describe(item: SpecItem) -> String {
@@ -58,6 +67,9 @@ fn describe(item: SpecItem) -> String {
         SpecItem::Operator(i) => format!("[[operator]] #{}", i + 1),
         SpecItem::Sink(i) => format!("[[sink]] #{}", i + 1),
         SpecItem::Stream(i) => format!("[[stream]] #{}", i + 1),
+        SpecItem::Watermark => "[watermark]".to_owned(),
+        SpecItem::LateSink => "late_sink".to_owned(),
+        SpecItem::DeadLetter => "dead_letter".to_owned(),
     }
 }
 

@@ -1,6 +1,7 @@
 //! Job specs: the TOML format, its loading with positioned errors, and planning into stages.
 #![forbid(unsafe_code)]
 
+pub mod files;
 pub mod job;
 pub mod load;
 pub mod plan;

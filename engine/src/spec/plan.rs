@@ -16,6 +16,7 @@ use crate::operator::{
 };
 use crate::record::{Batch, DataType, Schema, SchemaRef, Value};
 use crate::source::nexmark::nexmark_schema;
+use crate::spec::files::check_files;
 use crate::spec::job::{
     JobSpec, JoinSpec, OperatorSpec, SourceSpec, WatermarkSpec, PARALLELISM_MAX,
     PROCESSING_TIME_COLUMN,
@@ -34,6 +35,12 @@ pub enum SpecItem {
     Sink(usize),
     /// `[[stream]]` number `n` (0-based).
     Stream(usize),
+    /// The job's `[watermark]` table.
+    Watermark,
+    /// The `late_sink`.
+    LateSink,
+    /// The `dead_letter` file.
+    DeadLetter,
 }
 
 /// How records reach a stage from the previous one.
@@ -572,6 +579,18 @@ impl Planner<'_> {
     }
 }
 
+/// Refuses event-time settings that cannot mean anything; `place` says where they are.
+fn check_watermark(w: &WatermarkSpec, place: &str) -> Result<(), EngineError> {
+    if w.out_of_orderness_ms < 0 {
+        return Err(EngineError::Plan(format!(
+            "{place}out_of_orderness_ms must not be negative, got {} (it is how far behind \
+             the largest timestamp seen a record may be and still be on time)",
+            w.out_of_orderness_ms
+        )));
+    }
+    Ok(())
+}
+
 /// Checks `spec` and cuts it into stages.
 pub fn plan(spec: &JobSpec) -> Result<Plan, (SpecItem, EngineError)> {
     let job = |m: String| (SpecItem::Job, EngineError::Plan(m));
@@ -589,6 +608,12 @@ pub fn plan(spec: &JobSpec) -> Result<Plan, (SpecItem, EngineError)> {
     }
     if spec.sinks.is_empty() {
         return Err(job("a job needs at least one [[sink]]".into()));
+    }
+    check_watermark(&spec.watermark, "").map_err(|e| (SpecItem::Watermark, e))?;
+    for (i, stream) in spec.streams.iter().enumerate() {
+        if let Some(w) = &stream.watermark {
+            check_watermark(w, "its [watermark] ").map_err(|e| (SpecItem::Stream(i), e))?;
+        }
     }
     let mut planner = Planner {
         spec,
@@ -613,6 +638,7 @@ pub fn plan(spec: &JobSpec) -> Result<Plan, (SpecItem, EngineError)> {
             EngineError::Plan(format!("stream `{}` is never joined", s.name)),
         ));
     }
+    check_files(spec)?;
     Ok(Plan {
         spec: spec.clone(),
         sources: planner.sources,

@@ -9,7 +9,7 @@
 use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use io_uring::{opcode, types, IoUring};
 
@@ -24,6 +24,8 @@ const RING_ENTRIES: u32 = 4;
 pub struct UringReader {
     ring: IoUring,
     file: File,
+    /// The file's path, for errors.
+    path: PathBuf,
     bufs: [Box<[u8]>; 2],
     /// Buffer index and file offset of the read in flight.
     in_flight: Option<(usize, u64)>,
@@ -42,13 +44,23 @@ impl std::fmt::Debug for UringReader {
 }
 
 impl UringReader {
-    /// Opens `path` for reading from byte `offset`.
+    /// Opens `path` for reading from byte `offset`; refuses anything but a regular file.
     pub fn open(path: &Path, offset: u64) -> Result<Self, EngineError> {
         let file = File::open(path).map_err(|e| EngineError::io(path, e))?;
+        let meta = file.metadata().map_err(|e| EngineError::io(path, e))?;
+        if !meta.is_file() {
+            let what = if meta.is_dir() {
+                "is a directory, not a file"
+            } else {
+                "is not a regular file"
+            };
+            return Err(EngineError::io(path, io::Error::other(what)));
+        }
         let ring = IoUring::new(RING_ENTRIES).map_err(EngineError::Uring)?;
         Ok(Self {
             ring,
             file,
+            path: path.to_path_buf(),
             bufs: [
                 vec![0; READ_CHUNK_BYTES].into(),
                 vec![0; READ_CHUNK_BYTES].into(),
@@ -132,7 +144,8 @@ impl UringReader {
                 debug_assert_eq!(cqe.user_data(), buf as u64);
                 let res = cqe.result();
                 if res < 0 {
-                    return Err(EngineError::Uring(io::Error::from_raw_os_error(-res)));
+                    let e = io::Error::from_raw_os_error(-res);
+                    return Err(EngineError::io(&self.path, e));
                 }
                 return Ok((buf, offset, res as usize));
             }
@@ -176,6 +189,16 @@ mod tests {
         }
         assert_eq!(got, &data[5..]);
         assert!(!r.advance().unwrap());
+    }
+
+    #[test]
+    fn a_directory_is_refused_with_its_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = UringReader::open(dir.path(), 0).unwrap_err().to_string();
+        assert!(
+            err.contains(&dir.path().display().to_string()) && err.contains("directory"),
+            "{err}"
+        );
     }
 
     #[test]

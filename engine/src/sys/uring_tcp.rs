@@ -1,6 +1,12 @@
 //! A TCP server on the shard's own io_uring: accepts connections and receives bytes, never
 //! blocking the shard (completions are reaped without waiting).
 //!
+//! At most [`TCP_CONNECTIONS_MAX`] connections are open at once; each has a slot (an id and a
+//! receive buffer) that is reused once the connection is closed, so the server's memory is
+//! bounded however many clients come and go. A client connecting while every slot is taken is
+//! closed at once, with a warning naming the limit (one per refused connection, never per
+//! record).
+//!
 //! Ownership rule: each connection's receive buffer belongs to the ring while a receive is in
 //! flight; it is touched again only after that completion is reaped. On drop the server shuts
 //! the sockets down and cancels the accept so that every operation completes, waits for
@@ -16,7 +22,7 @@ use crate::error::EngineError;
 
 /// Bytes per receive.
 pub const RECV_BUFFER_BYTES: usize = 64 * 1024;
-/// Connections served at once; further clients wait in the listen backlog.
+/// Connections served at once; a client beyond them is closed on accept.
 pub const TCP_CONNECTIONS_MAX: usize = 64;
 const RING_ENTRIES: u32 = 128;
 const ACCEPT: u64 = u64::MAX;
@@ -34,7 +40,8 @@ struct Conn {
 /// What happened on a connection.
 #[derive(Debug, PartialEq, Eq)]
 pub enum TcpEvent<'a> {
-    /// Connection `id` was accepted.
+    /// Connection `id` was accepted (`id < TCP_CONNECTIONS_MAX`; the id of a closed
+    /// connection is given to a later one).
     Accepted(usize),
     /// Bytes arrived on connection `id`.
     Data(usize, &'a [u8]),
@@ -46,9 +53,11 @@ pub enum TcpEvent<'a> {
 pub struct UringTcpServer {
     ring: IoUring,
     listener: TcpListener,
+    /// At most [`TCP_CONNECTIONS_MAX`] slots; a closed one is reused.
     conns: Vec<Conn>,
     accept_in_flight: bool,
     accepting: bool,
+    refused: u64,
 }
 
 impl std::fmt::Debug for UringTcpServer {
@@ -70,6 +79,7 @@ impl UringTcpServer {
             conns: Vec::new(),
             accept_in_flight: false,
             accepting: true,
+            refused: 0,
         })
     }
 
@@ -90,6 +100,11 @@ impl UringTcpServer {
         self.conns.iter().filter(|c| c.open).count()
     }
 
+    /// Returns how many clients were closed on accept because every slot was taken.
+    pub fn refused_connections(&self) -> u64 {
+        self.refused
+    }
+
     /// Queues `entry` on the ring.
     ///
     /// # Safety
@@ -103,8 +118,9 @@ impl UringTcpServer {
     }
 
     fn arm(&mut self) -> Result<(), EngineError> {
-        let open = self.conns.iter().filter(|c| c.open).count();
-        if self.accepting && !self.accept_in_flight && open < TCP_CONNECTIONS_MAX {
+        // Accepting goes on with every slot taken, so that clients beyond the limit are told
+        // (closed) rather than left waiting in the backlog.
+        if self.accepting && !self.accept_in_flight {
             let entry = opcode::Accept::new(
                 types::Fd(self.listener.as_raw_fd()),
                 std::ptr::null_mut(),
@@ -166,14 +182,25 @@ impl UringTcpServer {
                     // SAFETY: a successful accept returns a new descriptor that nothing else
                     // owns; wrapping it makes `self` close it exactly once.
                     let socket = unsafe { OwnedFd::from_raw_fd(res) };
-                    let buf = vec![0u8; RECV_BUFFER_BYTES].into_boxed_slice();
-                    self.conns.push(Conn {
-                        socket: Some(socket),
-                        buf,
-                        in_flight: false,
-                        open: true,
-                    });
-                    on_event(TcpEvent::Accepted(self.conns.len() - 1))?;
+                    let Some(id) = free_slot(&mut self.conns) else {
+                        self.refused += 1;
+                        tracing::warn!(
+                            addr = ?self.listener.local_addr().ok(),
+                            limit = TCP_CONNECTIONS_MAX,
+                            refused = self.refused,
+                            "tcp source: closing a new connection, {TCP_CONNECTIONS_MAX} connections \
+                             (tcp_connections_max) are open already"
+                        );
+                        drop(socket);
+                        continue;
+                    };
+                    let c = &mut self.conns[id];
+                    if c.buf.len() != RECV_BUFFER_BYTES {
+                        c.buf = vec![0u8; RECV_BUFFER_BYTES].into_boxed_slice();
+                    }
+                    c.socket = Some(socket);
+                    c.open = true;
+                    on_event(TcpEvent::Accepted(id))?;
                 }
                 continue;
             }
@@ -183,10 +210,10 @@ impl UringTcpServer {
             };
             c.in_flight = false;
             if res <= 0 {
-                // Nothing is in flight on this connection any more: release it now.
+                // Nothing is in flight on this connection any more: close it now; the slot
+                // and its buffer serve the next connection.
                 c.open = false;
                 c.socket = None;
-                c.buf = Box::default();
                 on_event(TcpEvent::Closed(id))?;
             } else {
                 on_event(TcpEvent::Data(id, &c.buf[..res as usize]))?;
@@ -245,6 +272,23 @@ impl Drop for UringTcpServer {
     }
 }
 
+/// Returns a slot for a new connection: a closed one with nothing in flight, else a new one
+/// while there are fewer than [`TCP_CONNECTIONS_MAX`].
+fn free_slot(conns: &mut Vec<Conn>) -> Option<usize> {
+    if let Some(id) = conns.iter().position(|c| !c.open && !c.in_flight) {
+        return Some(id);
+    }
+    (conns.len() < TCP_CONNECTIONS_MAX).then(|| {
+        conns.push(Conn {
+            socket: None,
+            buf: Box::default(),
+            in_flight: false,
+            open: false,
+        });
+        conns.len() - 1
+    })
+}
+
 /// Shuts a socket down in both directions.
 fn shutdown(socket: &OwnedFd) -> io::Result<()> {
     // SAFETY: `socket` is an open descriptor owned by the caller; shutdown only changes the
@@ -261,6 +305,77 @@ fn shutdown(socket: &OwnedFd) -> io::Result<()> {
 mod tests {
     use super::*;
     use std::time::{Duration, Instant};
+
+    /// Polls until `done` holds for the events seen so far, or fails after a deadline.
+    fn poll_until(
+        server: &mut UringTcpServer,
+        events: &mut Vec<String>,
+        done: impl Fn(&[String]) -> bool,
+    ) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !done(events) {
+            assert!(Instant::now() < deadline, "timed out; events: {events:?}");
+            server
+                .poll(&mut |e| {
+                    events.push(format!("{e:?}"));
+                    Ok(())
+                })
+                .unwrap();
+        }
+    }
+
+    #[test]
+    fn closed_slots_are_reused_and_clients_past_the_limit_are_closed() {
+        use std::io::Read;
+        let mut server = UringTcpServer::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = server.local_addr().unwrap();
+        let mut events = Vec::new();
+        // Many clients one after another: each closes before the next comes, so they all
+        // share the first slot.
+        for round in 0..3 * TCP_CONNECTIONS_MAX {
+            let client = std::net::TcpStream::connect(addr).unwrap();
+            drop(client);
+            poll_until(&mut server, &mut events, |e| {
+                e.iter().filter(|x| x.starts_with("Closed")).count() > round
+            });
+        }
+        assert!(server.conns.len() <= 1, "slots: {}", server.conns.len());
+        assert!(events
+            .iter()
+            .all(|e| e == "Accepted(0)" || e == "Closed(0)"));
+        // Fill every slot, then one more: that one is closed by the server.
+        events.clear();
+        let clients: Vec<_> = (0..TCP_CONNECTIONS_MAX)
+            .map(|_| std::net::TcpStream::connect(addr).unwrap())
+            .collect();
+        poll_until(&mut server, &mut events, |e| e.len() == TCP_CONNECTIONS_MAX);
+        assert_eq!(server.open_connections(), TCP_CONNECTIONS_MAX);
+        let mut extra = std::net::TcpStream::connect(addr).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while server.refused_connections() == 0 {
+            assert!(
+                Instant::now() < deadline,
+                "the extra client was not refused"
+            );
+            server.poll(&mut |_| Ok(())).unwrap();
+        }
+        extra
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        let mut byte = [0u8; 1];
+        assert_eq!(extra.read(&mut byte).unwrap(), 0, "the server closed it");
+        assert_eq!(server.conns.len(), TCP_CONNECTIONS_MAX);
+        // A slot freed by a leaving client serves the next one.
+        drop(clients);
+        poll_until(&mut server, &mut events, |e| {
+            e.iter().filter(|x| x.starts_with("Closed")).count() == TCP_CONNECTIONS_MAX
+        });
+        let _again = std::net::TcpStream::connect(addr).unwrap();
+        events.clear();
+        poll_until(&mut server, &mut events, |e| !e.is_empty());
+        assert!(events[0].starts_with("Accepted"), "{events:?}");
+        assert_eq!(server.conns.len(), TCP_CONNECTIONS_MAX);
+    }
 
     #[test]
     fn dropping_with_operations_in_flight_returns() {
