@@ -328,7 +328,7 @@ fn job_spec(args: &SubmitArgs) -> Result<JobSpec> {
     let (kind, default_name) = if let Some(path) = &args.stream {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read {}", path.display()))?;
-        let plan = sluice_engine::spec::load::load_spec(&text)
+        let plan = sluice_engine::spec::load::load_spec_portable(&text)
             .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         let parsed = sluice_engine::spec::load::parse_spec(&text)
             .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;

@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use crate::error::EngineError;
 use crate::spec::job::{JobSpec, SinkSpec, SourceSpec};
-use crate::spec::plan::{plan, Plan, SpecItem};
+use crate::spec::plan::{plan, plan_portable, Plan, SpecItem};
 
 /// Converts a byte offset in `text` to a 1-based (line, column).
 pub fn line_column(text: &str, offset: usize) -> (usize, usize) {
@@ -88,7 +88,14 @@ pub fn parse_spec(text: &str) -> Result<JobSpec, EngineError> {
 /// Parses and checks a job spec from TOML text; every error has a position. Relative paths
 /// stay relative to the current directory.
 pub fn load_spec(text: &str) -> Result<Plan, EngineError> {
-    load_spec_at(text, None)
+    load_spec_at(text, None, plan)
+}
+
+/// As [`load_spec`] but without looking at the files the job names: for a job submitted to
+/// run elsewhere (`sluice job submit --stream`), whose input and output paths are the agents'
+/// and are checked there when the job starts.
+pub fn load_spec_portable(text: &str) -> Result<Plan, EngineError> {
+    load_spec_at(text, None, plan_portable)
 }
 
 /// Makes the relative file paths of `spec` relative to `base`.
@@ -117,12 +124,14 @@ fn resolve_paths(spec: &mut JobSpec, base: &Path) {
     }
 }
 
-fn load_spec_at(text: &str, base: Option<&Path>) -> Result<Plan, EngineError> {
+type Planner = fn(&JobSpec) -> Result<Plan, (SpecItem, EngineError)>;
+
+fn load_spec_at(text: &str, base: Option<&Path>, planner: Planner) -> Result<Plan, EngineError> {
     let mut spec = parse_spec(text)?;
     if let Some(base) = base {
         resolve_paths(&mut spec, base);
     }
-    plan(&spec).map_err(|(item, err)| {
+    planner(&spec).map_err(|(item, err)| {
         let span = item_span(text, item);
         // Point at the expression itself when the error is about one, else at the table.
         let at = match (&span, &err) {
@@ -151,12 +160,22 @@ fn load_spec_at(text: &str, base: Option<&Path>) -> Result<Plan, EngineError> {
 /// dead-letter file) are relative to the directory of the spec file.
 pub fn load_spec_file(path: &Path) -> Result<Plan, EngineError> {
     let text = std::fs::read_to_string(path).map_err(|e| EngineError::io(path, e))?;
-    load_spec_at(&text, Some(path.parent().unwrap_or(Path::new("."))))
+    load_spec_at(&text, Some(path.parent().unwrap_or(Path::new("."))), plan)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A spec submitted to run elsewhere names the agents' files: it is checked for
+    /// everything but them, and the local check still refuses a missing input.
+    #[test]
+    fn a_portable_load_does_not_look_at_the_files() {
+        let text = "name = \"remote\"\n[[source]]\nkind = \"file\"\npath = \"/nonexistent/sluice-input.ndjson\"\nformat = \"ndjson\"\nfields = [{ name = \"x\", type = \"int\" }]\n[[sink]]\nkind = \"stdout\"\n";
+        load_spec_portable(text).unwrap();
+        let err = load_spec(text).unwrap_err().to_string();
+        assert!(err.contains("sluice-input.ndjson"), "{err}");
+    }
 
     const GOOD: &str = r#"
 name = "q2"

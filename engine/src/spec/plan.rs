@@ -593,6 +593,14 @@ fn check_watermark(w: &WatermarkSpec, place: &str) -> Result<(), EngineError> {
 
 /// Checks `spec` and cuts it into stages.
 pub fn plan(spec: &JobSpec) -> Result<Plan, (SpecItem, EngineError)> {
+    let plan = plan_portable(spec)?;
+    check_files(spec)?;
+    Ok(plan)
+}
+
+/// [`plan`] without looking at the files the job reads and writes: for a job that will run on
+/// another machine (an agent), where those paths are, and are checked when the job starts.
+pub fn plan_portable(spec: &JobSpec) -> Result<Plan, (SpecItem, EngineError)> {
     let job = |m: String| (SpecItem::Job, EngineError::Plan(m));
     if spec.parallelism == 0 || spec.parallelism > PARALLELISM_MAX {
         return Err(job(format!(
@@ -638,7 +646,6 @@ pub fn plan(spec: &JobSpec) -> Result<Plan, (SpecItem, EngineError)> {
             EngineError::Plan(format!("stream `{}` is never joined", s.name)),
         ));
     }
-    check_files(spec)?;
     Ok(Plan {
         spec: spec.clone(),
         sources: planner.sources,
