@@ -67,6 +67,10 @@ pub enum EngineError {
         /// What went wrong.
         message: String,
     },
+    /// A checkpoint could not be taken, written, read or restored from; the message says
+    /// which checkpoint and why.
+    #[error("checkpoint error: {0}")]
+    Checkpoint(String),
     /// The job was cancelled through its [`crate::runtime::JobControl`] before it ended.
     #[error("the job was cancelled")]
     Cancelled,

@@ -20,6 +20,7 @@ pub mod runtime;
 pub mod sink;
 pub mod source;
 pub mod spec;
+pub mod state;
 pub mod sys;
 pub mod time;
 

@@ -12,12 +12,16 @@
 //!   through openraft's storage traits.
 //! - [`MemberDir`]: the data directory of one member, with the identity check
 //!   that refuses to start a member on another member's data.
+//! - [`blob`]: checkpoint storage (immutable blobs in a directory or an S3-compatible
+//!   store) and the checksummed envelope checkpoint files are sealed in.
 //!
 //! Architecture invariant: nothing here interprets the replicated commands; the
 //! consensus crate does.
 
 #![forbid(unsafe_code)]
 
+pub mod blob;
+mod blob_dir;
 mod codec;
 mod error;
 pub mod flusher;

@@ -15,6 +15,7 @@
 use crate::error::EngineError;
 use crate::operator::window::WINDOWS_PER_RECORD_MAX;
 use crate::record::{Batch, SchemaRef, BATCH_RECORDS_MAX};
+pub use crate::state::{Frozen, FrozenState};
 
 pub mod agg;
 pub mod aggregate;
@@ -143,6 +144,32 @@ pub trait Operator {
         let _ = (watermark, out);
         Ok(Emit::Done)
     }
+
+    /// Freezes the operator's state at a checkpoint barrier, cheaply (the shard waits for
+    /// this call only); the frozen copy is serialised later, off the shard thread. `None`
+    /// for an operator without state. Never called while a firing is paused (`Emit::More`).
+    fn snapshot(&mut self) -> Result<Option<Frozen>, EngineError> {
+        Ok(None)
+    }
+
+    /// Replaces the operator's state with one written by [`FrozenState::write_to`] of a
+    /// snapshot of the same operator in the same plan. Called once, before any record.
+    fn restore(&mut self, state: &[u8]) -> Result<(), EngineError> {
+        stateless_restore(self.name(), state)
+    }
+}
+
+/// The default `restore` of an operator that holds no state: only an empty state fits.
+pub fn stateless_restore(operator: &str, state: &[u8]) -> Result<(), EngineError> {
+    if state.is_empty() {
+        Ok(())
+    } else {
+        Err(EngineError::Checkpoint(format!(
+            "{operator} holds no state, but the checkpoint has {} bytes for it (a checkpoint of \
+             another plan?)",
+            state.len()
+        )))
+    }
 }
 
 /// A two-input operator (joins).
@@ -167,6 +194,16 @@ pub trait TwoInputOperator {
 
     /// Returns how many records arrived after their state was dropped.
     fn late_records(&self) -> u64;
+
+    /// As [`Operator::snapshot`].
+    fn snapshot(&mut self) -> Result<Option<Frozen>, EngineError> {
+        Ok(None)
+    }
+
+    /// As [`Operator::restore`].
+    fn restore(&mut self, state: &[u8]) -> Result<(), EngineError> {
+        stateless_restore(self.name(), state)
+    }
 }
 
 /// Builds the schema of a join: left fields, then right fields; a right field whose name is
