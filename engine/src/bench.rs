@@ -249,7 +249,7 @@ pub fn nexmark_spec(config: &NexmarkBenchConfig) -> JobSpec {
         sinks: vec![SinkSpec::Blackhole],
         late_sink: None,
         dead_letter: None,
-        ring_capacity_batches: crate::spec::job::RING_CAPACITY_BATCHES_DEFAULT,
+        ..JobSpec::named("nexmark")
     }
 }
 

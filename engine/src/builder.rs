@@ -30,7 +30,7 @@ use crate::runtime::JobReport;
 use crate::source::{Format, NexmarkConfig, Source, ValuesSource};
 use crate::spec::job::{
     CustomSink, CustomSource, FlatMapSpec, JobSpec, OperatorSpec, ReduceSpec, SinkFactory,
-    SinkSpec, SourceFactory, SourceSpec, WatermarkSpec, WindowSpec, RING_CAPACITY_BATCHES_DEFAULT,
+    SinkSpec, SourceFactory, SourceSpec, WatermarkSpec, WindowSpec,
 };
 
 /// Builds a job step by step.
@@ -43,19 +43,7 @@ impl StreamEnv {
     /// Starts a job called `name` with one unpinned shard.
     pub fn new(name: &str) -> Self {
         Self {
-            spec: JobSpec {
-                name: name.to_owned(),
-                parallelism: 1,
-                pin_cores: false,
-                watermark: WatermarkSpec::default(),
-                sources: Vec::new(),
-                operators: Vec::new(),
-                streams: Vec::new(),
-                sinks: Vec::new(),
-                late_sink: None,
-                dead_letter: None,
-                ring_capacity_batches: RING_CAPACITY_BATCHES_DEFAULT,
-            },
+            spec: JobSpec::named(name),
         }
     }
 

@@ -2,7 +2,8 @@
 
 use anyhow::Result;
 use serde::Serialize;
-use sluice_engine::{check_job_file, run_job_file};
+use sluice_engine::runtime::run_plan;
+use sluice_engine::spec::load::load_spec_file;
 
 use crate::cli::RunArgs;
 use crate::output::{emit, table};
@@ -20,16 +21,37 @@ struct RunReport {
     elapsed_s: f64,
     shard_cpu_s: f64,
     records_in_per_cpu_s: f64,
+    /// The checkpoint the job resumed from.
+    restored_from_checkpoint: Option<u64>,
+    /// Checkpoints skipped at the restore (damaged), with why.
+    skipped_checkpoints: Vec<String>,
+    checkpoints_completed: u64,
+    checkpoints_failed: u64,
 }
 
 pub fn run(args: RunArgs) -> Result<()> {
     let where_ = args.file.display().to_string();
+    let mut plan = load_spec_file(&args.file).map_err(|e| anyhow::anyhow!("{where_}: {e}"))?;
+    if let Some(ms) = args.checkpoint_interval {
+        plan.spec.checkpoint_interval_ms = Some(ms);
+    }
+    if let Some(url) = args.checkpoint_storage {
+        plan.spec.checkpoint_storage = Some(url);
+    }
+    plan.spec
+        .checkpoint_interval()
+        .map_err(|e| anyhow::anyhow!("{where_}: {e}"))?;
     if args.check {
-        check_job_file(&args.file).map_err(|e| anyhow::anyhow!("{where_}: {e}"))?;
         println!("{where_}: the job spec is valid");
         return Ok(());
     }
-    let report = run_job_file(&args.file).map_err(|e| anyhow::anyhow!("{where_}: {e}"))?;
+    let report = run_plan(plan).map_err(|e| anyhow::anyhow!("{where_}: {e}"))?;
+    for skipped in &report.checkpoints.skipped {
+        eprintln!("skipped {skipped}");
+    }
+    if let Some(id) = report.checkpoints.restored_from {
+        eprintln!("resumed from checkpoint {id}");
+    }
     let cpu = report.cpu_time().as_secs_f64();
     let view = RunReport {
         job: report.name.clone(),
@@ -50,6 +72,10 @@ pub fn run(args: RunArgs) -> Result<()> {
         } else {
             0.0
         },
+        restored_from_checkpoint: report.checkpoints.restored_from,
+        skipped_checkpoints: report.checkpoints.skipped.clone(),
+        checkpoints_completed: report.checkpoints.completed,
+        checkpoints_failed: report.checkpoints.failed,
     };
     emit(args.output, &view, |v| {
         let mut t = table(&[

@@ -20,6 +20,9 @@ pub enum Message {
     Watermark(i64),
     /// The sender has seen no input for its idle timeout; do not wait for its watermark.
     Idle,
+    /// Checkpoint barrier: everything the sender sent before it belongs to checkpoint `id`,
+    /// everything after to later ones.
+    Barrier(u64),
     /// The sender will send nothing more.
     End,
 }

@@ -11,12 +11,16 @@ use std::time::{Duration, Instant};
 
 use crate::error::EngineError;
 use crate::record::Batch;
+use crate::runtime::checkpoint::{CheckpointControl, ShardEvent};
 use crate::runtime::control::JobControl;
+use crate::runtime::coordinator::{
+    find_checkpoint, CheckpointReport, CheckpointSettings, Coordinator,
+};
 use crate::runtime::exchange::{local_channel, ExchangeReceiver, ExchangeSender};
 use crate::runtime::remote::frame::Hello;
 use crate::runtime::remote::peer::{start_peer, IoShared, PeerIo, PeerPlan};
 use crate::runtime::remote::{connect_peers_cancellable, plan_fingerprint, RemoteExchangeConfig};
-use crate::runtime::shard::{ShardBuilder, ShardReport};
+use crate::runtime::shard::{ShardBuilder, ShardCheckpoints, ShardReport};
 use crate::sink::{Collector, COLLECT_CHANNEL_BATCHES_MAX, COLLECT_RECORDS_MAX};
 use crate::source::DeadLetter;
 use crate::spec::plan::Plan;
@@ -24,6 +28,8 @@ use crate::spec::plan::Plan;
 /// What a job did.
 #[derive(Clone, Debug, Default)]
 pub struct JobReport {
+    /// Checkpoints: the one resumed from, those taken and failed.
+    pub checkpoints: CheckpointReport,
     /// Job name.
     pub name: String,
     /// Records read from sources.
@@ -206,6 +212,100 @@ fn complete<T: ?Sized>(slots: Vec<Vec<Option<Box<T>>>>) -> Option<Vec<Vec<Box<T>
         .collect()
 }
 
+/// A job's checkpointing before its shards start: the coordinator not yet running.
+struct CheckpointSetup {
+    control: Arc<CheckpointControl>,
+    events: crossbeam_channel::Sender<ShardEvent>,
+    coordinator: Option<Coordinator>,
+    restored: (Option<u64>, Vec<String>),
+}
+
+/// A running coordinator: its stop flag, its thread, and what the restore found.
+type RunningCoordinator = (
+    Arc<AtomicBool>,
+    std::thread::JoinHandle<(CheckpointReport, Option<EngineError>)>,
+    (Option<u64>, Vec<String>),
+);
+
+impl CheckpointSetup {
+    /// Opens the job's checkpoint storage and finds the checkpoint to resume from; `None`
+    /// for a job without checkpoints. Returns each shard's state to resume from.
+    #[allow(clippy::type_complexity)]
+    fn prepare(
+        plan: &Plan,
+        abort: &Arc<AtomicBool>,
+    ) -> Result<Option<(Self, Vec<Option<crate::runtime::checkpoint::ShardState>>)>, EngineError>
+    {
+        let spec = &plan.spec;
+        let Some(interval) = spec.checkpoint_interval()? else {
+            return Ok(None);
+        };
+        let url = spec.checkpoint_storage.as_deref().unwrap_or_default();
+        let storage =
+            sluice_storage::blob::open(url).map_err(|e| EngineError::Checkpoint(e.to_string()))?;
+        let prefix = spec.name.clone();
+        let found = find_checkpoint(storage.as_ref(), &prefix, &spec.name, spec.parallelism)?;
+        let restored_from = found.resume.as_ref().map(|r| r.id);
+        match restored_from {
+            Some(id) => tracing::info!(job = %spec.name, checkpoint = id, storage = url,
+                skipped = found.skipped.len(), "resuming from checkpoint"),
+            None if !found.skipped.is_empty() => tracing::warn!(job = %spec.name,
+                skipped = found.skipped.len(), "no usable checkpoint: starting afresh"),
+            None => {}
+        }
+        let resume = match found.resume {
+            Some(r) => r.shards.into_iter().map(Some).collect(),
+            None => Vec::new(),
+        };
+        let control = Arc::new(CheckpointControl::new());
+        let (events, rx) = crossbeam_channel::unbounded();
+        let coordinator = Coordinator {
+            settings: CheckpointSettings {
+                interval,
+                storage,
+                prefix,
+                retained: spec.checkpoints_retained,
+                timeout: Duration::from_millis(spec.checkpoint_timeout_ms.max(1)),
+                failures_tolerated: spec.checkpoint_failures_tolerated,
+            },
+            job: spec.name.clone(),
+            shards: spec.parallelism,
+            control: control.clone(),
+            events: rx,
+            next_id: found.next_id,
+            stop: Arc::new(AtomicBool::new(false)),
+            abort: abort.clone(),
+            report: CheckpointReport::default(),
+        };
+        let setup = Self {
+            control,
+            events,
+            coordinator: Some(coordinator),
+            restored: (restored_from, found.skipped),
+        };
+        Ok(Some((setup, resume)))
+    }
+
+    /// Starts the coordinator's thread (dropping this side's event sender).
+    fn start(&mut self) -> Option<RunningCoordinator> {
+        let coordinator = self.coordinator.take()?;
+        let (unused, _) = crossbeam_channel::unbounded();
+        drop(std::mem::replace(&mut self.events, unused));
+        let stop = coordinator.stop.clone();
+        let handle = std::thread::Builder::new()
+            .name("sluice-checkpoints".into())
+            .spawn(move || coordinator.run());
+        match handle {
+            Ok(h) => Some((stop, h, std::mem::take(&mut self.restored))),
+            Err(e) => {
+                tracing::error!(error = %e,
+                    "cannot start the checkpoint coordinator: the job runs without checkpoints");
+                None
+            }
+        }
+    }
+}
+
 fn run_placed(
     plan: Plan,
     remote: Option<(RemoteExchangeConfig, Option<TcpListener>)>,
@@ -294,10 +394,37 @@ fn run_placed(
     } else {
         Vec::new()
     };
+    let checkpointing = if remote_io.is_some() {
+        if plan.spec.checkpoint_interval()?.is_some() {
+            tracing::warn!(job = %plan.spec.name,
+                "checkpoints of a job split across processes are not supported yet; running \
+                 without them");
+        }
+        None
+    } else {
+        match CheckpointSetup::prepare(&plan, &abort) {
+            Ok(c) => c,
+            Err(e) => {
+                if let Some(io) = remote_io {
+                    let _ = io.finish(true);
+                }
+                return Err(e);
+            }
+        }
+    };
+    let (mut checkpointing, mut resume) = match checkpointing {
+        Some((setup, resume)) => (Some(setup), resume),
+        None => (None, Vec::new()),
+    };
     let (collector, collect_rx) = Collector::new(COLLECT_CHANNEL_BATCHES_MAX, COLLECT_RECORDS_MAX);
     let mut handles = Vec::with_capacity(local.len());
     for (i, (tx, rx)) in mesh.into_iter().enumerate() {
         let shard = local.start + i;
+        let checkpoints = checkpointing.as_ref().map(|c| ShardCheckpoints {
+            control: c.control.clone(),
+            events: c.events.clone(),
+            restore: resume.get_mut(i).and_then(Option::take),
+        });
         let builder = ShardBuilder {
             shard,
             plan: plan.clone(),
@@ -307,6 +434,7 @@ fn run_placed(
             abort: abort.clone(),
             cancel: cancel.clone(),
             core: cores.get(i).copied(),
+            checkpoints,
         };
         let guard_abort = abort.clone();
         let handle = std::thread::Builder::new()
@@ -344,6 +472,8 @@ fn run_placed(
     // The collect channel is bounded: take its batches while the shards run. It disconnects
     // when every shard thread has ended (each holds a sender until then).
     drop(collector);
+    // The shards hold the only event senders now: the coordinator sees them go.
+    let coordinator = checkpointing.as_mut().and_then(CheckpointSetup::start);
     let collected: Vec<Batch> = collect_rx.iter().collect();
     let mut report = JobReport {
         name: plan.spec.name.clone(),
@@ -361,6 +491,20 @@ fn run_placed(
         match outcome {
             Ok(r) => report.shards.push(r),
             Err(e) => errors.push(e),
+        }
+    }
+    if let Some((stop, handle, restored)) = coordinator {
+        stop.store(true, Ordering::Release);
+        let (mut checkpoints, failed) = handle.join().unwrap_or_else(|_| {
+            let e = EngineError::Checkpoint("the checkpoint coordinator panicked".into());
+            (CheckpointReport::default(), Some(e))
+        });
+        checkpoints.restored_from = restored.0;
+        checkpoints.skipped = restored.1;
+        report.checkpoints = checkpoints;
+        if let Some(e) = failed {
+            // The coordinator stopped the shards: its error is the cause.
+            errors.insert(0, e);
         }
     }
     let io_error = remote_io.and_then(|io| io.finish(!errors.is_empty()));

@@ -2,7 +2,9 @@
 //! exchanges; exchanges as a full mesh of bounded SPSC rings with backpressure.
 #![forbid(unsafe_code)]
 
+pub mod checkpoint;
 pub mod control;
+pub mod coordinator;
 pub mod exchange;
 pub mod job;
 pub mod output;

@@ -6,6 +6,7 @@
 //! no locks (relaxed atomic loads of the abort and cancel flags per round), allocates nothing per
 //! record and logs nothing. An idle shard spins, then yields, then parks briefly.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,6 +14,9 @@ use std::time::Duration;
 use crate::error::EngineError;
 use crate::operator::Output;
 use crate::record::{Batch, SchemaRef};
+use crate::runtime::checkpoint::{
+    CheckpointControl, ShardCheckpoint, ShardEvent, ShardState, StagePart,
+};
 use crate::runtime::exchange::{ExchangeReceiver, ExchangeSender};
 use crate::runtime::output::StageOutput;
 use crate::runtime::stage::{LateOutput, SourceSplit, Stage, StageCounters, StageInput};
@@ -67,6 +71,142 @@ pub struct ShardBuilder {
     pub cancel: Arc<AtomicBool>,
     /// Core to pin to.
     pub core: Option<core_affinity::CoreId>,
+    /// Checkpointing, when the job takes checkpoints.
+    pub checkpoints: Option<ShardCheckpoints>,
+}
+
+/// A shard's link to its job's checkpoint coordinator.
+pub struct ShardCheckpoints {
+    /// Triggers and completions.
+    pub control: Arc<CheckpointControl>,
+    /// Where the shard sends its parts.
+    pub events: crossbeam_channel::Sender<ShardEvent>,
+    /// The state to resume from, if the job restores a checkpoint.
+    pub restore: Option<ShardState>,
+}
+
+/// How a sink is opened.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum SinkMode {
+    /// As always: files truncated.
+    Plain,
+    /// In a job that takes checkpoints: files are exactly-once.
+    Transactional,
+    /// At-least-once outputs of a resuming job: files appended to.
+    Appending,
+}
+
+/// The shard's side of checkpointing while it runs.
+struct Checkpointing {
+    control: Arc<CheckpointControl>,
+    events: crossbeam_channel::Sender<ShardEvent>,
+    /// Per stage, the latest checkpoint injected (source stages).
+    injected: Vec<u64>,
+    /// The latest completion the sinks were told of.
+    committed: u64,
+    /// Parts of checkpoints some stage has not passed yet.
+    assembling: BTreeMap<u64, Vec<Option<StagePart>>>,
+    /// Whether the shard told the coordinator it will take no more checkpoints.
+    finished: bool,
+}
+
+impl Checkpointing {
+    fn decline(&mut self, id: u64, shard: usize, reason: String, finished: bool) {
+        // The coordinator may be gone at the end of the job: nothing is waiting then.
+        let _ = self.events.send(ShardEvent::Declined {
+            id,
+            shard,
+            reason,
+            finished,
+        });
+    }
+
+    /// One round's checkpoint work, before the stages step: inject requested barriers at
+    /// the source stages and tell sinks of completions.
+    fn before_round(&mut self, shard: usize, stages: &mut [Stage]) -> Result<(), EngineError> {
+        let completed = self.control.completed();
+        if completed > self.committed {
+            for stage in stages.iter_mut() {
+                stage.commit(completed)?;
+            }
+            self.committed = completed;
+        }
+        let requested = self.control.requested();
+        if self.finished {
+            return Ok(());
+        }
+        for (k, stage) in stages.iter_mut().enumerate() {
+            if !stage.is_source_stage() || self.injected[k] >= requested {
+                continue;
+            }
+            if stage.input_done {
+                self.finished = true;
+                let reason = "its sources ended".to_owned();
+                self.decline(requested, shard, reason, true);
+                return Ok(());
+            }
+            if stage.inject_barrier(requested)? {
+                self.injected[k] = requested;
+            }
+        }
+        Ok(())
+    }
+
+    /// After the stages stepped: gather their parts; send a shard's whole part.
+    fn after_round(&mut self, shard: usize, stages: &mut [Stage]) {
+        let n = stages.len();
+        for (k, stage) in stages.iter_mut().enumerate() {
+            for id in stage.abandoned.drain(..) {
+                self.assembling.remove(&id);
+                let reason = format!("checkpoint {id} was overtaken by a later one");
+                let _ = self.events.send(ShardEvent::Declined {
+                    id,
+                    shard,
+                    reason,
+                    finished: false,
+                });
+            }
+            for (id, part) in stage.parts.drain(..) {
+                let slots = self
+                    .assembling
+                    .entry(id)
+                    .or_insert_with(|| (0..n).map(|_| None).collect());
+                slots[k] = Some(part);
+            }
+        }
+        let ready: Vec<u64> = self
+            .assembling
+            .iter()
+            .filter(|(_, slots)| slots.iter().all(Option::is_some))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ready {
+            // Older checkpoints still assembling can no longer complete in order.
+            let older: Vec<u64> = self.assembling.range(..id).map(|(i, _)| *i).collect();
+            for old in older {
+                self.assembling.remove(&old);
+            }
+            if let Some(slots) = self.assembling.remove(&id) {
+                let stages = slots.into_iter().flatten().collect();
+                let _ = self
+                    .events
+                    .send(ShardEvent::Taken(ShardCheckpoint { id, shard, stages }));
+            }
+        }
+        // A stage that ended never passes the barriers still missing from it.
+        if !self.finished && !self.assembling.is_empty() {
+            let ended = stages.iter().enumerate().any(|(k, s)| {
+                s.input_done && self.assembling.values().any(|slots| slots[k].is_none())
+            });
+            if ended {
+                self.finished = true;
+                let ids: Vec<u64> = std::mem::take(&mut self.assembling).into_keys().collect();
+                for id in ids {
+                    self.decline(id, shard, "a stage's input ended".into(), true);
+                }
+            }
+        }
+    }
 }
 
 fn build_source(
@@ -123,16 +263,70 @@ fn build_sink(
     shard: usize,
     shards: usize,
     collect: &Collector,
+    mode: SinkMode,
 ) -> Result<Box<dyn Sink>, EngineError> {
     Ok(match spec {
         SinkSpec::File { path, format } => {
-            Box::new(FileSink::create(&part_path(path, shard, shards), *format)?)
+            let path = part_path(path, shard, shards);
+            Box::new(match mode {
+                SinkMode::Plain => FileSink::create(&path, *format)?,
+                SinkMode::Transactional => FileSink::exactly_once(&path, *format)?,
+                SinkMode::Appending => FileSink::appending(&path, *format)?,
+            })
         }
         SinkSpec::Stdout { format } => Box::new(StdoutSink::new(*format)),
         SinkSpec::Tcp { addr, format } => Box::new(TcpSink::connect(addr, *format)?),
         SinkSpec::Blackhole => Box::new(BlackholeSink::default()),
         SinkSpec::Collect => Box::new(CollectSink::new(collect.clone())),
         SinkSpec::Custom(c) => (c.factory)(shard, shards)?,
+    })
+}
+
+/// Restores the stages from a checkpoint (or prepares their sinks for a fresh start).
+fn start_checkpointing(
+    shard: usize,
+    shards: usize,
+    c: ShardCheckpoints,
+    stages: &mut [Stage],
+) -> Result<Checkpointing, EngineError> {
+    let mut resumed = 0;
+    match &c.restore {
+        Some(state) => {
+            let what = format!("checkpoint {} of shard {shard}", state.checkpoint);
+            if state.shard as usize != shard || state.shards as usize != shards {
+                return Err(EngineError::Checkpoint(format!(
+                    "{what}: it is shard {} of {}, this job has {shards} shards",
+                    state.shard, state.shards
+                )));
+            }
+            if state.stages.len() != stages.len() {
+                return Err(EngineError::Checkpoint(format!(
+                    "{what}: {} stages, the plan has {}",
+                    state.stages.len(),
+                    stages.len()
+                )));
+            }
+            for (k, (stage, st)) in stages.iter_mut().zip(&state.stages).enumerate() {
+                let wrap =
+                    |e: EngineError| EngineError::Checkpoint(format!("{what}, stage {k}: {e}"));
+                stage.restore(st).map_err(wrap)?;
+                stage.begin_sinks(Some(&st.sinks)).map_err(wrap)?;
+            }
+            resumed = state.checkpoint;
+        }
+        None => {
+            for stage in stages.iter_mut() {
+                stage.begin_sinks(None)?;
+            }
+        }
+    }
+    Ok(Checkpointing {
+        control: c.control,
+        events: c.events,
+        injected: vec![resumed; stages.len()],
+        committed: resumed,
+        assembling: BTreeMap::new(),
+        finished: false,
     })
 }
 
@@ -148,6 +342,7 @@ impl ShardBuilder {
             abort,
             cancel,
             core,
+            checkpoints,
         } = self;
         let pinned = core.is_some_and(core_affinity::set_for_current);
         if !pinned {
@@ -160,12 +355,22 @@ impl ShardBuilder {
             .dead_letter
             .as_deref()
             .map(|p| part_path(p, shard, shards));
-        let mut dead = DeadLetters::new(dead_path.as_deref())?;
+        let resuming = checkpoints.as_ref().is_some_and(|c| c.restore.is_some());
+        let mut dead = if resuming {
+            DeadLetters::appending(dead_path.as_deref())?
+        } else {
+            DeadLetters::new(dead_path.as_deref())?
+        };
+        let (late_mode, sink_mode) = match &checkpoints {
+            None => (SinkMode::Plain, SinkMode::Plain),
+            Some(_) if resuming => (SinkMode::Appending, SinkMode::Transactional),
+            Some(_) => (SinkMode::Plain, SinkMode::Transactional),
+        };
         let mut late = LateOutput {
             sink: spec
                 .late_sink
                 .as_ref()
-                .map(|s| build_sink(s, shard, shards, &collect))
+                .map(|s| build_sink(s, shard, shards, &collect, late_mode))
                 .transpose()?,
         };
         let now = std::time::Instant::now();
@@ -219,10 +424,7 @@ impl ShardBuilder {
                         .get_mut(*e)
                         .and_then(Option::take)
                         .ok_or_else(missing)?;
-                    StageInput::Exchange {
-                        ended: vec![false; rx.len()],
-                        receivers: rx,
-                    }
+                    StageInput::exchange(rx)
                 }
                 InputPlan::Join {
                     left,
@@ -241,10 +443,7 @@ impl ShardBuilder {
                             .ok_or_else(missing)?,
                     );
                     join = Some((build_join(join_plan)?, left_inputs));
-                    StageInput::Exchange {
-                        ended: vec![false; rx.len()],
-                        receivers: rx,
-                    }
+                    StageInput::exchange(rx)
                 }
             };
             let output = match stage_plan.output {
@@ -259,12 +458,16 @@ impl ShardBuilder {
                     let sinks = spec
                         .sinks
                         .iter()
-                        .map(|k| build_sink(k, shard, shards, &collect));
+                        .map(|k| build_sink(k, shard, shards, &collect, sink_mode));
                     StageOutput::Sinks(sinks.collect::<Result<Vec<_>, _>>()?)
                 }
             };
             stages.push(Stage::new(ops, outs, stage_input, output, join));
         }
+        let mut checkpointing = match checkpoints {
+            Some(c) => Some(start_checkpointing(shard, shards, c, &mut stages)?),
+            None => None,
+        };
         let mut counters = StageCounters::default();
         let mut idle_rounds = 0u32;
         loop {
@@ -277,10 +480,16 @@ impl ShardBuilder {
             if cancel.load(Ordering::Relaxed) {
                 return Err(EngineError::Cancelled);
             }
+            if let Some(c) = &mut checkpointing {
+                c.before_round(shard, &mut stages)?;
+            }
             let mut progress = false;
             // Later stages first, so that rings drain before earlier stages refill them.
             for stage in stages.iter_mut().rev() {
                 progress |= stage.step(&mut dead, &mut late, &mut counters)?;
+            }
+            if let Some(c) = &mut checkpointing {
+                c.after_round(shard, &mut stages);
             }
             if stages.iter_mut().all(Stage::is_done) {
                 break;

@@ -11,13 +11,14 @@
 //! HOT PATH: batches pass through all operators of the stage in one call chain, each into its
 //! reused output buffers. No per-record allocation, no locks, no logging.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::error::EngineError;
 use crate::operator::{
     output_limit, Emit, Operator, Output, TwoInputOperator, OUTPUT_RECORDS_PER_CALL_MAX,
 };
 use crate::record::Batch;
+use crate::runtime::checkpoint::{StagePart, StageState};
 use crate::runtime::exchange::{ExchangeReceiver, Message};
 use crate::runtime::output::StageOutput;
 use crate::sink::Sink;
@@ -56,7 +57,24 @@ pub enum StageInput {
         receivers: Vec<Box<dyn ExchangeReceiver>>,
         /// Which upstream shards have ended.
         ended: Vec<bool>,
+        /// Inputs held back because they delivered the barrier being aligned.
+        blocked: Vec<bool>,
+        /// The checkpoint being aligned and when its first barrier arrived.
+        aligning: Option<(u64, Instant)>,
     },
+}
+
+impl StageInput {
+    /// An exchange input reading `receivers`.
+    pub fn exchange(receivers: Vec<Box<dyn ExchangeReceiver>>) -> Self {
+        let n = receivers.len();
+        Self::Exchange {
+            receivers,
+            ended: vec![false; n],
+            blocked: vec![false; n],
+            aligning: None,
+        }
+    }
 }
 
 /// Counters of one shard.
@@ -106,6 +124,10 @@ pub struct Stage {
     idle_sent: bool,
     /// Where an advance of event time stopped because the output was full.
     paused: Option<Paused>,
+    /// Checkpoint parts taken and not yet collected by the shard.
+    pub parts: Vec<(u64, StagePart)>,
+    /// Checkpoints whose alignment was given up (a later barrier overtook them).
+    pub abandoned: Vec<u64>,
 }
 
 /// Where an advance of event time stopped: the step still emitting (0 is the join, `i + 1`
@@ -268,7 +290,149 @@ impl Stage {
             input_done: false,
             idle_sent: false,
             paused: None,
+            parts: Vec::new(),
+            abandoned: Vec::new(),
         }
+    }
+
+    /// Whether the stage reads the shard's sources.
+    pub fn is_source_stage(&self) -> bool {
+        matches!(self.input, StageInput::Sources { .. })
+    }
+
+    /// Whether the stage stands where a checkpoint can be taken: not in the middle of a
+    /// firing that filled its output.
+    pub fn can_checkpoint(&self) -> bool {
+        self.paused.is_none() && !self.input_done
+    }
+
+    /// Freezes the stage's state for checkpoint `id`: source positions, watermarks, the
+    /// join's and the operators' state, and the sinks' pre-commits.
+    fn freeze(&mut self, id: u64, alignment: Duration) -> Result<StagePart, EngineError> {
+        let started = Instant::now();
+        let (sources, max_seen) = match &self.input {
+            StageInput::Sources { splits, .. } => (
+                splits.iter().map(|s| s.source.position()).collect(),
+                splits.iter().map(|s| s.generator.max_seen()).collect(),
+            ),
+            StageInput::Exchange { .. } => (Vec::new(), Vec::new()),
+        };
+        let join = match &mut self.join {
+            Some(j) => j.op.snapshot()?,
+            None => None,
+        };
+        let ops = self
+            .ops
+            .iter_mut()
+            .map(|op| op.snapshot())
+            .collect::<Result<Vec<_>, _>>()?;
+        let sinks = match &mut self.output {
+            StageOutput::Sinks(sinks) => sinks
+                .iter_mut()
+                .map(|sink| sink.pre_commit(id))
+                .collect::<Result<Vec<_>, _>>()?,
+            StageOutput::Exchange { .. } => Vec::new(),
+        };
+        Ok(StagePart {
+            op_names: self.ops.iter().map(|op| op.name().to_owned()).collect(),
+            sources,
+            max_seen,
+            inputs: self.combiner.input_watermarks(),
+            join,
+            ops,
+            sinks,
+            alignment,
+            pause: started.elapsed(),
+        })
+    }
+
+    /// At a source stage: takes checkpoint `id` now and sends its barrier downstream.
+    /// Returns false (and takes nothing) while the stage cannot checkpoint.
+    pub fn inject_barrier(&mut self, id: u64) -> Result<bool, EngineError> {
+        if !self.can_checkpoint() || !self.is_source_stage() {
+            return Ok(false);
+        }
+        let part = self.freeze(id, Duration::ZERO)?;
+        self.parts.push((id, part));
+        self.output.broadcast(|| Message::Barrier(id));
+        Ok(true)
+    }
+
+    /// Checkpoint `id` completed: sinks publish what it covers.
+    pub fn commit(&mut self, id: u64) -> Result<(), EngineError> {
+        if let StageOutput::Sinks(sinks) = &mut self.output {
+            for sink in sinks.iter_mut() {
+                sink.commit(id)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Prepares the sinks: a fresh start, or a resume from their checkpointed states.
+    pub fn begin_sinks(&mut self, restored: Option<&[Vec<u8>]>) -> Result<(), EngineError> {
+        if let StageOutput::Sinks(sinks) = &mut self.output {
+            if let Some(states) = restored {
+                if states.len() != sinks.len() {
+                    return Err(EngineError::Checkpoint(format!(
+                        "the checkpoint has {} sink states for {} sinks",
+                        states.len(),
+                        sinks.len()
+                    )));
+                }
+            }
+            for (i, sink) in sinks.iter_mut().enumerate() {
+                sink.begin(restored.map(|s| s[i].as_slice()))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Restores the stage from a checkpoint (before its first step; sinks separately, by
+    /// [`Stage::begin_sinks`]).
+    pub fn restore(&mut self, state: &StageState) -> Result<(), EngineError> {
+        let names: Vec<&str> = self.ops.iter().map(|op| op.name()).collect();
+        if state.op_names.len() != names.len()
+            || state.op_names.iter().zip(&names).any(|(a, b)| a != b)
+        {
+            return Err(EngineError::Checkpoint(format!(
+                "the checkpoint's operators {:?} are not this stage's {names:?} (a checkpoint \
+                 of another plan?)",
+                state.op_names
+            )));
+        }
+        if let StageInput::Sources { splits, .. } = &mut self.input {
+            if state.sources.len() != splits.len() || state.max_seen.len() != splits.len() {
+                return Err(EngineError::Checkpoint(format!(
+                    "the checkpoint has {} source positions for {} sources",
+                    state.sources.len(),
+                    splits.len()
+                )));
+            }
+            for ((split, position), max_seen) in
+                splits.iter_mut().zip(&state.sources).zip(&state.max_seen)
+            {
+                if let Some(position) = position {
+                    split.source.seek(position)?;
+                }
+                split.generator.restore_max_seen(*max_seen);
+            }
+        }
+        self.combiner
+            .restore_inputs(&state.inputs)
+            .map_err(|e| EngineError::Checkpoint(format!("stage watermarks: {e}")))?;
+        match (&mut self.join, &state.join) {
+            (Some(j), Some(bytes)) => j.op.restore(bytes)?,
+            (None, None) => {}
+            _ => {
+                return Err(EngineError::Checkpoint(
+                    "the checkpoint and the plan disagree on a join".into(),
+                ))
+            }
+        }
+        for (op, bytes) in self.ops.iter_mut().zip(&state.ops) {
+            op.restore(bytes)?;
+        }
+        Ok(())
     }
 
     /// Returns whether the stage has finished and delivered everything.
@@ -314,6 +478,7 @@ impl Stage {
         }
         let mut progress = false;
         let mut data = false;
+        let mut take = None;
         match input {
             StageInput::Sources {
                 splits,
@@ -384,9 +549,18 @@ impl Stage {
                     self.idle_sent = true;
                 }
             }
-            StageInput::Exchange { receivers, ended } => {
+            StageInput::Exchange {
+                receivers,
+                ended,
+                blocked,
+                aligning,
+            } => {
+                let mut aligned = None;
                 'inputs: for (i, rx) in receivers.iter_mut().enumerate() {
                     for _ in 0..MESSAGES_PER_INPUT_STEP_MAX {
+                        if blocked[i] {
+                            break;
+                        }
                         let Some(msg) = rx.try_recv() else { break };
                         progress = true;
                         let advanced = match msg {
@@ -418,6 +592,30 @@ impl Stage {
                                 ended[i] = true;
                                 combiner.update(i, WATERMARK_END)
                             }
+                            Message::Barrier(id) => {
+                                match *aligning {
+                                    Some((current, _)) if id < current => {
+                                        // A barrier of a checkpoint given up: nothing to do.
+                                    }
+                                    Some((current, _)) if id == current => blocked[i] = true,
+                                    other => {
+                                        if let Some((current, _)) = other {
+                                            // A later checkpoint overtook this one.
+                                            self.abandoned.push(current);
+                                            blocked.iter_mut().for_each(|b| *b = false);
+                                        }
+                                        *aligning = Some((id, Instant::now()));
+                                        blocked[i] = true;
+                                    }
+                                }
+                                if let Some((current, since)) = *aligning {
+                                    if blocked.iter().zip(ended.iter()).all(|(b, e)| *b || *e) {
+                                        aligned = Some((current, since.elapsed()));
+                                        break 'inputs;
+                                    }
+                                }
+                                None
+                            }
                         };
                         if let Some(w) = advanced {
                             let from = Paused {
@@ -434,8 +632,27 @@ impl Stage {
                         }
                     }
                 }
+                // An input that ended while the others are aligned completes the alignment.
+                if let (None, Some((id, since))) = (aligned, *aligning) {
+                    if blocked.iter().zip(ended.iter()).all(|(b, e)| *b || *e)
+                        && !ended.iter().all(|e| *e)
+                    {
+                        aligned = Some((id, since.elapsed()));
+                    }
+                }
+                if aligned.is_some() {
+                    blocked.iter_mut().for_each(|b| *b = false);
+                    *aligning = None;
+                    progress = true;
+                }
+                take = aligned;
                 self.input_done = paused.is_none() && ended.iter().all(|e| *e);
             }
+        }
+        if let Some((id, alignment)) = take {
+            let part = self.freeze(id, alignment)?;
+            self.parts.push((id, part));
+            self.output.broadcast(|| Message::Barrier(id));
         }
         if data {
             self.idle_sent = false;

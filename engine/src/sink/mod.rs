@@ -25,4 +25,26 @@ pub trait Sink {
     fn finish(&mut self) -> Result<(), EngineError> {
         Ok(())
     }
+
+    /// Called once before the first write of a job that takes checkpoints: with this sink's
+    /// state from the checkpoint the job resumes from, or `None` for a fresh start. An
+    /// exactly-once sink publishes there what that checkpoint covered and discards the rest.
+    fn begin(&mut self, restored: Option<&[u8]>) -> Result<(), EngineError> {
+        let _ = restored;
+        Ok(())
+    }
+
+    /// At checkpoint barrier `checkpoint`: makes everything written so far durable (an
+    /// exactly-once sink: durable but not yet published) and returns the sink's state for the
+    /// checkpoint, which [`Sink::begin`] takes back.
+    fn pre_commit(&mut self, checkpoint: u64) -> Result<Vec<u8>, EngineError> {
+        let _ = checkpoint;
+        Ok(Vec::new())
+    }
+
+    /// Checkpoint `checkpoint` completed: publish what every `pre_commit` up to it held.
+    fn commit(&mut self, checkpoint: u64) -> Result<(), EngineError> {
+        let _ = checkpoint;
+        Ok(())
+    }
 }

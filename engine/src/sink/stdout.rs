@@ -40,4 +40,11 @@ impl Sink for StdoutSink {
             .flush()
             .map_err(|e| EngineError::io("<stdout>", e))
     }
+
+    /// At least once: what was written before the barrier is flushed out; after a restore,
+    /// what followed the checkpoint is written again.
+    fn pre_commit(&mut self, _checkpoint: u64) -> Result<Vec<u8>, EngineError> {
+        self.finish()?;
+        Ok(Vec::new())
+    }
 }

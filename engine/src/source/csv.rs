@@ -117,6 +117,24 @@ impl CsvRecords {
         }
     }
 
+    /// Whether the reader stands between records (a checkpoint can resume there).
+    pub fn between_records(&self) -> bool {
+        !self.in_record
+    }
+
+    /// The 1-based line the reader is on.
+    pub fn cursor_line(&self) -> u64 {
+        self.cursor_line
+    }
+
+    /// Forgets everything and goes on at line `line` of a stream read from a record
+    /// boundary (a checkpoint's position).
+    pub fn resume_at_line(&mut self, line: u64) {
+        self.reset();
+        self.cursor_line = line.max(1);
+        self.record_line = self.cursor_line;
+    }
+
     /// Forgets everything, for a new stream (keeps the buffers).
     pub fn reset(&mut self) {
         self.core.reset();

@@ -67,6 +67,28 @@ impl DeadLetters {
         })
     }
 
+    /// Like [`DeadLetters::new`], but appends to the file: a job resuming from a checkpoint
+    /// keeps the dead letters of the run before (records replayed after the checkpoint may
+    /// appear twice: dead letters are at least once).
+    pub fn appending(path: Option<&Path>) -> Result<Self, EngineError> {
+        let file = match path {
+            Some(p) => Some((
+                p.to_path_buf(),
+                std::fs::OpenOptions::new()
+                    .append(true)
+                    .create(true)
+                    .open(p)
+                    .map_err(|e| EngineError::io(p, e))?,
+            )),
+            None => None,
+        };
+        Ok(Self {
+            count: 0,
+            samples: Vec::new(),
+            file,
+        })
+    }
+
     /// Records a malformed record.
     pub fn push(
         &mut self,

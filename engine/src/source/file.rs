@@ -29,7 +29,12 @@ use crate::error::EngineError;
 use crate::record::{Batch, SchemaRef, BATCH_RECORDS_MAX};
 use crate::source::csv::{CsvRecords, CsvStep};
 use crate::source::parse::{Format, LineParser};
-use crate::source::{position, DeadLetters, Source, SourceStatus};
+use crate::source::{
+    decode_position, encode_position, position, DeadLetters, Source, SourceStatus,
+};
+
+/// Tags a file source position.
+const POSITION_TAG: u8 = 1;
 use crate::sys::UringReader;
 
 /// The file format of a file source (NDJSON or CSV).
@@ -46,6 +51,7 @@ pub const UTF8_BOM: &[u8] = b"\xef\xbb\xbf";
 #[derive(Debug)]
 pub struct FileSource {
     schema: SchemaRef,
+    path: std::path::PathBuf,
     /// The path, as dead-letter positions show it.
     name: String,
     parser: LineParser,
@@ -164,6 +170,7 @@ impl FileSource {
         };
         Ok(Self {
             name: path.display().to_string(),
+            path: path.to_path_buf(),
             parser: LineParser::new(format, schema.clone()),
             schema,
             reader: UringReader::open(path, read_from)?,
@@ -349,6 +356,60 @@ pub fn split_range(size: u64, shard: usize, shards: usize) -> (u64, u64) {
 impl Source for FileSource {
     fn schema(&self) -> &SchemaRef {
         &self.schema
+    }
+
+    /// Between polls the split always stands at a record boundary (a poll returns when its
+    /// batch is full, right after a record, or at the end), so the position is the next byte
+    /// to read, the line there (0: unknown) and the framing's flags.
+    fn position(&self) -> Option<Vec<u8>> {
+        let at = self.chunk_offset + self.pos as u64;
+        let (line, flags) = match &self.framing {
+            Framing::Lines(l) => (
+                l.line.unwrap_or(0),
+                u64::from(l.skipping) | u64::from(l.overlong) << 1,
+            ),
+            Framing::Csv { records, first, .. } => (records.cursor_line(), u64::from(*first)),
+        };
+        let done = u64::from(self.done);
+        Some(encode_position(POSITION_TAG, &[at, line, flags, done]))
+    }
+
+    fn seek(&mut self, position: &[u8]) -> Result<(), EngineError> {
+        let what = format!("file source {}", self.name);
+        let [at, line, flags, done] = decode_position::<4>(&what, POSITION_TAG, position)?;
+        let size = std::fs::metadata(&self.path)
+            .map_err(|e| EngineError::io(&self.path, e))?
+            .len();
+        if at > size {
+            return Err(EngineError::Checkpoint(format!(
+                "{what}: the checkpoint resumes at byte {at}, but the file has {size} bytes \
+                 (was it replaced?)"
+            )));
+        }
+        match &mut self.framing {
+            Framing::Lines(l) => {
+                if flags > 3 {
+                    return Err(EngineError::Checkpoint(format!("{what}: bad line flags")));
+                }
+                l.carry.clear();
+                l.line_start = at;
+                l.line = (line > 0).then_some(line);
+                l.skipping = flags & 1 != 0;
+                l.overlong = flags & 2 != 0;
+            }
+            Framing::Csv { records, first, .. } => {
+                if !records.between_records() || flags > 1 {
+                    return Err(EngineError::Checkpoint(format!("{what}: bad CSV flags")));
+                }
+                records.resume_at_line(line);
+                *first = flags == 1;
+            }
+        }
+        self.reader = UringReader::open(&self.path, at)?;
+        self.chunk_offset = at;
+        self.pos = 0;
+        self.done = done != 0;
+        Ok(())
     }
 
     fn poll(

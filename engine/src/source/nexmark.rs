@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::EngineError;
 use crate::record::{Batch, Column, DataType, Field, Schema, SchemaRef, BATCH_RECORDS_MAX};
-use crate::source::{DeadLetters, Source, SourceStatus};
+use crate::source::{decode_position, encode_position, DeadLetters, Source, SourceStatus};
 
 /// Which Nexmark stream a source emits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -142,6 +142,8 @@ pub struct NexmarkSource {
     next_id: u64,
     step: u64,
     produced: u64,
+    /// `produced` when the rate clock started (at open, or at a restore).
+    rate_base: u64,
     rate_per_sec: f64,
     started: Instant,
 }
@@ -162,6 +164,7 @@ impl NexmarkSource {
             next_id: shard as u64,
             step: shards as u64,
             produced: 0,
+            rate_base: 0,
             rate_per_sec,
             started: Instant::now(),
         })
@@ -335,7 +338,7 @@ impl Source for NexmarkSource {
         let mut budget = u64::MAX;
         if self.rate_per_sec > 0.0 {
             let allowed = (self.started.elapsed().as_secs_f64() * self.rate_per_sec) as u64;
-            budget = allowed.saturating_sub(self.produced);
+            budget = allowed.saturating_sub(self.produced - self.rate_base);
             if budget == 0 {
                 return Ok(SourceStatus::Pending);
             }
@@ -360,7 +363,32 @@ impl Source for NexmarkSource {
         }
         Ok(SourceStatus::Ready)
     }
+
+    fn position(&self) -> Option<Vec<u8>> {
+        Some(encode_position(
+            NEXMARK_POSITION_TAG,
+            &[self.next_id, self.produced],
+        ))
+    }
+
+    fn seek(&mut self, position: &[u8]) -> Result<(), EngineError> {
+        let [next_id, produced] =
+            decode_position::<2>("nexmark source", NEXMARK_POSITION_TAG, position)?;
+        if next_id % self.step != self.next_id % self.step {
+            return Err(EngineError::Checkpoint(format!(
+                "nexmark source: event {next_id} belongs to another split"
+            )));
+        }
+        self.next_id = next_id;
+        self.produced = produced;
+        self.rate_base = produced;
+        self.started = Instant::now();
+        Ok(())
+    }
 }
+
+/// Tags a Nexmark position.
+const NEXMARK_POSITION_TAG: u8 = 2;
 
 #[cfg(test)]
 mod tests {

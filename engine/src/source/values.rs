@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use crate::error::EngineError;
 use crate::record::{Batch, SchemaRef, BATCH_RECORDS_MAX};
-use crate::source::{DeadLetters, Source, SourceStatus};
+use crate::source::{decode_position, encode_position, DeadLetters, Source, SourceStatus};
+
+const POSITION_TAG: u8 = 3;
 
 /// One shard's share of a fixed list of records: rows `shard, shard + shards, ...`.
 #[derive(Debug)]
@@ -50,6 +52,22 @@ impl Source for ValuesSource {
         } else {
             SourceStatus::Ready
         })
+    }
+
+    fn position(&self) -> Option<Vec<u8>> {
+        Some(encode_position(POSITION_TAG, &[self.next as u64]))
+    }
+
+    fn seek(&mut self, position: &[u8]) -> Result<(), EngineError> {
+        let [next] = decode_position::<1>("values source", POSITION_TAG, position)?;
+        let next = usize::try_from(next).unwrap_or(usize::MAX);
+        if next % self.step != self.next % self.step {
+            return Err(EngineError::Checkpoint(format!(
+                "values source: position {next} belongs to another split"
+            )));
+        }
+        self.next = next;
+        Ok(())
     }
 }
 

@@ -78,6 +78,101 @@ pub struct JobSpec {
     /// Capacity of each exchange ring in batches; a full ring is backpressure.
     #[serde(default = "default_ring")]
     pub ring_capacity_batches: usize,
+    /// Time between checkpoints in ms; 0 turns them off. Unset: 10 s for an unbounded job
+    /// with a `checkpoint_storage`, off otherwise.
+    #[serde(default)]
+    pub checkpoint_interval_ms: Option<u64>,
+    /// Where checkpoints go: `file:///DIR` (a local or shared directory). The job's
+    /// checkpoints are under its name there; a job restarted with the same name resumes
+    /// from its latest completed checkpoint.
+    #[serde(default)]
+    pub checkpoint_storage: Option<String>,
+    /// Completed checkpoints kept; older ones are deleted.
+    #[serde(default = "default_retained")]
+    pub checkpoints_retained: usize,
+    /// A checkpoint not complete after this long fails.
+    #[serde(default = "default_checkpoint_timeout")]
+    pub checkpoint_timeout_ms: u64,
+    /// Consecutive failed checkpoints tolerated before the job fails.
+    #[serde(default = "default_failures_tolerated")]
+    pub checkpoint_failures_tolerated: u32,
+}
+
+/// Checkpoint interval of an unbounded job with checkpoint storage and no interval set.
+pub const CHECKPOINT_INTERVAL_DEFAULT_MS: u64 = 10_000;
+
+/// Completed checkpoints kept by default.
+pub const CHECKPOINTS_RETAINED_DEFAULT: usize = 3;
+/// Default checkpoint timeout.
+pub const CHECKPOINT_TIMEOUT_DEFAULT_MS: u64 = 60_000;
+/// Consecutive failed checkpoints tolerated by default.
+pub const CHECKPOINT_FAILURES_TOLERATED_DEFAULT: u32 = 5;
+
+fn default_retained() -> usize {
+    CHECKPOINTS_RETAINED_DEFAULT
+}
+
+fn default_checkpoint_timeout() -> u64 {
+    CHECKPOINT_TIMEOUT_DEFAULT_MS
+}
+
+fn default_failures_tolerated() -> u32 {
+    CHECKPOINT_FAILURES_TOLERATED_DEFAULT
+}
+
+impl JobSpec {
+    /// A job called `name` with nothing in it and every setting at its default (one
+    /// unpinned shard, no checkpoints).
+    pub fn named(name: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            parallelism: 1,
+            pin_cores: false,
+            watermark: WatermarkSpec::default(),
+            sources: Vec::new(),
+            operators: Vec::new(),
+            streams: Vec::new(),
+            sinks: Vec::new(),
+            late_sink: None,
+            dead_letter: None,
+            ring_capacity_batches: RING_CAPACITY_BATCHES_DEFAULT,
+            checkpoint_interval_ms: None,
+            checkpoint_storage: None,
+            checkpoints_retained: CHECKPOINTS_RETAINED_DEFAULT,
+            checkpoint_timeout_ms: CHECKPOINT_TIMEOUT_DEFAULT_MS,
+            checkpoint_failures_tolerated: CHECKPOINT_FAILURES_TOLERATED_DEFAULT,
+        }
+    }
+
+    /// Whether some source never ends by itself (Nexmark without an event count, TCP,
+    /// custom sources).
+    pub fn is_unbounded(&self) -> bool {
+        self.sources
+            .iter()
+            .chain(self.streams.iter().flat_map(|s| s.sources.iter()))
+            .any(|s| match s {
+                SourceSpec::Nexmark(c) => c.events == 0,
+                SourceSpec::File { .. } | SourceSpec::Values { .. } => false,
+                SourceSpec::Tcp { .. } | SourceSpec::Custom(_) => true,
+            })
+    }
+
+    /// The checkpoint interval in effect, if the job takes checkpoints; refuses an interval
+    /// without storage.
+    pub fn checkpoint_interval(&self) -> Result<Option<std::time::Duration>, EngineError> {
+        let ms = match (self.checkpoint_interval_ms, &self.checkpoint_storage) {
+            (Some(0), _) => return Ok(None),
+            (Some(ms), Some(_)) => ms,
+            (Some(_), None) => {
+                return Err(EngineError::Plan(
+                    "checkpoint_interval_ms needs checkpoint_storage (file:///DIR)".into(),
+                ))
+            }
+            (None, Some(_)) if self.is_unbounded() => CHECKPOINT_INTERVAL_DEFAULT_MS,
+            (None, _) => return Ok(None),
+        };
+        Ok(Some(std::time::Duration::from_millis(ms)))
+    }
 }
 
 fn default_name() -> String {

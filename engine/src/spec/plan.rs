@@ -664,17 +664,12 @@ mod tests {
 
     fn spec(parallelism: usize, operators: Vec<OperatorSpec>) -> JobSpec {
         JobSpec {
-            name: "t".into(),
             parallelism,
-            pin_cores: false,
-            watermark: Default::default(),
             sources: vec![SourceSpec::Nexmark(Default::default())],
             operators,
-            streams: Vec::new(),
             sinks: vec![SinkSpec::Blackhole],
-            late_sink: None,
-            dead_letter: None,
             ring_capacity_batches: 4,
+            ..JobSpec::named("t")
         }
     }
 

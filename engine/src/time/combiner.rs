@@ -48,6 +48,27 @@ impl WatermarkCombiner {
         self.recompute()
     }
 
+    /// Each input's watermark (idle inputs as they are), for a checkpoint.
+    pub fn input_watermarks(&self) -> Vec<i64> {
+        self.inputs.iter().map(|s| s.watermark).collect()
+    }
+
+    /// Resumes from a checkpoint's input watermarks; refuses another number of inputs.
+    pub fn restore_inputs(&mut self, watermarks: &[i64]) -> Result<(), String> {
+        if watermarks.len() != self.inputs.len() {
+            return Err(format!(
+                "{} input watermarks for {} inputs",
+                watermarks.len(),
+                self.inputs.len()
+            ));
+        }
+        for (s, w) in self.inputs.iter_mut().zip(watermarks) {
+            s.watermark = *w;
+        }
+        self.recompute();
+        Ok(())
+    }
+
     /// Returns the combined watermark.
     pub fn watermark(&self) -> i64 {
         self.combined

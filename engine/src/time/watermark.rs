@@ -56,6 +56,16 @@ impl WatermarkGenerator {
         self.ended = true;
     }
 
+    /// The largest timestamp seen, for a checkpoint (event time resumes from it on restore).
+    pub fn max_seen(&self) -> i64 {
+        self.max_ts
+    }
+
+    /// Resumes from a checkpoint: as if timestamps up to `max_ts` had been seen.
+    pub fn restore_max_seen(&mut self, max_ts: i64) {
+        self.max_ts = self.max_ts.max(max_ts);
+    }
+
     /// Returns the current watermark.
     pub fn watermark(&self) -> i64 {
         if self.ended {

@@ -45,6 +45,7 @@ const KIND_WATERMARK: u8 = 3;
 const KIND_IDLE: u8 = 4;
 const KIND_END: u8 = 5;
 const KIND_CREDIT: u8 = 6;
+const KIND_BARRIER: u8 = 7;
 
 /// One channel of an exchange: edge `edge`, from shard `from` to shard `to` (global shard
 /// numbers).
@@ -95,6 +96,8 @@ pub enum Frame<'a> {
     Watermark(ChannelId, i64),
     /// The sender is idle.
     Idle(ChannelId),
+    /// A checkpoint barrier on a channel.
+    Barrier(ChannelId, u64),
     /// The sender sends nothing more on this channel.
     End(ChannelId),
     /// The receiver has room for `n` more messages on this channel.
@@ -235,6 +238,7 @@ pub fn encode_control(out: &mut Vec<u8>, frame: &Frame<'_>) {
         Frame::Idle(c) => (KIND_IDLE, c),
         Frame::End(c) => (KIND_END, c),
         Frame::Credit(c, _) => (KIND_CREDIT, c),
+        Frame::Barrier(c, _) => (KIND_BARRIER, c),
         Frame::Hello(h) => return encode_hello(out, h),
         Frame::Data { .. } => {
             debug_assert!(false, "data frames are encoded by encode_data");
@@ -246,6 +250,7 @@ pub fn encode_control(out: &mut Vec<u8>, frame: &Frame<'_>) {
     match frame {
         Frame::Watermark(_, w) => out.extend_from_slice(&w.to_le_bytes()),
         Frame::Credit(_, n) => out.extend_from_slice(&n.to_le_bytes()),
+        Frame::Barrier(_, id) => out.extend_from_slice(&id.to_le_bytes()),
         _ => {}
     }
     // Control frames are a few dozen bytes, far below the limit.
@@ -345,6 +350,10 @@ pub fn decode(body: &[u8]) -> Result<Frame<'_>, FrameError> {
             Frame::Watermark(channel, c.u64()? as i64)
         }
         KIND_IDLE => Frame::Idle(c.channel()?),
+        KIND_BARRIER => {
+            let channel = c.channel()?;
+            Frame::Barrier(channel, c.u64()?)
+        }
         KIND_END => Frame::End(c.channel()?),
         KIND_CREDIT => {
             let channel = c.channel()?;
@@ -506,6 +515,7 @@ mod tests {
             Frame::Hello(hello),
             Frame::Watermark(CH, -9),
             Frame::Idle(CH),
+            Frame::Barrier(CH, 7),
             Frame::End(CH),
             Frame::Credit(CH, 5),
         ] {

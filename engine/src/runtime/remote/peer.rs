@@ -451,6 +451,7 @@ impl Writer {
                 }
                 Message::Watermark(w) => encode_control(&mut self.buf, &Frame::Watermark(o.id, w)),
                 Message::Idle => encode_control(&mut self.buf, &Frame::Idle(o.id)),
+                Message::Barrier(id) => encode_control(&mut self.buf, &Frame::Barrier(o.id, id)),
                 Message::End => {
                     encode_control(&mut self.buf, &Frame::End(o.id));
                     o.ended = true;
@@ -586,6 +587,7 @@ impl Reader {
             }
             Frame::Watermark(c, w) => (c, Message::Watermark(w)),
             Frame::Idle(c) => (c, Message::Idle),
+            Frame::Barrier(c, id) => (c, Message::Barrier(id)),
             Frame::End(c) => (c, Message::End),
         };
         let i = self

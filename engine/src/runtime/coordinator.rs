@@ -1,0 +1,509 @@
+//! The checkpoint coordinator of a job run by one process (`sluice run`, or one agent running
+//! every shard): triggers checkpoints on an interval, gathers every shard's part, stores each
+//! shard's state and then the checkpoint's metadata in the checkpoint storage, and only then
+//! completes the checkpoint (sinks publish). It also finds the checkpoint a job resumes from.
+//!
+//! Layout in the store, under the job's prefix:
+//!
+//! ```text
+//! JOB/chk-00000000000000000007/shard-0      sealed ShardState of shard 0
+//! JOB/chk-00000000000000000007/shard-1
+//! JOB/chk-00000000000000000007/_metadata    sealed CheckpointMetadata: written last
+//! ```
+//!
+//! A checkpoint without `_metadata` never completed. At a restore the newest checkpoint whose
+//! metadata and every shard file unseal (checksums) and decode is used; a damaged one is
+//! skipped, saying so, for the one before it. Checkpoint ids only grow, across restarts too:
+//! a run starts numbering after the largest id in the store.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+use serde::{Deserialize, Serialize};
+use sluice_storage::blob::{seal, unseal, BlobStore, SharedBlobStore};
+
+use crate::error::EngineError;
+use crate::runtime::checkpoint::{CheckpointControl, ShardCheckpoint, ShardEvent, ShardState};
+
+/// Format version of the checkpoint metadata.
+pub const METADATA_FORMAT: u32 = 1;
+/// Checkpoints kept in a job's history (the report).
+pub const HISTORY_MAX: usize = 100;
+
+/// How a job takes checkpoints.
+#[derive(Clone, Debug)]
+pub struct CheckpointSettings {
+    /// Time from the end of one checkpoint to the trigger of the next.
+    pub interval: Duration,
+    /// Where checkpoints go.
+    pub storage: SharedBlobStore,
+    /// The job's prefix in the store.
+    pub prefix: String,
+    /// Completed checkpoints kept; older ones are deleted.
+    pub retained: usize,
+    /// A checkpoint not complete after this long fails.
+    pub timeout: Duration,
+    /// Consecutive failed checkpoints tolerated; one more fails the job.
+    pub failures_tolerated: u32,
+}
+
+/// A stored shard file.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ShardHandle {
+    /// The shard.
+    pub shard: u32,
+    /// Its path in the store.
+    pub path: String,
+    /// Its size in bytes (sealed).
+    pub bytes: u64,
+}
+
+/// What `_metadata` says of a completed checkpoint.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CheckpointMetadata {
+    /// [`METADATA_FORMAT`].
+    pub format: u32,
+    /// The job's name.
+    pub job: String,
+    /// The checkpoint.
+    pub id: u64,
+    /// Shards of the job.
+    pub shards: u32,
+    /// One per shard.
+    pub handles: Vec<ShardHandle>,
+    /// When it was triggered (ms since the Unix epoch).
+    pub triggered_at_ms: i64,
+    /// From trigger to complete, in µs.
+    pub duration_us: u64,
+    /// Per shard, the longest alignment of its stages, in µs.
+    pub alignment_us: Vec<u64>,
+    /// Per shard, how long its stages paused to freeze state, in µs.
+    pub pause_us: Vec<u64>,
+}
+
+/// How a checkpoint ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CheckpointOutcome {
+    /// Stored and complete.
+    Completed,
+    /// Failed, with the reason.
+    Failed(String),
+}
+
+/// One checkpoint of a job's history.
+#[derive(Clone, Debug)]
+pub struct CheckpointRecord {
+    /// The checkpoint.
+    pub id: u64,
+    /// How it ended.
+    pub outcome: CheckpointOutcome,
+    /// When it was triggered (ms since the Unix epoch).
+    pub triggered_at_ms: i64,
+    /// From trigger to the end.
+    pub duration: Duration,
+    /// Bytes stored.
+    pub bytes: u64,
+    /// Per shard, the longest alignment.
+    pub alignment: Vec<Duration>,
+    /// Per shard, the pause to freeze state.
+    pub pause: Vec<Duration>,
+}
+
+/// What the coordinator did, for the job's report.
+#[derive(Clone, Debug, Default)]
+pub struct CheckpointReport {
+    /// The checkpoint the job resumed from.
+    pub restored_from: Option<u64>,
+    /// Checkpoints skipped at the restore, with why.
+    pub skipped: Vec<String>,
+    /// Checkpoints completed.
+    pub completed: u64,
+    /// Checkpoints failed.
+    pub failed: u64,
+    /// The latest ones, oldest first.
+    pub history: Vec<CheckpointRecord>,
+}
+
+fn chk_dir(prefix: &str, id: u64) -> String {
+    format!("{prefix}/chk-{id:020}")
+}
+
+fn ms_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn store_err(e: sluice_storage::blob::BlobError) -> EngineError {
+    EngineError::Checkpoint(e.to_string())
+}
+
+/// The checkpoint a job resumes from.
+pub struct Resume {
+    /// The checkpoint's id.
+    pub id: u64,
+    /// One state per shard, in shard order.
+    pub shards: Vec<ShardState>,
+}
+
+/// What is in a job's store: the checkpoint to resume from, damaged ones skipped, and the
+/// first id free for new checkpoints.
+pub struct Found {
+    /// The newest usable completed checkpoint.
+    pub resume: Option<Resume>,
+    /// Checkpoints skipped, with why.
+    pub skipped: Vec<String>,
+    /// Larger than every id in the store.
+    pub next_id: u64,
+    /// Ids of the completed checkpoints, newest first (usable or not).
+    pub completed: Vec<u64>,
+}
+
+/// Ids in the store under `prefix`, and which have metadata.
+fn list_ids(
+    store: &dyn BlobStore,
+    prefix: &str,
+) -> Result<(BTreeSet<u64>, BTreeSet<u64>), EngineError> {
+    let mut all = BTreeSet::new();
+    let mut complete = BTreeSet::new();
+    let head = format!("{prefix}/chk-");
+    for path in store.list(&format!("{prefix}/")).map_err(store_err)? {
+        let Some(rest) = path.strip_prefix(&head) else {
+            continue;
+        };
+        let Some((id, file)) = rest.split_once('/') else {
+            continue;
+        };
+        let Ok(id) = id.parse::<u64>() else { continue };
+        all.insert(id);
+        if file == "_metadata" {
+            complete.insert(id);
+        }
+    }
+    Ok((all, complete))
+}
+
+fn load_one(
+    store: &dyn BlobStore,
+    prefix: &str,
+    job: &str,
+    shards: usize,
+    id: u64,
+) -> Result<Resume, String> {
+    let dir = chk_dir(prefix, id);
+    let meta_path = format!("{dir}/_metadata");
+    let sealed = store.get(&meta_path).map_err(|e| e.to_string())?;
+    let payload = unseal(&meta_path, &sealed).map_err(|e| e.to_string())?;
+    let meta: CheckpointMetadata =
+        postcard::from_bytes(payload).map_err(|e| format!("{meta_path}: cannot decode: {e}"))?;
+    if meta.format != METADATA_FORMAT || meta.id != id || meta.job != job {
+        return Err(format!(
+            "{meta_path}: metadata of job {:?} checkpoint {} (format {}), not of job {job:?} \
+             checkpoint {id}",
+            meta.job, meta.id, meta.format
+        ));
+    }
+    if meta.shards as usize != shards || meta.handles.len() != shards {
+        return Err(format!(
+            "{meta_path}: taken with {} shards, the job has {shards} (rescaling a checkpoint \
+             is not supported yet)",
+            meta.shards
+        ));
+    }
+    let mut states = Vec::with_capacity(shards);
+    for (s, handle) in meta.handles.iter().enumerate() {
+        if handle.shard as usize != s {
+            return Err(format!(
+                "{meta_path}: handle {s} is for shard {}",
+                handle.shard
+            ));
+        }
+        let sealed = store.get(&handle.path).map_err(|e| e.to_string())?;
+        let payload = unseal(&handle.path, &sealed).map_err(|e| e.to_string())?;
+        let state = ShardState::decode(&handle.path, payload).map_err(|e| e.to_string())?;
+        if state.checkpoint != id || state.shard as usize != s || state.job != job {
+            return Err(format!("{}: the state of another checkpoint", handle.path));
+        }
+        states.push(state);
+    }
+    Ok(Resume { id, shards: states })
+}
+
+/// Looks for the checkpoint job `job` (of `shards` shards) resumes from under `prefix`.
+pub fn find_checkpoint(
+    store: &dyn BlobStore,
+    prefix: &str,
+    job: &str,
+    shards: usize,
+) -> Result<Found, EngineError> {
+    let (all, complete) = list_ids(store, prefix)?;
+    let next_id = all.iter().next_back().map_or(1, |id| id + 1);
+    let mut skipped = Vec::new();
+    let mut resume = None;
+    for id in complete.iter().rev() {
+        match load_one(store, prefix, job, shards, *id) {
+            Ok(r) => {
+                resume = Some(r);
+                break;
+            }
+            Err(why) => {
+                tracing::warn!(job, checkpoint = id, %why, "checkpoint unusable; trying the one before");
+                skipped.push(format!("checkpoint {id}: {why}"));
+            }
+        }
+    }
+    Ok(Found {
+        resume,
+        skipped,
+        next_id,
+        completed: complete.into_iter().rev().collect(),
+    })
+}
+
+/// The coordinator's thread state.
+pub struct Coordinator {
+    /// Settings.
+    pub settings: CheckpointSettings,
+    /// The job's name.
+    pub job: String,
+    /// Shards of the job.
+    pub shards: usize,
+    /// Shared with the shards.
+    pub control: Arc<CheckpointControl>,
+    /// From the shards.
+    pub events: Receiver<ShardEvent>,
+    /// The first id to use.
+    pub next_id: u64,
+    /// Set when the job is over.
+    pub stop: Arc<AtomicBool>,
+    /// Set to fail the job.
+    pub abort: Arc<AtomicBool>,
+    /// The report so far (restore details filled in by the caller).
+    pub report: CheckpointReport,
+}
+
+impl Coordinator {
+    /// Runs until the job ends; returns the report, or the error that failed the job.
+    pub fn run(mut self) -> (CheckpointReport, Option<EngineError>) {
+        let mut consecutive_failures = 0u32;
+        let mut next_trigger = Instant::now() + self.settings.interval;
+        let mut finished = false;
+        loop {
+            if self.stop.load(Ordering::Acquire) || self.abort.load(Ordering::Relaxed) {
+                break;
+            }
+            // Between checkpoints: drain stale events, wait for the next trigger.
+            let now = Instant::now();
+            if finished || now < next_trigger {
+                let wait = next_trigger
+                    .saturating_duration_since(now)
+                    .min(Duration::from_millis(50));
+                match self.events.recv_timeout(wait) {
+                    Ok(ShardEvent::Declined { finished: true, .. }) => finished = true,
+                    Ok(_) | Err(RecvTimeoutError::Timeout) => {}
+                    Err(RecvTimeoutError::Disconnected) => break,
+                }
+                continue;
+            }
+            let id = self.next_id;
+            self.next_id += 1;
+            let outcome = self.take(id);
+            next_trigger = Instant::now() + self.settings.interval;
+            match outcome {
+                Ok(record) => {
+                    consecutive_failures = 0;
+                    self.report.completed += 1;
+                    self.push(record);
+                    if let Err(e) = self.retain() {
+                        tracing::warn!(job = %self.job, error = %e, "cannot delete old checkpoints");
+                    }
+                }
+                Err((record, finished_now)) => {
+                    if finished_now {
+                        // The job is ending: not a failure of the storage or the shards.
+                        finished = true;
+                        continue;
+                    }
+                    self.report.failed += 1;
+                    consecutive_failures += 1;
+                    let reason = match &record.outcome {
+                        CheckpointOutcome::Failed(r) => r.clone(),
+                        CheckpointOutcome::Completed => String::new(),
+                    };
+                    tracing::warn!(job = %self.job, checkpoint = id, %reason, consecutive_failures, "checkpoint failed");
+                    self.push(record);
+                    if consecutive_failures > self.settings.failures_tolerated {
+                        let e = EngineError::Checkpoint(format!(
+                            "{consecutive_failures} checkpoints in a row failed (tolerated: {}); \
+                             the last, {id}: {reason}",
+                            self.settings.failures_tolerated
+                        ));
+                        self.abort.store(true, Ordering::Relaxed);
+                        return (self.report, Some(e));
+                    }
+                }
+            }
+        }
+        (self.report, None)
+    }
+
+    fn push(&mut self, record: CheckpointRecord) {
+        if self.report.history.len() == HISTORY_MAX {
+            self.report.history.remove(0);
+        }
+        self.report.history.push(record);
+    }
+
+    /// Takes checkpoint `id`; on failure returns its record and whether it failed only
+    /// because the job's sources are ending.
+    fn take(&mut self, id: u64) -> Result<CheckpointRecord, (CheckpointRecord, bool)> {
+        let started = Instant::now();
+        let triggered_at_ms = ms_now();
+        let failed = |reason: String, bytes| CheckpointRecord {
+            id,
+            outcome: CheckpointOutcome::Failed(reason),
+            triggered_at_ms,
+            duration: started.elapsed(),
+            bytes,
+            alignment: Vec::new(),
+            pause: Vec::new(),
+        };
+        self.control.trigger(id);
+        let deadline = started + self.settings.timeout;
+        let mut parts: Vec<Option<ShardCheckpoint>> = (0..self.shards).map(|_| None).collect();
+        let mut got = 0;
+        while got < self.shards {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || self.stop.load(Ordering::Acquire) {
+                let missing: Vec<usize> =
+                    (0..self.shards).filter(|s| parts[*s].is_none()).collect();
+                let why = format!(
+                    "timed out after {:?} waiting for shards {missing:?}",
+                    self.settings.timeout
+                );
+                return Err((failed(why, 0), self.stop.load(Ordering::Acquire)));
+            }
+            match self
+                .events
+                .recv_timeout(left.min(Duration::from_millis(50)))
+            {
+                Ok(ShardEvent::Taken(part)) if part.id == id && part.shard < self.shards => {
+                    let shard = part.shard;
+                    if parts[shard].replace(part).is_none() {
+                        got += 1;
+                    }
+                }
+                Ok(ShardEvent::Taken(_)) => {}
+                Ok(ShardEvent::Declined {
+                    id: declined,
+                    shard,
+                    reason,
+                    finished,
+                }) => {
+                    if declined == id || finished {
+                        let why = format!("shard {shard} declined: {reason}");
+                        return Err((failed(why, 0), finished));
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => {
+                    return Err((failed("the shards ended".into(), 0), true));
+                }
+            }
+        }
+        let parts: Vec<ShardCheckpoint> = parts.into_iter().flatten().collect();
+        match self.store(id, &parts, triggered_at_ms, started) {
+            Ok(bytes) => {
+                self.control.complete(id);
+                Ok(CheckpointRecord {
+                    id,
+                    outcome: CheckpointOutcome::Completed,
+                    triggered_at_ms,
+                    duration: started.elapsed(),
+                    bytes,
+                    alignment: parts.iter().map(ShardCheckpoint::alignment).collect(),
+                    pause: parts.iter().map(ShardCheckpoint::pause).collect(),
+                })
+            }
+            Err(e) => Err((failed(e.to_string(), 0), false)),
+        }
+    }
+
+    /// Serialises and stores every shard's state, then the metadata; returns bytes stored.
+    fn store(
+        &self,
+        id: u64,
+        parts: &[ShardCheckpoint],
+        triggered_at_ms: i64,
+        started: Instant,
+    ) -> Result<u64, EngineError> {
+        let store = &self.settings.storage;
+        let dir = chk_dir(&self.settings.prefix, id);
+        let mut handles = Vec::with_capacity(parts.len());
+        let mut total = 0u64;
+        for part in parts {
+            let state = part.to_state(&self.job, self.shards)?;
+            let sealed = seal(&state.encode()?);
+            let path = format!("{dir}/shard-{}", part.shard);
+            store.put(&path, &sealed).map_err(store_err)?;
+            total += sealed.len() as u64;
+            handles.push(ShardHandle {
+                shard: part.shard as u32,
+                path,
+                bytes: sealed.len() as u64,
+            });
+        }
+        let meta = CheckpointMetadata {
+            format: METADATA_FORMAT,
+            job: self.job.clone(),
+            id,
+            shards: self.shards as u32,
+            handles,
+            triggered_at_ms,
+            duration_us: started.elapsed().as_micros() as u64,
+            alignment_us: parts
+                .iter()
+                .map(|p| p.alignment().as_micros() as u64)
+                .collect(),
+            pause_us: parts.iter().map(|p| p.pause().as_micros() as u64).collect(),
+        };
+        let encoded = postcard::to_stdvec(&meta)
+            .map_err(|e| EngineError::Checkpoint(format!("cannot encode metadata: {e}")))?;
+        let sealed = seal(&encoded);
+        store
+            .put(&format!("{dir}/_metadata"), &sealed)
+            .map_err(store_err)?;
+        Ok(total + sealed.len() as u64)
+    }
+
+    /// Deletes checkpoints older than the retained completed ones (and failed ones before
+    /// the newest completed).
+    fn retain(&self) -> Result<(), EngineError> {
+        let store = &self.settings.storage;
+        let prefix = &self.settings.prefix;
+        let (all, complete) = list_ids(store.as_ref(), prefix)?;
+        let keep: BTreeSet<u64> = complete
+            .iter()
+            .rev()
+            .take(self.settings.retained.max(1))
+            .copied()
+            .collect();
+        let Some(oldest_kept) = keep.iter().next().copied() else {
+            return Ok(());
+        };
+        for id in all.into_iter().filter(|id| *id < oldest_kept) {
+            let dir = chk_dir(prefix, id);
+            // Metadata first: a half-deleted checkpoint is never taken for a complete one.
+            store
+                .delete(&format!("{dir}/_metadata"))
+                .map_err(store_err)?;
+            for path in store.list(&format!("{dir}/")).map_err(store_err)? {
+                store.delete(&path).map_err(store_err)?;
+            }
+        }
+        Ok(())
+    }
+}

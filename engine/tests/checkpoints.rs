@@ -1,0 +1,250 @@
+//! Checkpoints in one process: sources resume at their positions, a job stopped between or in
+//! the middle of checkpoints resumes from its latest completed one, and its file output is
+//! exactly-once: every key's running count is 1..n with no gap and no duplicate.
+#![allow(clippy::disallowed_methods)] // the tests run jobs on helper threads
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use sluice_engine::record::{Batch, DataType, Schema, SchemaRef};
+use sluice_engine::runtime::run_plan_with;
+use sluice_engine::source::{DeadLetters, FileSource, Format, Source, SourceStatus};
+use sluice_engine::spec::load_spec;
+use sluice_engine::{EngineError, JobControl};
+
+fn schema() -> SchemaRef {
+    Schema::of(&[("id", DataType::Int), ("name", DataType::String)]).unwrap()
+}
+
+fn poll_ids(src: &mut FileSource, polls: Option<usize>, ids: &mut Vec<i64>) -> bool {
+    let mut dead = DeadLetters::new(None).unwrap();
+    let mut n = 0;
+    loop {
+        if polls.is_some_and(|p| n >= p) {
+            return false;
+        }
+        n += 1;
+        let mut batch = Batch::new(schema());
+        let status = src.poll(&mut batch, &mut dead).unwrap();
+        ids.extend((0..batch.len()).map(|r| batch.column(0).get_i64(r).unwrap()));
+        if status == SourceStatus::Exhausted {
+            return true;
+        }
+    }
+}
+
+#[test]
+fn a_file_split_resumes_at_its_position_in_both_formats() {
+    for format in [Format::Ndjson, Format::Csv] {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        for id in 0..30_000i64 {
+            let name = "y".repeat((id % 23) as usize);
+            match format {
+                Format::Ndjson => writeln!(file, "{{\"id\":{id},\"name\":\"{name}\"}}").unwrap(),
+                Format::Csv => writeln!(file, "{id},\"a\nb{name}\"").unwrap(),
+            }
+        }
+        file.flush().unwrap();
+        for shards in [1, 3] {
+            let mut ids = Vec::new();
+            for shard in 0..shards {
+                let mut src =
+                    FileSource::open(file.path(), format, schema(), false, shard, shards).unwrap();
+                if poll_ids(&mut src, Some(2), &mut ids) {
+                    continue;
+                }
+                let position = src.position().expect("a file source is replayable");
+                let mut resumed =
+                    FileSource::open(file.path(), format, schema(), false, shard, shards).unwrap();
+                resumed.seek(&position).unwrap();
+                assert!(poll_ids(&mut resumed, None, &mut ids));
+            }
+            ids.sort_unstable();
+            assert_eq!(ids, (0..30_000).collect::<Vec<_>>(), "{format:?} x{shards}");
+        }
+        // A position of another source kind is refused, naming the source.
+        let mut src = FileSource::open(file.path(), format, schema(), false, 0, 1).unwrap();
+        let err = src.seek(&[2, 0, 0]).unwrap_err().to_string();
+        assert!(err.contains("file source"), "{err}");
+    }
+}
+
+/// A job counting bids per auction into an exactly-once file sink.
+fn counting_job(dir: &Path, interval_ms: u64, events: u64, rate: u64) -> String {
+    format!(
+        r#"
+name = "per-key-count"
+parallelism = 2
+checkpoint_interval_ms = {interval_ms}
+checkpoint_storage = "file://{store}"
+
+[[source]]
+kind = "nexmark"
+table = "bid"
+events = {events}
+rate_per_sec = {rate}
+
+[[operator]]
+map = ["auction", "1 AS one"]
+
+[[operator]]
+key_by = "auction"
+
+[[operator]]
+reduce = {{ column = "one", fn = "sum" }}
+
+[[sink]]
+kind = "file"
+path = "{out}"
+format = "csv"
+"#,
+        store = dir.join("checkpoints").display(),
+        out = dir.join("counts.csv").display(),
+    )
+}
+
+fn completed_checkpoints(dir: &Path) -> usize {
+    completed_ids(dir).len()
+}
+
+/// Ids of the completed checkpoints in the store, ascending.
+fn completed_ids(dir: &Path) -> Vec<u64> {
+    let job = dir.join("checkpoints").join("per-key-count");
+    let mut ids: Vec<u64> = std::fs::read_dir(job).map_or(Vec::new(), |entries| {
+        entries
+            .flatten()
+            .filter(|e| e.path().join("_metadata").exists())
+            .filter_map(|e| e.file_name().to_str()?.strip_prefix("chk-")?.parse().ok())
+            .collect()
+    });
+    ids.sort_unstable();
+    ids
+}
+
+/// Every key's running counts, in output order.
+fn counts(dir: &Path, shards: usize) -> BTreeMap<i64, Vec<i64>> {
+    let mut per_key: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
+    for shard in 0..shards {
+        let path: PathBuf = dir.join(format!("counts.csv.{shard}"));
+        let text = std::fs::read_to_string(&path).unwrap();
+        for line in text.lines() {
+            let (k, n) = line.split_once(',').unwrap();
+            per_key
+                .entry(k.parse().unwrap())
+                .or_default()
+                .push(n.parse().unwrap());
+        }
+    }
+    per_key
+}
+
+fn run(text: &str, control: &JobControl) -> Result<sluice_engine::JobReport, EngineError> {
+    run_plan_with(load_spec(text)?, control)
+}
+
+#[test]
+fn a_stopped_job_resumes_from_its_last_checkpoint_with_exactly_once_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = 60_000;
+    let job = counting_job(dir.path(), 50, events, 40_000);
+    // Stop the job three times, each time after it completed more checkpoints.
+    for round in 1..=3 {
+        let control = JobControl::new();
+        let stopper = control.clone();
+        let text = job.clone();
+        let running = std::thread::spawn(move || run(&text, &control));
+        // Two more checkpoints than before, so the stop falls after (or in) a later one.
+        let want = completed_ids(dir.path()).last().copied().unwrap_or(0) + 2;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while completed_ids(dir.path()).last().copied().unwrap_or(0) < want
+            && !running.is_finished()
+        {
+            assert!(
+                Instant::now() < deadline,
+                "round {round}: no checkpoint completed"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        stopper.cancel();
+        match running.join().unwrap() {
+            Err(EngineError::Cancelled) => {}
+            Ok(report) => panic!("round {round}: the job ended before the stop: {report:?}"),
+            Err(e) => panic!("round {round}: {e}"),
+        }
+    }
+    let report = run(&job, &JobControl::new()).unwrap();
+    assert!(report.checkpoints.restored_from.is_some(), "{report:?}");
+    assert_exactly_once(dir.path(), events);
+    // No staging file outlives the job.
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".pending-") || n.contains(".inprogress"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+/// Checks that every key's running count is 1..n and that all bids of `events` are counted.
+fn assert_exactly_once(dir: &Path, events: u64) {
+    let per_key = counts(dir, 2);
+    let mut total = 0;
+    for (key, seq) in &per_key {
+        let want: Vec<i64> = (1..=seq.len() as i64).collect();
+        assert_eq!(seq, &want, "auction {key}: a gap or a duplicate");
+        total += seq.len();
+    }
+    // Bids are 46 of every 50 Nexmark events.
+    assert_eq!(total as u64, events / 50 * 46, "every bid counted once");
+}
+
+#[test]
+fn a_damaged_checkpoint_is_skipped_for_the_one_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = 100_000;
+    let control = JobControl::new();
+    let stopper = control.clone();
+    let text = counting_job(dir.path(), 50, events, 20_000);
+    let running = std::thread::spawn(move || run(&text, &control));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while completed_checkpoints(dir.path()) < 2 {
+        assert!(Instant::now() < deadline, "no checkpoints");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    stopper.cancel();
+    assert!(matches!(
+        running.join().unwrap(),
+        Err(EngineError::Cancelled)
+    ));
+    // Flip a byte in the newest checkpoint's shard 1 state.
+    let root = dir.path().join("checkpoints").join("per-key-count");
+    let mut ids: Vec<PathBuf> = std::fs::read_dir(&root)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.join("_metadata").exists())
+        .collect();
+    ids.sort();
+    let shard_file = ids.last().unwrap().join("shard-1");
+    let mut bytes = std::fs::read(&shard_file).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x40;
+    std::fs::write(&shard_file, bytes).unwrap();
+    // The job (now at full speed) resumes from the checkpoint before, saying why, and its
+    // output is still exactly-once: what the damaged checkpoint published is taken back.
+    let report = run(&counting_job(dir.path(), 50, events, 0), &JobControl::new()).unwrap();
+    let skipped = report.checkpoints.skipped.join("\n");
+    assert!(skipped.contains("checksum"), "{skipped}");
+    let older: u64 = ids[ids.len() - 2]
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .trim_start_matches("chk-")
+        .parse()
+        .unwrap();
+    assert_eq!(report.checkpoints.restored_from, Some(older));
+    assert_exactly_once(dir.path(), events);
+}

@@ -1,0 +1,3 @@
+//! Stream jobs run by the real `sluice` binary, killed with SIGKILL.
+
+mod t01_kill_run;

@@ -1,0 +1,169 @@
+//! Per-key sequence check (as Flink's semantics-check jobs): a job counting bids per auction
+//! into an exactly-once file sink is run by `sluice run` and killed with SIGKILL at random
+//! moments — between checkpoints, in the middle of one, in the middle of a sink commit —
+//! and run again each time; the committed output must hold, for every auction, the counts
+//! 1..n with no gap and no duplicate, and every bid once.
+//!
+//! `SLUICE_KILLS` sets the number of kills (default 20) and `SLUICE_KILL_SEED` the seed.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context, Result};
+use sluice_bench::procs::sluice_bin;
+
+const EVENTS: u64 = 300_000;
+
+fn job(dir: &Path, rate: u64) -> String {
+    format!(
+        r#"
+name = "kill-check"
+parallelism = 2
+checkpoint_interval_ms = 100
+checkpoint_storage = "file://{store}"
+
+[[source]]
+kind = "nexmark"
+table = "bid"
+events = {EVENTS}
+rate_per_sec = {rate}
+
+[[operator]]
+map = ["auction", "1 AS one"]
+
+[[operator]]
+key_by = "auction"
+
+[[operator]]
+reduce = {{ column = "one", fn = "sum" }}
+
+[[sink]]
+kind = "file"
+path = "{out}"
+format = "csv"
+"#,
+        store = dir.join("checkpoints").display(),
+        out = dir.join("counts.csv").display(),
+    )
+}
+
+/// xorshift64*: the kill times, reproducible from the seed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+}
+
+fn check_output(dir: &Path) -> Result<usize> {
+    let mut per_key: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
+    for shard in 0..2 {
+        let path = dir.join(format!("counts.csv.{shard}"));
+        let text = std::fs::read_to_string(&path).with_context(|| path.display().to_string())?;
+        for line in text.lines() {
+            let (k, n) = line.split_once(',').context("a line without a comma")?;
+            per_key.entry(k.parse()?).or_default().push(n.parse()?);
+        }
+    }
+    let mut total = 0;
+    for (key, seq) in &per_key {
+        for (i, n) in seq.iter().enumerate() {
+            ensure!(
+                *n == i as i64 + 1,
+                "auction {key}: count {} is {n} (a gap or a duplicate): {:?}",
+                i + 1,
+                &seq[i.saturating_sub(3)..(i + 3).min(seq.len())]
+            );
+        }
+        total += seq.len();
+    }
+    ensure!(
+        total as u64 == EVENTS / 50 * 46,
+        "{total} bids counted, {} expected",
+        EVENTS / 50 * 46
+    );
+    Ok(total)
+}
+
+#[test]
+fn sigkilled_runs_resume_with_exactly_once_output() -> Result<()> {
+    let kills: usize = std::env::var("SLUICE_KILLS").map_or(Ok(20), |v| v.parse())?;
+    let seed: u64 = match std::env::var("SLUICE_KILL_SEED") {
+        Ok(v) => v.parse()?,
+        Err(_) => {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)?
+                .as_nanos() as u64
+                | 1
+        }
+    };
+    eprintln!("SLUICE_KILL_SEED={seed} SLUICE_KILLS={kills}");
+    let mut rng = Rng(seed);
+    let dir = tempfile::tempdir()?;
+    let spec = dir.path().join("job.toml");
+    std::fs::write(&spec, job(dir.path(), 40_000))?;
+    let bin = sluice_bin()?;
+    let mut killed = 0;
+    let mut ended_early = 0;
+    while killed < kills {
+        let mut child = Command::new(&bin)
+            .args(["run", "-o", "json"])
+            .arg(&spec)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        // Up to half a second: several checkpoints (every 100 ms) and sink commits.
+        let alive = Duration::from_millis(20 + rng.next() % 480);
+        let deadline = Instant::now() + alive;
+        let mut status = None;
+        while Instant::now() < deadline {
+            if let Some(s) = child.try_wait()? {
+                status = Some(s);
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        match status {
+            Some(s) => {
+                ensure!(s.success(), "`sluice run` failed: {s}");
+                ended_early += 1;
+                break;
+            }
+            None => {
+                child.kill()?;
+                child.wait()?;
+                killed += 1;
+            }
+        }
+    }
+    // Then run to the end at full speed.
+    std::fs::write(&spec, job(dir.path(), 0))?;
+    let out = Command::new(&bin)
+        .args(["run", "-o", "json"])
+        .arg(&spec)
+        .output()?;
+    if !out.status.success() {
+        bail!(
+            "the last run failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let counted = check_output(dir.path())?;
+    eprintln!(
+        "{killed} kills, ended early {ended_early}; the last run resumed from {}; {counted} bids \
+         counted once each",
+        report["restored_from_checkpoint"]
+    );
+    ensure!(
+        killed == 0 || !report["restored_from_checkpoint"].is_null(),
+        "the last run started afresh: {report}"
+    );
+    Ok(())
+}
