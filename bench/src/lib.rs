@@ -9,6 +9,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod checkpoint;
 pub mod compare;
 pub mod engine;
 pub mod exchange;

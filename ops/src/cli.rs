@@ -621,6 +621,9 @@ pub enum BenchCommand {
     /// Inter-shard exchange: CPU cost per record and throughput of the local
     /// ring mesh and of the TCP path between agents.
     Exchange(sluice_bench::exchange::ExchangeBenchArgs),
+    /// Checkpoints: Nexmark q5 and q7 with checkpoints off, every 10 s and every
+    /// 1 s; throughput cost, checkpoint duration, shard pause, alignment.
+    Checkpoint(sluice_bench::checkpoint::CheckpointBenchArgs),
     /// Every suite in turn (raft, engine, scheduler, failover, exchange), each in its
     /// own directory under --out.
     All(AllBenchArgs),

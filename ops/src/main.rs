@@ -43,6 +43,7 @@ fn main() -> std::process::ExitCode {
         Command::Run(args) => run_cmd::run(args),
         Command::Bench(BenchCommand::Engine(args)) => sluice_bench::engine::run(args),
         Command::Bench(BenchCommand::Exchange(args)) => sluice_bench::exchange::run(args),
+        Command::Bench(BenchCommand::Checkpoint(args)) => sluice_bench::checkpoint::run(args),
         Command::Bench(BenchCommand::Failover(args)) => block_on(sluice_bench::failover::run(args)),
         Command::Dev(args) => block_on(dev::run(args)),
         Command::Master(args) => block_on(master_cmd::run(args)),

@@ -20,7 +20,7 @@
 //! ```
 
 use crate::error::EngineError;
-use crate::record::hash::{hash_value, target_of};
+use crate::record::hash::{hash_value, target_of, KEY_GROUPS_DEFAULT};
 use crate::record::{Batch, SchemaRef};
 
 /// Routes each record to target `hash(key) → [0, targets)`.
@@ -42,9 +42,10 @@ impl KeyBy {
         self.key
     }
 
-    /// Returns the target of row `row`.
+    /// Returns the target of row `row` (with the default key groups, as a job's exchange).
     pub fn target(&self, input: &Batch, row: usize, targets: usize) -> usize {
-        target_of(hash_value(input.value(row, self.key)), targets)
+        let groups = KEY_GROUPS_DEFAULT.max(targets);
+        target_of(hash_value(input.value(row, self.key)), groups, targets)
     }
 
     /// Appends each row of `input` to `parts[target]`; one part per target.

@@ -61,11 +61,28 @@ pub fn hash_column(column: &Column, out: &mut Vec<u64>) {
     }
 }
 
-/// Maps a hash to one of `targets` targets.
-pub fn target_of(hash: u64, targets: usize) -> usize {
-    debug_assert!(targets > 0, "no exchange targets");
+/// Key groups of a job that does not set `max_parallelism`.
+pub const KEY_GROUPS_DEFAULT: usize = 128;
+
+/// The key group (of `groups`) a key's hash belongs to. A job's keys are cut into a fixed
+/// number of key groups (its max parallelism) whatever its parallelism, so keyed state can be
+/// moved between shards group by group.
+pub fn key_group_of(hash: u64, groups: usize) -> usize {
     // Multiply-shift avoids the cost of a division per record.
-    ((u128::from(hash) * targets as u128) >> 64) as usize
+    ((u128::from(hash) * groups as u128) >> 64) as usize
+}
+
+/// The shard (of `shards`) holding key group `group` (of `groups`): each shard holds one
+/// contiguous range of groups.
+pub fn shard_of_group(group: usize, groups: usize, shards: usize) -> usize {
+    debug_assert!(shards > 0 && groups >= shards, "bad key groups");
+    group * shards / groups.max(1)
+}
+
+/// Maps a hash to one of `targets` shards through its key group (of `groups`).
+pub fn target_of(hash: u64, groups: usize, targets: usize) -> usize {
+    debug_assert!(targets > 0, "no exchange targets");
+    shard_of_group(key_group_of(hash, groups), groups, targets)
 }
 
 #[cfg(test)]
@@ -82,10 +99,30 @@ mod tests {
         );
         let mut counts = [0usize; 4];
         for k in 0..4000 {
-            counts[target_of(hash_value(Value::Int(k)), 4)] += 1;
+            counts[target_of(hash_value(Value::Int(k)), KEY_GROUPS_DEFAULT, 4)] += 1;
         }
         for c in counts {
             assert!((800..1200).contains(&c), "uneven spread {counts:?}");
+        }
+    }
+
+    #[test]
+    fn a_key_group_is_held_whole_by_one_shard_at_any_parallelism() {
+        for shards in [1, 2, 3, 7, 128] {
+            let mut owner = vec![usize::MAX; KEY_GROUPS_DEFAULT];
+            for k in 0..20_000 {
+                let h = hash_value(Value::Int(k));
+                let (g, s) = (
+                    key_group_of(h, KEY_GROUPS_DEFAULT),
+                    target_of(h, KEY_GROUPS_DEFAULT, shards),
+                );
+                assert!(owner[g] == usize::MAX || owner[g] == s, "group {g} split");
+                owner[g] = s;
+                assert!(s < shards);
+            }
+            // Contiguous ranges: owners never go down as groups go up.
+            let seen: Vec<usize> = owner.iter().copied().filter(|o| *o != usize::MAX).collect();
+            assert!(seen.windows(2).all(|w| w[0] <= w[1]), "{seen:?}");
         }
     }
 

@@ -72,6 +72,8 @@ pub struct CheckpointMetadata {
     pub id: u64,
     /// Shards of the job.
     pub shards: u32,
+    /// The job's key groups (`max_parallelism`).
+    pub key_groups: u32,
     /// One per shard.
     pub handles: Vec<ShardHandle>,
     /// When it was triggered (ms since the Unix epoch).
@@ -190,7 +192,7 @@ fn load_one(
     store: &dyn BlobStore,
     prefix: &str,
     job: &str,
-    shards: usize,
+    (shards, key_groups): (usize, usize),
     id: u64,
 ) -> Result<Resume, String> {
     let dir = chk_dir(prefix, id);
@@ -213,6 +215,13 @@ fn load_one(
             meta.shards
         ));
     }
+    if meta.key_groups as usize != key_groups {
+        return Err(format!(
+            "{meta_path}: taken with max_parallelism {}, the job has {key_groups} (key groups \
+             are fixed for the life of a job)",
+            meta.key_groups
+        ));
+    }
     let mut states = Vec::with_capacity(shards);
     for (s, handle) in meta.handles.iter().enumerate() {
         if handle.shard as usize != s {
@@ -232,19 +241,20 @@ fn load_one(
     Ok(Resume { id, shards: states })
 }
 
-/// Looks for the checkpoint job `job` (of `shards` shards) resumes from under `prefix`.
+/// Looks for the checkpoint job `job` (of `shards` shards and `key_groups` key groups)
+/// resumes from under `prefix`.
 pub fn find_checkpoint(
     store: &dyn BlobStore,
     prefix: &str,
     job: &str,
-    shards: usize,
+    (shards, key_groups): (usize, usize),
 ) -> Result<Found, EngineError> {
     let (all, complete) = list_ids(store, prefix)?;
     let next_id = all.iter().next_back().map_or(1, |id| id + 1);
     let mut skipped = Vec::new();
     let mut resume = None;
     for id in complete.iter().rev() {
-        match load_one(store, prefix, job, shards, *id) {
+        match load_one(store, prefix, job, (shards, key_groups), *id) {
             Ok(r) => {
                 resume = Some(r);
                 break;
@@ -271,6 +281,8 @@ pub struct Coordinator {
     pub job: String,
     /// Shards of the job.
     pub shards: usize,
+    /// Key groups of the job.
+    pub key_groups: usize,
     /// Shared with the shards.
     pub control: Arc<CheckpointControl>,
     /// From the shards.
@@ -461,6 +473,7 @@ impl Coordinator {
             job: self.job.clone(),
             id,
             shards: self.shards as u32,
+            key_groups: self.key_groups as u32,
             handles,
             triggered_at_ms,
             duration_us: started.elapsed().as_micros() as u64,

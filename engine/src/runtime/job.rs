@@ -244,7 +244,8 @@ impl CheckpointSetup {
         let storage =
             sluice_storage::blob::open(url).map_err(|e| EngineError::Checkpoint(e.to_string()))?;
         let prefix = spec.name.clone();
-        let found = find_checkpoint(storage.as_ref(), &prefix, &spec.name, spec.parallelism)?;
+        let shape = (spec.parallelism, spec.max_parallelism);
+        let found = find_checkpoint(storage.as_ref(), &prefix, &spec.name, shape)?;
         let restored_from = found.resume.as_ref().map(|r| r.id);
         match restored_from {
             Some(id) => tracing::info!(job = %spec.name, checkpoint = id, storage = url,
@@ -270,6 +271,7 @@ impl CheckpointSetup {
             },
             job: spec.name.clone(),
             shards: spec.parallelism,
+            key_groups: spec.max_parallelism,
             control: control.clone(),
             events: rx,
             next_id: found.next_id,

@@ -32,6 +32,8 @@ pub enum StageOutput {
         schema: SchemaRef,
         /// Reused per-row target shards.
         targets: Vec<u32>,
+        /// The job's key groups.
+        key_groups: usize,
     },
     /// The sinks.
     Sinks(Vec<Box<dyn Sink>>),
@@ -43,6 +45,7 @@ impl StageOutput {
         route: Exchange,
         senders: Vec<Box<dyn ExchangeSender>>,
         schema: SchemaRef,
+        key_groups: usize,
     ) -> Self {
         let n = senders.len();
         Self::Exchange {
@@ -52,6 +55,7 @@ impl StageOutput {
             senders,
             schema,
             targets: Vec::new(),
+            key_groups: key_groups.max(n),
         }
     }
 
@@ -71,6 +75,7 @@ impl StageOutput {
                 schema,
                 targets,
                 senders,
+                key_groups,
             } => {
                 let n = parts.len();
                 let mut from = 0;
@@ -81,10 +86,9 @@ impl StageOutput {
                         Exchange::Hash(key) if n > 1 => {
                             let column = batch.column(key);
                             targets.clear();
-                            targets.extend(
-                                rows.clone()
-                                    .map(|row| target_of(hash_value(column.get(row)), n) as u32),
-                            );
+                            targets.extend(rows.clone().map(|row| {
+                                target_of(hash_value(column.get(row)), *key_groups, n) as u32
+                            }));
                             batch.scatter(rows, targets, parts);
                         }
                         Exchange::Hash(_) | Exchange::Single => parts[0].append_rows(batch, rows),

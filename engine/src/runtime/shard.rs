@@ -452,7 +452,7 @@ impl ShardBuilder {
                         .get_mut(e)
                         .and_then(Option::take)
                         .ok_or_else(missing)?;
-                    StageOutput::exchange(route, tx, schema)
+                    StageOutput::exchange(route, tx, schema, spec.max_parallelism)
                 }
                 None => {
                     let sinks = spec

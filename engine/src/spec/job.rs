@@ -38,6 +38,8 @@ use crate::source::{Format, NexmarkConfig, Source};
 pub const RING_CAPACITY_BATCHES_DEFAULT: usize = 16;
 /// The largest accepted parallelism (shards per job on one machine).
 pub const PARALLELISM_MAX: usize = 256;
+/// The largest accepted `max_parallelism` (key groups of a job).
+pub const KEY_GROUPS_MAX: usize = 32_768;
 
 /// A whole job.
 #[derive(Clone, Debug, Deserialize)]
@@ -49,6 +51,11 @@ pub struct JobSpec {
     /// Number of shards (pinned threads).
     #[serde(default = "default_parallelism")]
     pub parallelism: usize,
+    /// Key groups: keys are cut into this many groups, each held whole by one shard, so
+    /// that keyed state can later move to another parallelism up to this one. Fixed for the
+    /// life of a job: a checkpoint restores only with the same value.
+    #[serde(default = "default_max_parallelism")]
+    pub max_parallelism: usize,
     /// Whether shards are pinned to cores (skipped where a core id is not available).
     #[serde(default = "default_true")]
     pub pin_cores: bool,
@@ -127,6 +134,7 @@ impl JobSpec {
         Self {
             name: name.to_owned(),
             parallelism: 1,
+            max_parallelism: default_max_parallelism(),
             pin_cores: false,
             watermark: WatermarkSpec::default(),
             sources: Vec::new(),
@@ -181,6 +189,10 @@ fn default_name() -> String {
 
 fn default_parallelism() -> usize {
     1
+}
+
+fn default_max_parallelism() -> usize {
+    crate::record::hash::KEY_GROUPS_DEFAULT
 }
 
 fn default_true() -> bool {

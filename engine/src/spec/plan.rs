@@ -18,7 +18,7 @@ use crate::record::{Batch, DataType, Schema, SchemaRef, Value};
 use crate::source::nexmark::nexmark_schema;
 use crate::spec::files::check_files;
 use crate::spec::job::{
-    JobSpec, JoinSpec, OperatorSpec, SourceSpec, WatermarkSpec, PARALLELISM_MAX,
+    JobSpec, JoinSpec, OperatorSpec, SourceSpec, WatermarkSpec, KEY_GROUPS_MAX, PARALLELISM_MAX,
     PROCESSING_TIME_COLUMN,
 };
 
@@ -608,8 +608,18 @@ pub fn plan_portable(spec: &JobSpec) -> Result<Plan, (SpecItem, EngineError)> {
             spec.parallelism
         )));
     }
+    if spec.max_parallelism < spec.parallelism || spec.max_parallelism > KEY_GROUPS_MAX {
+        return Err(job(format!(
+            "max_parallelism (the job's key groups) must be parallelism ({})..={KEY_GROUPS_MAX}, \
+             not {}",
+            spec.parallelism, spec.max_parallelism
+        )));
+    }
     if spec.ring_capacity_batches == 0 {
         return Err(job("ring_capacity_batches must be at least 1".into()));
+    }
+    if let Err(e) = spec.checkpoint_interval() {
+        return Err((SpecItem::Job, e));
     }
     if spec.sources.is_empty() {
         return Err(job("a job needs at least one [[source]]".into()));

@@ -204,6 +204,37 @@ async fn quick_exchange_suite_writes_sane_outputs() -> anyhow::Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quick_checkpoint_suite_takes_checkpoints() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let out = tmp.path().join("checkpoint");
+    let summary = run_suite(&["checkpoint", "--quick"], &out).await?;
+    check_outputs(&summary, &out)?;
+    for q in ["q5", "q7"] {
+        for label in ["off", "10s", "1s"] {
+            let name = format!("checkpoint.{q}.{label}");
+            let s = summary
+                .scenarios
+                .iter()
+                .find(|s| s.name == name)
+                .unwrap_or_else(|| panic!("{name} missing"));
+            assert!(
+                s.per_cpu_second.is_some_and(|v| v.is_finite() && v > 0.0),
+                "{name}"
+            );
+        }
+        // The shortest interval took checkpoints and none failed.
+        let short = format!("checkpoint.{q}.1s");
+        let s = summary.scenarios.iter().find(|s| s.name == short).unwrap();
+        assert!(
+            !s.description.contains(" 0 completed") && s.description.contains(" 0 failed"),
+            "{}",
+            s.description
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quick_failover_suite_writes_sane_outputs() -> anyhow::Result<()> {
     let tmp = tempfile::tempdir()?;
     let out = tmp.path().join("failover");

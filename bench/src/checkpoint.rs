@@ -1,0 +1,150 @@
+//! `sluice bench checkpoint`: what checkpoints cost a running job.
+//!
+//! Nexmark q5 (hot items: sliding windows, max, join back) and q7 (highest bid: tumbling
+//! windows, join) run to completion on two shards three ways — checkpoints off, every 10 s and
+//! every 1 s (into a `file://` store in a temporary directory) — and report events per
+//! CPU-second of the shard threads, the throughput cost against "off" in the same run, and the
+//! checkpoints' duration, shard pause (freezing state) and alignment time (p50 / p99 / max).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Result};
+use clap::Args;
+use sluice_engine::bench::{nexmark_spec, NexmarkBenchConfig, NexmarkQuery};
+use sluice_engine::runtime::coordinator::{CheckpointOutcome, CheckpointReport};
+
+use crate::report::{self, Report};
+
+#[derive(Debug, Args, Clone)]
+pub struct CheckpointBenchArgs {
+    /// A short smoke run (the intervals scaled down to 100 ms and 20 ms).
+    #[arg(long)]
+    pub quick: bool,
+    /// Generator events per run [default: 100000000, quick: 400000].
+    #[arg(long)]
+    pub events: Option<u64>,
+    /// Output directory [default: bench-results/checkpoint-<unix time>].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+struct Run {
+    events: u64,
+    wall: Duration,
+    cpu: Duration,
+    checkpoints: CheckpointReport,
+}
+
+fn run_one(query: NexmarkQuery, events: u64, interval: Option<Duration>) -> Result<Run> {
+    let config = NexmarkBenchConfig {
+        query,
+        events,
+        parallelism: 2,
+        seed: 7,
+        pin_cores: true,
+    };
+    let mut spec = nexmark_spec(&config);
+    let store = tempfile::tempdir()?;
+    if let Some(interval) = interval {
+        spec.checkpoint_interval_ms = Some(interval.as_millis().max(1) as u64);
+        spec.checkpoint_storage = Some(format!("file://{}", store.path().display()));
+    }
+    let report = sluice_engine::run_job(spec)?;
+    // q5 and q7 read the bids twice (once per pass); count one pass, as `bench engine` does.
+    Ok(Run {
+        events: report.records_in / 2,
+        wall: report.elapsed,
+        cpu: report.cpu_time(),
+        checkpoints: report.checkpoints,
+    })
+}
+
+fn percentiles(mut values: Vec<Duration>) -> String {
+    if values.is_empty() {
+        return "-".into();
+    }
+    values.sort_unstable();
+    let at = |q: f64| values[((values.len() - 1) as f64 * q).round() as usize];
+    format!(
+        "{} / {} / {}",
+        report::human_us(at(0.5).as_secs_f64() * 1e6),
+        report::human_us(at(0.99).as_secs_f64() * 1e6),
+        report::human_us(at(1.0).as_secs_f64() * 1e6)
+    )
+}
+
+/// Runs the checkpoint suite and prints its table.
+pub fn run(args: CheckpointBenchArgs) -> Result<()> {
+    let events = args
+        .events
+        .unwrap_or(if args.quick { 400_000 } else { 100_000_000 });
+    if events == 0 {
+        bail!("--events must be positive");
+    }
+    let (long, short) = if args.quick {
+        (Duration::from_millis(100), Duration::from_millis(20))
+    } else {
+        (Duration::from_secs(10), Duration::from_secs(1))
+    };
+    let out = report::out_dir_or_default(args.out.as_deref(), "checkpoint");
+    let mut report = Report::new("checkpoint", &out)?;
+    eprintln!("bench checkpoint: results in {}", out.display());
+    let mut progress = report::Progress::new("checkpoint", 6);
+    for (query, name) in [(NexmarkQuery::Q5, "q5"), (NexmarkQuery::Q7, "q7")] {
+        let mut base = None;
+        for (label, interval) in [("off", None), ("10s", Some(long)), ("1s", Some(short))] {
+            progress.step(format!("{name}, checkpoints {label}, {events} events"));
+            let run = run_one(query, events, interval)?;
+            let per_cpu = run.events as f64 / run.cpu.as_secs_f64().max(1e-9);
+            let per_sec = run.events as f64 / run.wall.as_secs_f64().max(1e-9);
+            let base_rate = *base.get_or_insert(per_cpu);
+            let completed: Vec<_> = run
+                .checkpoints
+                .history
+                .iter()
+                .filter(|c| c.outcome == CheckpointOutcome::Completed)
+                .collect();
+            let description = match interval {
+                None => format!("Nexmark {name} on 2 shards, no checkpoints"),
+                Some(i) => format!(
+                    "Nexmark {name} on 2 shards, a checkpoint every {i:?}: {:+.1} % events per \
+                     CPU-second against off; {} completed, {} failed; duration p50/p99/max {}; \
+                     shard pause {}; alignment {}; {} bytes each on average",
+                    (per_cpu / base_rate - 1.0) * 100.0,
+                    run.checkpoints.completed,
+                    run.checkpoints.failed,
+                    percentiles(completed.iter().map(|c| c.duration).collect()),
+                    percentiles(
+                        completed
+                            .iter()
+                            .flat_map(|c| c.pause.iter().copied())
+                            .collect()
+                    ),
+                    percentiles(
+                        completed
+                            .iter()
+                            .flat_map(|c| c.alignment.iter().copied())
+                            .collect()
+                    ),
+                    completed.iter().map(|c| c.bytes).sum::<u64>() / completed.len().max(1) as u64,
+                ),
+            };
+            report.add_throughput(
+                &format!("checkpoint.{name}.{label}"),
+                &description,
+                per_sec,
+                per_cpu,
+            );
+        }
+    }
+    progress.finish();
+    report.note("events are one pass of bids; CPU time is the shard threads' (getrusage), not the coordinator's, which serialises and stores the state off the shards");
+    let summary = report.finish()?;
+    println!("{}", report::table(&summary));
+    for s in &summary.scenarios {
+        println!("{}: {}", s.name, s.description);
+    }
+    println!("files: {}", out.display());
+    Ok(())
+}
