@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::state::{
-    AgentId, AgentSpec, AgentState, ClusterState, Grant, JobId, JobSpec, JobState,
+    AgentId, AgentSpec, AgentState, CheckpointInfo, ClusterState, Grant, JobId, JobSpec, JobState,
     PlacementViolation, Policy, RolePatch, RoleSpec, TaskUpdate,
 };
 
@@ -100,6 +100,18 @@ pub enum Command {
     /// role if it does not exist). New variants go last: Raft entries name
     /// variants by position.
     UpdateRole(RolePatch),
+    /// Every shard of a stream job's run `attempt` stored its state for
+    /// checkpoint `checkpoint.id`: the checkpoint is complete once this is
+    /// committed. Refused for another run of the job (a re-placed job's old
+    /// instance), a job not running, a checkpoint missing a shard, or an id
+    /// not above the last one.
+    CheckpointCompleted {
+        job: JobId,
+        attempt: u64,
+        checkpoint: CheckpointInfo,
+        #[serde(default)]
+        now_ms: u64,
+    },
 }
 
 impl Command {
@@ -114,7 +126,8 @@ impl Command {
             | Command::KillTask { now_ms, .. }
             | Command::PlaceJob { now_ms, .. }
             | Command::PreemptJob { now_ms, .. }
-            | Command::UpdateTask { now_ms, .. } => *now_ms = now,
+            | Command::UpdateTask { now_ms, .. }
+            | Command::CheckpointCompleted { now_ms, .. } => *now_ms = now,
             Command::RegisterAgent(_)
             | Command::UndrainAgent { .. }
             | Command::RemoveAgent { .. }
@@ -204,6 +217,10 @@ pub enum CommandOutput {
         roles: usize,
         jobs: usize,
     },
+    CheckpointRecorded {
+        job: JobId,
+        id: u64,
+    },
 }
 
 /// Why the state machine rejected a command. The state is unchanged.
@@ -262,6 +279,15 @@ pub enum CommandError {
     /// alike, instead of stopping them all at this log index.
     #[error("internal inconsistency, command refused and nothing changed: {detail}")]
     Internal { detail: String },
+    #[error(
+        "checkpoint of run {attempt} of job {job}, which is at run {current}: that instance was \
+         replaced and must stop"
+    )]
+    StaleRun {
+        job: JobId,
+        attempt: u64,
+        current: u64,
+    },
 }
 
 impl CommandError {

@@ -409,6 +409,29 @@ pub struct JobEvent {
     pub message: String,
 }
 
+/// Completed checkpoints kept per job (in the state; the store keeps its own count).
+pub const JOB_CHECKPOINTS_KEPT: usize = 10;
+
+/// A completed checkpoint of a stream job, as its run's agents reported it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckpointInfo {
+    /// The checkpoint's id (ids only grow within a job).
+    pub id: u64,
+    /// Where each shard's state is, in shard order, in the job's checkpoint storage.
+    pub handles: Vec<String>,
+    /// When it was triggered (Unix ms, the agent's clock).
+    pub triggered_ms: u64,
+    /// From trigger to stored, in ms.
+    pub duration_ms: u64,
+    /// Bytes stored.
+    pub bytes: u64,
+    /// Per shard, the longest alignment of its stages, in µs.
+    pub alignment_us: Vec<u64>,
+    /// When the completion was committed (the leader's clock).
+    #[serde(default)]
+    pub completed_ms: u64,
+}
+
 /// A submitted job.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Job {
@@ -432,6 +455,16 @@ pub struct Job {
     /// decisions name the version they were made on, and apply refuses a
     /// decision made on an older one.
     pub version: u64,
+    /// Bumped by every placement: which run of the job its tasks belong to.
+    /// A checkpoint is accepted only from the current run.
+    #[serde(default)]
+    pub attempt: u64,
+    /// Its latest completed checkpoints, oldest first.
+    #[serde(default)]
+    pub checkpoints: Vec<CheckpointInfo>,
+    /// The checkpoint the current run resumes from (decided with its placement).
+    #[serde(default)]
+    pub restore_from: Option<u64>,
 }
 
 impl Job {
@@ -509,10 +542,90 @@ impl ClusterState {
                 .collect(),
             events: Vec::new(),
             version: 0,
+            attempt: 0,
+            checkpoints: Vec::new(),
+            restore_from: None,
         };
         job.record(index, now_ms, "submitted");
         self.jobs.insert(id, job);
         Ok(CommandOutput::JobSubmitted { id })
+    }
+
+    /// Records a completed checkpoint of a running stream job's current run.
+    pub(super) fn checkpoint_completed(
+        &mut self,
+        now_ms: u64,
+        id: JobId,
+        attempt: u64,
+        checkpoint: &CheckpointInfo,
+    ) -> Result<CommandOutput, CommandError> {
+        let job = self.jobs.get(&id).ok_or(CommandError::UnknownJob { id })?;
+        if !matches!(job.spec.kind, JobKind::Stream { .. }) {
+            return Err(CommandError::invalid(
+                "job",
+                format!("job {id} is not a stream job"),
+            ));
+        }
+        if job.attempt != attempt {
+            return Err(CommandError::StaleRun {
+                job: id,
+                attempt,
+                current: job.attempt,
+            });
+        }
+        if job.state != JobState::Running {
+            return Err(CommandError::invalid(
+                "job",
+                format!("job {id} is {:?}, not running", job.state),
+            ));
+        }
+        if checkpoint.handles.len() != job.tasks.len()
+            || checkpoint
+                .handles
+                .iter()
+                .any(|h| h.is_empty() || h.len() > 1024)
+        {
+            return Err(CommandError::invalid(
+                "checkpoint",
+                format!(
+                    "checkpoint {} names {} shard states, the job has {} shards: a checkpoint is \
+                     complete only when every shard stored its state",
+                    checkpoint.id,
+                    checkpoint.handles.len(),
+                    job.tasks.len()
+                ),
+            ));
+        }
+        if checkpoint.alignment_us.len() > job.tasks.len() {
+            return Err(CommandError::invalid(
+                "checkpoint",
+                "more alignments than shards",
+            ));
+        }
+        if let Some(last) = job.checkpoints.last() {
+            if checkpoint.id <= last.id {
+                return Err(CommandError::invalid(
+                    "checkpoint",
+                    format!(
+                        "checkpoint {} is not above the last completed one, {}",
+                        checkpoint.id, last.id
+                    ),
+                ));
+            }
+        }
+        let Some(job) = self.jobs.get_mut(&id) else {
+            return Err(CommandError::internal(format!("job {id} vanished")));
+        };
+        if job.checkpoints.len() >= JOB_CHECKPOINTS_KEPT {
+            job.checkpoints.remove(0);
+        }
+        let mut recorded = checkpoint.clone();
+        recorded.completed_ms = now_ms;
+        job.checkpoints.push(recorded);
+        Ok(CommandOutput::CheckpointRecorded {
+            job: id,
+            id: checkpoint.id,
+        })
     }
 
     pub(super) fn cancel_job(

@@ -18,9 +18,9 @@ use serde::{Deserialize, Serialize};
 pub use agents::{Agent, AgentId, AgentSpec, AgentState, Drain, AGENTS_MAX, CORES_PER_AGENT_MAX};
 pub use jobs::Grant;
 pub use jobs::{
-    Constraint, ConstraintOp, Job, JobEvent, JobId, JobKind, JobSpec, JobState, PlacementStrategy,
-    Policy, Task, TaskState, DEFAULT_ROLE, ENDED_JOBS_KEPT, JOBS_MAX, JOB_NAME_PUNCTUATION,
-    TASKS_PER_JOB_MAX,
+    CheckpointInfo, Constraint, ConstraintOp, Job, JobEvent, JobId, JobKind, JobSpec, JobState,
+    PlacementStrategy, Policy, Task, TaskState, DEFAULT_ROLE, ENDED_JOBS_KEPT, JOBS_MAX,
+    JOB_CHECKPOINTS_KEPT, JOB_NAME_PUNCTUATION, TASKS_PER_JOB_MAX,
 };
 pub use placement::{PlacementViolation, TaskUpdate};
 pub use resources::Resources;
@@ -101,6 +101,12 @@ impl ClusterState {
             Command::SetPendingReasons { reasons } => self.set_pending_reasons(reasons)?,
             Command::UpdateTask { update, now_ms } => self.update_task(index, *now_ms, update)?,
             Command::RestoreState(saved) => self.restore(saved)?,
+            Command::CheckpointCompleted {
+                job,
+                attempt,
+                checkpoint,
+                now_ms,
+            } => self.checkpoint_completed(*now_ms, *job, *attempt, checkpoint)?,
         };
         self.last_change_index = index;
         Ok(output)
@@ -398,6 +404,15 @@ pub struct Assignment {
     /// Where each task of the job runs, in task order (stream shards need
     /// their peers); None for a task not placed.
     pub peers: Vec<Option<AgentId>>,
+    /// The job's run (bumped by every placement); its checkpoints name it.
+    #[serde(default)]
+    pub attempt: u64,
+    /// The checkpoint this run resumes from, and the ones completed since.
+    #[serde(default)]
+    pub restore_from: Option<u64>,
+    /// The job's latest completed checkpoint.
+    #[serde(default)]
+    pub last_checkpoint: Option<u64>,
 }
 
 /// An agent's state and the tasks placed on it.
@@ -428,6 +443,9 @@ impl AgentAssignment {
                         .iter()
                         .map(|t| t.grant.as_ref().map(|g| g.agent))
                         .collect(),
+                    attempt: job.attempt,
+                    restore_from: job.restore_from,
+                    last_checkpoint: job.checkpoints.last().map(|c| c.id),
                 })
             })
             .collect();

@@ -290,6 +290,8 @@ impl ClusterState {
         let agents: BTreeSet<AgentId> = grants.iter().map(|g| g.agent).collect();
         job.state = JobState::Running;
         job.version += 1;
+        job.attempt += 1;
+        job.restore_from = job.checkpoints.last().map(|c| c.id);
         job.reason = None;
         if job.started_ms.is_none() {
             job.started_ms = Some(now_ms);
@@ -302,6 +304,9 @@ impl ClusterState {
         }
         let verb = if moved { "moved to" } else { "placed on" };
         let mut message = format!("{verb} agents {agents:?}");
+        if let Some(id) = job.restore_from {
+            message.push_str(&format!(", resuming from checkpoint {id}"));
+        }
         if let Some(reason) = reason {
             message.push_str(": ");
             message.push_str(reason);

@@ -12,6 +12,48 @@ use std::sync::Arc;
 #[derive(Clone, Debug, Default)]
 pub struct JobControl {
     cancel: Arc<AtomicBool>,
+    checkpoints: Option<Arc<CheckpointHooks>>,
+}
+
+/// Why an external completion of a checkpoint failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CompletionError {
+    /// This checkpoint failed; later ones may succeed.
+    Failed(String),
+    /// This instance of the job must stop (another run replaced it).
+    Fatal(String),
+}
+
+/// A checkpoint completer: called with the checkpoint's metadata once every shard's state
+/// is stored, before the checkpoint counts as complete.
+pub type Completer = Box<
+    dyn Fn(&crate::runtime::coordinator::CheckpointMetadata) -> Result<(), CompletionError>
+        + Send
+        + Sync,
+>;
+
+/// Checkpoints of a job whose completions are decided elsewhere (by the masters, through
+/// Raft), not by the store's `_metadata` alone.
+pub struct CheckpointHooks {
+    /// Completes a checkpoint (commits it through the masters).
+    pub complete: Completer,
+    /// The checkpoint this run resumes from, as decided with its placement; `None` starts
+    /// afresh whatever the store holds.
+    pub restore_from: Option<u64>,
+    /// The latest completed checkpoint the masters know of (new ids go above it).
+    pub last_completed: Option<u64>,
+    /// The job's prefix in the checkpoint storage (instead of its name).
+    pub prefix: String,
+}
+
+impl std::fmt::Debug for CheckpointHooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CheckpointHooks")
+            .field("restore_from", &self.restore_from)
+            .field("last_completed", &self.last_completed)
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
 }
 
 impl JobControl {
@@ -33,6 +75,19 @@ impl JobControl {
     }
 
     /// The shared flag, for the runtime's threads.
+    /// A control whose job's checkpoints complete through `hooks`.
+    pub fn with_checkpoints(hooks: CheckpointHooks) -> Self {
+        Self {
+            cancel: Arc::default(),
+            checkpoints: Some(Arc::new(hooks)),
+        }
+    }
+
+    /// The checkpoint hooks, if the job's checkpoints complete elsewhere.
+    pub fn checkpoint_hooks(&self) -> Option<Arc<CheckpointHooks>> {
+        self.checkpoints.clone()
+    }
+
     pub(crate) fn flag(&self) -> Arc<AtomicBool> {
         self.cancel.clone()
     }

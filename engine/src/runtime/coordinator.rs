@@ -273,6 +273,57 @@ pub fn find_checkpoint(
     })
 }
 
+/// Loads checkpoint `id` from its shard files alone (its completion is recorded elsewhere,
+/// by the masters), falling back to older checkpoints with metadata if it is unusable.
+pub fn find_exact_checkpoint(
+    store: &dyn BlobStore,
+    prefix: &str,
+    job: &str,
+    shape: (usize, usize),
+    id: u64,
+) -> Result<Found, EngineError> {
+    let (all, complete) = list_ids(store, prefix)?;
+    let next_id = all.iter().next_back().map_or(1, |i| i + 1).max(id + 1);
+    let mut skipped = Vec::new();
+    let exact = (|| -> Result<Resume, String> {
+        let mut states = Vec::with_capacity(shape.0);
+        for s in 0..shape.0 {
+            let path = format!("{}/shard-{s}", chk_dir(prefix, id));
+            let sealed = store.get(&path).map_err(|e| e.to_string())?;
+            let payload = unseal(&path, &sealed).map_err(|e| e.to_string())?;
+            let state = ShardState::decode(&path, payload).map_err(|e| e.to_string())?;
+            if state.checkpoint != id || state.shard as usize != s || state.job != job {
+                return Err(format!("{path}: the state of another checkpoint"));
+            }
+            states.push(state);
+        }
+        Ok(Resume { id, shards: states })
+    })();
+    let mut resume = None;
+    match exact {
+        Ok(r) => resume = Some(r),
+        Err(why) => {
+            tracing::warn!(job, checkpoint = id, %why, "checkpoint unusable; trying the one before");
+            skipped.push(format!("checkpoint {id}: {why}"));
+            for older in complete.iter().rev().filter(|c| **c < id) {
+                match load_one(store, prefix, job, shape, *older) {
+                    Ok(r) => {
+                        resume = Some(r);
+                        break;
+                    }
+                    Err(why) => skipped.push(format!("checkpoint {older}: {why}")),
+                }
+            }
+        }
+    }
+    Ok(Found {
+        resume,
+        skipped,
+        next_id,
+        completed: complete.into_iter().rev().collect(),
+    })
+}
+
 /// The coordinator's thread state.
 pub struct Coordinator {
     /// Settings.
@@ -295,6 +346,8 @@ pub struct Coordinator {
     pub abort: Arc<AtomicBool>,
     /// The report so far (restore details filled in by the caller).
     pub report: CheckpointReport,
+    /// Completes checkpoints elsewhere (the masters), when set.
+    pub hooks: Option<Arc<crate::runtime::control::CheckpointHooks>>,
 }
 
 impl Coordinator {
@@ -347,6 +400,10 @@ impl Coordinator {
                     };
                     tracing::warn!(job = %self.job, checkpoint = id, %reason, consecutive_failures, "checkpoint failed");
                     self.push(record);
+                    if self.abort.load(Ordering::Relaxed) {
+                        // A fatal completion error stopped the job: that is its cause.
+                        return (self.report, Some(EngineError::Checkpoint(reason)));
+                    }
                     if consecutive_failures > self.settings.failures_tolerated {
                         let e = EngineError::Checkpoint(format!(
                             "{consecutive_failures} checkpoints in a row failed (tolerated: {}); \
@@ -444,6 +501,12 @@ impl Coordinator {
         }
     }
 
+    /// Stops the job for good: another run of it replaced this one.
+    fn fatal(&self, why: &str) -> EngineError {
+        self.abort.store(true, Ordering::Relaxed);
+        EngineError::Checkpoint(format!("stopping: {why}"))
+    }
+
     /// Serialises and stores every shard's state, then the metadata; returns bytes stored.
     fn store(
         &self,
@@ -483,6 +546,18 @@ impl Coordinator {
                 .collect(),
             pause_us: parts.iter().map(|p| p.pause().as_micros() as u64).collect(),
         };
+        if let Some(hooks) = &self.hooks {
+            // The masters decide: the checkpoint is complete once they committed it.
+            match (hooks.complete)(&meta) {
+                Ok(()) => {}
+                Err(crate::runtime::control::CompletionError::Failed(why)) => {
+                    return Err(EngineError::Checkpoint(format!("not completed: {why}")))
+                }
+                Err(crate::runtime::control::CompletionError::Fatal(why)) => {
+                    return Err(self.fatal(&why))
+                }
+            }
+        }
         let encoded = postcard::to_stdvec(&meta)
             .map_err(|e| EngineError::Checkpoint(format!("cannot encode metadata: {e}")))?;
         let sealed = seal(&encoded);

@@ -14,7 +14,7 @@ use crate::record::Batch;
 use crate::runtime::checkpoint::{CheckpointControl, ShardEvent};
 use crate::runtime::control::JobControl;
 use crate::runtime::coordinator::{
-    find_checkpoint, CheckpointReport, CheckpointSettings, Coordinator,
+    find_checkpoint, find_exact_checkpoint, CheckpointReport, CheckpointSettings, Coordinator,
 };
 use crate::runtime::exchange::{local_channel, ExchangeReceiver, ExchangeSender};
 use crate::runtime::remote::frame::Hello;
@@ -234,6 +234,7 @@ impl CheckpointSetup {
     fn prepare(
         plan: &Plan,
         abort: &Arc<AtomicBool>,
+        hooks: Option<Arc<crate::runtime::control::CheckpointHooks>>,
     ) -> Result<Option<(Self, Vec<Option<crate::runtime::checkpoint::ShardState>>)>, EngineError>
     {
         let spec = &plan.spec;
@@ -243,9 +244,32 @@ impl CheckpointSetup {
         let url = spec.checkpoint_storage.as_deref().unwrap_or_default();
         let storage =
             sluice_storage::blob::open(url).map_err(|e| EngineError::Checkpoint(e.to_string()))?;
-        let prefix = spec.name.clone();
         let shape = (spec.parallelism, spec.max_parallelism);
-        let found = find_checkpoint(storage.as_ref(), &prefix, &spec.name, shape)?;
+        let (prefix, found) = match &hooks {
+            None => {
+                let prefix = spec.name.clone();
+                let found = find_checkpoint(storage.as_ref(), &prefix, &spec.name, shape)?;
+                (prefix, found)
+            }
+            Some(h) => {
+                let prefix = h.prefix.clone();
+                let mut found = match h.restore_from {
+                    Some(id) => {
+                        find_exact_checkpoint(storage.as_ref(), &prefix, &spec.name, shape, id)?
+                    }
+                    // The masters know of no checkpoint for this run: start afresh, with ids
+                    // above anything in the store.
+                    None => {
+                        let mut f = find_checkpoint(storage.as_ref(), &prefix, &spec.name, shape)?;
+                        f.resume = None;
+                        f.skipped.clear();
+                        f
+                    }
+                };
+                found.next_id = found.next_id.max(h.last_completed.map_or(1, |id| id + 1));
+                (prefix, found)
+            }
+        };
         let restored_from = found.resume.as_ref().map(|r| r.id);
         match restored_from {
             Some(id) => tracing::info!(job = %spec.name, checkpoint = id, storage = url,
@@ -278,6 +302,7 @@ impl CheckpointSetup {
             stop: Arc::new(AtomicBool::new(false)),
             abort: abort.clone(),
             report: CheckpointReport::default(),
+            hooks,
         };
         let setup = Self {
             control,
@@ -404,7 +429,7 @@ fn run_placed(
         }
         None
     } else {
-        match CheckpointSetup::prepare(&plan, &abort) {
+        match CheckpointSetup::prepare(&plan, &abort, control.checkpoint_hooks()) {
             Ok(c) => c,
             Err(e) => {
                 if let Some(io) = remote_io {
