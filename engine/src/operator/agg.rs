@@ -185,7 +185,7 @@ impl AggSpec {
         }
         match acc {
             Acc::Val(Some(v)) if !accepts(self.field.data_type, v) => Err(format!(
-                "{} keeps {v:?}, which is not a {}",
+                "{} keeps {v:?}, which is not of type {}",
                 what(),
                 self.field.data_type
             )),
@@ -506,7 +506,7 @@ mod tests {
         let err = check_all(&aggs, &[Acc::Int(Some(2)), good[1].clone()]).unwrap_err();
         assert!(err.contains("`n`"), "{err}");
         let err = check_all(&aggs, &[Acc::Count(1), Acc::Val(Some(OwnedValue::Int(1)))]);
-        assert!(err.unwrap_err().contains("not a string"));
+        assert!(err.unwrap_err().contains("not of type string"));
         assert!(check_all(&aggs, &[Acc::Count(1), Acc::Val(None)]).is_err());
         assert_ne!(aggs[0].signature(), aggs[1].signature());
     }

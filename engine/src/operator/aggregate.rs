@@ -155,7 +155,10 @@ impl Operator for Aggregate {
         let key_type = self.key_type.unwrap_or(DataType::Int);
         for (key, accs) in &s.groups {
             if key.data_type() != key_type {
-                return Err(corrupt(name, format!("key {key:?} is not a {key_type}")));
+                return Err(corrupt(
+                    name,
+                    format!("key {key:?} is not of type {key_type}"),
+                ));
             }
             if accs.len() != self.aggs.len() {
                 return Err(corrupt(

@@ -221,7 +221,7 @@ impl Operator for Reduce {
             if key.data_type() != key_type {
                 return Err(corrupt(
                     name,
-                    format!("key {key:?} in the checkpoint is not a {key_type}"),
+                    format!("key {key:?} in the checkpoint is not of type {key_type}"),
                 ));
             }
             let fits = matches!(

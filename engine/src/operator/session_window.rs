@@ -266,7 +266,7 @@ impl Operator for SessionWindow {
         for (key, list) in &s.sessions {
             let what = |m: String| corrupt(name, format!("sessions of key {key}: {m}"));
             if key.data_type() != key_type {
-                return Err(what(format!("the key is not a {key_type}")));
+                return Err(what(format!("the key is not of type {key_type}")));
             }
             let mut previous_start = i64::MIN;
             for session in list {
@@ -484,7 +484,7 @@ mod tests {
         let m = refusal(restore_changed(|s| {
             s.sessions[1].0 = OwnedValue::Float(2.0)
         }));
-        assert!(m.contains("not a int"), "{m}");
+        assert!(m.contains("not of type int"), "{m}");
         let m = refusal(restore_changed(|s| s.sessions[1].0 = OwnedValue::Int(1)));
         assert!(
             m.contains("keyed state") && m.contains("entries 0 and 1"),

@@ -933,7 +933,7 @@ mod tests {
         let m = refusal(restore_changed(|s| {
             s.panes[0].accs[1] = Acc::Val(Some(OwnedValue::Int(3)));
         }));
-        assert!(m.contains("not a string"), "{m}");
+        assert!(m.contains("not of type string"), "{m}");
         let m = refusal(restore_changed(|s| {
             s.panes[0].accs.pop();
         }));
