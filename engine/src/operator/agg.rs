@@ -4,6 +4,7 @@
 //! HOT PATH: `update` runs per record; it does not allocate except to copy the first string
 //! a `first`/`last`/`min`/`max` accumulator keeps (later strings reuse that buffer).
 
+use serde::{Deserialize, Serialize};
 use sqlparser::ast::{Expr, FunctionArg, FunctionArgExpr, FunctionArguments};
 
 use crate::error::EngineError;
@@ -11,7 +12,7 @@ use crate::expr::parse::parse_projection;
 use crate::record::{Batch, Column, DataType, Field, OwnedValue, SchemaRef, Value};
 
 /// An aggregate function.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AggFn {
     /// Number of records.
     Count,
@@ -37,8 +38,16 @@ pub struct AggSpec {
     field: Field,
 }
 
+/// What a checkpoint records of an aggregate, to refuse a state written for another one.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AggSignature {
+    func: AggFn,
+    column: Option<usize>,
+    field: Field,
+}
+
 /// The running state of one aggregate.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Acc {
     /// A count.
     Count(i64),
@@ -50,6 +59,29 @@ pub enum Acc {
     Avg(f64, i64),
     /// A kept value (first, last, string min or max).
     Val(Option<OwnedValue>),
+}
+
+impl Acc {
+    /// Approximately how many bytes of memory the accumulator takes.
+    pub fn state_bytes(&self) -> u64 {
+        match self {
+            Self::Val(Some(v)) => v.state_bytes(),
+            _ => std::mem::size_of::<Self>() as u64,
+        }
+    }
+}
+
+/// Returns whether a column of type `t` takes `v` (see [`Column::push`]).
+fn accepts(t: DataType, v: &OwnedValue) -> bool {
+    matches!(
+        (t, v),
+        (
+            DataType::Int | DataType::Timestamp,
+            OwnedValue::Int(_) | OwnedValue::Timestamp(_)
+        ) | (DataType::Float, OwnedValue::Float(_) | OwnedValue::Int(_))
+            | (DataType::Bool, OwnedValue::Bool(_))
+            | (DataType::String, OwnedValue::Str(_))
+    )
 }
 
 fn assign(slot: &mut Option<OwnedValue>, v: Value<'_>) {
@@ -129,6 +161,39 @@ impl AggSpec {
     /// Returns the output field.
     pub fn field(&self) -> &Field {
         &self.field
+    }
+
+    /// Returns what a checkpoint records of this aggregate.
+    pub fn signature(&self) -> AggSignature {
+        AggSignature {
+            func: self.func,
+            column: self.column,
+            field: self.field.clone(),
+        }
+    }
+
+    /// Checks that `acc` (read from a checkpoint) is a state this aggregate can have: the
+    /// kind [`Self::init`] makes, and a kept value of the output type. Returns what is wrong.
+    pub fn check(&self, acc: &Acc) -> Result<(), String> {
+        let fresh = self.init();
+        let what = || format!("aggregate `{}`", self.field.name);
+        if std::mem::discriminant(acc) != std::mem::discriminant(&fresh) {
+            return Err(format!(
+                "{} has state {acc:?}, expected a state like {fresh:?}",
+                what()
+            ));
+        }
+        match acc {
+            Acc::Val(Some(v)) if !accepts(self.field.data_type, v) => Err(format!(
+                "{} keeps {v:?}, which is not of type {}",
+                what(),
+                self.field.data_type
+            )),
+            // Every kept-value state holds a value once a record updated it, and only updated
+            // states are kept.
+            Acc::Val(None) => Err(format!("{} keeps no value", what())),
+            _ => Ok(()),
+        }
     }
 
     /// Returns a fresh accumulator.
@@ -298,6 +363,27 @@ pub fn init_all(aggs: &[AggSpec]) -> Vec<Acc> {
     aggs.iter().map(AggSpec::init).collect()
 }
 
+/// Returns what a checkpoint records of `aggs`.
+pub fn signatures(aggs: &[AggSpec]) -> Vec<AggSignature> {
+    aggs.iter().map(AggSpec::signature).collect()
+}
+
+/// Checks accumulators read from a checkpoint: `accs` holds whole groups of one state per
+/// aggregate, each one [`AggSpec::check`] accepts. Returns what is wrong.
+pub fn check_all(aggs: &[AggSpec], accs: &[Acc]) -> Result<(), String> {
+    if aggs.is_empty() || !accs.len().is_multiple_of(aggs.len()) {
+        return Err(format!(
+            "{} aggregate states do not make whole groups of {}",
+            accs.len(),
+            aggs.len()
+        ));
+    }
+    for (i, acc) in accs.iter().enumerate() {
+        aggs[i % aggs.len()].check(acc)?;
+    }
+    Ok(())
+}
+
 /// Adds row `row` of `batch` to every accumulator.
 pub fn update_all(aggs: &[AggSpec], accs: &mut [Acc], batch: &Batch, row: usize) {
     for (spec, acc) in aggs.iter().zip(accs) {
@@ -406,6 +492,23 @@ mod tests {
             update_all(&aggs, &mut by_row[slots[row] as usize], &b, row);
         }
         assert_eq!(flat, by_row.concat());
+    }
+
+    #[test]
+    fn states_of_another_aggregate_are_refused() {
+        let schema = Schema::of(&[("p", DataType::Int), ("s", DataType::String)]).unwrap();
+        let aggs = parse_aggs(&["count(*) AS n", "last(s) AS l"], &schema).unwrap();
+        let good = [Acc::Count(2), Acc::Val(Some(OwnedValue::Str("x".into())))];
+        assert_eq!(check_all(&aggs, &good), Ok(()));
+        assert!(check_all(&aggs, &good[..1])
+            .unwrap_err()
+            .contains("whole groups"));
+        let err = check_all(&aggs, &[Acc::Int(Some(2)), good[1].clone()]).unwrap_err();
+        assert!(err.contains("`n`"), "{err}");
+        let err = check_all(&aggs, &[Acc::Count(1), Acc::Val(Some(OwnedValue::Int(1)))]);
+        assert!(err.unwrap_err().contains("not of type string"));
+        assert!(check_all(&aggs, &[Acc::Count(1), Acc::Val(None)]).is_err());
+        assert_ne!(aggs[0].signature(), aggs[1].signature());
     }
 
     #[test]

@@ -24,15 +24,42 @@
 
 use std::sync::Arc;
 
+use serde::{Deserialize, Serialize};
+
 use crate::error::EngineError;
-use crate::operator::agg::{init_all, parse_aggs, update_all, Acc, AggSpec};
-use crate::operator::{Emit, Operator, Output, OUTPUT_BATCH_RECORDS_MAX};
-use crate::record::{Batch, KeyedMap, Schema, SchemaRef, Value};
+use crate::operator::agg::{
+    check_all, init_all, parse_aggs, signatures, update_all, Acc, AggSignature, AggSpec,
+};
+use crate::operator::{Emit, Frozen, Operator, Output, OUTPUT_BATCH_RECORDS_MAX};
+use crate::record::{Batch, DataType, KeyedMap, OwnedValue, Schema, SchemaRef, Value};
+use crate::state::codec::{corrupt, decode, expect_same, Snapshot, StateFormat};
+
+/// An aggregate's checkpoint: its configuration (checked on restore), every key's
+/// accumulators in the order the keys arrived, and how far the final emission got.
+#[derive(Serialize, Deserialize)]
+struct AggregateSnapshot {
+    key_type: Option<DataType>,
+    aggs: Vec<AggSignature>,
+    groups: Vec<(OwnedValue, Vec<Acc>)>,
+    emitted: u64,
+}
+
+impl StateFormat for AggregateSnapshot {
+    const VERSION: u8 = 1;
+
+    fn state_bytes(&self) -> u64 {
+        let group = |(k, accs): &(OwnedValue, Vec<Acc>)| {
+            k.state_bytes() + accs.iter().map(Acc::state_bytes).sum::<u64>()
+        };
+        self.groups.iter().map(group).sum()
+    }
+}
 
 /// A keyed aggregation over all of event time.
 #[derive(Debug)]
 pub struct Aggregate {
     key: Option<usize>,
+    key_type: Option<DataType>,
     aggs: Vec<AggSpec>,
     state: KeyedMap<Vec<Acc>>,
     schema: SchemaRef,
@@ -54,6 +81,7 @@ impl Aggregate {
         let schema = Arc::new(Schema::new(fields)?);
         Ok(Self {
             key,
+            key_type: key.map(|k| input.fields()[k].data_type),
             aggs,
             state: KeyedMap::default(),
             schema,
@@ -108,6 +136,57 @@ impl Operator for Aggregate {
             Emit::More
         })
     }
+
+    fn snapshot(&mut self) -> Result<Option<Frozen>, EngineError> {
+        let state = AggregateSnapshot {
+            key_type: self.key_type,
+            aggs: signatures(&self.aggs),
+            groups: self.state.to_entries(),
+            emitted: self.emitted as u64,
+        };
+        Ok(Some(Snapshot::frozen(self.name(), state)))
+    }
+
+    fn restore(&mut self, state: &[u8]) -> Result<(), EngineError> {
+        let name = self.name();
+        let s: AggregateSnapshot = decode(name, state)?;
+        expect_same(name, "key type", &s.key_type, &self.key_type)?;
+        expect_same(name, "aggregates", &s.aggs, &signatures(&self.aggs))?;
+        let key_type = self.key_type.unwrap_or(DataType::Int);
+        for (key, accs) in &s.groups {
+            if key.data_type() != key_type {
+                return Err(corrupt(
+                    name,
+                    format!("key {key:?} is not of type {key_type}"),
+                ));
+            }
+            if accs.len() != self.aggs.len() {
+                return Err(corrupt(
+                    name,
+                    format!(
+                        "key {key} has {} aggregate states, expected {}",
+                        accs.len(),
+                        self.aggs.len()
+                    ),
+                ));
+            }
+            check_all(&self.aggs, accs).map_err(|m| corrupt(name, format!("key {key}: {m}")))?;
+        }
+        if s.emitted > s.groups.len() as u64 {
+            return Err(corrupt(
+                name,
+                format!(
+                    "the final emission is past its end ({} of {} keys)",
+                    s.emitted,
+                    s.groups.len()
+                ),
+            ));
+        }
+        self.state = KeyedMap::from_entries(s.groups, self.state.keys_max())
+            .map_err(|m| corrupt(name, format!("keyed state: {m}")))?;
+        self.emitted = s.emitted as usize;
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -139,5 +218,40 @@ mod tests {
         // Emitted once: a later end-of-time watermark adds nothing.
         let (again, _) = drain(&mut agg, i64::MAX, &mut out);
         assert!(again.is_empty());
+    }
+
+    #[test]
+    fn a_restore_refuses_groups_the_operator_could_not_have_made() {
+        let schema = Schema::of(&[("k", DataType::Int)]).unwrap();
+        let make = || Aggregate::new(&schema, Some("k"), &["count(*) AS n"]).unwrap();
+        let restore_changed = |change: &dyn Fn(&mut AggregateSnapshot)| {
+            let mut agg = make();
+            let mut out = Output::new(agg.output_schema().clone(), schema.clone());
+            let rows: Vec<_> = (0..3).map(|k| vec![Value::Int(k)]).collect();
+            agg.process(&batch(&schema, &rows), &mut out).unwrap();
+            let mut bytes = Vec::new();
+            agg.snapshot()
+                .unwrap()
+                .unwrap()
+                .write_to(&mut bytes)
+                .unwrap();
+            let mut state: AggregateSnapshot = decode("aggregate", &bytes).unwrap();
+            change(&mut state);
+            bytes.clear();
+            Snapshot::frozen("aggregate", state)
+                .write_to(&mut bytes)
+                .unwrap();
+            make().restore(&bytes).map_err(|e| e.to_string())
+        };
+        assert_eq!(restore_changed(&|_| {}), Ok(()));
+        let m = restore_changed(&|s| s.emitted = 4).unwrap_err();
+        assert!(
+            m.contains("aggregate: ") && m.contains("4 of 3 keys"),
+            "{m}"
+        );
+        let m = restore_changed(&|s| s.groups[1].1.clear()).unwrap_err();
+        assert!(m.contains("key 1 has 0 aggregate states"), "{m}");
+        let m = restore_changed(&|s| s.groups[2].1[0] = Acc::Avg(1.0, 1)).unwrap_err();
+        assert!(m.contains("key 2") && m.contains("`n`"), "{m}");
     }
 }

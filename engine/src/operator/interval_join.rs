@@ -23,12 +23,46 @@
 //! assert_eq!(out.len(), 1);
 //! ```
 
+use serde::{Deserialize, Serialize};
+
 use crate::error::EngineError;
 use crate::operator::{
-    join_schema, output_limit, push_joined, time_column, Emit, TwoInputOperator,
+    join_schema, output_limit, push_joined, time_column, Emit, Frozen, TwoInputOperator,
     OUTPUT_RECORDS_PER_CALL_MAX,
 };
-use crate::record::{Batch, KeyedMap, SchemaRef};
+use crate::record::{Batch, Column, DataType, KeyedMap, SchemaRef};
+use crate::state::codec::{corrupt, decode, expect_same, restore_batch, Snapshot, StateFormat};
+
+/// An interval join's checkpoint: its configuration (checked on restore), the watermark, the
+/// late count and each side's buffered rows. The per-key row indexes are not kept: restore
+/// derives them from the rows again.
+#[derive(Serialize, Deserialize)]
+struct IntervalJoinSnapshot {
+    bounds: (i64, i64),
+    left: SideSnapshot,
+    right: SideSnapshot,
+    watermark: i64,
+    late: u64,
+}
+
+/// One side: its configuration, rows column by column, and when it compacts next.
+#[derive(Serialize, Deserialize)]
+struct SideSnapshot {
+    key: usize,
+    time: usize,
+    types: Vec<DataType>,
+    rows: Vec<Column>,
+    compact_at: u64,
+}
+
+impl StateFormat for IntervalJoinSnapshot {
+    const VERSION: u8 = 1;
+
+    fn state_bytes(&self) -> u64 {
+        let side = |s: &SideSnapshot| s.rows.iter().map(Column::state_bytes).sum::<u64>();
+        side(&self.left) + side(&self.right)
+    }
+}
 
 /// Rows a side keeps before it first compacts.
 const SIDE_ROWS_COMPACT_MIN: usize = 1024;
@@ -51,6 +85,52 @@ impl Side {
             index: KeyedMap::default(),
             compact_at: SIDE_ROWS_COMPACT_MIN,
         }
+    }
+
+    fn snapshot(&self) -> SideSnapshot {
+        SideSnapshot {
+            key: self.key,
+            time: self.time,
+            types: self.types(),
+            rows: self.rows.columns().to_vec(),
+            compact_at: self.compact_at as u64,
+        }
+    }
+
+    fn types(&self) -> Vec<DataType> {
+        let fields = self.rows.schema().fields();
+        fields.iter().map(|f| f.data_type).collect()
+    }
+
+    /// Returns this side with the checkpointed rows `s` of side `side`, indexed again.
+    fn restored(&self, side: &str, s: SideSnapshot) -> Result<Self, EngineError> {
+        let name = "interval_join";
+        expect_same(name, &format!("{side} key column"), &s.key, &self.key)?;
+        expect_same(name, &format!("{side} time column"), &s.time, &self.time)?;
+        expect_same(
+            name,
+            &format!("{side} field types"),
+            &s.types,
+            &self.types(),
+        )?;
+        let schema = self.rows.schema().clone();
+        let rows = restore_batch(name, &format!("{side} rows"), &schema, s.rows)?;
+        let mut index: KeyedMap<Vec<u32>> = KeyedMap::default();
+        for r in 0..rows.len() {
+            index
+                .entry(rows.value(r, self.key), Vec::new)
+                .map_err(|e| corrupt(name, format!("{side} rows: {e}")))?
+                .push(r as u32);
+        }
+        Ok(Self {
+            key: self.key,
+            time: self.time,
+            rows,
+            index,
+            compact_at: usize::try_from(s.compact_at)
+                .unwrap_or(usize::MAX)
+                .max(SIDE_ROWS_COMPACT_MIN),
+        })
     }
 
     fn ts(&self, row: usize) -> i64 {
@@ -206,6 +286,30 @@ impl TwoInputOperator for IntervalJoin {
 
     fn late_records(&self) -> u64 {
         self.late
+    }
+
+    fn snapshot(&mut self) -> Result<Option<Frozen>, EngineError> {
+        let state = IntervalJoinSnapshot {
+            bounds: (self.lower, self.upper),
+            left: self.left.snapshot(),
+            right: self.right.snapshot(),
+            watermark: self.watermark,
+            late: self.late,
+        };
+        Ok(Some(Snapshot::frozen(self.name(), state)))
+    }
+
+    fn restore(&mut self, state: &[u8]) -> Result<(), EngineError> {
+        let name = self.name();
+        let s: IntervalJoinSnapshot = decode(name, state)?;
+        let bounds = (self.lower, self.upper);
+        expect_same(name, "bounds (lower_ms, upper_ms)", &s.bounds, &bounds)?;
+        let left = self.left.restored("left", s.left)?;
+        self.right = self.right.restored("right", s.right)?;
+        self.left = left;
+        self.watermark = s.watermark;
+        self.late = s.late;
+        Ok(())
     }
 }
 

@@ -20,9 +20,12 @@
 
 use std::sync::Arc;
 
+use serde::{Deserialize, Serialize};
+
 use crate::error::EngineError;
-use crate::operator::{Operator, Output};
-use crate::record::{Batch, DataType, Field, KeyedMap, Schema, SchemaRef, Value};
+use crate::operator::{Frozen, Operator, Output};
+use crate::record::{Batch, DataType, Field, KeyedMap, OwnedValue, Schema, SchemaRef, Value};
+use crate::state::codec::{corrupt, decode, expect_same, Snapshot, StateFormat};
 
 /// How a reduce combines values.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -37,11 +40,36 @@ pub enum ReduceFn {
     Concat(String),
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 enum State {
     Int(i64),
     Float(f64),
     Str(String),
+}
+
+/// A reduce's checkpoint: its configuration (checked on restore) and every key's running
+/// value, in the order the keys arrived.
+#[derive(Serialize, Deserialize)]
+struct ReduceSnapshot {
+    key_type: Option<DataType>,
+    value_type: DataType,
+    func: String,
+    values: Vec<(OwnedValue, State)>,
+}
+
+impl StateFormat for ReduceSnapshot {
+    const VERSION: u8 = 1;
+
+    fn state_bytes(&self) -> u64 {
+        let state = |s: &State| match s {
+            State::Str(s) => (std::mem::size_of::<State>() + s.capacity()) as u64,
+            _ => std::mem::size_of::<State>() as u64,
+        };
+        self.values
+            .iter()
+            .map(|(k, s)| k.state_bytes() + state(s))
+            .sum()
+    }
 }
 
 /// A rolling keyed fold.
@@ -51,6 +79,8 @@ pub struct Reduce {
     /// Whether the key is an output field (not when the key is the folded column itself).
     emit_key: bool,
     value: usize,
+    key_type: Option<DataType>,
+    value_type: DataType,
     func: ReduceFn,
     state: KeyedMap<State>,
     schema: SchemaRef,
@@ -93,6 +123,8 @@ impl Reduce {
             key,
             emit_key,
             value: value_index,
+            key_type: key.map(|k| input.fields()[k].data_type),
+            value_type,
             func,
             state: KeyedMap::default(),
             schema,
@@ -164,6 +196,54 @@ impl Operator for Reduce {
             columns[i].push(result);
             out.main.commit_row();
         }
+        Ok(())
+    }
+
+    fn snapshot(&mut self) -> Result<Option<Frozen>, EngineError> {
+        let state = ReduceSnapshot {
+            key_type: self.key_type,
+            value_type: self.value_type,
+            func: format!("{:?}", self.func),
+            values: self.state.to_entries(),
+        };
+        Ok(Some(Snapshot::frozen(self.name(), state)))
+    }
+
+    fn restore(&mut self, state: &[u8]) -> Result<(), EngineError> {
+        let name = self.name();
+        let s: ReduceSnapshot = decode(name, state)?;
+        expect_same(name, "key type", &s.key_type, &self.key_type)?;
+        expect_same(name, "value type", &s.value_type, &self.value_type)?;
+        expect_same(name, "function", &s.func, &format!("{:?}", self.func))?;
+        // Keyless reduces file every record under the int 0.
+        let key_type = self.key_type.unwrap_or(DataType::Int);
+        for (key, value) in &s.values {
+            if key.data_type() != key_type {
+                return Err(corrupt(
+                    name,
+                    format!("key {key:?} in the checkpoint is not of type {key_type}"),
+                ));
+            }
+            let fits = matches!(
+                (value, self.value_type),
+                (
+                    State::Int(_),
+                    DataType::Int | DataType::Timestamp | DataType::Bool
+                ) | (State::Float(_), DataType::Float)
+                    | (State::Str(_), DataType::String)
+            );
+            if !fits {
+                return Err(corrupt(
+                    name,
+                    format!(
+                        "the value {value:?} of key {key} is not a running {}",
+                        self.value_type
+                    ),
+                ));
+            }
+        }
+        self.state = KeyedMap::from_entries(s.values, self.state.keys_max())
+            .map_err(|m| corrupt(name, format!("keyed state: {m}")))?;
         Ok(())
     }
 }

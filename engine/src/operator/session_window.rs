@@ -27,13 +27,44 @@
 //! assert_eq!(out.main.len(), 2); // [1, 8) with 2 records, [20, 25) with 1
 //! ```
 
-use crate::error::EngineError;
-use crate::operator::agg::{init_all, parse_aggs, update_all, Acc, AggSpec};
-use crate::operator::window_aggregate::{emit_window_row, window_schema};
-use crate::operator::{time_column, Emit, Operator, Output, OUTPUT_BATCH_RECORDS_MAX};
-use crate::record::{Batch, KeyedMap, SchemaRef, Value};
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug)]
+use crate::error::EngineError;
+use crate::operator::agg::{
+    check_all, init_all, parse_aggs, signatures, update_all, Acc, AggSignature, AggSpec,
+};
+use crate::operator::window_aggregate::{emit_window_row, window_schema};
+use crate::operator::{time_column, Emit, Frozen, Operator, Output, OUTPUT_BATCH_RECORDS_MAX};
+use crate::record::{Batch, DataType, KeyedMap, OwnedValue, SchemaRef, Value};
+use crate::state::codec::{corrupt, decode, expect_same, Snapshot, StateFormat};
+
+/// A session window's checkpoint: its configuration (checked on restore), the watermark and
+/// every key's sessions, keys in the order they arrived.
+#[derive(Serialize, Deserialize)]
+struct SessionSnapshot {
+    key_type: Option<DataType>,
+    gap: i64,
+    lateness: i64,
+    aggs: Vec<AggSignature>,
+    watermark: i64,
+    sessions: Vec<(OwnedValue, Vec<Session>)>,
+}
+
+impl StateFormat for SessionSnapshot {
+    const VERSION: u8 = 1;
+
+    fn state_bytes(&self) -> u64 {
+        let session = |s: &Session| {
+            std::mem::size_of::<Session>() as u64 + s.accs.iter().map(Acc::state_bytes).sum::<u64>()
+        };
+        self.sessions
+            .iter()
+            .map(|(k, list)| k.state_bytes() + list.iter().map(session).sum::<u64>())
+            .sum()
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
 struct Session {
     start: i64,
     end: i64,
@@ -45,6 +76,7 @@ struct Session {
 #[derive(Debug)]
 pub struct SessionWindow {
     key: Option<usize>,
+    key_type: Option<DataType>,
     time: usize,
     gap: i64,
     lateness: i64,
@@ -76,6 +108,7 @@ impl SessionWindow {
         let schema = window_schema(input, key, &aggs)?;
         Ok(Self {
             key,
+            key_type: key.map(|k| input.fields()[k].data_type),
             time: time_column(input, time)?,
             gap: gap_ms,
             lateness: lateness_ms,
@@ -202,6 +235,67 @@ impl Operator for SessionWindow {
             !list.is_empty()
         });
         Ok(Emit::Done)
+    }
+
+    fn snapshot(&mut self) -> Result<Option<Frozen>, EngineError> {
+        if self.fire_next.is_some() {
+            return Err(corrupt(
+                self.name(),
+                "a snapshot was asked for while a firing is paused (Emit::More)",
+            ));
+        }
+        let state = SessionSnapshot {
+            key_type: self.key_type,
+            gap: self.gap,
+            lateness: self.lateness,
+            aggs: signatures(&self.aggs),
+            watermark: self.watermark,
+            sessions: self.sessions.to_entries(),
+        };
+        Ok(Some(Snapshot::frozen(self.name(), state)))
+    }
+
+    fn restore(&mut self, state: &[u8]) -> Result<(), EngineError> {
+        let name = self.name();
+        let s: SessionSnapshot = decode(name, state)?;
+        expect_same(name, "key type", &s.key_type, &self.key_type)?;
+        expect_same(name, "session gap_ms", &s.gap, &self.gap)?;
+        expect_same(name, "allowed lateness_ms", &s.lateness, &self.lateness)?;
+        expect_same(name, "aggregates", &s.aggs, &signatures(&self.aggs))?;
+        let key_type = self.key_type.unwrap_or(DataType::Int);
+        for (key, list) in &s.sessions {
+            let what = |m: String| corrupt(name, format!("sessions of key {key}: {m}"));
+            if key.data_type() != key_type {
+                return Err(what(format!("the key is not of type {key_type}")));
+            }
+            let mut previous_start = i64::MIN;
+            for session in list {
+                // `end - 1` is computed for every session, and sessions are kept sorted.
+                if session.end == i64::MIN || session.end < session.start {
+                    return Err(what(format!(
+                        "session [{}, {}) is empty",
+                        session.start, session.end
+                    )));
+                }
+                if session.start < previous_start {
+                    return Err(what("the sessions are not sorted by start".into()));
+                }
+                previous_start = session.start;
+                if session.accs.len() != self.aggs.len() {
+                    return Err(what(format!(
+                        "a session has {} aggregate states, expected {}",
+                        session.accs.len(),
+                        self.aggs.len()
+                    )));
+                }
+                check_all(&self.aggs, &session.accs).map_err(&what)?;
+            }
+        }
+        self.sessions = KeyedMap::from_entries(s.sessions, self.sessions.keys_max())
+            .map_err(|m| corrupt(name, format!("keyed state: {m}")))?;
+        self.watermark = s.watermark;
+        self.fire_next = None;
+        Ok(())
     }
 }
 
@@ -335,5 +429,66 @@ mod tests {
             .unwrap();
         assert_eq!(out.late.len(), 1);
         assert!(out.main.is_empty());
+    }
+
+    /// Restores a real snapshot after `change`; the original state has key 1 with sessions
+    /// [0, 10) and [30, 40), and key 2 with [5, 15).
+    fn restore_changed(change: impl FnOnce(&mut SessionSnapshot)) -> Result<(), EngineError> {
+        let schema = Schema::of(&[("k", DataType::Int), ("ts", DataType::Timestamp)]).unwrap();
+        let aggs = ["count(*) AS n", "first(ts) AS t0"];
+        let make = || SessionWindow::new(&schema, Some("k"), "ts", 10, 0, &aggs).unwrap();
+        let mut s = make();
+        let mut out = Output::new(s.output_schema().clone(), schema.clone());
+        let rows: Vec<_> = [(1, 0), (1, 30), (2, 5)]
+            .iter()
+            .map(|(k, t)| vec![Value::Int(*k), Value::Timestamp(*t)])
+            .collect();
+        s.process(&batch(&schema, &rows), &mut out).unwrap();
+        let mut bytes = Vec::new();
+        s.snapshot().unwrap().unwrap().write_to(&mut bytes).unwrap();
+        let name = "window (session)";
+        let mut state: SessionSnapshot = decode(name, &bytes).unwrap();
+        change(&mut state);
+        bytes.clear();
+        Snapshot::frozen(name, state).write_to(&mut bytes).unwrap();
+        make().restore(&bytes)
+    }
+
+    fn refusal(result: Result<(), EngineError>) -> String {
+        match result {
+            Err(EngineError::Checkpoint(m)) if m.starts_with("window (session): ") => m,
+            other => panic!("expected a checkpoint error naming the operator, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_restore_refuses_sessions_the_operator_could_not_have_made() {
+        assert!(restore_changed(|_| {}).is_ok());
+        let m = refusal(restore_changed(|s| s.sessions[0].1[0].end = -1));
+        assert!(m.contains("key 1") && m.contains("[0, -1) is empty"), "{m}");
+        let m = refusal(restore_changed(|s| {
+            s.sessions[0].1[1].start = i64::MIN;
+            s.sessions[0].1[1].end = i64::MIN;
+        }));
+        assert!(m.contains("is empty"), "{m}");
+        let m = refusal(restore_changed(|s| s.sessions[0].1.swap(0, 1)));
+        assert!(m.contains("not sorted"), "{m}");
+        let m = refusal(restore_changed(|s| {
+            s.sessions[1].1[0].accs[1] = Acc::Val(Some(OwnedValue::Str("x".into())));
+        }));
+        assert!(m.contains("key 2") && m.contains("`t0`"), "{m}");
+        let m = refusal(restore_changed(|s| {
+            s.sessions[1].1[0].accs.push(Acc::Count(1));
+        }));
+        assert!(m.contains("3 aggregate states, expected 2"), "{m}");
+        let m = refusal(restore_changed(|s| {
+            s.sessions[1].0 = OwnedValue::Float(2.0)
+        }));
+        assert!(m.contains("not of type int"), "{m}");
+        let m = refusal(restore_changed(|s| s.sessions[1].0 = OwnedValue::Int(1)));
+        assert!(
+            m.contains("keyed state") && m.contains("entries 0 and 1"),
+            "{m}"
+        );
     }
 }

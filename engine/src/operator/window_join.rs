@@ -26,12 +26,44 @@
 
 use std::collections::BTreeMap;
 
+use serde::{Deserialize, Serialize};
+
 use crate::error::EngineError;
 use crate::operator::window::last_start;
 use crate::operator::{
-    join_schema, push_joined, time_column, Emit, TwoInputOperator, OUTPUT_BATCH_RECORDS_MAX,
+    join_schema, push_joined, time_column, Emit, Frozen, TwoInputOperator, OUTPUT_BATCH_RECORDS_MAX,
 };
-use crate::record::{Batch, KeyedMap, SchemaRef};
+use crate::record::{Batch, Column, DataType, KeyedMap, SchemaRef};
+use crate::state::codec::{corrupt, decode, expect_same, restore_batch, Snapshot, StateFormat};
+
+/// A window join's checkpoint: its configuration (checked on restore), the watermark, the
+/// late count and the rows of every open window, column by column.
+#[derive(Serialize, Deserialize)]
+struct WindowJoinSnapshot {
+    size: i64,
+    keys: (usize, usize),
+    times: (usize, usize),
+    inputs: (Vec<DataType>, Vec<DataType>),
+    watermark: i64,
+    late: u64,
+    windows: Vec<(i64, Vec<Column>, Vec<Column>)>,
+}
+
+impl StateFormat for WindowJoinSnapshot {
+    const VERSION: u8 = 1;
+
+    fn state_bytes(&self) -> u64 {
+        let columns = |c: &[Column]| c.iter().map(Column::state_bytes).sum::<u64>();
+        self.windows
+            .iter()
+            .map(|(_, l, r)| columns(l) + columns(r))
+            .sum()
+    }
+}
+
+fn field_types(schema: &SchemaRef) -> Vec<DataType> {
+    schema.fields().iter().map(|f| f.data_type).collect()
+}
 
 #[derive(Debug)]
 struct JoinWindow {
@@ -195,6 +227,64 @@ impl TwoInputOperator for WindowJoin {
 
     fn late_records(&self) -> u64 {
         self.late
+    }
+
+    fn snapshot(&mut self) -> Result<Option<Frozen>, EngineError> {
+        if self.firing.is_some() {
+            return Err(corrupt(
+                self.name(),
+                "a snapshot was asked for while a firing is paused (Emit::More)",
+            ));
+        }
+        let windows = self
+            .windows
+            .iter()
+            .map(|(start, w)| {
+                (
+                    *start,
+                    w.left.columns().to_vec(),
+                    w.right.columns().to_vec(),
+                )
+            })
+            .collect();
+        let state = WindowJoinSnapshot {
+            size: self.size,
+            keys: self.keys,
+            times: self.times,
+            inputs: (field_types(&self.inputs.0), field_types(&self.inputs.1)),
+            watermark: self.watermark,
+            late: self.late,
+            windows,
+        };
+        Ok(Some(Snapshot::frozen(self.name(), state)))
+    }
+
+    fn restore(&mut self, state: &[u8]) -> Result<(), EngineError> {
+        let name = self.name();
+        let s: WindowJoinSnapshot = decode(name, state)?;
+        expect_same(name, "window size_ms", &s.size, &self.size)?;
+        expect_same(name, "key columns", &s.keys, &self.keys)?;
+        expect_same(name, "time columns", &s.times, &self.times)?;
+        let inputs = (field_types(&self.inputs.0), field_types(&self.inputs.1));
+        expect_same(name, "input field types", &s.inputs, &inputs)?;
+        let mut windows = BTreeMap::new();
+        for (start, left, right) in s.windows {
+            let what = |side: &str| format!("{side} rows of window {start}");
+            let window = JoinWindow {
+                left: restore_batch(name, &what("left"), &self.inputs.0, left)?,
+                right: restore_batch(name, &what("right"), &self.inputs.1, right)?,
+            };
+            if windows.insert(start, window).is_some() {
+                return Err(corrupt(
+                    name,
+                    format!("window {start} is in the checkpoint twice"),
+                ));
+            }
+        }
+        self.windows = windows;
+        self.watermark = s.watermark;
+        self.late = s.late;
+        Ok(())
     }
 }
 

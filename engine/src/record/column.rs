@@ -3,14 +3,53 @@
 //! HOT PATH: columns are appended to per record. No per-record allocation (buffers are
 //! reused across batches), no locks, no logging.
 
+use serde::{Deserialize, Serialize};
+
 use crate::record::schema::DataType;
 use crate::record::value::Value;
 
 /// Strings of a column packed into one buffer; `ends[i]` is the end offset of string `i`.
-#[derive(Clone, Debug, Default, PartialEq)]
+///
+/// Serialised as its buffer and offsets; reading it back checks that the offsets are
+/// ordered, end at the buffer's end and fall on character boundaries, so a corrupt
+/// checkpoint cannot make [`Self::get`] panic.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "StrColumnParts")]
 pub struct StrColumn {
     data: String,
     ends: Vec<usize>,
+}
+
+/// The serialised form of a [`StrColumn`], checked before it becomes one.
+#[derive(Deserialize)]
+struct StrColumnParts {
+    data: String,
+    ends: Vec<usize>,
+}
+
+impl TryFrom<StrColumnParts> for StrColumn {
+    type Error = String;
+
+    fn try_from(parts: StrColumnParts) -> Result<Self, String> {
+        let StrColumnParts { data, ends } = parts;
+        let mut start = 0;
+        for (i, &end) in ends.iter().enumerate() {
+            if end < start || end > data.len() || !data.is_char_boundary(end) {
+                return Err(format!(
+                    "string {i} of a column ends at byte {end}, which is not a string end                      after byte {start} in its {}-byte buffer",
+                    data.len()
+                ));
+            }
+            start = end;
+        }
+        if start != data.len() {
+            return Err(format!(
+                "a string column's buffer has {} bytes after its last string",
+                data.len() - start
+            ));
+        }
+        Ok(Self { data, ends })
+    }
 }
 
 impl StrColumn {
@@ -83,7 +122,7 @@ impl StrColumn {
 }
 
 /// One column of a batch.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Column {
     /// Ints.
     Int(Vec<i64>),
@@ -133,6 +172,17 @@ impl Column {
     /// Returns whether the column is empty.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Approximately how many bytes of memory the column's buffers take.
+    pub fn state_bytes(&self) -> u64 {
+        let bytes = match self {
+            Self::Int(v) | Self::Timestamp(v) => v.capacity() * 8,
+            Self::Float(v) => v.capacity() * 8,
+            Self::Bool(v) => v.capacity(),
+            Self::Str(v) => v.data.capacity() + v.ends.capacity() * 8,
+        };
+        (std::mem::size_of::<Self>() + bytes) as u64
     }
 
     /// Removes every value, keeping the buffers.
@@ -274,6 +324,30 @@ mod tests {
         b.extend_from_range(&a, 0..1);
         let got: Vec<_> = (0..b.len()).map(|i| b.get(i).to_string()).collect();
         assert_eq!(got, ["x", "", "cde", "ab"]);
+    }
+
+    #[test]
+    fn a_serialised_string_column_is_checked_when_read_back() {
+        let mut c = Column::new(DataType::String);
+        for s in ["é", "", "xyz"] {
+            assert!(c.push(Value::Str(s)));
+        }
+        let bytes = postcard::to_stdvec(&c).unwrap();
+        assert_eq!(postcard::from_bytes::<Column>(&bytes).unwrap(), c);
+        let parts = |data: &str, ends: Vec<usize>| {
+            StrColumn::try_from(StrColumnParts {
+                data: data.into(),
+                ends,
+            })
+        };
+        assert!(parts("éxyz", vec![2, 2, 5]).is_ok());
+        let inside_a_char = parts("éxyz", vec![1, 5]).unwrap_err();
+        assert!(inside_a_char.contains("byte 1"), "{inside_a_char}");
+        assert!(parts("éxyz", vec![5, 2]).is_err(), "unordered");
+        assert!(parts("éxyz", vec![2, 9]).is_err(), "past the buffer");
+        assert!(parts("éxyz", vec![2])
+            .unwrap_err()
+            .contains("3 bytes after"));
     }
 
     #[test]

@@ -145,6 +145,32 @@ impl KeyIndex {
         Some((new, true))
     }
 
+    /// Rebuilds an index from its keys in slot order (as [`Self::keys`] returns them, e.g.
+    /// read back from a checkpoint); the hashes and chains are derived again. Returns what is
+    /// wrong if a key appears twice or there are more than [`KEY_SLOTS_MAX`] keys.
+    pub fn from_keys(keys: &Column) -> Result<Self, String> {
+        let mut index = Self::new(keys.data_type());
+        for slot in 0..keys.len() {
+            let key = keys.get(slot);
+            match index.find_or_insert(crate::record::hash::hash_value(key), key) {
+                Some((_, true)) => {}
+                Some((first, false)) => {
+                    return Err(format!("key {key} is in slots {first} and {slot}"));
+                }
+                None => return Err(format!("more than {KEY_SLOTS_MAX} keys")),
+            }
+        }
+        Ok(index)
+    }
+
+    /// Approximately how many bytes of memory the index takes.
+    pub fn state_bytes(&self) -> u64 {
+        // A hash-table entry is a hash, a slot and a control byte.
+        let heads = self.heads.capacity() * 13;
+        let slots = self.hashes.capacity() * 8 + self.next.capacity() * 4;
+        self.keys.state_bytes() + (heads + slots) as u64
+    }
+
     /// Removes every key, keeping the buffers.
     pub fn clear(&mut self) {
         self.heads.clear();
@@ -198,6 +224,26 @@ mod tests {
         let wrong = Value::Int(1);
         assert_eq!(index.find_or_insert(hash_value(wrong), wrong), None);
         assert!(index.is_empty());
+    }
+
+    #[test]
+    fn an_index_rebuilt_from_its_keys_finds_them_in_the_same_slots() {
+        let mut index = KeyIndex::new(DataType::String);
+        for k in ["q", "a", "zz", "a"] {
+            let v = Value::Str(k);
+            index.find_or_insert(hash_value(v), v).unwrap();
+        }
+        let rebuilt = KeyIndex::from_keys(index.keys()).unwrap();
+        assert_eq!(rebuilt.len(), 3);
+        for slot in 0..3 {
+            let key = index.key(slot);
+            assert_eq!(rebuilt.find(hash_value(key), key), Some(slot as u32));
+            assert_eq!(rebuilt.hash(slot), index.hash(slot));
+        }
+        let mut twice = index.keys().clone();
+        assert!(twice.push(Value::Str("zz")));
+        let err = KeyIndex::from_keys(&twice).unwrap_err();
+        assert!(err.contains("zz") && err.contains("slots 2 and 3"), "{err}");
     }
 
     #[test]

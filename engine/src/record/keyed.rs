@@ -226,6 +226,47 @@ impl<S> KeyedMap<S> {
         }
     }
 
+    /// Copies the keys and states out, in insertion order (for a checkpoint; the hash index
+    /// is not copied, [`Self::from_entries`] derives it again).
+    pub fn to_entries(&self) -> Vec<(OwnedValue, S)>
+    where
+        S: Clone,
+    {
+        self.entries
+            .iter()
+            .map(|e| (e.key.clone(), e.state.clone()))
+            .collect()
+    }
+
+    /// Rebuilds a map from `entries` in insertion order (as [`Self::to_entries`] gives them),
+    /// refusing new keys beyond `keys_max` as [`Self::with_keys_max`] does. Returns what is
+    /// wrong if a key appears twice or the entries are too many.
+    pub fn from_entries(entries: Vec<(OwnedValue, S)>, keys_max: usize) -> Result<Self, String> {
+        let mut map = Self::with_keys_max(keys_max);
+        if entries.len() > map.keys_max {
+            return Err(format!(
+                "{} keys, more than the {} keyed state holds (keyed_state_keys_max)",
+                entries.len(),
+                map.keys_max
+            ));
+        }
+        map.entries.reserve_exact(entries.len());
+        for (i, (key, state)) in entries.into_iter().enumerate() {
+            let key_value = key.as_value();
+            if let Some(first) = map.find(key_value) {
+                return Err(format!("key {key} is in entries {first} and {i}"));
+            }
+            map.entry(key_value, move || state)
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(map)
+    }
+
+    /// Returns the most keys the map holds.
+    pub fn keys_max(&self) -> usize {
+        self.keys_max
+    }
+
     /// Removes every key.
     pub fn clear(&mut self) {
         self.heads.clear();
@@ -274,6 +315,26 @@ mod tests {
             message.contains("session_window") && message.contains("keyed_state_keys_max"),
             "{message}"
         );
+    }
+
+    #[test]
+    fn a_map_rebuilt_from_its_entries_keeps_order_and_lookups() {
+        let mut map = KeyedMap::default();
+        for (k, v) in [("b", 1), ("a", 2), ("c", 3)] {
+            *map.entry(Value::Str(k), || 0).unwrap() += v;
+        }
+        *map.entry(Value::Int(4), || 0).unwrap() += 4;
+        let entries = map.to_entries();
+        let rebuilt = KeyedMap::from_entries(entries.clone(), 4).unwrap();
+        assert_eq!(rebuilt.to_entries(), entries);
+        assert_eq!(rebuilt.get(Value::Str("a")), Some(&2));
+        assert_eq!(rebuilt.get(Value::Int(4)), Some(&4));
+        let err = KeyedMap::from_entries(entries.clone(), 3).unwrap_err();
+        assert!(err.contains("4 keys") && err.contains("3"), "{err}");
+        let mut twice = entries;
+        twice.push((OwnedValue::Str("a".into()), 9));
+        let err = KeyedMap::from_entries(twice, 10).unwrap_err();
+        assert!(err.contains("entries 1 and 4"), "{err}");
     }
 
     #[test]

@@ -2,6 +2,8 @@
 
 use std::fmt::{self, Write as _};
 
+use serde::{Deserialize, Serialize};
+
 use crate::record::schema::DataType;
 
 /// A value borrowed from a column. Creating one never allocates.
@@ -98,7 +100,7 @@ impl fmt::Display for Value<'_> {
 }
 
 /// An owned value, kept in operator state (keys, first/last aggregates) and in tests.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum OwnedValue {
     /// An int.
     Int(i64),
@@ -122,6 +124,20 @@ impl OwnedValue {
             Self::Str(v) => Value::Str(v),
             Self::Timestamp(v) => Value::Timestamp(*v),
         }
+    }
+
+    /// Returns the type of the value.
+    pub fn data_type(&self) -> DataType {
+        self.as_value().data_type()
+    }
+
+    /// Approximately how many bytes of memory the value takes, inline and on the heap.
+    pub fn state_bytes(&self) -> u64 {
+        let heap = match self {
+            Self::Str(s) => s.capacity(),
+            _ => 0,
+        };
+        (std::mem::size_of::<Self>() + heap) as u64
     }
 
     /// Returns whether this equals the borrowed `other` (floats compare bitwise, so NaN keys

@@ -18,3 +18,7 @@ pub trait FrozenState: Send {
 
 /// A boxed frozen state.
 pub type Frozen = Box<dyn FrozenState>;
+
+pub mod codec;
+
+pub use codec::{decode, Snapshot, StateFormat};
