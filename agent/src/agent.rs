@@ -546,6 +546,13 @@ impl MainLoop {
         };
         Ok(StreamLaunch {
             job,
+            checkpoints: Some(stream::CheckpointLink {
+                attempt: first.attempt,
+                restore_from: first.restore_from,
+                last_completed: first.last_checkpoint,
+                client: self.client.clone(),
+                runtime: tokio::runtime::Handle::current(),
+            }),
             tasks: tasks.iter().map(|a| a.task).collect(),
             cores: tasks
                 .iter()

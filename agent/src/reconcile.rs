@@ -91,6 +91,9 @@ mod tests {
                 }
             },
             peers: vec![Some(1), Some(1)],
+            attempt: 1,
+            restore_from: None,
+            last_checkpoint: None,
         }
     }
 

@@ -416,6 +416,14 @@ pub enum JobCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// A stream job's completed checkpoints (as committed through the masters):
+    /// id, trigger time, duration, size, per-shard alignment; and the one its
+    /// current run resumed from.
+    Checkpoints {
+        id: u64,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]

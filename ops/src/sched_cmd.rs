@@ -458,7 +458,84 @@ pub async fn job(cmd: JobCommand) -> Result<()> {
             let out = write(&args, Command::CancelJob { id, now_ms: 0 }).await?;
             emit(args.output, &out, |_| println!("job {id} cancelled"))
         }
+        JobCommand::Checkpoints { id, client: args } => {
+            let job: Job = read(&client(&args)?, Query::Job { id }).await?;
+            let view = CheckpointsView {
+                job: job.id,
+                attempt: job.attempt,
+                restored_from: job.restore_from,
+                completed: job.checkpoints.clone(),
+            };
+            emit(args.output, &view, print_checkpoints)
+        }
     }
+}
+
+/// What `job checkpoints` prints.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct CheckpointsView {
+    job: u64,
+    attempt: u64,
+    restored_from: Option<u64>,
+    completed: Vec<sluice_consensus::state::CheckpointInfo>,
+}
+
+fn print_checkpoints(v: &CheckpointsView) {
+    match v.restored_from {
+        Some(id) => println!(
+            "job {}: run {} resumed from checkpoint {id}",
+            v.job, v.attempt
+        ),
+        None => println!("job {}: run {} started afresh", v.job, v.attempt),
+    }
+    if v.completed.is_empty() {
+        println!("no completed checkpoint");
+        return;
+    }
+    let mut t = table(&[
+        "id",
+        "triggered",
+        "duration",
+        "size",
+        "alignment per shard (max)",
+    ]);
+    for c in &v.completed {
+        t.add_row(vec![
+            c.id.to_string(),
+            format_unix_ms(c.triggered_ms),
+            format_duration_ms(c.duration_ms),
+            c.bytes.to_string(),
+            format!(
+                "{:.3} ms",
+                c.alignment_us.iter().copied().max().unwrap_or(0) as f64 / 1000.0
+            ),
+        ]);
+    }
+    println!("{t}");
+}
+
+/// A Unix time in ms as UTC `YYYY-MM-DD HH:MM:SS.mmm`.
+fn format_unix_ms(ms: u64) -> String {
+    let secs = ms / 1000;
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}.{:03}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        ms % 1000
+    )
 }
 
 /// `JOB.TASK` or `JOB` (task 0).
@@ -593,6 +670,19 @@ fn print_job(j: &Job) {
         j.preemptions,
         format_duration_ms(j.run_ms)
     );
+    if matches!(j.spec.kind, JobKind::Stream { .. }) {
+        let last = j
+            .checkpoints
+            .last()
+            .map_or("none".into(), |c| c.id.to_string());
+        let from = j
+            .restore_from
+            .map_or("none (started afresh)".into(), |id| id.to_string());
+        println!(
+            "run {}; resumed from checkpoint: {from}; latest completed checkpoint: {last}",
+            j.attempt
+        );
+    }
     let mut t = table(&["task", "state", "agent", "cores", "memory", "message"]);
     for (i, task) in j.tasks.iter().enumerate() {
         t.add_row(vec![
@@ -612,5 +702,17 @@ fn print_job(j: &Job) {
     println!("history:");
     for e in &j.events {
         println!("  #{:<8} {}", e.index, e.message);
+    }
+}
+
+#[cfg(test)]
+mod checkpoint_view_tests {
+    use super::*;
+
+    #[test]
+    fn unix_times_print_as_utc() {
+        assert_eq!(format_unix_ms(0), "1970-01-01 00:00:00.000");
+        assert_eq!(format_unix_ms(1_700_000_000_123), "2023-11-14 22:13:20.123");
+        assert_eq!(format_unix_ms(951_782_400_000), "2000-02-29 00:00:00.000");
     }
 }

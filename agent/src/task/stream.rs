@@ -25,8 +25,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use sluice_consensus::state::{AgentId, JobId, TaskState};
-use sluice_engine::runtime::RemoteExchangeConfig;
+use sluice_consensus::client::{ClientError, MasterClient};
+use sluice_consensus::command::{Command, CommandError};
+use sluice_consensus::state::{AgentId, CheckpointInfo, JobId, TaskState};
+use sluice_engine::runtime::coordinator::CheckpointMetadata;
+use sluice_engine::runtime::{CheckpointHooks, CompletionError, RemoteExchangeConfig};
 use sluice_engine::{EngineError, JobControl};
 
 use super::{send, Events, RecordChange, Running, StreamStop};
@@ -75,9 +78,72 @@ pub fn job_port(job: JobId, ports: &std::ops::RangeInclusive<u16>) -> u16 {
 }
 
 /// Everything needed to run this agent's share of a stream job.
+/// How the job's checkpoints complete: through the masters, for this run of the job.
+#[derive(Debug, Clone)]
+pub struct CheckpointLink {
+    /// The job's run (its checkpoints are accepted only from it).
+    pub attempt: u64,
+    /// The checkpoint this run resumes from.
+    pub restore_from: Option<u64>,
+    /// The job's latest completed checkpoint.
+    pub last_completed: Option<u64>,
+    /// The masters.
+    pub client: Arc<MasterClient>,
+    /// The agent's runtime, to call the masters from the engine's coordinator thread.
+    pub runtime: tokio::runtime::Handle,
+}
+
+/// How long a checkpoint's completion may take to commit through the masters.
+pub const CHECKPOINT_COMMIT_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl CheckpointLink {
+    /// The engine hooks completing checkpoints of job `job` through the masters.
+    fn hooks(&self, job: JobId) -> CheckpointHooks {
+        let (client, runtime, attempt) = (self.client.clone(), self.runtime.clone(), self.attempt);
+        let complete = move |meta: &CheckpointMetadata| -> Result<(), CompletionError> {
+            let checkpoint = CheckpointInfo {
+                id: meta.id,
+                handles: meta.handles.iter().map(|h| h.path.clone()).collect(),
+                triggered_ms: meta.triggered_at_ms.max(0) as u64,
+                duration_ms: meta.duration_us / 1000,
+                bytes: meta.handles.iter().map(|h| h.bytes).sum(),
+                alignment_us: meta.alignment_us.clone(),
+                completed_ms: 0,
+            };
+            let command = Command::CheckpointCompleted {
+                job,
+                attempt,
+                checkpoint,
+                now_ms: 0,
+            };
+            let written = runtime.block_on(async {
+                tokio::time::timeout(CHECKPOINT_COMMIT_TIMEOUT, client.write(&command)).await
+            });
+            match written {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(ClientError::Rejected(
+                    e @ (CommandError::StaleRun { .. } | CommandError::UnknownJob { .. }),
+                ))) => Err(CompletionError::Fatal(e.to_string())),
+                Ok(Err(e)) => Err(CompletionError::Failed(e.to_string())),
+                Err(_) => Err(CompletionError::Failed(format!(
+                    "the masters did not commit it within {CHECKPOINT_COMMIT_TIMEOUT:?}"
+                ))),
+            }
+        };
+        CheckpointHooks {
+            complete: Box::new(complete),
+            restore_from: self.restore_from,
+            last_completed: self.last_completed,
+            prefix: format!("job-{job}"),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct StreamLaunch {
     pub job: JobId,
+    /// Checkpoint completion through the masters.
+    pub checkpoints: Option<CheckpointLink>,
     /// This agent's tasks of the job.
     pub tasks: Vec<u32>,
     /// The cores granted to those tasks.
@@ -199,6 +265,16 @@ fn run(launch: &StreamLaunch, events: &Events, control: &JobControl) -> Result<S
             RecordChange::None,
         );
     }
+    // A job with checkpoint storage completes its checkpoints through the masters, which
+    // also decide which checkpoint a run resumes from.
+    let with_hooks;
+    let control = match &launch.checkpoints {
+        Some(link) if spec.checkpoint_storage.is_some() => {
+            with_hooks = control.and_checkpoints(link.hooks(launch.job));
+            &with_hooks
+        }
+        _ => control,
+    };
     let report = match &launch.remote {
         Some(config) => {
             sluice_engine::api::run_job_remote_with(spec, config.clone(), None, control)

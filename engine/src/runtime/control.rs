@@ -83,6 +83,14 @@ impl JobControl {
         }
     }
 
+    /// This control (the same cancel flag) with checkpoints completing through `hooks`.
+    pub fn and_checkpoints(&self, hooks: CheckpointHooks) -> Self {
+        Self {
+            cancel: self.cancel.clone(),
+            checkpoints: Some(Arc::new(hooks)),
+        }
+    }
+
     /// The checkpoint hooks, if the job's checkpoints complete elsewhere.
     pub fn checkpoint_hooks(&self) -> Option<Arc<CheckpointHooks>> {
         self.checkpoints.clone()

@@ -4,7 +4,9 @@
 //! and run again each time; the committed output must hold, for every auction, the counts
 //! 1..n with no gap and no duplicate, and every bid once.
 //!
-//! `SLUICE_KILLS` sets the number of kills (default 20) and `SLUICE_KILL_SEED` the seed.
+//! `SLUICE_KILLS` sets the number of kills (default 20), `SLUICE_KILL_SEED` the seed and
+//! `SLUICE_KILL_EVENTS` the generator events (default 300000; a long run needs more, since
+//! the job must outlive the kills).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -14,9 +16,15 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Context, Result};
 use sluice_bench::procs::sluice_bin;
 
-const EVENTS: u64 = 300_000;
+fn events() -> u64 {
+    std::env::var("SLUICE_KILL_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(300_000)
+}
 
 fn job(dir: &Path, rate: u64) -> String {
+    let events = events();
     format!(
         r#"
 name = "kill-check"
@@ -27,7 +35,7 @@ checkpoint_storage = "file://{store}"
 [[source]]
 kind = "nexmark"
 table = "bid"
-events = {EVENTS}
+events = {events}
 rate_per_sec = {rate}
 
 [[operator]]
@@ -83,10 +91,10 @@ fn check_output(dir: &Path) -> Result<usize> {
         }
         total += seq.len();
     }
+    let bids = events() / 50 * 46;
     ensure!(
-        total as u64 == EVENTS / 50 * 46,
-        "{total} bids counted, {} expected",
-        EVENTS / 50 * 46
+        total as u64 == bids,
+        "{total} bids counted, {bids} expected"
     );
     Ok(total)
 }

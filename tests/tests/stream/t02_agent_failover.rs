@@ -1,0 +1,186 @@
+//! A checkpointed stream job survives the loss of its agent: real masters, two real agents,
+//! the agent running the job SIGKILLed; the masters mark it Lost and place the job on the
+//! other agent, which resumes from the latest checkpoint committed through Raft. The job's
+//! exactly-once file output holds every bid once, each auction's running count 1..n.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{ensure, Context, Result};
+use sluice_bench::procs::{free_port, sluice_bin};
+use sluice_consensus::state::JobState;
+use sluice_tests::*;
+use tokio::process::{Child, Command};
+
+const EVENTS: u64 = 200_000;
+
+fn spec(dir: &Path) -> String {
+    format!(
+        r#"
+name = "failover-count"
+parallelism = 1
+checkpoint_interval_ms = 200
+checkpoint_storage = "file://{store}"
+
+[[source]]
+kind = "nexmark"
+table = "bid"
+events = {EVENTS}
+rate_per_sec = 20000
+
+[[operator]]
+map = ["auction", "1 AS one"]
+
+[[operator]]
+key_by = "auction"
+
+[[operator]]
+reduce = {{ column = "one", fn = "sum" }}
+
+[[sink]]
+kind = "file"
+path = "{out}"
+format = "csv"
+"#,
+        store = dir.join("checkpoints").display(),
+        out = dir.join("counts.csv").display(),
+    )
+}
+
+fn agent(dir: &Path, masters: &str, name: &str, ports: &str) -> Result<Child> {
+    let log = std::fs::File::create(dir.join(format!("{name}.log")))?;
+    let api = format!("127.0.0.1:{}", free_port()?);
+    Ok(Command::new(sluice_bin()?)
+        .args(["agent", "--masters", masters, "--data-dir"])
+        .arg(dir.join(name))
+        .args(["--cores", "1", "--memory", "1GiB", "--disk", "1GiB"])
+        .args(["--heartbeat-ms", "200", "--hostname", name])
+        .args(["--data-ports", ports, "--api-addr", &api])
+        .env("SLUICE_LOG", "info,openraft=error")
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()?)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_agent_s_job_resumes_from_its_last_committed_checkpoint() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let outcome = failover(tmp.path()).await;
+    if outcome.is_err() {
+        for name in ["a1", "a2"] {
+            let log = std::fs::read_to_string(tmp.path().join(format!("{name}.log")));
+            eprintln!("--- agent {name}:\n{}", log.unwrap_or_default());
+        }
+    }
+    outcome
+}
+
+async fn failover(dir: &Path) -> Result<()> {
+    let tmp = dir;
+    let cluster = ProcessCluster::start(tmp, 3, SCHED_TIMING).await?;
+    cluster.init(&[]).await?;
+    cluster.leader(PATIENCE).await?;
+    let masters = cluster.api_addrs().join(",");
+    let client = cluster.client(&[], Duration::from_secs(20))?;
+    let mut agents = BTreeMap::new();
+    agents.insert("a1", agent(tmp, &masters, "a1", "7310-7319")?);
+    agents.insert("a2", agent(tmp, &masters, "a2", "7320-7329")?);
+    wait_until(PATIENCE, "both agents to register", || async {
+        (cluster_state(&client).await.ok()?.agents.len() == 2).then_some(())
+    })
+    .await?;
+
+    let spec_path = tmp.join("job.toml");
+    std::fs::write(&spec_path, spec(tmp))?;
+    let spec_arg = spec_path.to_str().context("utf-8 path")?;
+    let (ok, stdout, stderr) = sluice(
+        &[
+            "job",
+            "submit",
+            "--masters",
+            &masters,
+            "-o",
+            "json",
+            "--stream",
+            spec_arg,
+        ],
+        Duration::from_secs(30),
+    )
+    .await?;
+    ensure!(ok, "submit: {stderr}");
+    let id = serde_json::from_str::<serde_json::Value>(&stdout)?["job_submitted"]["id"]
+        .as_u64()
+        .context("job id")?;
+    let job = wait_job(&client, id, JobState::Running).await?;
+    let first_agent = job.tasks[0].grant.as_ref().context("a grant")?.agent;
+    // A few checkpoints committed through the masters, then the agent dies.
+    wait_until(PATIENCE, "checkpoints to be committed", || async {
+        let state = cluster_state(&client).await.ok()?;
+        (state.jobs[&id].checkpoints.len() >= 3).then_some(())
+    })
+    .await?;
+    let state = cluster_state(&client).await?;
+    let victim = state.agents[&first_agent].hostname.clone();
+    let committed_before = state.jobs[&id].checkpoints.last().map(|c| c.id);
+    agents
+        .get_mut(victim.as_str())
+        .context("the victim agent")?
+        .start_kill()?;
+
+    // Re-placed on the other agent, resuming from a committed checkpoint, and finished.
+    let finished = wait_until(
+        Duration::from_secs(120),
+        "the job to finish elsewhere",
+        || async {
+            let state = cluster_state(&client).await.ok()?;
+            let job = &state.jobs[&id];
+            (job.state == JobState::Finished).then(|| job.clone())
+        },
+    )
+    .await?;
+    ensure!(
+        finished.attempt >= 2,
+        "the job was not re-placed: {finished:?}"
+    );
+    let resumed = finished
+        .restore_from
+        .context("the second run started afresh")?;
+    ensure!(
+        committed_before.is_some_and(|c| resumed >= c),
+        "resumed from {resumed}, but {committed_before:?} was committed before the kill"
+    );
+    let (ok, stdout, stderr) = sluice(
+        &[
+            "job",
+            "checkpoints",
+            &id.to_string(),
+            "--masters",
+            &masters,
+            "-o",
+            "json",
+        ],
+        Duration::from_secs(30),
+    )
+    .await?;
+    ensure!(ok, "{stderr}");
+    let view: serde_json::Value = serde_json::from_str(&stdout)?;
+    ensure!(view["restored_from"] == resumed, "{view}");
+
+    // Exactly once: every auction's counts are 1..n and every bid is counted.
+    let text = std::fs::read_to_string(tmp.join("counts.csv"))?;
+    let mut per_key: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
+    for line in text.lines() {
+        let (k, n) = line.split_once(',').context("a line without a comma")?;
+        per_key.entry(k.parse()?).or_default().push(n.parse()?);
+    }
+    let mut total = 0;
+    for (key, seq) in &per_key {
+        let want: Vec<i64> = (1..=seq.len() as i64).collect();
+        ensure!(seq == &want, "auction {key}: a gap or a duplicate: {seq:?}");
+        total += seq.len();
+    }
+    ensure!(total as u64 == EVENTS / 50 * 46, "{total} bids counted");
+    Ok(())
+}
