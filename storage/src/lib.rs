@@ -22,6 +22,7 @@
 
 pub mod blob;
 mod blob_dir;
+mod blob_s3;
 mod codec;
 mod error;
 pub mod flusher;
