@@ -41,7 +41,10 @@ impl Moto {
             Ok(out) => panic!(
                 "moto's server is not installed ({}); install it with: {MOTO_INSTALL} \
                  (ops/scripts/test does)",
-                String::from_utf8_lossy(&out.stderr).trim()
+                String::from_utf8_lossy(&out.stderr)
+                    .lines()
+                    .last()
+                    .unwrap_or("no error output")
             ),
             Err(e) => {
                 panic!("python3 cannot be run ({e}); install Python 3 and then: {MOTO_INSTALL}")
