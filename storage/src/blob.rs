@@ -24,7 +24,8 @@
 use std::fmt;
 use std::sync::Arc;
 
-pub use crate::blob_s3::{S3Settings, S3Store, S3_LIST_PAGE_KEYS_MAX, S3_OP_TIMEOUT_MS_DEFAULT};
+pub use crate::blob_s3::S3Store;
+pub use crate::blob_s3_settings::{S3Settings, S3_LIST_PAGE_KEYS_MAX, S3_OP_TIMEOUT_MS_DEFAULT};
 
 /// Why a blob operation failed.
 #[derive(Debug, thiserror::Error)]

@@ -291,7 +291,8 @@ fn s3_store_keeps_the_blob_store_contract_on_a_real_s3_server() {
     let (status, body) = moto.http(
         "GET",
         &format!(
-            "/sluice-ckpt?list-type=2&prefix=prod/checkpoints/job-1/chk-2/&max-keys={LIST_PAGE_KEYS}"
+            "/sluice-ckpt?list-type=2&prefix={}&max-keys={LIST_PAGE_KEYS}",
+            "prod/checkpoints/job-1/chk-2/"
         ),
     );
     assert_eq!(status, 200, "{body}");
