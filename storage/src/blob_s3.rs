@@ -120,7 +120,12 @@ impl S3Store {
             .thread_name("sluice-s3")
             .enable_all()
             .build()
-            .map_err(|e| bad(format!("cannot start the S3 client's runtime: {e}")))?;
+            .map_err(|e| BlobError::Io {
+                store: url.to_owned(),
+                op: "open",
+                path: String::new(),
+                reason: format!("cannot start the S3 client's runtime: {e}"),
+            })?;
         let connect_timeout = settings
             .op_timeout
             .min(Duration::from_millis(S3_CONNECT_TIMEOUT_MS_MAX));
