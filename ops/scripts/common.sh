@@ -87,12 +87,45 @@ ensure_build_deps() {
   fi
 }
 
+# The S3 checkpoint store's tests (storage/tests/blob_s3.rs) run against
+# moto's S3 server, from PyPI. Installs it with pip when running as root
+# and python3 cannot import it; otherwise stops with the exact command.
+# Debian's own python3 refuses pip installs outside a virtualenv (PEP 668);
+# PIP_BREAK_SYSTEM_PACKAGES lets root's install go through there, and pips
+# too old to know it ignore it.
+MOTO_INSTALL="python3 -m pip install 'moto[server]'"
+ensure_moto() {
+  if command -v python3 >/dev/null 2>&1 \
+      && python3 -c 'import moto.server' >/dev/null 2>&1; then
+    return 0
+  fi
+  if ! command -v python3 >/dev/null 2>&1 \
+      || ! python3 -m pip --version >/dev/null 2>&1; then
+    echo "error: the checkpoint storage tests need moto's S3 server, and python3 or its pip is missing" >&2
+    echo "run:   sudo apt-get install -y python3 python3-pip && $MOTO_INSTALL" >&2
+    exit 1
+  fi
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "error: the checkpoint storage tests need moto's S3 server (PyPI: moto[server])" >&2
+    echo "run:   $MOTO_INSTALL" >&2
+    exit 1
+  fi
+  echo "installing moto's S3 server for the checkpoint storage tests" >&2
+  PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install -q --disable-pip-version-check 'moto[server]' >&2
+  if ! python3 -c 'import moto.server' >/dev/null 2>&1; then
+    echo "error: python3 still cannot import moto.server after: $MOTO_INSTALL" >&2
+    exit 1
+  fi
+}
+
 # What the test suite needs besides the build: iproute2's `ip` (the
-# partition tests put masters in network namespaces of their own).
+# partition tests put masters in network namespaces of their own) and
+# moto's S3 server (the S3 checkpoint store's tests).
 ensure_test_deps() {
   local missing=()
   command -v ip >/dev/null 2>&1 || missing+=(iproute2)
   install_packages "${missing[@]}"
+  ensure_moto
 }
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/sluice/target}"

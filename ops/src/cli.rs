@@ -169,10 +169,11 @@ pub struct RunArgs {
     /// the spec's `checkpoint_interval_ms`. Needs checkpoint storage.
     #[arg(long, value_parser = parse_duration)]
     pub checkpoint_interval: Option<u64>,
-    /// Where checkpoints go (`file:///DIR`), overriding the spec's `checkpoint_storage`. A
-    /// job run again with the same name resumes from its latest completed checkpoint: file
-    /// sinks are then exactly-once; stdout and TCP sinks, the late output and dead letters
-    /// are at-least-once, and a TCP source is at-most-once (it cannot replay).
+    /// Where checkpoints go (`file:///DIR` or `s3://BUCKET/PREFIX`), overriding the spec's
+    /// `checkpoint_storage`. A job run again with the same name resumes from its latest
+    /// completed checkpoint: file sinks are then exactly-once; stdout and TCP sinks, the late
+    /// output and dead letters are at-least-once, and a TCP source is at-most-once (it cannot
+    /// replay).
     #[arg(long)]
     pub checkpoint_storage: Option<String>,
     /// How to print the job's report.

@@ -118,6 +118,47 @@ impl Machine {
     fn apt_calls(&self) -> String {
         fs::read_to_string(&self.apt_log).unwrap_or_default()
     }
+
+    /// A `python3` whose `-c 'import moto.server'` succeeds once moto is installed (from
+    /// the start when `moto` is true) and whose `-m pip` records its arguments, "installs"
+    /// on `install` and, when `pip` is false, is missing.
+    fn python(&self, moto: bool, pip: bool) {
+        let marker = self.root.join("moto-installed");
+        if moto {
+            fs::write(&marker, b"").unwrap();
+        }
+        self.stub(
+            "python3",
+            &format!(
+                "if [ \"$1\" = -c ] && [ \"$2\" = 'import moto.server' ]; then\n\
+                 [ -e '{marker}' ]; exit $?\n\
+                 fi\n\
+                 if [ \"$1\" = -m ] && [ \"$2\" = pip ] && {pip}; then\n\
+                 shift 2\n\
+                 echo \"PIP_BREAK_SYSTEM_PACKAGES=$PIP_BREAK_SYSTEM_PACKAGES $*\" >> '{log}'\n\
+                 if [ \"$1\" = install ]; then : > '{marker}'; fi\n\
+                 exit 0\n\
+                 fi\n\
+                 exit 1",
+                marker = marker.display(),
+                log = self.pip_log().display(),
+            ),
+        );
+    }
+
+    fn pip_log(&self) -> PathBuf {
+        self.root.join("pip.log")
+    }
+
+    /// The `python3 -m pip` calls but `--version`.
+    fn pip_installs(&self) -> String {
+        fs::read_to_string(self.pip_log())
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| !l.ends_with("--version"))
+            .map(|l| format!("{l}\n"))
+            .collect()
+    }
 }
 
 #[test]
@@ -211,17 +252,95 @@ fn nothing_is_installed_when_everything_is_there() {
     let m = Machine::new();
     m.file("usr/lib/llvm-14/lib/libclang.so");
     m.stub("ip", "exit 0");
+    m.python(true, true);
     m.as_user(0, &[]);
     let out = m.run("ensure_build_deps && ensure_test_deps && echo ready");
     assert!(out.status.success(), "{out:?}");
     assert_eq!(m.apt_calls(), "");
+    assert_eq!(m.pip_installs(), "");
 }
 
 #[test]
 fn the_test_command_installs_iproute2_for_the_partition_tests() {
     let m = Machine::new();
+    m.python(true, true);
     m.as_user(0, &["usr/bin/ip"]);
     let out = m.run("ensure_test_deps && echo ready");
     assert!(out.status.success(), "{out:?}");
     assert!(m.apt_calls().contains("install -y -qq iproute2"));
+}
+
+#[test]
+fn the_test_command_installs_moto_when_python_cannot_import_it() {
+    let m = Machine::new();
+    m.stub("ip", "exit 0");
+    m.python(false, true);
+    m.as_user(0, &[]);
+    let out = m.run("ensure_test_deps && echo ready");
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ready"));
+    let installs = m.pip_installs();
+    assert_eq!(installs.lines().count(), 1, "{installs}");
+    assert!(
+        installs.starts_with("PIP_BREAK_SYSTEM_PACKAGES=1 install")
+            && installs.contains("moto[server]"),
+        "{installs}"
+    );
+    // A second run finds moto and installs nothing more.
+    let out = m.run("ensure_test_deps && echo ready");
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(m.pip_installs(), installs);
+}
+
+#[test]
+fn moto_is_left_alone_when_python_imports_it() {
+    for uid in [0, 1000] {
+        let m = Machine::new();
+        m.stub("ip", "exit 0");
+        m.python(true, true);
+        m.as_user(uid, &[]);
+        let out = m.run("ensure_test_deps && echo ready");
+        assert!(out.status.success(), "{out:?}");
+        assert_eq!(m.pip_installs(), "", "uid {uid}");
+        assert_eq!(m.apt_calls(), "", "uid {uid}");
+    }
+}
+
+#[test]
+fn a_user_gets_the_pip_command_for_moto_and_nothing_is_installed() {
+    let m = Machine::new();
+    m.stub("ip", "exit 0");
+    m.python(false, true);
+    m.as_user(1000, &[]);
+    let out = m.run("ensure_test_deps && echo ready");
+    assert!(!out.status.success(), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("run:   python3 -m pip install 'moto[server]'"),
+        "{err}"
+    );
+    assert_eq!(m.pip_installs(), "");
+}
+
+#[test]
+fn a_missing_pip_or_python_gets_the_commands_to_install_them_and_moto() {
+    for python in [true, false] {
+        let m = Machine::new();
+        m.stub("ip", "exit 0");
+        if python {
+            m.python(false, false);
+        }
+        m.as_user(0, &[]);
+        let out = m.run("ensure_test_deps && echo ready");
+        assert!(!out.status.success(), "{out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(
+                "run:   sudo apt-get install -y python3 python3-pip && \
+                 python3 -m pip install 'moto[server]'"
+            ),
+            "python3 present: {python}: {err}"
+        );
+        assert_eq!(m.pip_installs(), "");
+    }
 }

@@ -2,13 +2,20 @@
 //! addressed by `/`-separated paths under a store's root, and the sealed envelope every
 //! checkpoint file is written in.
 //!
-//! Stores are named by URL: `file:///var/lib/sluice/checkpoints` (a local or shared
-//! directory) or `s3://bucket/prefix` (any S3-compatible service). A store must outlive the
-//! agent that writes to it: a checkpoint is only worth something if another agent can read
-//! it after this one is gone.
+//! Stores are named by URL and opened with [`open`]:
 //!
-//! The API is blocking: it is called from checkpoint upload threads and agent tasks, never
-//! from a shard's hot loop.
+//! - `file:///var/lib/sluice/checkpoints`: a local or shared directory (`blob_dir.rs`).
+//! - `s3://bucket/prefix`: a bucket, and a key prefix in it, of AWS S3 or any
+//!   S3-compatible service ([`S3Store`], `blob_s3.rs`), with credentials, region and endpoint
+//!   from the environment (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`,
+//!   `AWS_ENDPOINT_URL` or `SLUICE_S3_ENDPOINT`, `AWS_ALLOW_HTTP=true`; see [`S3Settings`]).
+//!
+//! A store must outlive the agent that writes to it: a checkpoint is only worth something if
+//! another agent can read it after this one is gone.
+//!
+//! The API is blocking: it is called from the checkpoint coordinator's thread and agent tasks,
+//! never from a shard's hot loop. Every operation of a remote store is bounded by a timeout,
+//! so a store that cannot be reached fails the call ([`BlobError::Io`]) instead of hanging it.
 //!
 //! Sealing: [`seal`] frames a payload as `MAGIC (4) | FORMAT (2) | length (8, LE) | crc32
 //! (4, LE) | payload`; [`unseal`] checks every part and says which is wrong, so a truncated or
@@ -16,6 +23,9 @@
 
 use std::fmt;
 use std::sync::Arc;
+
+pub use crate::blob_s3::S3Store;
+pub use crate::blob_s3_settings::{S3Settings, S3_LIST_PAGE_KEYS_MAX, S3_OP_TIMEOUT_MS_DEFAULT};
 
 /// Why a blob operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -122,7 +132,8 @@ pub fn unseal<'a>(path: &str, sealed: &'a [u8]) -> Result<&'a [u8], BlobError> {
     Ok(payload)
 }
 
-/// Opens the store named by `url`.
+/// Opens the store named by `url`; an `s3://` store takes its settings from the environment
+/// ([`S3Settings::from_env`]).
 pub fn open(url: &str) -> Result<SharedBlobStore, BlobError> {
     let bad = |reason: &str| BlobError::BadUrl {
         url: url.to_owned(),
@@ -133,6 +144,9 @@ pub fn open(url: &str) -> Result<SharedBlobStore, BlobError> {
             return Err(bad("a file:// URL needs an absolute path (file:///dir)"));
         }
         return Ok(Arc::new(crate::blob_dir::DirStore::new(path.into())?));
+    }
+    if url.starts_with("s3://") {
+        return Ok(Arc::new(S3Store::open(url, &S3Settings::from_env())?));
     }
     Err(bad("unknown scheme: use file:///DIR or s3://BUCKET/PREFIX"))
 }
@@ -194,5 +208,10 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("unknown scheme"));
+        for url in ["s3://", "s3:///prefix"] {
+            let e = open(url).unwrap_err();
+            assert!(matches!(e, BlobError::BadUrl { .. }), "{e}");
+            assert!(e.to_string().contains("no bucket"), "{e}");
+        }
     }
 }

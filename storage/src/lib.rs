@@ -22,6 +22,8 @@
 
 pub mod blob;
 mod blob_dir;
+mod blob_s3;
+mod blob_s3_settings;
 mod codec;
 mod error;
 pub mod flusher;

@@ -89,7 +89,8 @@ pub struct JobSpec {
     /// with a `checkpoint_storage`, off otherwise.
     #[serde(default)]
     pub checkpoint_interval_ms: Option<u64>,
-    /// Where checkpoints go: `file:///DIR` (a local or shared directory). The job's
+    /// Where checkpoints go: `file:///DIR` (a local or shared directory) or
+    /// `s3://BUCKET/PREFIX` (S3 or an S3-compatible server, configured by `AWS_*`). The job's
     /// checkpoints are under its name there; a job restarted with the same name resumes
     /// from its latest completed checkpoint.
     #[serde(default)]
@@ -173,7 +174,8 @@ impl JobSpec {
             (Some(ms), Some(_)) => ms,
             (Some(_), None) => {
                 return Err(EngineError::Plan(
-                    "checkpoint_interval_ms needs checkpoint_storage (file:///DIR)".into(),
+                    "checkpoint_interval_ms needs checkpoint_storage (file:///DIR or s3://BUCKET/PREFIX)"
+                        .into(),
                 ))
             }
             (None, Some(_)) if self.is_unbounded() => CHECKPOINT_INTERVAL_DEFAULT_MS,
