@@ -148,6 +148,7 @@ fn job_spec(source_port: u16, sink: std::net::SocketAddr) -> JobSpec {
         },
         constraints: Vec::new(),
         placement: PlacementStrategy::BinPack,
+        restart: Default::default(),
     }
 }
 

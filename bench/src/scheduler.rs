@@ -172,6 +172,7 @@ pub fn synthetic_job(rng: &mut StdRng, n: usize) -> JobSpec {
         } else {
             PlacementStrategy::BinPack
         },
+        restart: Default::default(),
     }
 }
 
@@ -217,6 +218,7 @@ fn cycle_state(
                     },
                     constraints: Vec::new(),
                     placement: PlacementStrategy::BinPack,
+                    restart: Default::default(),
                 },
                 now_ms: 0,
             })?;
@@ -301,6 +303,7 @@ async fn placements(cluster: &InProcessCluster, jobs: usize, report: &mut Report
             },
             constraints: Vec::new(),
             placement: PlacementStrategy::BinPack,
+            restart: Default::default(),
         },
         now_ms: NOW_MS,
     };

@@ -475,6 +475,17 @@ pub struct SubmitArgs {
     /// Spread the job's tasks over agents instead of packing them.
     #[arg(long)]
     pub spread: bool,
+    /// What to do when a task fails: `never` (the job fails; the default),
+    /// `fixed:ATTEMPTS:DELAY` (e.g. `fixed:3:10s`) or
+    /// `exponential:ATTEMPTS:FIRST:MAX` (e.g. `exponential:10:1s:5m`). A
+    /// restarted stream job resumes from its latest checkpoint; each restart
+    /// and its reason are in the job's history.
+    #[arg(long, value_parser = parse_restart)]
+    pub restart: Option<sluice_consensus::state::RestartPolicy>,
+    /// Take a checkpoint of the stream job this often (`1s`), overriding the
+    /// spec's `checkpoint_interval_ms`; needs `checkpoint_storage` in the spec.
+    #[arg(long, requires = "stream", value_parser = parse_duration)]
+    pub checkpoint_interval: Option<u64>,
     /// A stream job spec (TOML), checked before it is submitted.
     #[arg(long, conflicts_with_all = ["cpus", "disk", "argv"])]
     pub stream: Option<PathBuf>,
@@ -500,6 +511,36 @@ pub struct SubmitArgs {
 
 fn parse_duration(text: &str) -> Result<u64, String> {
     sluice_consensus::units::parse_duration_ms(text)
+}
+
+/// `never`, `fixed:ATTEMPTS:DELAY` or `exponential:ATTEMPTS:FIRST:MAX`.
+pub fn parse_restart(text: &str) -> Result<sluice_consensus::state::RestartPolicy, String> {
+    use sluice_consensus::state::RestartPolicy;
+    let parts: Vec<&str> = text.trim().split(':').map(str::trim).collect();
+    let attempts = |t: &str| {
+        t.parse::<u32>()
+            .map_err(|_| format!("restart attempts {t:?} is not a whole number"))
+    };
+    let policy = match parts.as_slice() {
+        ["never"] => RestartPolicy::Never,
+        ["fixed", n, delay] => RestartPolicy::FixedDelay {
+            attempts: attempts(n)?,
+            delay_ms: parse_duration(delay)?,
+        },
+        ["exponential", n, first, max] => RestartPolicy::ExponentialBackoff {
+            attempts: attempts(n)?,
+            initial_ms: parse_duration(first)?,
+            max_ms: parse_duration(max)?,
+        },
+        _ => {
+            return Err(format!(
+                "restart {text:?}: expected never, fixed:ATTEMPTS:DELAY (fixed:3:10s) or \
+                 exponential:ATTEMPTS:FIRST:MAX (exponential:10:1s:5m)"
+            ))
+        }
+    };
+    policy.validate()?;
+    Ok(policy)
 }
 
 fn parse_size(text: &str) -> Result<u64, String> {

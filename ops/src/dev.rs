@@ -162,6 +162,7 @@ async fn submit_demo(client: &MasterClient, agents: u16) -> Result<u64> {
                 },
                 constraints: Vec::new(),
                 placement: PlacementStrategy::Spread,
+                restart: Default::default(),
             };
             match client
                 .write(&Command::SubmitJob {

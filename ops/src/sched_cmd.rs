@@ -328,6 +328,11 @@ fn job_spec(args: &SubmitArgs) -> Result<JobSpec> {
     let (kind, default_name) = if let Some(path) = &args.stream {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read {}", path.display()))?;
+        let text = match args.checkpoint_interval {
+            Some(ms) => with_checkpoint_interval(&text, ms)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
+            None => text,
+        };
         let plan = sluice_engine::spec::load::load_spec_portable(&text)
             .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         let parsed = sluice_engine::spec::load::parse_spec(&text)
@@ -367,6 +372,7 @@ fn job_spec(args: &SubmitArgs) -> Result<JobSpec> {
         } else {
             PlacementStrategy::BinPack
         },
+        restart: args.restart.unwrap_or_default(),
     })
 }
 
@@ -469,6 +475,14 @@ pub async fn job(cmd: JobCommand) -> Result<()> {
             emit(args.output, &view, print_checkpoints)
         }
     }
+}
+
+/// The stream spec `text` with `checkpoint_interval_ms` set to `ms`.
+fn with_checkpoint_interval(text: &str, ms: u64) -> Result<String> {
+    let mut table: toml::Table = text.parse()?;
+    let ms = i64::try_from(ms).map_err(|_| anyhow::anyhow!("checkpoint interval too long"))?;
+    table.insert("checkpoint_interval_ms".into(), toml::Value::Integer(ms));
+    Ok(toml::to_string(&table)?)
 }
 
 /// What `job checkpoints` prints.
@@ -670,6 +684,14 @@ fn print_job(j: &Job) {
         j.preemptions,
         format_duration_ms(j.run_ms)
     );
+    if j.spec.restart != sluice_consensus::state::RestartPolicy::Never || j.restarts > 0 {
+        println!(
+            "restarts: {} of {} ({:?})",
+            j.restarts,
+            j.spec.restart.attempts(),
+            j.spec.restart
+        );
+    }
     if matches!(j.spec.kind, JobKind::Stream { .. }) {
         let last = j
             .checkpoints

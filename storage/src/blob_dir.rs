@@ -123,10 +123,17 @@ impl BlobStore for DirStore {
     fn delete(&self, path: &str) -> Result<(), BlobError> {
         let target = self.full(path)?;
         match fs::remove_file(&target) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(self.io("delete", path, e)),
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(self.io("delete", path, e)),
         }
+        // The directory a delete leaves empty goes too (a store has paths, not directories:
+        // a deleted checkpoint leaves no husk); one still holding something stays. Only the
+        // blob's own directory: a put creating a sibling higher up is never raced.
+        if let Some(d) = target.parent().filter(|d| *d != self.root) {
+            let _ = fs::remove_dir(d);
+        }
+        Ok(())
     }
 }
 
@@ -151,6 +158,12 @@ mod tests {
             store.get("job-1/chk-3/shard-0"),
             Err(BlobError::NotFound { .. })
         ));
+        store.delete("job-1/chk-3/shard-1").unwrap();
+        assert!(
+            !dir.path().join("chk/job-1/chk-3").exists(),
+            "an emptied directory goes"
+        );
+        assert!(dir.path().join("chk/job-2/chk-1").exists());
         assert!(store.put("../escape", b"x").is_err());
         assert!(store.put("/abs", b"x").is_err());
     }

@@ -213,6 +213,7 @@ impl Cluster {
             kind,
             constraints: Vec::new(),
             placement,
+            restart: Default::default(),
         };
         match self
             .client

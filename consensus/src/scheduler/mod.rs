@@ -113,6 +113,8 @@ impl<'a> Cycle<'a> {
             .jobs
             .values()
             .filter(|j| j.state == JobState::Pending)
+            // A restarting job waits out its delay (its reason says until when).
+            .filter(|j| j.not_before_ms.is_none_or(|t| t <= self.now_ms))
             .collect();
         pending.append(&mut self.requeued);
         let policy = self.state.policy;

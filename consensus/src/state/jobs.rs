@@ -176,6 +176,93 @@ pub struct JobSpec {
     pub constraints: Vec<Constraint>,
     #[serde(default)]
     pub placement: PlacementStrategy,
+    /// What happens when a task fails: the job ends Failed, or goes back to the queue
+    /// after a delay (a stream job then resumes from its latest checkpoint).
+    #[serde(default)]
+    pub restart: RestartPolicy,
+}
+
+/// Longest restart delay accepted.
+pub const RESTART_DELAY_MAX_MS: u64 = 24 * 3600 * 1000;
+/// Most restarts a policy may allow.
+pub const RESTART_ATTEMPTS_MAX: u32 = 10_000;
+
+/// How a job restarts after a task fails (an agent lost is not a failure of the job: its
+/// work is always placed again).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RestartPolicy {
+    /// The job ends Failed with its first failed task.
+    #[default]
+    Never,
+    /// Up to `attempts` restarts, each `delay_ms` after the failure.
+    FixedDelay { attempts: u32, delay_ms: u64 },
+    /// Up to `attempts` restarts, the first `initial_ms` after the failure, each next one
+    /// twice as long, at most `max_ms`.
+    ExponentialBackoff {
+        attempts: u32,
+        initial_ms: u64,
+        max_ms: u64,
+    },
+}
+
+impl RestartPolicy {
+    /// The delay before restart number `done + 1`, or `None` when no restart is left.
+    pub fn delay_ms(&self, done: u32) -> Option<u64> {
+        match *self {
+            Self::Never => None,
+            Self::FixedDelay { attempts, delay_ms } => (done < attempts).then_some(delay_ms),
+            Self::ExponentialBackoff {
+                attempts,
+                initial_ms,
+                max_ms,
+            } => (done < attempts).then(|| {
+                let factor = 1u64.checked_shl(done.min(63)).unwrap_or(u64::MAX);
+                initial_ms.saturating_mul(factor).min(max_ms)
+            }),
+        }
+    }
+
+    /// How many restarts it allows.
+    pub fn attempts(&self) -> u32 {
+        match *self {
+            Self::Never => 0,
+            Self::FixedDelay { attempts, .. } | Self::ExponentialBackoff { attempts, .. } => {
+                attempts
+            }
+        }
+    }
+
+    /// Checks the policy's numbers.
+    pub fn validate(&self) -> Result<(), String> {
+        let (attempts, delays) = match *self {
+            Self::Never => return Ok(()),
+            Self::FixedDelay { attempts, delay_ms } => (attempts, [delay_ms, delay_ms]),
+            Self::ExponentialBackoff {
+                attempts,
+                initial_ms,
+                max_ms,
+            } => {
+                if initial_ms > max_ms {
+                    return Err(format!(
+                        "the first delay ({initial_ms} ms) is longer than the longest ({max_ms} ms)"
+                    ));
+                }
+                (attempts, [initial_ms, max_ms])
+            }
+        };
+        if attempts == 0 || attempts > RESTART_ATTEMPTS_MAX {
+            return Err(format!(
+                "restart attempts must be 1..={RESTART_ATTEMPTS_MAX}, not {attempts}"
+            ));
+        }
+        if delays.iter().any(|d| *d > RESTART_DELAY_MAX_MS) {
+            return Err(format!(
+                "a restart delay may be at most {RESTART_DELAY_MAX_MS} ms"
+            ));
+        }
+        Ok(())
+    }
 }
 
 fn default_role() -> String {
@@ -209,6 +296,9 @@ impl JobSpec {
     pub fn validate(&self) -> Result<(), CommandError> {
         super::roles::check_name("name", &self.name, JOB_NAME_BYTES_MAX, JOB_NAME_PUNCTUATION)?;
         super::roles::check_role_name("role", &self.role)?;
+        self.restart
+            .validate()
+            .map_err(|reason| CommandError::invalid("restart", reason))?;
         if !(-PRIORITY_MAX..=PRIORITY_MAX).contains(&self.priority) {
             return Err(CommandError::invalid(
                 "priority",
@@ -465,6 +555,12 @@ pub struct Job {
     /// The checkpoint the current run resumes from (decided with its placement).
     #[serde(default)]
     pub restore_from: Option<u64>,
+    /// Restarts after failed tasks so far (see [`RestartPolicy`]).
+    #[serde(default)]
+    pub restarts: u32,
+    /// A restarting job is not placed before this time (the leader's clock, Unix ms).
+    #[serde(default)]
+    pub not_before_ms: Option<u64>,
 }
 
 impl Job {
@@ -545,6 +641,8 @@ impl ClusterState {
             attempt: 0,
             checkpoints: Vec::new(),
             restore_from: None,
+            restarts: 0,
+            not_before_ms: None,
         };
         job.record(index, now_ms, "submitted");
         self.jobs.insert(id, job);

@@ -19,8 +19,8 @@ pub use agents::{Agent, AgentId, AgentSpec, AgentState, Drain, AGENTS_MAX, CORES
 pub use jobs::Grant;
 pub use jobs::{
     CheckpointInfo, Constraint, ConstraintOp, Job, JobEvent, JobId, JobKind, JobSpec, JobState,
-    PlacementStrategy, Policy, Task, TaskState, DEFAULT_ROLE, ENDED_JOBS_KEPT, JOBS_MAX,
-    JOB_CHECKPOINTS_KEPT, JOB_NAME_PUNCTUATION, TASKS_PER_JOB_MAX,
+    PlacementStrategy, Policy, RestartPolicy, Task, TaskState, DEFAULT_ROLE, ENDED_JOBS_KEPT,
+    JOBS_MAX, JOB_CHECKPOINTS_KEPT, JOB_NAME_PUNCTUATION, TASKS_PER_JOB_MAX,
 };
 pub use placement::{PlacementViolation, TaskUpdate};
 pub use resources::Resources;

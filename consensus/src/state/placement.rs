@@ -482,7 +482,23 @@ impl ClusterState {
                 );
                 job.tasks[task as usize].state = state;
                 job.tasks[task as usize].message = message;
-                self.end_job(index, now_ms, id, JobState::Failed, &reason);
+                let restart = match state {
+                    TaskState::Failed => job.spec.restart.delay_ms(job.restarts),
+                    _ => None,
+                };
+                match restart {
+                    Some(delay_ms) => {
+                        job.restarts += 1;
+                        job.not_before_ms = Some(now_ms.saturating_add(delay_ms));
+                        let why = format!(
+                            "restart {} of {} in {delay_ms} ms: {reason}",
+                            job.restarts,
+                            job.spec.restart.attempts()
+                        );
+                        self.requeue_job(index, now_ms, id, &why);
+                    }
+                    None => self.end_job(index, now_ms, id, JobState::Failed, &reason),
+                }
             }
             TaskState::Lost => {
                 let reason = format!(

@@ -185,6 +185,7 @@ fn one_running_job() -> ClusterState {
         },
         constraints: Vec::new(),
         placement: PlacementStrategy::BinPack,
+        restart: RestartPolicy::Never,
     };
     state
         .apply_command(2, &Command::SubmitJob { job, now_ms: 5 })
@@ -203,6 +204,157 @@ fn one_running_job() -> ClusterState {
     };
     state.apply_command(3, &place).unwrap();
     state
+}
+
+/// The placements one scheduler cycle at `now_ms` decides.
+fn placements(state: &ClusterState, now_ms: u64) -> Vec<Command> {
+    crate::scheduler::schedule(state, now_ms)
+        .commands
+        .into_iter()
+        .filter(|c| matches!(c, Command::PlaceJob { .. }))
+        .collect()
+}
+
+fn fail_task(state: &mut ClusterState, index: u64, now_ms: u64) {
+    let fail = Command::UpdateTask {
+        update: TaskUpdate {
+            job: 0,
+            task: 0,
+            agent: 0,
+            state: TaskState::Failed,
+            message: Some("boom".into()),
+        },
+        now_ms,
+    };
+    state.apply_command(index, &fail).unwrap();
+}
+
+/// A failed task restarts its job per the job's policy: back to the queue, placed again
+/// only after the delay, until the attempts run out; then the job fails.
+#[test]
+fn a_failed_task_restarts_its_job_until_the_policy_runs_out() {
+    let mut state = one_running_job();
+    state.jobs.get_mut(&0).unwrap().spec.restart = RestartPolicy::ExponentialBackoff {
+        attempts: 2,
+        initial_ms: 1000,
+        max_ms: 1500,
+    };
+    fail_task(&mut state, 4, 100);
+    let job = &state.jobs[&0];
+    assert_eq!(
+        (job.state, job.restarts, job.not_before_ms),
+        (JobState::Pending, 1, Some(1100))
+    );
+    assert!(
+        job.reason
+            .as_deref()
+            .unwrap()
+            .contains("restart 1 of 2 in 1000 ms"),
+        "{:?}",
+        job.reason
+    );
+    assert!(job.events.last().unwrap().message.contains("boom"));
+    // Not placed before its delay, placed after it.
+    assert!(placements(&state, 1099).is_empty());
+    let placed = placements(&state, 1100);
+    assert_eq!(placed.len(), 1, "placed once the delay is over");
+    for (i, command) in placed.iter().enumerate() {
+        state.apply_command(5 + i as u64, command).unwrap();
+    }
+    assert_eq!(state.jobs[&0].state, JobState::Running);
+    assert_eq!(state.jobs[&0].attempt, 2);
+    // The second restart waits twice as long, capped at the maximum.
+    fail_task(&mut state, 10, 2000);
+    assert_eq!(state.jobs[&0].not_before_ms, Some(3500));
+    let placed = placements(&state, 3500);
+    for (i, command) in placed.iter().enumerate() {
+        state.apply_command(11 + i as u64, command).unwrap();
+    }
+    // No restart left: the job fails.
+    fail_task(&mut state, 20, 4000);
+    assert_eq!(state.jobs[&0].state, JobState::Failed);
+    assert_eq!(state.jobs[&0].restarts, 2);
+    state.validate().unwrap();
+}
+
+#[test]
+fn restart_policies_are_checked() {
+    for bad in [
+        RestartPolicy::FixedDelay {
+            attempts: 0,
+            delay_ms: 1,
+        },
+        RestartPolicy::FixedDelay {
+            attempts: 1,
+            delay_ms: jobs::RESTART_DELAY_MAX_MS + 1,
+        },
+        RestartPolicy::ExponentialBackoff {
+            attempts: 3,
+            initial_ms: 10,
+            max_ms: 5,
+        },
+    ] {
+        assert!(bad.validate().is_err(), "{bad:?}");
+    }
+    let policy = RestartPolicy::ExponentialBackoff {
+        attempts: 70,
+        initial_ms: 3,
+        max_ms: u64::MAX,
+    };
+    assert_eq!(policy.delay_ms(69), Some(u64::MAX), "no overflow");
+    assert_eq!(policy.delay_ms(70), None);
+}
+
+/// A checkpoint completes only from the job's current run, naming every shard, above the
+/// last one; a rejected one changes nothing.
+#[test]
+fn checkpoint_completion_is_checked_against_the_run() {
+    let mut state = one_running_job();
+    // Make it a stream job of one shard.
+    state.jobs.get_mut(&0).unwrap().spec.kind = JobKind::Stream {
+        spec_toml: "x".into(),
+        parallelism: 1,
+        memory_per_shard_bytes: 1 << 30,
+    };
+    let info = |id: u64, handles: usize| CheckpointInfo {
+        id,
+        handles: (0..handles)
+            .map(|s| format!("job-0/chk-{id}/shard-{s}"))
+            .collect(),
+        triggered_ms: 1,
+        duration_ms: 1,
+        bytes: 10,
+        alignment_us: vec![0; handles],
+        completed_ms: 0,
+    };
+    let done = |attempt, checkpoint| Command::CheckpointCompleted {
+        job: 0,
+        attempt,
+        checkpoint,
+        now_ms: 50,
+    };
+    let attempt = state.jobs[&0].attempt;
+    let before = state.clone();
+    for (command, what) in [
+        (done(attempt + 1, info(1, 1)), "another run"),
+        (done(attempt, info(1, 0)), "a missing shard"),
+        (done(attempt, info(1, 2)), "an extra shard"),
+    ] {
+        assert!(state.apply_command(7, &command).is_err(), "{what}");
+        assert_eq!(state, before, "{what} changed the state");
+    }
+    state.apply_command(7, &done(attempt, info(3, 1))).unwrap();
+    assert_eq!(state.jobs[&0].checkpoints.last().unwrap().completed_ms, 50);
+    let err = state
+        .apply_command(8, &done(attempt, info(3, 1)))
+        .unwrap_err();
+    assert!(err.to_string().contains("not above"), "{err}");
+    // A placement resumes from the latest: the next run's assignment says so.
+    let job = state.jobs.get_mut(&0).unwrap();
+    assert_eq!(job.checkpoints.len(), 1);
+    let stale = done(attempt - 1, info(4, 1));
+    let err = state.apply_command(9, &stale).unwrap_err();
+    assert!(matches!(err, CommandError::StaleRun { .. }), "{err}");
 }
 
 /// Apply relies on derived counters (an agent's used cores, memory and
@@ -358,4 +510,50 @@ proptest! {
         let back: ClusterState = postcard::from_bytes(&bytes).unwrap();
         prop_assert_eq!(back, a);
     }
+}
+
+/// Raft entries are postcard: the new job fields and commands must round-trip through it
+/// (postcard has no self-describing forms, e.g. no internally tagged enums).
+#[test]
+fn restart_policies_and_checkpoint_commands_round_trip_through_postcard() {
+    let mut spec = one_running_job().jobs[&0].spec.clone();
+    for restart in [
+        RestartPolicy::Never,
+        RestartPolicy::FixedDelay {
+            attempts: 3,
+            delay_ms: 10,
+        },
+        RestartPolicy::ExponentialBackoff {
+            attempts: 9,
+            initial_ms: 1,
+            max_ms: 60_000,
+        },
+    ] {
+        spec.restart = restart;
+        let command = Command::SubmitJob {
+            job: spec.clone(),
+            now_ms: 1,
+        };
+        let bytes = postcard::to_stdvec(&command).unwrap();
+        assert_eq!(postcard::from_bytes::<Command>(&bytes).unwrap(), command);
+    }
+    let command = Command::CheckpointCompleted {
+        job: 4,
+        attempt: 2,
+        checkpoint: CheckpointInfo {
+            id: 7,
+            handles: vec!["job-4/chk-7/shard-0".into()],
+            triggered_ms: 1,
+            duration_ms: 2,
+            bytes: 3,
+            alignment_us: vec![4],
+            completed_ms: 0,
+        },
+        now_ms: 9,
+    };
+    let bytes = postcard::to_stdvec(&command).unwrap();
+    assert_eq!(postcard::from_bytes::<Command>(&bytes).unwrap(), command);
+    let state = one_running_job();
+    let bytes = postcard::to_stdvec(&state).unwrap();
+    assert_eq!(postcard::from_bytes::<ClusterState>(&bytes).unwrap(), state);
 }

@@ -11,3 +11,4 @@ mod t08_cli;
 mod t09_scheduler;
 mod t10_partitioned_leader;
 mod t11_hostile_cli;
+mod t12_restart;

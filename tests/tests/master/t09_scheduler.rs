@@ -201,6 +201,7 @@ async fn failover_mid_stream_keeps_placements_and_double_grants_nothing() -> any
             },
             constraints: Vec::new(),
             placement: Default::default(),
+            restart: Default::default(),
         };
         sluice_consensus::Command::SubmitJob {
             job: spec,

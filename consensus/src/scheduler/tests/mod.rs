@@ -169,6 +169,7 @@ fn task(name: &str, cpus: u32, memory: u64) -> JobSpec {
         },
         constraints: Vec::new(),
         placement: PlacementStrategy::BinPack,
+        restart: Default::default(),
     }
 }
 
