@@ -553,6 +553,7 @@ impl MainLoop {
                 client: self.client.clone(),
                 runtime: tokio::runtime::Handle::current(),
             }),
+            default_checkpoint_storage: self.config.checkpoint_storage.clone(),
             tasks: tasks.iter().map(|a| a.task).collect(),
             cores: tasks
                 .iter()

@@ -64,6 +64,10 @@ pub struct AgentConfig {
     /// pick one. The bound address is published to the masters as
     /// [`API_ADDR_ATTRIBUTE`], so the IP must be one clients can dial.
     pub api_addr: SocketAddr,
+    /// Checkpoint storage (`file:///DIR`, `s3://BUCKET/PREFIX`) for stream jobs whose spec
+    /// names none; it must outlive this agent (a shared directory, object storage), since the
+    /// agent a job moves to resumes from what is there.
+    pub checkpoint_storage: Option<String>,
 }
 
 impl AgentConfig {
@@ -84,6 +88,7 @@ impl AgentConfig {
             data_addr: IpAddr::from([127, 0, 0, 1]),
             data_ports: DATA_PORTS_DEFAULT,
             api_addr: API_ADDR_DEFAULT,
+            checkpoint_storage: None,
         }
     }
 

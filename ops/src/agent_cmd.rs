@@ -66,6 +66,7 @@ pub fn config(args: &AgentRunArgs) -> Result<AgentConfig> {
     config.data_addr = args.data_addr;
     config.data_ports = parse_ports(&args.data_ports)?;
     config.api_addr = args.api_addr;
+    config.checkpoint_storage = args.checkpoint_storage.clone();
     config.heartbeat_interval = Duration::from_millis(args.heartbeat_ms);
     let mut attributes = BTreeMap::new();
     for attr in &args.attributes {

@@ -313,6 +313,12 @@ pub struct AgentRunArgs {
     /// Milliseconds between heartbeats to the leader.
     #[arg(long, default_value_t = 1000)]
     pub heartbeat_ms: u64,
+    /// Checkpoint storage for stream jobs whose spec names none
+    /// (`file:///SHARED/DIR` or `s3://BUCKET/PREFIX`): unbounded jobs then take
+    /// a checkpoint every 10 s unless their spec says otherwise. It must
+    /// outlive this agent: the agent a job moves to resumes from it.
+    #[arg(long, env = "SLUICE_CHECKPOINT_STORAGE")]
+    pub checkpoint_storage: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -475,11 +481,12 @@ pub struct SubmitArgs {
     /// Spread the job's tasks over agents instead of packing them.
     #[arg(long)]
     pub spread: bool,
-    /// What to do when a task fails: `never` (the job fails; the default),
+    /// What to do when a task fails: `never` (the job fails),
     /// `fixed:ATTEMPTS:DELAY` (e.g. `fixed:3:10s`) or
-    /// `exponential:ATTEMPTS:FIRST:MAX` (e.g. `exponential:10:1s:5m`). A
-    /// restarted stream job resumes from its latest checkpoint; each restart
-    /// and its reason are in the job's history.
+    /// `exponential:ATTEMPTS:FIRST:MAX` (e.g. `exponential:10:1s:5m`)
+    /// [default: exponential:10:1s:1m for stream jobs, never for command
+    /// tasks]. A restarted stream job resumes from its latest checkpoint;
+    /// each restart and its reason are in the job's history.
     #[arg(long, value_parser = parse_restart)]
     pub restart: Option<sluice_consensus::state::RestartPolicy>,
     /// Take a checkpoint of the stream job this often (`1s`), overriding the

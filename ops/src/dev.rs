@@ -92,12 +92,16 @@ pub async fn run(args: DevArgs) -> Result<()> {
     print_status(&status);
 
     let mut agents: Vec<AgentHandle> = Vec::new();
+    let checkpoints = std::path::absolute(root.join("checkpoints"))
+        .context("the checkpoint directory's absolute path")?;
     for n in 0..args.agents {
         let first_port = port(args.base_port, 200 + n * 20)?;
         let mut config = AgentConfig::new(api_addrs.clone(), root.join(format!("agent-{n}")));
         config.data_ports = first_port..=port(first_port, 19)?;
         config.heartbeat_interval = Duration::from_millis(500);
         config.hostname = Some(format!("dev-agent-{n}"));
+        // Every agent shares one checkpoint directory, so a job resumes wherever it moves.
+        config.checkpoint_storage = Some(format!("file://{}", checkpoints.display()));
         let agent = Agent::start(config)
             .await
             .with_context(|| format!("starting agent {n}"))?;

@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use sluice_consensus::state::{
     Agent, Change, Constraint, Job, JobKind, JobSpec, JobState, PlacementStrategy, Policy,
-    Resources, Role, RolePatch, SchedulerSummary,
+    Resources, RestartPolicy, Role, RolePatch, SchedulerSummary,
 };
 use sluice_consensus::units::{format_bytes, format_duration_ms};
 use sluice_consensus::{Command, CommandOutput, MasterClient, Query};
@@ -360,6 +360,7 @@ fn job_spec(args: &SubmitArgs) -> Result<JobSpec> {
         };
         (kind, default_job_name(program))
     };
+    let kind_is_stream = matches!(kind, JobKind::Stream { .. });
     Ok(JobSpec {
         name: args.name.clone().unwrap_or(default_name),
         role: args.role.clone(),
@@ -372,7 +373,15 @@ fn job_spec(args: &SubmitArgs) -> Result<JobSpec> {
         } else {
             PlacementStrategy::BinPack
         },
-        restart: args.restart.unwrap_or_default(),
+        restart: args.restart.unwrap_or(match kind_is_stream {
+            // A stream job recovers from its checkpoints: restart it, with backoff.
+            true => RestartPolicy::ExponentialBackoff {
+                attempts: 10,
+                initial_ms: 1000,
+                max_ms: 60_000,
+            },
+            false => RestartPolicy::Never,
+        }),
     })
 }
 

@@ -144,6 +144,8 @@ pub struct StreamLaunch {
     pub job: JobId,
     /// Checkpoint completion through the masters.
     pub checkpoints: Option<CheckpointLink>,
+    /// Checkpoint storage for a spec that names none (the agent's `--checkpoint-storage`).
+    pub default_checkpoint_storage: Option<String>,
     /// This agent's tasks of the job.
     pub tasks: Vec<u32>,
     /// The cores granted to those tasks.
@@ -242,6 +244,9 @@ fn run(launch: &StreamLaunch, events: &Events, control: &JobControl) -> Result<S
     let mut spec = sluice_engine::spec::load::parse_spec(&launch.spec_toml)
         .map_err(|e| Stopped::Failed(format!("bad job spec: {e}")))?;
     spec.parallelism = launch.parallelism as usize;
+    if spec.checkpoint_storage.is_none() {
+        spec.checkpoint_storage = launch.default_checkpoint_storage.clone();
+    }
     let pinning = match sys::set_thread_affinity(&launch.cores) {
         Ok(()) => format!("pinned to cores {:?}", launch.cores),
         Err(e) => {

@@ -66,8 +66,19 @@ fn agent(dir: &Path, masters: &str, name: &str, ports: &str) -> Result<Child> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_agent_s_job_resumes_from_its_last_committed_checkpoint() -> Result<()> {
+    with_logs(0).await
+}
+
+/// Leader kills while checkpoints are committed lose no committed checkpoint, and the job
+/// never resumes from one that was not committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_kills_during_checkpoints_lose_no_committed_checkpoint() -> Result<()> {
+    with_logs(3).await
+}
+
+async fn with_logs(leader_kills: usize) -> Result<()> {
     let tmp = tempfile::tempdir()?;
-    let outcome = failover(tmp.path()).await;
+    let outcome = failover(tmp.path(), leader_kills).await;
     if outcome.is_err() {
         for name in ["a1", "a2"] {
             let log = std::fs::read_to_string(tmp.path().join(format!("{name}.log")));
@@ -77,9 +88,9 @@ async fn a_lost_agent_s_job_resumes_from_its_last_committed_checkpoint() -> Resu
     outcome
 }
 
-async fn failover(dir: &Path) -> Result<()> {
+async fn failover(dir: &Path, leader_kills: usize) -> Result<()> {
     let tmp = dir;
-    let cluster = ProcessCluster::start(tmp, 3, SCHED_TIMING).await?;
+    let mut cluster = ProcessCluster::start(tmp, 3, SCHED_TIMING).await?;
     cluster.init(&[]).await?;
     cluster.leader(PATIENCE).await?;
     let masters = cluster.api_addrs().join(",");
@@ -121,9 +132,42 @@ async fn failover(dir: &Path) -> Result<()> {
         (state.jobs[&id].checkpoints.len() >= 3).then_some(())
     })
     .await?;
+    // Kill the leader while checkpoints commit; every committed checkpoint stays committed.
+    let mut seen: Vec<u64> = Vec::new();
+    for kill in 0..leader_kills {
+        let state = cluster_state(&client).await?;
+        let committed: Vec<u64> = state.jobs[&id].checkpoints.iter().map(|c| c.id).collect();
+        ensure!(
+            seen.iter()
+                .all(|c| committed.contains(c) || committed.first().is_some_and(|f| c < f)),
+            "kill {kill}: committed checkpoints {seen:?} are not all in {committed:?}"
+        );
+        seen = committed;
+        let leader = cluster.leader(PATIENCE).await?;
+        cluster.kill(leader)?;
+        let last = seen.last().copied().unwrap_or(0);
+        // The remaining two elect a leader and commit further checkpoints of the same run.
+        wait_until(
+            PATIENCE,
+            "a checkpoint committed under the new leader",
+            || async {
+                let state = cluster_state(&client).await.ok()?;
+                let job = &state.jobs[&id];
+                (job.checkpoints.last().is_some_and(|c| c.id > last)).then_some(())
+            },
+        )
+        .await?;
+        cluster.restart(leader).await?;
+    }
     let state = cluster_state(&client).await?;
     let victim = state.agents[&first_agent].hostname.clone();
     let committed_before = state.jobs[&id].checkpoints.last().map(|c| c.id);
+    let committed_ids: Vec<u64> = state.jobs[&id].checkpoints.iter().map(|c| c.id).collect();
+    ensure!(
+        seen.iter()
+            .all(|c| committed_ids.contains(c) || committed_ids.first().is_some_and(|f| c < f)),
+        "committed checkpoints {seen:?} are not all in {committed_ids:?}"
+    );
     agents
         .get_mut(victim.as_str())
         .context("the victim agent")?
@@ -150,6 +194,10 @@ async fn failover(dir: &Path) -> Result<()> {
     ensure!(
         committed_before.is_some_and(|c| resumed >= c),
         "resumed from {resumed}, but {committed_before:?} was committed before the kill"
+    );
+    ensure!(
+        committed_ids.contains(&resumed),
+        "resumed from {resumed}, which was not a committed checkpoint: {committed_ids:?}"
     );
     let (ok, stdout, stderr) = sluice(
         &[
