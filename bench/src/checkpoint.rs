@@ -5,6 +5,12 @@
 //! every 1 s (into a `file://` store in a temporary directory) — and report events per
 //! CPU-second of the shard threads, the throughput cost against "off" in the same run, and the
 //! checkpoints' duration, shard pause (freezing state) and alignment time (p50 / p99 / max).
+//!
+//! Recovery (`checkpoint.recovery`): a `sluice run` process running a checkpointed job (bids
+//! counted per auction into an exactly-once file sink, a checkpoint every 100 ms) is SIGKILLed
+//! and started again, `--trials` times; each trial times the restart to the first output the
+//! resumed run commits (the output file growing past what was committed before the kill):
+//! process start, restore, and the first checkpoint after it.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -27,6 +33,90 @@ pub struct CheckpointBenchArgs {
     /// Output directory [default: bench-results/checkpoint-<unix time>].
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Kill-and-recover trials [default: 20, quick: 3].
+    #[arg(long)]
+    pub trials: Option<usize>,
+}
+
+const RECOVERY_JOB: &str = r#"
+name = "recovery-bench"
+parallelism = 2
+checkpoint_interval_ms = 100
+checkpoint_storage = "file://STORE"
+
+[[source]]
+kind = "nexmark"
+table = "bid"
+rate_per_sec = 50000
+
+[[operator]]
+map = ["auction", "1 AS one"]
+
+[[operator]]
+key_by = "auction"
+
+[[operator]]
+reduce = { column = "one", fn = "sum" }
+
+[[sink]]
+kind = "file"
+path = "OUT"
+format = "csv"
+"#;
+
+fn committed_bytes(dir: &std::path::Path) -> u64 {
+    (0..2)
+        .map(|s| std::fs::metadata(dir.join(format!("counts.csv.{s}"))).map_or(0, |m| m.len()))
+        .sum()
+}
+
+/// Times SIGKILL → restart → first committed output, `trials` times.
+fn recovery(trials: usize) -> Result<crate::recorder::Recorder> {
+    use std::process::{Command, Stdio};
+    use std::time::Instant;
+    let dir = tempfile::tempdir()?;
+    let spec = dir.path().join("job.toml");
+    let text = RECOVERY_JOB
+        .replace("STORE", &dir.path().join("store").display().to_string())
+        .replace("OUT", &dir.path().join("counts.csv").display().to_string());
+    std::fs::write(&spec, text)?;
+    let bin = crate::procs::sluice_bin()?;
+    let start = || -> Result<std::process::Child> {
+        Ok(Command::new(&bin)
+            .args(["run", "-o", "json"])
+            .arg(&spec)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?)
+    };
+    let wait_growth = |past: u64, what: &str| -> Result<Duration> {
+        let begun = Instant::now();
+        while committed_bytes(dir.path()) <= past {
+            if begun.elapsed() > Duration::from_secs(30) {
+                bail!("no output committed within 30 s {what}");
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        Ok(begun.elapsed())
+    };
+    let mut child = start()?;
+    wait_growth(0, "after the first start")?;
+    let mut recorder = crate::recorder::Recorder::new();
+    for _ in 0..trials {
+        // Let it commit a little more, then kill it.
+        let before = committed_bytes(dir.path());
+        wait_growth(before, "before a kill")?;
+        child.kill()?;
+        child.wait()?;
+        let committed = committed_bytes(dir.path());
+        let restarted = Instant::now();
+        child = start()?;
+        wait_growth(committed, "after a restart")?;
+        recorder.record(restarted.elapsed());
+    }
+    child.kill()?;
+    child.wait()?;
+    Ok(recorder)
 }
 
 struct Run {
@@ -90,7 +180,7 @@ pub fn run(args: CheckpointBenchArgs) -> Result<()> {
     let out = report::out_dir_or_default(args.out.as_deref(), "checkpoint");
     let mut report = Report::new("checkpoint", &out)?;
     eprintln!("bench checkpoint: results in {}", out.display());
-    let mut progress = report::Progress::new("checkpoint", 6);
+    let mut progress = report::Progress::new("checkpoint", 7);
     for (query, name) in [(NexmarkQuery::Q5, "q5"), (NexmarkQuery::Q7, "q7")] {
         let mut base = None;
         for (label, interval) in [("off", None), ("10s", Some(long)), ("1s", Some(short))] {
@@ -138,6 +228,16 @@ pub fn run(args: CheckpointBenchArgs) -> Result<()> {
             );
         }
     }
+    let trials = args.trials.unwrap_or(if args.quick { 3 } else { 20 });
+    progress.step(format!("recovery: {trials} SIGKILLs of `sluice run`"));
+    let recovered = recovery(trials)?;
+    report.add(
+        "checkpoint.recovery",
+        "SIGKILL of a checkpointed `sluice run` job -> restart -> first output committed by the \
+         resumed run (process start, restore from the latest checkpoint, next checkpoint at 100 ms)",
+        Some(&recovered),
+        None,
+    )?;
     progress.finish();
     report.note("events are one pass of bids; CPU time is the shard threads' (getrusage), not the coordinator's, which serialises and stores the state off the shards");
     let summary = report.finish()?;

@@ -140,12 +140,19 @@ impl Checkpointing {
                 continue;
             }
             if stage.input_done {
+                tracing::debug!(
+                    shard,
+                    stage = k,
+                    checkpoint = requested,
+                    "sources ended: declined"
+                );
                 self.finished = true;
                 let reason = "its sources ended".to_owned();
                 self.decline(requested, shard, reason, true);
                 return Ok(());
             }
             if stage.inject_barrier(requested)? {
+                tracing::debug!(shard, stage = k, checkpoint = requested, "barrier injected");
                 self.injected[k] = requested;
             }
         }

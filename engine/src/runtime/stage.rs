@@ -448,6 +448,10 @@ impl Stage {
         counters: &mut StageCounters,
     ) -> Result<bool, EngineError> {
         if self.input_done {
+            // Deliver what is still queued (the end marker among it) while the shard's other
+            // stages run: a stage downstream may wait for this end to finish aligning a
+            // checkpoint barrier, while holding back an input of one of those stages.
+            self.output.flush();
             return Ok(false);
         }
         if !self.output.flush() {
@@ -593,6 +597,7 @@ impl Stage {
                                 combiner.update(i, WATERMARK_END)
                             }
                             Message::Barrier(id) => {
+                                tracing::debug!(input = i, checkpoint = id, aligning = ?aligning.map(|a| a.0), "barrier");
                                 match *aligning {
                                     Some((current, _)) if id < current => {
                                         // A barrier of a checkpoint given up: nothing to do.
@@ -650,6 +655,7 @@ impl Stage {
             }
         }
         if let Some((id, alignment)) = take {
+            tracing::debug!(checkpoint = id, ?alignment, "aligned");
             let part = self.freeze(id, alignment)?;
             self.parts.push((id, part));
             self.output.broadcast(|| Message::Barrier(id));
