@@ -38,16 +38,31 @@ pub struct CheckpointBenchArgs {
     pub trials: Option<usize>,
 }
 
-const RECOVERY_JOB: &str = r#"
-name = "recovery-bench"
-parallelism = 2
-checkpoint_interval_ms = 100
-checkpoint_storage = "file://STORE"
+/// The per-key sequence-check job (as Flink's semantics-check jobs): Nexmark bids (`events`,
+/// 0 for unbounded, at `rate` per second, 0 for full speed) counted per auction, each
+/// auction's running count written to an exactly-once CSV file sink at `out` (one part per
+/// shard), a checkpoint every `interval_ms` into `store` (a directory). Shared by the
+/// recovery bench and the kill tests.
+pub fn counting_job(
+    name: &str,
+    parallelism: usize,
+    (events, rate): (u64, u64),
+    interval_ms: u64,
+    store: &std::path::Path,
+    out: &std::path::Path,
+) -> String {
+    format!(
+        r#"
+name = "{name}"
+parallelism = {parallelism}
+checkpoint_interval_ms = {interval_ms}
+checkpoint_storage = "file://{store}"
 
 [[source]]
 kind = "nexmark"
 table = "bid"
-rate_per_sec = 50000
+events = {events}
+rate_per_sec = {rate}
 
 [[operator]]
 map = ["auction", "1 AS one"]
@@ -56,13 +71,49 @@ map = ["auction", "1 AS one"]
 key_by = "auction"
 
 [[operator]]
-reduce = { column = "one", fn = "sum" }
+reduce = {{ column = "one", fn = "sum" }}
 
 [[sink]]
 kind = "file"
-path = "OUT"
+path = "{out}"
 format = "csv"
-"#;
+"#,
+        store = store.display(),
+        out = out.display(),
+    )
+}
+
+/// Checks the committed output of [`counting_job`] in `files`: for every auction the counts
+/// are 1..n with no gap and no duplicate, and `bids` bids are counted in all. Returns the
+/// number counted.
+pub fn check_counts(files: &[std::path::PathBuf], bids: u64) -> Result<usize> {
+    use anyhow::{ensure, Context};
+    let mut per_key: std::collections::BTreeMap<i64, Vec<i64>> = Default::default();
+    for path in files {
+        let text = std::fs::read_to_string(path).with_context(|| path.display().to_string())?;
+        for line in text.lines() {
+            let (k, n) = line.split_once(',').context("a line without a comma")?;
+            per_key.entry(k.parse()?).or_default().push(n.parse()?);
+        }
+    }
+    let mut total = 0;
+    for (key, seq) in &per_key {
+        for (i, n) in seq.iter().enumerate() {
+            ensure!(
+                *n == i as i64 + 1,
+                "auction {key}: count {} is {n} (a gap or a duplicate): {:?}",
+                i + 1,
+                &seq[i.saturating_sub(3)..(i + 3).min(seq.len())]
+            );
+        }
+        total += seq.len();
+    }
+    ensure!(
+        total as u64 == bids,
+        "{total} bids counted, {bids} expected"
+    );
+    Ok(total)
+}
 
 fn committed_bytes(dir: &std::path::Path) -> u64 {
     (0..2)
@@ -76,9 +127,14 @@ fn recovery(trials: usize) -> Result<crate::recorder::Recorder> {
     use std::time::Instant;
     let dir = tempfile::tempdir()?;
     let spec = dir.path().join("job.toml");
-    let text = RECOVERY_JOB
-        .replace("STORE", &dir.path().join("store").display().to_string())
-        .replace("OUT", &dir.path().join("counts.csv").display().to_string());
+    let text = counting_job(
+        "recovery-bench",
+        2,
+        (0, 50_000),
+        100,
+        &dir.path().join("store"),
+        &dir.path().join("counts.csv"),
+    );
     std::fs::write(&spec, text)?;
     let bin = crate::procs::sluice_bin()?;
     let start = || -> Result<std::process::Child> {

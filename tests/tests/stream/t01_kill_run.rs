@@ -8,12 +8,12 @@
 //! `SLUICE_KILL_EVENTS` the generator events (default 300000; a long run needs more, since
 //! the job must outlive the kills).
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{bail, ensure, Result};
+use sluice_bench::checkpoint::{check_counts, counting_job};
 use sluice_bench::procs::sluice_bin;
 
 fn events() -> u64 {
@@ -24,36 +24,13 @@ fn events() -> u64 {
 }
 
 fn job(dir: &Path, rate: u64) -> String {
-    let events = events();
-    format!(
-        r#"
-name = "kill-check"
-parallelism = 2
-checkpoint_interval_ms = 100
-checkpoint_storage = "file://{store}"
-
-[[source]]
-kind = "nexmark"
-table = "bid"
-events = {events}
-rate_per_sec = {rate}
-
-[[operator]]
-map = ["auction", "1 AS one"]
-
-[[operator]]
-key_by = "auction"
-
-[[operator]]
-reduce = {{ column = "one", fn = "sum" }}
-
-[[sink]]
-kind = "file"
-path = "{out}"
-format = "csv"
-"#,
-        store = dir.join("checkpoints").display(),
-        out = dir.join("counts.csv").display(),
+    counting_job(
+        "kill-check",
+        2,
+        (events(), rate),
+        100,
+        &dir.join("checkpoints"),
+        &dir.join("counts.csv"),
     )
 }
 
@@ -70,33 +47,10 @@ impl Rng {
 }
 
 fn check_output(dir: &Path) -> Result<usize> {
-    let mut per_key: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
-    for shard in 0..2 {
-        let path = dir.join(format!("counts.csv.{shard}"));
-        let text = std::fs::read_to_string(&path).with_context(|| path.display().to_string())?;
-        for line in text.lines() {
-            let (k, n) = line.split_once(',').context("a line without a comma")?;
-            per_key.entry(k.parse()?).or_default().push(n.parse()?);
-        }
-    }
-    let mut total = 0;
-    for (key, seq) in &per_key {
-        for (i, n) in seq.iter().enumerate() {
-            ensure!(
-                *n == i as i64 + 1,
-                "auction {key}: count {} is {n} (a gap or a duplicate): {:?}",
-                i + 1,
-                &seq[i.saturating_sub(3)..(i + 3).min(seq.len())]
-            );
-        }
-        total += seq.len();
-    }
-    let bids = events() / 50 * 46;
-    ensure!(
-        total as u64 == bids,
-        "{total} bids counted, {bids} expected"
-    );
-    Ok(total)
+    let parts: Vec<_> = (0..2)
+        .map(|s| dir.join(format!("counts.csv.{s}")))
+        .collect();
+    check_counts(&parts, events() / 50 * 46)
 }
 
 #[test]

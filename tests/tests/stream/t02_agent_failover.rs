@@ -8,6 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
+use sluice_bench::checkpoint::{check_counts, counting_job};
 use sluice_bench::procs::{free_port, sluice_bin};
 use sluice_consensus::state::JobState;
 use sluice_tests::*;
@@ -16,35 +17,13 @@ use tokio::process::{Child, Command};
 const EVENTS: u64 = 200_000;
 
 fn spec(dir: &Path) -> String {
-    format!(
-        r#"
-name = "failover-count"
-parallelism = 1
-checkpoint_interval_ms = 200
-checkpoint_storage = "file://{store}"
-
-[[source]]
-kind = "nexmark"
-table = "bid"
-events = {EVENTS}
-rate_per_sec = 20000
-
-[[operator]]
-map = ["auction", "1 AS one"]
-
-[[operator]]
-key_by = "auction"
-
-[[operator]]
-reduce = {{ column = "one", fn = "sum" }}
-
-[[sink]]
-kind = "file"
-path = "{out}"
-format = "csv"
-"#,
-        store = dir.join("checkpoints").display(),
-        out = dir.join("counts.csv").display(),
+    counting_job(
+        "failover-count",
+        1,
+        (EVENTS, 20_000),
+        200,
+        &dir.join("checkpoints"),
+        &dir.join("counts.csv"),
     )
 }
 
@@ -217,18 +196,6 @@ async fn failover(dir: &Path, leader_kills: usize) -> Result<()> {
     ensure!(view["restored_from"] == resumed, "{view}");
 
     // Exactly once: every auction's counts are 1..n and every bid is counted.
-    let text = std::fs::read_to_string(tmp.join("counts.csv"))?;
-    let mut per_key: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
-    for line in text.lines() {
-        let (k, n) = line.split_once(',').context("a line without a comma")?;
-        per_key.entry(k.parse()?).or_default().push(n.parse()?);
-    }
-    let mut total = 0;
-    for (key, seq) in &per_key {
-        let want: Vec<i64> = (1..=seq.len() as i64).collect();
-        ensure!(seq == &want, "auction {key}: a gap or a duplicate: {seq:?}");
-        total += seq.len();
-    }
-    ensure!(total as u64 == EVENTS / 50 * 46, "{total} bids counted");
+    check_counts(&[tmp.join("counts.csv")], EVENTS / 50 * 46)?;
     Ok(())
 }
