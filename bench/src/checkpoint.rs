@@ -236,7 +236,7 @@ pub fn run(args: CheckpointBenchArgs) -> Result<()> {
     let out = report::out_dir_or_default(args.out.as_deref(), "checkpoint");
     let mut report = Report::new("checkpoint", &out)?;
     eprintln!("bench checkpoint: results in {}", out.display());
-    let mut progress = report::Progress::new("checkpoint", 7);
+    let mut progress = report::Progress::new("checkpoint", 8);
     for (query, name) in [(NexmarkQuery::Q5, "q5"), (NexmarkQuery::Q7, "q7")] {
         let mut base = None;
         for (label, interval) in [("off", None), ("10s", Some(long)), ("1s", Some(short))] {
@@ -284,6 +284,43 @@ pub fn run(args: CheckpointBenchArgs) -> Result<()> {
             );
         }
     }
+    // Large keyed state: every auction's running count (the keys grow with the events).
+    let big_events = if args.quick { 1_000_000 } else { 30_000_000 };
+    progress.step(format!(
+        "large state: bids counted per auction, {big_events} events"
+    ));
+    let store = tempfile::tempdir()?;
+    let text = counting_job(
+        "large-state-bench",
+        2,
+        (big_events, 0),
+        short.as_millis() as u64,
+        &store.path().join("store"),
+        &store.path().join("counts.csv"),
+    );
+    let spec = sluice_engine::spec::load::parse_spec(&text)
+        .map_err(|e| anyhow::anyhow!("benchmark job spec: {e}"))?;
+    let big = sluice_engine::run_job(spec)?;
+    let done: Vec<_> = big
+        .checkpoints
+        .history
+        .iter()
+        .filter(|c| c.outcome == CheckpointOutcome::Completed)
+        .collect();
+    let largest = done.iter().map(|c| c.bytes).max().unwrap_or(0);
+    report.add_throughput(
+        "checkpoint.large_state",
+        &format!(
+            "bids counted per auction on 2 shards (keyed state grows with the auctions), a \
+             checkpoint every {short:?}: {} completed, the largest {largest} bytes stored; \
+             shard pause p50/p99/max {}; duration {}",
+            done.len(),
+            percentiles(done.iter().flat_map(|c| c.pause.iter().copied()).collect()),
+            percentiles(done.iter().map(|c| c.duration).collect()),
+        ),
+        big.records_in as f64 / big.elapsed.as_secs_f64().max(1e-9),
+        big.records_in as f64 / big.cpu_time().as_secs_f64().max(1e-9),
+    );
     let trials = args.trials.unwrap_or(if args.quick { 3 } else { 20 });
     progress.step(format!("recovery: {trials} SIGKILLs of `sluice run`"));
     let recovered = recovery(trials)?;
