@@ -74,6 +74,8 @@ pub struct StagePart {
     pub ops: Vec<Option<Frozen>>,
     /// Each sink's pre-committed state, for the last stage.
     pub sinks: Vec<Vec<u8>>,
+    /// Files the sinks' pre-commits left to make durable before the checkpoint completes.
+    pub unsynced: Vec<std::path::PathBuf>,
     /// How long the stage held inputs back waiting for the barrier on all of them.
     pub alignment: Duration,
     /// How long the shard paused to freeze the state.
@@ -150,6 +152,30 @@ fn frozen_bytes(frozen: &Frozen) -> Result<Vec<u8>, EngineError> {
 }
 
 impl ShardCheckpoint {
+    /// Makes the files the sinks pre-committed durable (data, then their directories).
+    pub fn sync_files(&self) -> Result<(), EngineError> {
+        let mut dirs = std::collections::BTreeSet::new();
+        for path in self.stages.iter().flat_map(|s| s.unsynced.iter()) {
+            std::fs::File::open(path)
+                .and_then(|f| f.sync_data())
+                .map_err(|e| EngineError::io(path, e))?;
+            if let Some(dir) = path.parent() {
+                dirs.insert(dir.to_path_buf());
+            }
+        }
+        for dir in dirs {
+            let dir = if dir.as_os_str().is_empty() {
+                std::path::PathBuf::from(".")
+            } else {
+                dir
+            };
+            std::fs::File::open(&dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| EngineError::io(&dir, e))?;
+        }
+        Ok(())
+    }
+
     /// Serialises the frozen state (off the shard thread).
     pub fn to_state(&self, job: &str, shards: usize) -> Result<ShardState, EngineError> {
         let mut stages = Vec::with_capacity(self.stages.len());

@@ -520,6 +520,7 @@ impl Coordinator {
         let mut handles = Vec::with_capacity(parts.len());
         let mut total = 0u64;
         for part in parts {
+            part.sync_files()?;
             let state = part.to_state(&self.job, self.shards)?;
             let sealed = seal(&state.encode()?);
             let path = format!("{dir}/shard-{}", part.shard);

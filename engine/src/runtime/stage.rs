@@ -326,12 +326,15 @@ impl Stage {
             .iter_mut()
             .map(|op| op.snapshot())
             .collect::<Result<Vec<_>, _>>()?;
-        let sinks = match &mut self.output {
-            StageOutput::Sinks(sinks) => sinks
-                .iter_mut()
-                .map(|sink| sink.pre_commit(id))
-                .collect::<Result<Vec<_>, _>>()?,
-            StageOutput::Exchange { .. } => Vec::new(),
+        let (sinks, unsynced) = match &mut self.output {
+            StageOutput::Sinks(sinks) => (
+                sinks
+                    .iter_mut()
+                    .map(|sink| sink.pre_commit(id))
+                    .collect::<Result<Vec<_>, _>>()?,
+                sinks.iter().flat_map(|sink| sink.unsynced()).collect(),
+            ),
+            StageOutput::Exchange { .. } => (Vec::new(), Vec::new()),
         };
         Ok(StagePart {
             op_names: self.ops.iter().map(|op| op.name().to_owned()).collect(),
@@ -341,6 +344,7 @@ impl Stage {
             join,
             ops,
             sinks,
+            unsynced,
             alignment,
             pause: started.elapsed(),
         })

@@ -42,6 +42,13 @@ pub trait Sink {
         Ok(Vec::new())
     }
 
+    /// Files the pre-commits wrote that must be made durable (fsynced, with their directory)
+    /// before a checkpoint covering them may complete. The coordinator does that off the shard
+    /// thread, so that a barrier pauses the shard only for the copy of its state.
+    fn unsynced(&self) -> Vec<std::path::PathBuf> {
+        Vec::new()
+    }
+
     /// Checkpoint `checkpoint` completed: publish what every `pre_commit` up to it held.
     fn commit(&mut self, checkpoint: u64) -> Result<(), EngineError> {
         let _ = checkpoint;
