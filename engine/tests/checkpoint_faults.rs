@@ -1,6 +1,7 @@
 //! Checkpoints under faults: a windowed Nexmark job (sliding and tumbling windows and a
-//! window join, so a two-input stage aligns barriers) stopped and resumed twice commits the
-//! same bytes as an uninterrupted run; a checkpoint store that cannot be written fails
+//! window join, so a two-input stage aligns barriers) stopped and resumed twice commits what
+//! an uninterrupted run commits (the same bytes on one shard; on two, the same windows in the
+//! same order with the same lines); a checkpoint store that cannot be written fails
 //! checkpoints, counted and explained in the report, without stopping the job until the
 //! configured number of consecutive failures, and the output stays exactly-once.
 #![allow(clippy::disallowed_methods)] // the tests run jobs on helper threads
