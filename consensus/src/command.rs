@@ -112,6 +112,16 @@ pub enum Command {
         #[serde(default)]
         now_ms: u64,
     },
+    /// A checkpoint of a stream job's current run failed (a store that cannot be written, a
+    /// timeout): counted and kept with its reason, for `job checkpoints`.
+    CheckpointFailed {
+        job: JobId,
+        attempt: u64,
+        id: u64,
+        reason: String,
+        #[serde(default)]
+        now_ms: u64,
+    },
 }
 
 impl Command {
@@ -127,7 +137,8 @@ impl Command {
             | Command::PlaceJob { now_ms, .. }
             | Command::PreemptJob { now_ms, .. }
             | Command::UpdateTask { now_ms, .. }
-            | Command::CheckpointCompleted { now_ms, .. } => *now_ms = now,
+            | Command::CheckpointCompleted { now_ms, .. }
+            | Command::CheckpointFailed { now_ms, .. } => *now_ms = now,
             Command::RegisterAgent(_)
             | Command::UndrainAgent { .. }
             | Command::RemoveAgent { .. }

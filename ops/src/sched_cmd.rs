@@ -480,6 +480,8 @@ pub async fn job(cmd: JobCommand) -> Result<()> {
                 attempt: job.attempt,
                 restored_from: job.restore_from,
                 completed: job.checkpoints.clone(),
+                failed: job.checkpoints_failed,
+                last_failure: job.last_checkpoint_failure.clone(),
             };
             emit(args.output, &view, print_checkpoints)
         }
@@ -501,6 +503,10 @@ struct CheckpointsView {
     attempt: u64,
     restored_from: Option<u64>,
     completed: Vec<sluice_consensus::state::CheckpointInfo>,
+    /// Failed checkpoints of the job's runs.
+    failed: u64,
+    /// The latest failure: checkpoint id, when (Unix ms), why.
+    last_failure: Option<(u64, u64, String)>,
 }
 
 fn print_checkpoints(v: &CheckpointsView) {
@@ -510,6 +516,14 @@ fn print_checkpoints(v: &CheckpointsView) {
             v.job, v.attempt
         ),
         None => println!("job {}: run {} started afresh", v.job, v.attempt),
+    }
+    if let Some((id, at, why)) = &v.last_failure {
+        println!(
+            "{} failed; the latest, checkpoint {id} at {}: {}",
+            v.failed,
+            format_unix_ms(*at),
+            sluice_consensus::text::escape_controls(why)
+        );
     }
     if v.completed.is_empty() {
         println!("no completed checkpoint");

@@ -130,8 +130,26 @@ impl CheckpointLink {
                 ))),
             }
         };
+        let (client, runtime) = (self.client.clone(), self.runtime.clone());
+        let failed = move |id: u64, reason: &str| {
+            let command = Command::CheckpointFailed {
+                job,
+                attempt,
+                id,
+                reason: reason.to_owned(),
+                now_ms: 0,
+            };
+            // Best effort: the failure is counted in the engine's report either way.
+            let written = runtime.block_on(async {
+                tokio::time::timeout(CHECKPOINT_COMMIT_TIMEOUT, client.write(&command)).await
+            });
+            if !matches!(written, Ok(Ok(_))) {
+                tracing::debug!(job, checkpoint = id, "could not report a failed checkpoint");
+            }
+        };
         CheckpointHooks {
             complete: Box::new(complete),
+            failed: Box::new(failed),
             restore_from: self.restore_from,
             last_completed: self.last_completed,
             prefix: format!("job-{job}"),

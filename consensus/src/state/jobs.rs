@@ -561,7 +561,16 @@ pub struct Job {
     /// A restarting job is not placed before this time (the leader's clock, Unix ms).
     #[serde(default)]
     pub not_before_ms: Option<u64>,
+    /// Checkpoints of its runs that failed.
+    #[serde(default)]
+    pub checkpoints_failed: u64,
+    /// The latest failure: checkpoint id, when (the leader's clock), why.
+    #[serde(default)]
+    pub last_checkpoint_failure: Option<(u64, u64, String)>,
 }
+
+/// Longest checkpoint failure reason kept.
+pub const CHECKPOINT_FAILURE_BYTES_MAX: usize = 1024;
 
 impl Job {
     /// Estimated time left at `now_ms`, for bounded jobs.
@@ -643,6 +652,8 @@ impl ClusterState {
             restore_from: None,
             restarts: 0,
             not_before_ms: None,
+            checkpoints_failed: 0,
+            last_checkpoint_failure: None,
         };
         job.record(index, now_ms, "submitted");
         self.jobs.insert(id, job);
@@ -723,6 +734,41 @@ impl ClusterState {
         Ok(CommandOutput::CheckpointRecorded {
             job: id,
             id: checkpoint.id,
+        })
+    }
+
+    /// Counts a failed checkpoint of a stream job's current run.
+    pub(super) fn checkpoint_failed(
+        &mut self,
+        now_ms: u64,
+        id: JobId,
+        attempt: u64,
+        checkpoint: u64,
+        reason: &str,
+    ) -> Result<CommandOutput, CommandError> {
+        let job = self.jobs.get(&id).ok_or(CommandError::UnknownJob { id })?;
+        if !matches!(job.spec.kind, JobKind::Stream { .. }) {
+            return Err(CommandError::invalid(
+                "job",
+                format!("job {id} is not a stream job"),
+            ));
+        }
+        if job.attempt != attempt {
+            return Err(CommandError::StaleRun {
+                job: id,
+                attempt,
+                current: job.attempt,
+            });
+        }
+        let reason = crate::text::clip(reason, CHECKPOINT_FAILURE_BYTES_MAX).into_owned();
+        let Some(job) = self.jobs.get_mut(&id) else {
+            return Err(CommandError::internal(format!("job {id} vanished")));
+        };
+        job.checkpoints_failed = job.checkpoints_failed.saturating_add(1);
+        job.last_checkpoint_failure = Some((checkpoint, now_ms, reason));
+        Ok(CommandOutput::CheckpointRecorded {
+            job: id,
+            id: checkpoint,
         })
     }
 

@@ -107,6 +107,13 @@ impl ClusterState {
                 checkpoint,
                 now_ms,
             } => self.checkpoint_completed(*now_ms, *job, *attempt, checkpoint)?,
+            Command::CheckpointFailed {
+                job,
+                attempt,
+                id,
+                reason,
+                now_ms,
+            } => self.checkpoint_failed(*now_ms, *job, *attempt, *id, reason)?,
         };
         self.last_change_index = index;
         Ok(output)

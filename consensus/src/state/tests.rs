@@ -355,6 +355,35 @@ fn checkpoint_completion_is_checked_against_the_run() {
     let stale = done(attempt - 1, info(4, 1));
     let err = state.apply_command(9, &stale).unwrap_err();
     assert!(matches!(err, CommandError::StaleRun { .. }), "{err}");
+    // Failures are counted with the latest reason (bounded), from the current run only.
+    let failed = |attempt, reason: String| Command::CheckpointFailed {
+        job: 0,
+        attempt,
+        id: 5,
+        reason,
+        now_ms: 60,
+    };
+    let before = state.clone();
+    let err = state
+        .apply_command(10, &failed(attempt + 1, "x".into()))
+        .unwrap_err();
+    assert!(matches!(err, CommandError::StaleRun { .. }), "{err}");
+    assert_eq!(state, before);
+    state
+        .apply_command(11, &failed(attempt, "store: disk full".into()))
+        .unwrap();
+    state
+        .apply_command(12, &failed(attempt, "y".repeat(100_000)))
+        .unwrap();
+    let job = &state.jobs[&0];
+    assert_eq!(job.checkpoints_failed, 2);
+    let (id, at, why) = job.last_checkpoint_failure.clone().unwrap();
+    assert_eq!((id, at), (5, 60));
+    assert!(
+        why.len() <= jobs::CHECKPOINT_FAILURE_BYTES_MAX + 64,
+        "{}",
+        why.len()
+    );
 }
 
 /// Apply relies on derived counters (an agent's used cores, memory and
@@ -549,6 +578,15 @@ fn restart_policies_and_checkpoint_commands_round_trip_through_postcard() {
             alignment_us: vec![4],
             completed_ms: 0,
         },
+        now_ms: 9,
+    };
+    let bytes = postcard::to_stdvec(&command).unwrap();
+    assert_eq!(postcard::from_bytes::<Command>(&bytes).unwrap(), command);
+    let command = Command::CheckpointFailed {
+        job: 4,
+        attempt: 2,
+        id: 8,
+        reason: "unreachable".into(),
         now_ms: 9,
     };
     let bytes = postcard::to_stdvec(&command).unwrap();

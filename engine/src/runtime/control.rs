@@ -37,6 +37,8 @@ pub type Completer = Box<
 pub struct CheckpointHooks {
     /// Completes a checkpoint (commits it through the masters).
     pub complete: Completer,
+    /// Reports a failed checkpoint (id and why), best effort.
+    pub failed: Box<dyn Fn(u64, &str) + Send + Sync>,
     /// The checkpoint this run resumes from, as decided with its placement; `None` starts
     /// afresh whatever the store holds.
     pub restore_from: Option<u64>,

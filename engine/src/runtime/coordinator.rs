@@ -399,6 +399,9 @@ impl Coordinator {
                         CheckpointOutcome::Completed => String::new(),
                     };
                     tracing::warn!(job = %self.job, checkpoint = id, %reason, consecutive_failures, "checkpoint failed");
+                    if let Some(hooks) = &self.hooks {
+                        (hooks.failed)(id, &reason);
+                    }
                     self.push(record);
                     if self.abort.load(Ordering::Relaxed) {
                         // A fatal completion error stopped the job: that is its cause.

@@ -199,3 +199,77 @@ async fn failover(dir: &Path, leader_kills: usize) -> Result<()> {
     check_counts(&[tmp.join("counts.csv")], EVENTS / 50 * 46)?;
     Ok(())
 }
+
+/// A checkpoint store that cannot be written fails checkpoints, and the masters show them:
+/// counted, with the latest reason, in `job checkpoints`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_checkpoints_are_visible_through_the_masters() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path();
+    let cluster = ProcessCluster::start(dir, 3, SCHED_TIMING).await?;
+    cluster.init(&[]).await?;
+    cluster.leader(PATIENCE).await?;
+    let masters = cluster.api_addrs().join(",");
+    let client = cluster.client(&[], Duration::from_secs(20))?;
+    let _agent = agent(dir, &masters, "a1", "7330-7339")?;
+    let spec_path = dir.join("job.toml");
+    std::fs::write(&spec_path, spec(dir))?;
+    let spec_arg = spec_path.to_str().context("utf-8 path")?;
+    let (ok, stdout, stderr) = sluice(
+        &[
+            "job",
+            "submit",
+            "--masters",
+            &masters,
+            "-o",
+            "json",
+            "--stream",
+            spec_arg,
+        ],
+        Duration::from_secs(30),
+    )
+    .await?;
+    ensure!(ok, "submit: {stderr}");
+    let id = serde_json::from_str::<serde_json::Value>(&stdout)?["job_submitted"]["id"]
+        .as_u64()
+        .context("job id")?;
+    wait_until(PATIENCE, "a checkpoint to be committed", || async {
+        let state = cluster_state(&client).await.ok()?;
+        (!state.jobs[&id].checkpoints.is_empty()).then_some(())
+    })
+    .await?;
+    // The job's directory in the store becomes a file: no checkpoint can be stored.
+    let job_dir = dir.join("checkpoints").join(format!("job-{id}"));
+    wait_until(PATIENCE, "the store to be broken", || async {
+        std::fs::remove_dir_all(&job_dir).ok()?;
+        std::fs::write(&job_dir, b"not a directory").ok()
+    })
+    .await?;
+    wait_until(PATIENCE, "a failed checkpoint to be reported", || async {
+        let state = cluster_state(&client).await.ok()?;
+        (state.jobs[&id].checkpoints_failed > 0).then_some(())
+    })
+    .await?;
+    let (ok, stdout, stderr) = sluice(
+        &[
+            "job",
+            "checkpoints",
+            &id.to_string(),
+            "--masters",
+            &masters,
+            "-o",
+            "json",
+        ],
+        Duration::from_secs(30),
+    )
+    .await?;
+    ensure!(ok, "{stderr}");
+    let view: serde_json::Value = serde_json::from_str(&stdout)?;
+    ensure!(view["failed"].as_u64() > Some(0), "{view}");
+    let reason = view["last_failure"][2].as_str().unwrap_or_default();
+    ensure!(
+        reason.contains(&format!("job-{id}")),
+        "the reason names the store path: {view}"
+    );
+    Ok(())
+}
