@@ -32,13 +32,16 @@ pub type Completer = Box<
         + Sync,
 >;
 
+/// Reports a failed checkpoint (its id and why) elsewhere, best effort.
+pub type FailureReporter = Box<dyn Fn(u64, &str) + Send + Sync>;
+
 /// Checkpoints of a job whose completions are decided elsewhere (by the masters, through
 /// Raft), not by the store's `_metadata` alone.
 pub struct CheckpointHooks {
     /// Completes a checkpoint (commits it through the masters).
     pub complete: Completer,
     /// Reports a failed checkpoint (id and why), best effort.
-    pub failed: Box<dyn Fn(u64, &str) + Send + Sync>,
+    pub failed: FailureReporter,
     /// The checkpoint this run resumes from, as decided with its placement; `None` starts
     /// afresh whatever the store holds.
     pub restore_from: Option<u64>,
