@@ -660,14 +660,8 @@ impl ClusterState {
         Ok(CommandOutput::JobSubmitted { id })
     }
 
-    /// Records a completed checkpoint of a running stream job's current run.
-    pub(super) fn checkpoint_completed(
-        &mut self,
-        now_ms: u64,
-        id: JobId,
-        attempt: u64,
-        checkpoint: &CheckpointInfo,
-    ) -> Result<CommandOutput, CommandError> {
+    /// Stream job `id`, if `attempt` is its current run (what checkpoint reports come from).
+    fn stream_run(&self, id: JobId, attempt: u64) -> Result<&Job, CommandError> {
         let job = self.jobs.get(&id).ok_or(CommandError::UnknownJob { id })?;
         if !matches!(job.spec.kind, JobKind::Stream { .. }) {
             return Err(CommandError::invalid(
@@ -682,6 +676,18 @@ impl ClusterState {
                 current: job.attempt,
             });
         }
+        Ok(job)
+    }
+
+    /// Records a completed checkpoint of a running stream job's current run.
+    pub(super) fn checkpoint_completed(
+        &mut self,
+        now_ms: u64,
+        id: JobId,
+        attempt: u64,
+        checkpoint: &CheckpointInfo,
+    ) -> Result<CommandOutput, CommandError> {
+        let job = self.stream_run(id, attempt)?;
         if job.state != JobState::Running {
             return Err(CommandError::invalid(
                 "job",
@@ -746,20 +752,7 @@ impl ClusterState {
         checkpoint: u64,
         reason: &str,
     ) -> Result<CommandOutput, CommandError> {
-        let job = self.jobs.get(&id).ok_or(CommandError::UnknownJob { id })?;
-        if !matches!(job.spec.kind, JobKind::Stream { .. }) {
-            return Err(CommandError::invalid(
-                "job",
-                format!("job {id} is not a stream job"),
-            ));
-        }
-        if job.attempt != attempt {
-            return Err(CommandError::StaleRun {
-                job: id,
-                attempt,
-                current: job.attempt,
-            });
-        }
+        self.stream_run(id, attempt)?;
         let reason = crate::text::clip(reason, CHECKPOINT_FAILURE_BYTES_MAX).into_owned();
         let Some(job) = self.jobs.get_mut(&id) else {
             return Err(CommandError::internal(format!("job {id} vanished")));

@@ -43,6 +43,31 @@ fn agent(dir: &Path, masters: &str, name: &str, ports: &str) -> Result<Child> {
         .spawn()?)
 }
 
+/// Submits the counting job (written into `dir`) through the CLI; returns its id.
+async fn submit(dir: &Path, masters: &str) -> Result<u64> {
+    let spec_path = dir.join("job.toml");
+    std::fs::write(&spec_path, spec(dir))?;
+    let spec_arg = spec_path.to_str().context("utf-8 path")?;
+    let (ok, stdout, stderr) = sluice(
+        &[
+            "job",
+            "submit",
+            "--masters",
+            masters,
+            "-o",
+            "json",
+            "--stream",
+            spec_arg,
+        ],
+        Duration::from_secs(30),
+    )
+    .await?;
+    ensure!(ok, "submit: {stderr}");
+    serde_json::from_str::<serde_json::Value>(&stdout)?["job_submitted"]["id"]
+        .as_u64()
+        .context("job id")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_agent_s_job_resumes_from_its_last_committed_checkpoint() -> Result<()> {
     with_logs(0).await
@@ -82,27 +107,7 @@ async fn failover(dir: &Path, leader_kills: usize) -> Result<()> {
     })
     .await?;
 
-    let spec_path = tmp.join("job.toml");
-    std::fs::write(&spec_path, spec(tmp))?;
-    let spec_arg = spec_path.to_str().context("utf-8 path")?;
-    let (ok, stdout, stderr) = sluice(
-        &[
-            "job",
-            "submit",
-            "--masters",
-            &masters,
-            "-o",
-            "json",
-            "--stream",
-            spec_arg,
-        ],
-        Duration::from_secs(30),
-    )
-    .await?;
-    ensure!(ok, "submit: {stderr}");
-    let id = serde_json::from_str::<serde_json::Value>(&stdout)?["job_submitted"]["id"]
-        .as_u64()
-        .context("job id")?;
+    let id = submit(tmp, &masters).await?;
     let job = wait_job(&client, id, JobState::Running).await?;
     let first_agent = job.tasks[0].grant.as_ref().context("a grant")?.agent;
     // A few checkpoints committed through the masters, then the agent dies.
@@ -212,27 +217,7 @@ async fn failed_checkpoints_are_visible_through_the_masters() -> Result<()> {
     let masters = cluster.api_addrs().join(",");
     let client = cluster.client(&[], Duration::from_secs(20))?;
     let _agent = agent(dir, &masters, "a1", "7330-7339")?;
-    let spec_path = dir.join("job.toml");
-    std::fs::write(&spec_path, spec(dir))?;
-    let spec_arg = spec_path.to_str().context("utf-8 path")?;
-    let (ok, stdout, stderr) = sluice(
-        &[
-            "job",
-            "submit",
-            "--masters",
-            &masters,
-            "-o",
-            "json",
-            "--stream",
-            spec_arg,
-        ],
-        Duration::from_secs(30),
-    )
-    .await?;
-    ensure!(ok, "submit: {stderr}");
-    let id = serde_json::from_str::<serde_json::Value>(&stdout)?["job_submitted"]["id"]
-        .as_u64()
-        .context("job id")?;
+    let id = submit(dir, &masters).await?;
     wait_until(PATIENCE, "a checkpoint to be committed", || async {
         let state = cluster_state(&client).await.ok()?;
         (!state.jobs[&id].checkpoints.is_empty()).then_some(())
