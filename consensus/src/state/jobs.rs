@@ -9,6 +9,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
+use super::checkpoints::{CheckpointInfo, RestartPolicy};
+
 use super::{AgentId, ClusterState, Resources};
 use crate::command::{CommandError, CommandOutput};
 
@@ -180,89 +182,6 @@ pub struct JobSpec {
     /// after a delay (a stream job then resumes from its latest checkpoint).
     #[serde(default)]
     pub restart: RestartPolicy,
-}
-
-/// Longest restart delay accepted.
-pub const RESTART_DELAY_MAX_MS: u64 = 24 * 3600 * 1000;
-/// Most restarts a policy may allow.
-pub const RESTART_ATTEMPTS_MAX: u32 = 10_000;
-
-/// How a job restarts after a task fails (an agent lost is not a failure of the job: its
-/// work is always placed again).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RestartPolicy {
-    /// The job ends Failed with its first failed task.
-    #[default]
-    Never,
-    /// Up to `attempts` restarts, each `delay_ms` after the failure.
-    FixedDelay { attempts: u32, delay_ms: u64 },
-    /// Up to `attempts` restarts, the first `initial_ms` after the failure, each next one
-    /// twice as long, at most `max_ms`.
-    ExponentialBackoff {
-        attempts: u32,
-        initial_ms: u64,
-        max_ms: u64,
-    },
-}
-
-impl RestartPolicy {
-    /// The delay before restart number `done + 1`, or `None` when no restart is left.
-    pub fn delay_ms(&self, done: u32) -> Option<u64> {
-        match *self {
-            Self::Never => None,
-            Self::FixedDelay { attempts, delay_ms } => (done < attempts).then_some(delay_ms),
-            Self::ExponentialBackoff {
-                attempts,
-                initial_ms,
-                max_ms,
-            } => (done < attempts).then(|| {
-                let factor = 1u64.checked_shl(done.min(63)).unwrap_or(u64::MAX);
-                initial_ms.saturating_mul(factor).min(max_ms)
-            }),
-        }
-    }
-
-    /// How many restarts it allows.
-    pub fn attempts(&self) -> u32 {
-        match *self {
-            Self::Never => 0,
-            Self::FixedDelay { attempts, .. } | Self::ExponentialBackoff { attempts, .. } => {
-                attempts
-            }
-        }
-    }
-
-    /// Checks the policy's numbers.
-    pub fn validate(&self) -> Result<(), String> {
-        let (attempts, delays) = match *self {
-            Self::Never => return Ok(()),
-            Self::FixedDelay { attempts, delay_ms } => (attempts, [delay_ms, delay_ms]),
-            Self::ExponentialBackoff {
-                attempts,
-                initial_ms,
-                max_ms,
-            } => {
-                if initial_ms > max_ms {
-                    return Err(format!(
-                        "the first delay ({initial_ms} ms) is longer than the longest ({max_ms} ms)"
-                    ));
-                }
-                (attempts, [initial_ms, max_ms])
-            }
-        };
-        if attempts == 0 || attempts > RESTART_ATTEMPTS_MAX {
-            return Err(format!(
-                "restart attempts must be 1..={RESTART_ATTEMPTS_MAX}, not {attempts}"
-            ));
-        }
-        if delays.iter().any(|d| *d > RESTART_DELAY_MAX_MS) {
-            return Err(format!(
-                "a restart delay may be at most {RESTART_DELAY_MAX_MS} ms"
-            ));
-        }
-        Ok(())
-    }
 }
 
 fn default_role() -> String {
@@ -499,29 +418,6 @@ pub struct JobEvent {
     pub message: String,
 }
 
-/// Completed checkpoints kept per job (in the state; the store keeps its own count).
-pub const JOB_CHECKPOINTS_KEPT: usize = 10;
-
-/// A completed checkpoint of a stream job, as its run's agents reported it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CheckpointInfo {
-    /// The checkpoint's id (ids only grow within a job).
-    pub id: u64,
-    /// Where each shard's state is, in shard order, in the job's checkpoint storage.
-    pub handles: Vec<String>,
-    /// When it was triggered (Unix ms, the agent's clock).
-    pub triggered_ms: u64,
-    /// From trigger to stored, in ms.
-    pub duration_ms: u64,
-    /// Bytes stored.
-    pub bytes: u64,
-    /// Per shard, the longest alignment of its stages, in µs.
-    pub alignment_us: Vec<u64>,
-    /// When the completion was committed (the leader's clock).
-    #[serde(default)]
-    pub completed_ms: u64,
-}
-
 /// A submitted job.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Job {
@@ -568,9 +464,6 @@ pub struct Job {
     #[serde(default)]
     pub last_checkpoint_failure: Option<(u64, u64, String)>,
 }
-
-/// Longest checkpoint failure reason kept.
-pub const CHECKPOINT_FAILURE_BYTES_MAX: usize = 1024;
 
 impl Job {
     /// Estimated time left at `now_ms`, for bounded jobs.
@@ -658,111 +551,6 @@ impl ClusterState {
         job.record(index, now_ms, "submitted");
         self.jobs.insert(id, job);
         Ok(CommandOutput::JobSubmitted { id })
-    }
-
-    /// Stream job `id`, if `attempt` is its current run (what checkpoint reports come from).
-    fn stream_run(&self, id: JobId, attempt: u64) -> Result<&Job, CommandError> {
-        let job = self.jobs.get(&id).ok_or(CommandError::UnknownJob { id })?;
-        if !matches!(job.spec.kind, JobKind::Stream { .. }) {
-            return Err(CommandError::invalid(
-                "job",
-                format!("job {id} is not a stream job"),
-            ));
-        }
-        if job.attempt != attempt {
-            return Err(CommandError::StaleRun {
-                job: id,
-                attempt,
-                current: job.attempt,
-            });
-        }
-        Ok(job)
-    }
-
-    /// Records a completed checkpoint of a running stream job's current run.
-    pub(super) fn checkpoint_completed(
-        &mut self,
-        now_ms: u64,
-        id: JobId,
-        attempt: u64,
-        checkpoint: &CheckpointInfo,
-    ) -> Result<CommandOutput, CommandError> {
-        let job = self.stream_run(id, attempt)?;
-        if job.state != JobState::Running {
-            return Err(CommandError::invalid(
-                "job",
-                format!("job {id} is {:?}, not running", job.state),
-            ));
-        }
-        if checkpoint.handles.len() != job.tasks.len()
-            || checkpoint
-                .handles
-                .iter()
-                .any(|h| h.is_empty() || h.len() > 1024)
-        {
-            return Err(CommandError::invalid(
-                "checkpoint",
-                format!(
-                    "checkpoint {} names {} shard states, the job has {} shards: a checkpoint is \
-                     complete only when every shard stored its state",
-                    checkpoint.id,
-                    checkpoint.handles.len(),
-                    job.tasks.len()
-                ),
-            ));
-        }
-        if checkpoint.alignment_us.len() > job.tasks.len() {
-            return Err(CommandError::invalid(
-                "checkpoint",
-                "more alignments than shards",
-            ));
-        }
-        if let Some(last) = job.checkpoints.last() {
-            if checkpoint.id <= last.id {
-                return Err(CommandError::invalid(
-                    "checkpoint",
-                    format!(
-                        "checkpoint {} is not above the last completed one, {}",
-                        checkpoint.id, last.id
-                    ),
-                ));
-            }
-        }
-        let Some(job) = self.jobs.get_mut(&id) else {
-            return Err(CommandError::internal(format!("job {id} vanished")));
-        };
-        if job.checkpoints.len() >= JOB_CHECKPOINTS_KEPT {
-            job.checkpoints.remove(0);
-        }
-        let mut recorded = checkpoint.clone();
-        recorded.completed_ms = now_ms;
-        job.checkpoints.push(recorded);
-        Ok(CommandOutput::CheckpointRecorded {
-            job: id,
-            id: checkpoint.id,
-        })
-    }
-
-    /// Counts a failed checkpoint of a stream job's current run.
-    pub(super) fn checkpoint_failed(
-        &mut self,
-        now_ms: u64,
-        id: JobId,
-        attempt: u64,
-        checkpoint: u64,
-        reason: &str,
-    ) -> Result<CommandOutput, CommandError> {
-        self.stream_run(id, attempt)?;
-        let reason = crate::text::clip(reason, CHECKPOINT_FAILURE_BYTES_MAX).into_owned();
-        let Some(job) = self.jobs.get_mut(&id) else {
-            return Err(CommandError::internal(format!("job {id} vanished")));
-        };
-        job.checkpoints_failed = job.checkpoints_failed.saturating_add(1);
-        job.last_checkpoint_failure = Some((checkpoint, now_ms, reason));
-        Ok(CommandOutput::CheckpointRecorded {
-            job: id,
-            id: checkpoint,
-        })
     }
 
     pub(super) fn cancel_job(

@@ -5,6 +5,7 @@
 //! untouched: validation happens before the first mutation.
 
 mod agents;
+mod checkpoints;
 mod jobs;
 mod placement;
 mod resources;
@@ -16,11 +17,15 @@ use openraft::LogId;
 use serde::{Deserialize, Serialize};
 
 pub use agents::{Agent, AgentId, AgentSpec, AgentState, Drain, AGENTS_MAX, CORES_PER_AGENT_MAX};
+pub use checkpoints::{
+    CheckpointInfo, RestartPolicy, CHECKPOINT_FAILURE_BYTES_MAX, JOB_CHECKPOINTS_KEPT,
+    RESTART_ATTEMPTS_MAX, RESTART_DELAY_MAX_MS,
+};
 pub use jobs::Grant;
 pub use jobs::{
-    CheckpointInfo, Constraint, ConstraintOp, Job, JobEvent, JobId, JobKind, JobSpec, JobState,
-    PlacementStrategy, Policy, RestartPolicy, Task, TaskState, DEFAULT_ROLE, ENDED_JOBS_KEPT,
-    JOBS_MAX, JOB_CHECKPOINTS_KEPT, JOB_NAME_PUNCTUATION, TASKS_PER_JOB_MAX,
+    Constraint, ConstraintOp, Job, JobEvent, JobId, JobKind, JobSpec, JobState, PlacementStrategy,
+    Policy, Task, TaskState, DEFAULT_ROLE, ENDED_JOBS_KEPT, JOBS_MAX, JOB_NAME_PUNCTUATION,
+    TASKS_PER_JOB_MAX,
 };
 pub use placement::{PlacementViolation, TaskUpdate};
 pub use resources::Resources;

@@ -286,7 +286,7 @@ fn restart_policies_are_checked() {
         },
         RestartPolicy::FixedDelay {
             attempts: 1,
-            delay_ms: jobs::RESTART_DELAY_MAX_MS + 1,
+            delay_ms: RESTART_DELAY_MAX_MS + 1,
         },
         RestartPolicy::ExponentialBackoff {
             attempts: 3,
@@ -380,7 +380,7 @@ fn checkpoint_completion_is_checked_against_the_run() {
     let (id, at, why) = job.last_checkpoint_failure.clone().unwrap();
     assert_eq!((id, at), (5, 60));
     assert!(
-        why.len() <= jobs::CHECKPOINT_FAILURE_BYTES_MAX + 64,
+        why.len() <= CHECKPOINT_FAILURE_BYTES_MAX + 64,
         "{}",
         why.len()
     );

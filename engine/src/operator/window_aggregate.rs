@@ -34,12 +34,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
-
 use crate::error::EngineError;
-use crate::operator::agg::{
-    check_all, init_all, parse_aggs, signatures, Acc, AggSignature, AggSpec,
-};
+use crate::operator::agg::{init_all, parse_aggs, Acc, AggSpec};
 use crate::operator::window::{last_start, starts, WindowKind};
 use crate::operator::{
     output_limit, time_column, Emit, Frozen, Operator, Output, OUTPUT_BATCH_RECORDS_MAX,
@@ -47,7 +43,8 @@ use crate::operator::{
 };
 use crate::record::hash::{hash_column, hash_i64};
 use crate::record::{Batch, Column, DataType, Field, KeyIndex, Schema, SchemaRef, Value};
-use crate::state::codec::{corrupt, decode, expect_same, Snapshot, StateFormat};
+
+mod snapshot;
 
 /// Cleared panes kept for reuse, so that a steady stream of windows allocates nothing.
 const SPARE_PANES_MAX: usize = 64;
@@ -85,39 +82,6 @@ impl Pane {
             self.accs.extend(aggs.iter().map(AggSpec::init));
         }
         Ok(slot)
-    }
-}
-
-/// A window aggregate's checkpoint: its configuration (checked on restore), the watermark
-/// and every pane. Scratch space, spare panes and the pane key indexes' hash chains are not
-/// kept: restore derives the chains from the keys again.
-#[derive(Serialize, Deserialize)]
-struct WindowSnapshot {
-    key_type: Option<DataType>,
-    size: i64,
-    slide: i64,
-    lateness: i64,
-    aggs: Vec<AggSignature>,
-    watermark: i64,
-    panes: Vec<PaneSnapshot>,
-}
-
-/// One pane: its start, its keys in slot order and their accumulators.
-#[derive(Serialize, Deserialize)]
-struct PaneSnapshot {
-    start: i64,
-    keys: Column,
-    accs: Vec<Acc>,
-}
-
-impl StateFormat for WindowSnapshot {
-    const VERSION: u8 = 1;
-
-    fn state_bytes(&self) -> u64 {
-        let pane = |p: &PaneSnapshot| {
-            p.keys.state_bytes() + p.accs.iter().map(Acc::state_bytes).sum::<u64>()
-        };
-        self.panes.iter().map(pane).sum()
     }
 }
 
@@ -532,77 +496,11 @@ impl Operator for WindowAggregate {
     }
 
     fn snapshot(&mut self) -> Result<Option<Frozen>, EngineError> {
-        if !self.firing.is_empty() {
-            return Err(corrupt(
-                self.name(),
-                "a snapshot was asked for while a firing is paused (Emit::More)",
-            ));
-        }
-        let panes = self
-            .panes
-            .iter()
-            .map(|(start, pane)| PaneSnapshot {
-                start: *start,
-                keys: pane.keys.keys().clone(),
-                accs: pane.accs.clone(),
-            })
-            .collect();
-        let state = WindowSnapshot {
-            key_type: self.key.map(|_| self.key_type),
-            size: self.size,
-            slide: self.slide,
-            lateness: self.lateness,
-            aggs: signatures(&self.aggs),
-            watermark: self.watermark,
-            panes,
-        };
-        Ok(Some(Snapshot::frozen(self.name(), state)))
+        self.freeze_state()
     }
 
     fn restore(&mut self, state: &[u8]) -> Result<(), EngineError> {
-        let name = self.name();
-        let s: WindowSnapshot = decode(name, state)?;
-        expect_same(
-            name,
-            "key type",
-            &s.key_type,
-            &self.key.map(|_| self.key_type),
-        )?;
-        expect_same(name, "window size_ms", &s.size, &self.size)?;
-        expect_same(name, "window slide_ms", &s.slide, &self.slide)?;
-        expect_same(name, "allowed lateness_ms", &s.lateness, &self.lateness)?;
-        expect_same(name, "aggregates", &s.aggs, &signatures(&self.aggs))?;
-        let mut panes = BTreeMap::new();
-        for p in s.panes {
-            let what = |m: String| corrupt(name, format!("pane at {}: {m}", p.start));
-            if p.keys.data_type() != self.key_type {
-                return Err(what(format!(
-                    "keys are {}, expected {}",
-                    p.keys.data_type(),
-                    self.key_type
-                )));
-            }
-            if self.key.is_none() && p.keys.len() > 1 {
-                return Err(what(format!("{} keys in a keyless window", p.keys.len())));
-            }
-            if p.accs.len() != p.keys.len() * self.aggs.len() {
-                return Err(what(format!(
-                    "{} aggregate states for {} keys of {} aggregates",
-                    p.accs.len(),
-                    p.keys.len(),
-                    self.aggs.len()
-                )));
-            }
-            check_all(&self.aggs, &p.accs).map_err(&what)?;
-            let keys = KeyIndex::from_keys(&p.keys).map_err(&what)?;
-            let pane = Pane { keys, accs: p.accs };
-            if panes.insert(p.start, pane).is_some() {
-                return Err(what("the pane is in the checkpoint twice".into()));
-            }
-        }
-        self.panes = panes;
-        self.watermark = s.watermark;
-        Ok(())
+        self.restore_state(state)
     }
 }
 
@@ -612,11 +510,11 @@ mod tests {
     use crate::operator::test_util::{batch, sorted_rows};
     use crate::record::OwnedValue;
 
-    fn schema() -> SchemaRef {
+    pub(super) fn schema() -> SchemaRef {
         Schema::of(&[("k", DataType::String), ("ts", DataType::Timestamp)]).unwrap()
     }
 
-    fn rows(items: &[(&'static str, i64)]) -> Vec<Vec<Value<'static>>> {
+    pub(super) fn rows(items: &[(&'static str, i64)]) -> Vec<Vec<Value<'static>>> {
         items
             .iter()
             .map(|(k, t)| vec![Value::Str(k), Value::Timestamp(*t)])
@@ -891,78 +789,5 @@ mod tests {
             ]
         );
         assert!(out.late.is_empty());
-    }
-
-    /// Restores a real snapshot after `change`; the original state has one pane at 0 with
-    /// keys `a` and `b`, and one at 10 with key `a`.
-    fn restore_changed(change: impl FnOnce(&mut WindowSnapshot)) -> Result<(), EngineError> {
-        let s = schema();
-        let kind = WindowKind::Tumbling { size_ms: 10 };
-        let aggs = ["count(*) AS n", "last(k) AS l"];
-        let make = || WindowAggregate::new(&s, Some("k"), "ts", kind, 5, &aggs).unwrap();
-        let mut w = make();
-        let mut out = Output::new(w.output_schema().clone(), s.clone());
-        let input = batch(&s, &rows(&[("a", 1), ("b", 2), ("a", 13)]));
-        w.process(&input, &mut out).unwrap();
-        let mut bytes = Vec::new();
-        w.snapshot().unwrap().unwrap().write_to(&mut bytes).unwrap();
-        let mut state: WindowSnapshot = decode("window", &bytes).unwrap();
-        change(&mut state);
-        bytes.clear();
-        Snapshot::frozen("window", state)
-            .write_to(&mut bytes)
-            .unwrap();
-        make().restore(&bytes)
-    }
-
-    fn refusal(result: Result<(), EngineError>) -> String {
-        match result {
-            Err(EngineError::Checkpoint(m)) if m.starts_with("window: ") => m,
-            other => panic!("expected a checkpoint error naming the window, got {other:?}"),
-        }
-    }
-
-    #[test]
-    fn a_restore_refuses_panes_the_operator_could_not_have_made() {
-        assert!(restore_changed(|_| {}).is_ok());
-        let m = refusal(restore_changed(|s| s.panes[0].accs[0] = Acc::Int(Some(1))));
-        assert!(
-            m.contains("pane at 0") && m.contains("aggregate `n`"),
-            "{m}"
-        );
-        let m = refusal(restore_changed(|s| {
-            s.panes[0].accs[1] = Acc::Val(Some(OwnedValue::Int(3)));
-        }));
-        assert!(m.contains("not of type string"), "{m}");
-        let m = refusal(restore_changed(|s| {
-            s.panes[0].accs.pop();
-        }));
-        assert!(m.contains("3 aggregate states for 2 keys"), "{m}");
-        let m = refusal(restore_changed(|s| {
-            let mut twice = Column::new(DataType::String);
-            for k in ["a", "a"] {
-                assert!(twice.push(Value::Str(k)));
-            }
-            s.panes[0].keys = twice;
-        }));
-        assert!(m.contains("slots 0 and 1"), "{m}");
-        let m = refusal(restore_changed(|s| {
-            let mut ints = Column::new(DataType::Int);
-            for k in [1, 2] {
-                assert!(ints.push(Value::Int(k)));
-            }
-            s.panes[0].keys = ints;
-        }));
-        assert!(m.contains("keys are int, expected string"), "{m}");
-        let m = refusal(restore_changed(|s| {
-            let p = &s.panes[1];
-            let again = PaneSnapshot {
-                start: p.start,
-                keys: p.keys.clone(),
-                accs: p.accs.clone(),
-            };
-            s.panes.push(again);
-        }));
-        assert!(m.contains("pane at 10") && m.contains("twice"), "{m}");
     }
 }
