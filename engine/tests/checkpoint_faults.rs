@@ -6,6 +6,8 @@
 //! configured number of consecutive failures, and the output stays exactly-once.
 #![allow(clippy::disallowed_methods)] // the tests run jobs on helper threads
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
@@ -312,38 +314,8 @@ const COUNT_JOB: &str = "count-with-bad-store";
 /// Counts bids per auction (a running count) on two shards into an exactly-once CSV file
 /// in `dir`, checkpointing every 50 ms; `events = 0` is unbounded.
 fn counting_job(dir: &Path, events: u64, tolerated: u32) -> String {
-    format!(
-        r#"
-name = "{COUNT_JOB}"
-parallelism = 2
-pin_cores = {PIN_CORES}
-checkpoint_interval_ms = 50
-checkpoint_storage = "file://{store}"
-checkpoint_failures_tolerated = {tolerated}
-
-[[source]]
-kind = "nexmark"
-table = "bid"
-events = {events}
-rate_per_sec = 20000
-
-[[operator]]
-map = ["auction", "1 AS one"]
-
-[[operator]]
-key_by = "auction"
-
-[[operator]]
-reduce = {{ column = "one", fn = "sum" }}
-
-[[sink]]
-kind = "file"
-path = "{out}"
-format = "csv"
-"#,
-        store = dir.join("checkpoints").display(),
-        out = dir.join("counts.csv").display(),
-    )
+    let settings = format!("pin_cores = {PIN_CORES}\ncheckpoint_failures_tolerated = {tolerated}");
+    common::counting_job(COUNT_JOB, dir, &settings, 50, (events, 20_000))
 }
 
 /// Makes the job's directory in the store a regular file, so that no checkpoint directory

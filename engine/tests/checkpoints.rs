@@ -3,6 +3,8 @@
 //! exactly-once: every key's running count is 1..n with no gap and no duplicate.
 #![allow(clippy::disallowed_methods)] // the tests run jobs on helper threads
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -71,38 +73,9 @@ fn a_file_split_resumes_at_its_position_in_both_formats() {
     }
 }
 
-/// A job counting bids per auction into an exactly-once file sink.
+/// The per-key counting job of these tests.
 fn counting_job(dir: &Path, interval_ms: u64, events: u64, rate: u64) -> String {
-    format!(
-        r#"
-name = "per-key-count"
-parallelism = 2
-checkpoint_interval_ms = {interval_ms}
-checkpoint_storage = "file://{store}"
-
-[[source]]
-kind = "nexmark"
-table = "bid"
-events = {events}
-rate_per_sec = {rate}
-
-[[operator]]
-map = ["auction", "1 AS one"]
-
-[[operator]]
-key_by = "auction"
-
-[[operator]]
-reduce = {{ column = "one", fn = "sum" }}
-
-[[sink]]
-kind = "file"
-path = "{out}"
-format = "csv"
-"#,
-        store = dir.join("checkpoints").display(),
-        out = dir.join("counts.csv").display(),
-    )
+    common::counting_job("per-key-count", dir, "", interval_ms, (events, rate))
 }
 
 fn completed_checkpoints(dir: &Path) -> usize {

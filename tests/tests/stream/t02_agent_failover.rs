@@ -68,6 +68,26 @@ async fn submit(dir: &Path, masters: &str) -> Result<u64> {
         .context("job id")
 }
 
+/// What `sluice job checkpoints ID -o json` says.
+async fn checkpoints_view(masters: &str, id: u64) -> Result<serde_json::Value> {
+    let id = id.to_string();
+    let (ok, stdout, stderr) = sluice(
+        &[
+            "job",
+            "checkpoints",
+            &id,
+            "--masters",
+            masters,
+            "-o",
+            "json",
+        ],
+        Duration::from_secs(30),
+    )
+    .await?;
+    ensure!(ok, "{stderr}");
+    Ok(serde_json::from_str(&stdout)?)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_agent_s_job_resumes_from_its_last_committed_checkpoint() -> Result<()> {
     with_logs(0).await
@@ -183,21 +203,7 @@ async fn failover(dir: &Path, leader_kills: usize) -> Result<()> {
         committed_ids.contains(&resumed),
         "resumed from {resumed}, which was not a committed checkpoint: {committed_ids:?}"
     );
-    let (ok, stdout, stderr) = sluice(
-        &[
-            "job",
-            "checkpoints",
-            &id.to_string(),
-            "--masters",
-            &masters,
-            "-o",
-            "json",
-        ],
-        Duration::from_secs(30),
-    )
-    .await?;
-    ensure!(ok, "{stderr}");
-    let view: serde_json::Value = serde_json::from_str(&stdout)?;
+    let view = checkpoints_view(&masters, id).await?;
     ensure!(view["restored_from"] == resumed, "{view}");
 
     // Exactly once: every auction's counts are 1..n and every bid is counted.
@@ -235,21 +241,7 @@ async fn failed_checkpoints_are_visible_through_the_masters() -> Result<()> {
         (state.jobs[&id].checkpoints_failed > 0).then_some(())
     })
     .await?;
-    let (ok, stdout, stderr) = sluice(
-        &[
-            "job",
-            "checkpoints",
-            &id.to_string(),
-            "--masters",
-            &masters,
-            "-o",
-            "json",
-        ],
-        Duration::from_secs(30),
-    )
-    .await?;
-    ensure!(ok, "{stderr}");
-    let view: serde_json::Value = serde_json::from_str(&stdout)?;
+    let view = checkpoints_view(&masters, id).await?;
     ensure!(view["failed"].as_u64() > Some(0), "{view}");
     let reason = view["last_failure"][2].as_str().unwrap_or_default();
     ensure!(
