@@ -28,11 +28,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::EngineError;
 use crate::operator::agg::{
-    check_all, init_all, parse_aggs, signatures, update_all, Acc, AggSignature, AggSpec,
+    check_all, parse_aggs, signatures, update_all, Acc, AggSignature, AggSpec,
 };
 use crate::operator::{Emit, Frozen, Operator, Output, OUTPUT_BATCH_RECORDS_MAX};
-use crate::record::{Batch, DataType, KeyedMap, OwnedValue, Schema, SchemaRef, Value};
+use crate::record::{Batch, DataType, Schema, SchemaRef, Value};
 use crate::state::codec::{corrupt, decode, expect_same, Snapshot, StateFormat};
+use crate::state::{KeyedSnapshot, KeyedState};
 
 /// An aggregate's checkpoint: its configuration (checked on restore), every key's
 /// accumulators in the order the keys arrived, and how far the final emission got.
@@ -40,18 +41,15 @@ use crate::state::codec::{corrupt, decode, expect_same, Snapshot, StateFormat};
 struct AggregateSnapshot {
     key_type: Option<DataType>,
     aggs: Vec<AggSignature>,
-    groups: Vec<(OwnedValue, Vec<Acc>)>,
+    groups: KeyedSnapshot<Acc>,
     emitted: u64,
 }
 
 impl StateFormat for AggregateSnapshot {
-    const VERSION: u8 = 1;
+    const VERSION: u8 = 2;
 
     fn state_bytes(&self) -> u64 {
-        let group = |(k, accs): &(OwnedValue, Vec<Acc>)| {
-            k.state_bytes() + accs.iter().map(Acc::state_bytes).sum::<u64>()
-        };
-        self.groups.iter().map(group).sum()
+        self.groups.state_bytes(Acc::state_bytes)
     }
 }
 
@@ -61,7 +59,7 @@ pub struct Aggregate {
     key: Option<usize>,
     key_type: Option<DataType>,
     aggs: Vec<AggSpec>,
-    state: KeyedMap<Vec<Acc>>,
+    state: KeyedState<Acc>,
     schema: SchemaRef,
     /// How many keys the final emission has written so far.
     emitted: usize,
@@ -79,11 +77,13 @@ impl Aggregate {
         let mut fields: Vec<_> = key.iter().map(|k| input.fields()[*k].clone()).collect();
         fields.extend(aggs.iter().map(|a| a.field().clone()));
         let schema = Arc::new(Schema::new(fields)?);
+        let key_type = key.map(|k| input.fields()[k].data_type);
         Ok(Self {
             key,
-            key_type: key.map(|k| input.fields()[k].data_type),
+            key_type,
+            // Keyless aggregates file every record under the int 0.
+            state: KeyedState::new(key_type.unwrap_or(DataType::Int), aggs.len()),
             aggs,
-            state: KeyedMap::default(),
             schema,
             emitted: 0,
         })
@@ -104,7 +104,7 @@ impl Operator for Aggregate {
             let key = self.key.map_or(Value::Int(0), |k| input.value(row, k));
             let accs = self
                 .state
-                .entry(key, || init_all(&self.aggs))
+                .entry(key, |i| self.aggs[i].init())
                 .map_err(|e| e.in_operator("aggregate"))?;
             update_all(&self.aggs, accs, input, row);
         }
@@ -117,13 +117,17 @@ impl Operator for Aggregate {
         }
         let offset = usize::from(self.key.is_some());
         while out.main.len() < OUTPUT_BATCH_RECORDS_MAX {
-            let Some((key, accs)) = self.state.get_index(self.emitted) else {
+            if self.emitted == self.state.len() {
                 return Ok(Emit::Done);
-            };
+            }
+            let (key, accs) = (
+                self.state.key(self.emitted),
+                self.state.values(self.emitted),
+            );
             self.emitted += 1;
             let columns = out.main.columns_mut();
             if self.key.is_some() {
-                columns[0].push(key.as_value());
+                columns[0].push(key);
             }
             for (i, (spec, acc)) in self.aggs.iter().zip(accs).enumerate() {
                 spec.emit(acc, &mut columns[offset + i]);
@@ -141,7 +145,7 @@ impl Operator for Aggregate {
         let state = AggregateSnapshot {
             key_type: self.key_type,
             aggs: signatures(&self.aggs),
-            groups: self.state.to_entries(),
+            groups: self.state.snapshot(),
             emitted: self.emitted as u64,
         };
         Ok(Some(Snapshot::frozen(self.name(), state)))
@@ -152,38 +156,28 @@ impl Operator for Aggregate {
         let s: AggregateSnapshot = decode(name, state)?;
         expect_same(name, "key type", &s.key_type, &self.key_type)?;
         expect_same(name, "aggregates", &s.aggs, &signatures(&self.aggs))?;
-        let key_type = self.key_type.unwrap_or(DataType::Int);
-        for (key, accs) in &s.groups {
-            if key.data_type() != key_type {
-                return Err(corrupt(
-                    name,
-                    format!("key {key:?} is not of type {key_type}"),
-                ));
-            }
-            if accs.len() != self.aggs.len() {
-                return Err(corrupt(
-                    name,
-                    format!(
-                        "key {key} has {} aggregate states, expected {}",
-                        accs.len(),
-                        self.aggs.len()
-                    ),
-                ));
-            }
-            check_all(&self.aggs, accs).map_err(|m| corrupt(name, format!("key {key}: {m}")))?;
+        let state = KeyedState::restore(
+            s.groups,
+            self.state.key_type(),
+            self.aggs.len(),
+            self.state.keys_max(),
+        )
+        .map_err(|m| corrupt(name, format!("keyed state: {m}")))?;
+        for slot in 0..state.len() {
+            check_all(&self.aggs, state.values(slot))
+                .map_err(|m| corrupt(name, format!("key {}: {m}", state.key(slot))))?;
         }
-        if s.emitted > s.groups.len() as u64 {
+        if s.emitted > state.len() as u64 {
             return Err(corrupt(
                 name,
                 format!(
                     "the final emission is past its end ({} of {} keys)",
                     s.emitted,
-                    s.groups.len()
+                    state.len()
                 ),
             ));
         }
-        self.state = KeyedMap::from_entries(s.groups, self.state.keys_max())
-            .map_err(|m| corrupt(name, format!("keyed state: {m}")))?;
+        self.state = state;
         self.emitted = s.emitted as usize;
         Ok(())
     }
@@ -249,9 +243,12 @@ mod tests {
             m.contains("aggregate: ") && m.contains("4 of 3 keys"),
             "{m}"
         );
-        let m = restore_changed(&|s| s.groups[1].1.clear()).unwrap_err();
-        assert!(m.contains("key 1 has 0 aggregate states"), "{m}");
-        let m = restore_changed(&|s| s.groups[2].1[0] = Acc::Avg(1.0, 1)).unwrap_err();
+        let m = restore_changed(&|s| {
+            s.groups.values.pop();
+        })
+        .unwrap_err();
+        assert!(m.contains("keyed state: 2 values for 3 keys"), "{m}");
+        let m = restore_changed(&|s| s.groups.values[2] = Acc::Avg(1.0, 1)).unwrap_err();
         assert!(m.contains("key 2") && m.contains("`n`"), "{m}");
     }
 }

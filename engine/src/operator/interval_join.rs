@@ -30,8 +30,9 @@ use crate::operator::{
     join_schema, output_limit, push_joined, time_column, Emit, Frozen, TwoInputOperator,
     OUTPUT_RECORDS_PER_CALL_MAX,
 };
-use crate::record::{Batch, Column, DataType, KeyedMap, SchemaRef};
+use crate::record::{Batch, Column, DataType, SchemaRef};
 use crate::state::codec::{corrupt, decode, expect_same, restore_batch, Snapshot, StateFormat};
+use crate::state::KeyedState;
 
 /// An interval join's checkpoint: its configuration (checked on restore), the watermark, the
 /// late count and each side's buffered rows. The per-key row indexes are not kept: restore
@@ -72,7 +73,7 @@ struct Side {
     key: usize,
     time: usize,
     rows: Batch,
-    index: KeyedMap<Vec<u32>>,
+    index: KeyedState<Vec<u32>>,
     compact_at: usize,
 }
 
@@ -82,7 +83,7 @@ impl Side {
             key,
             time,
             rows: Batch::new(schema.clone()),
-            index: KeyedMap::default(),
+            index: KeyedState::new(schema.fields()[key].data_type, 1),
             compact_at: SIDE_ROWS_COMPACT_MIN,
         }
     }
@@ -115,11 +116,11 @@ impl Side {
         )?;
         let schema = self.rows.schema().clone();
         let rows = restore_batch(name, &format!("{side} rows"), &schema, s.rows)?;
-        let mut index: KeyedMap<Vec<u32>> = KeyedMap::default();
+        let mut index = KeyedState::new(self.index.key_type(), 1);
         for r in 0..rows.len() {
             index
-                .entry(rows.value(r, self.key), Vec::new)
-                .map_err(|e| corrupt(name, format!("{side} rows: {e}")))?
+                .entry(rows.value(r, self.key), |_| Vec::new())
+                .map_err(|e| corrupt(name, format!("{side} rows: {e}")))?[0]
                 .push(r as u32);
         }
         Ok(Self {
@@ -140,8 +141,8 @@ impl Side {
     fn insert(&mut self, input: &Batch, row: usize) -> Result<(), EngineError> {
         let at = self.rows.len() as u32;
         self.index
-            .entry(input.value(row, self.key), Vec::new)
-            .map_err(|e| e.in_operator("interval_join"))?
+            .entry(input.value(row, self.key), |_| Vec::new())
+            .map_err(|e| e.in_operator("interval_join"))?[0]
             .push(at);
         self.rows.push_row_from(input, row);
         Ok(())
@@ -153,12 +154,12 @@ impl Side {
             return Ok(());
         }
         let mut rows = Batch::new(self.rows.schema().clone());
-        let mut index = KeyedMap::default();
+        let mut index = KeyedState::new(self.index.key_type(), 1);
         for r in 0..self.rows.len() {
             if keep(self.ts(r)) {
                 index
-                    .entry(self.rows.value(r, self.key), Vec::new)
-                    .map_err(|e| e.in_operator("interval_join"))?
+                    .entry(self.rows.value(r, self.key), |_| Vec::new())
+                    .map_err(|e| e.in_operator("interval_join"))?[0]
                     .push(rows.len() as u32);
                 rows.push_row_from(&self.rows, r);
             }
@@ -227,7 +228,7 @@ impl TwoInputOperator for IntervalJoin {
                 continue;
             }
             let (lo, hi) = (lt.saturating_add(self.lower), lt.saturating_add(self.upper));
-            if let Some(matches) = self.right.index.get(input.value(row, self.left.key)) {
+            if let Some([matches]) = self.right.index.get(input.value(row, self.left.key)) {
                 for r in matches.iter().map(|r| *r as usize) {
                     let rt = self.right.ts(r);
                     if lo <= rt && rt <= hi {
@@ -252,7 +253,7 @@ impl TwoInputOperator for IntervalJoin {
                 continue;
             }
             let (lo, hi) = (rt.saturating_sub(self.upper), rt.saturating_sub(self.lower));
-            if let Some(matches) = self.left.index.get(input.value(row, self.right.key)) {
+            if let Some([matches]) = self.left.index.get(input.value(row, self.right.key)) {
                 for l in matches.iter().map(|l| *l as usize) {
                     let lt = self.left.ts(l);
                     if lo <= lt && lt <= hi {

@@ -24,8 +24,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::EngineError;
 use crate::operator::{Frozen, Operator, Output};
-use crate::record::{Batch, DataType, Field, KeyedMap, OwnedValue, Schema, SchemaRef, Value};
+use crate::record::{Batch, DataType, Field, Schema, SchemaRef, Value};
 use crate::state::codec::{corrupt, decode, expect_same, Snapshot, StateFormat};
+use crate::state::{KeyedSnapshot, KeyedState};
 
 /// How a reduce combines values.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -54,21 +55,24 @@ struct ReduceSnapshot {
     key_type: Option<DataType>,
     value_type: DataType,
     func: String,
-    values: Vec<(OwnedValue, State)>,
+    values: KeyedSnapshot<State>,
 }
 
 impl StateFormat for ReduceSnapshot {
-    const VERSION: u8 = 1;
+    const VERSION: u8 = 2;
 
     fn state_bytes(&self) -> u64 {
-        let state = |s: &State| match s {
-            State::Str(s) => (std::mem::size_of::<State>() + s.capacity()) as u64,
-            _ => std::mem::size_of::<State>() as u64,
-        };
         self.values
-            .iter()
-            .map(|(k, s)| k.state_bytes() + state(s))
-            .sum()
+            .state_bytes(|s| std::mem::size_of::<State>() as u64 + s.heap_bytes())
+    }
+}
+
+impl State {
+    fn heap_bytes(&self) -> u64 {
+        match self {
+            Self::Str(s) => s.capacity() as u64,
+            _ => 0,
+        }
     }
 }
 
@@ -82,7 +86,7 @@ pub struct Reduce {
     key_type: Option<DataType>,
     value_type: DataType,
     func: ReduceFn,
-    state: KeyedMap<State>,
+    state: KeyedState<State>,
     schema: SchemaRef,
 }
 
@@ -119,14 +123,16 @@ impl Reduce {
         fields.push(Field::new(value, value_type));
         let schema = Arc::new(Schema::new(fields)?);
         let emit_key = key.is_some_and(|k| k != value_index);
+        let key_type = key.map(|k| input.fields()[k].data_type);
         Ok(Self {
             key,
             emit_key,
             value: value_index,
-            key_type: key.map(|k| input.fields()[k].data_type),
+            key_type,
             value_type,
             func,
-            state: KeyedMap::default(),
+            // Keyless reduces file every record under the int 0.
+            state: KeyedState::new(key_type.unwrap_or(DataType::Int), 1),
             schema,
         })
     }
@@ -146,9 +152,9 @@ impl Operator for Reduce {
             let key = self.key.map_or(Value::Int(0), |k| input.value(row, k));
             let v = input.value(row, self.value);
             let mut fresh = false;
-            let state = self
+            let state = &mut self
                 .state
-                .entry(key, || {
+                .entry(key, |_| {
                     fresh = true;
                     match v {
                         Value::Float(x) => State::Float(x),
@@ -157,9 +163,9 @@ impl Operator for Reduce {
                         Value::Bool(b) => State::Int(i64::from(b)),
                     }
                 })
-                .map_err(|e| e.in_operator("reduce"))?;
+                .map_err(|e| e.in_operator("reduce"))?[0];
             if !fresh {
-                match (state, v, &self.func) {
+                match (&mut *state, v, &self.func) {
                     (State::Int(a), Value::Int(x) | Value::Timestamp(x), f) => {
                         *a = match f {
                             ReduceFn::Sum => a.wrapping_add(x),
@@ -181,11 +187,10 @@ impl Operator for Reduce {
                     _ => {}
                 }
             }
-            let result = match self.state.get(key) {
-                Some(State::Int(a)) => Value::Int(*a),
-                Some(State::Float(a)) => Value::Float(*a),
-                Some(State::Str(a)) => Value::Str(a),
-                None => continue,
+            let result = match state {
+                State::Int(a) => Value::Int(*a),
+                State::Float(a) => Value::Float(*a),
+                State::Str(a) => Value::Str(a),
             };
             let columns = out.main.columns_mut();
             let mut i = 0;
@@ -204,7 +209,7 @@ impl Operator for Reduce {
             key_type: self.key_type,
             value_type: self.value_type,
             func: format!("{:?}", self.func),
-            values: self.state.to_entries(),
+            values: self.state.snapshot(),
         };
         Ok(Some(Snapshot::frozen(self.name(), state)))
     }
@@ -215,15 +220,10 @@ impl Operator for Reduce {
         expect_same(name, "key type", &s.key_type, &self.key_type)?;
         expect_same(name, "value type", &s.value_type, &self.value_type)?;
         expect_same(name, "function", &s.func, &format!("{:?}", self.func))?;
-        // Keyless reduces file every record under the int 0.
-        let key_type = self.key_type.unwrap_or(DataType::Int);
-        for (key, value) in &s.values {
-            if key.data_type() != key_type {
-                return Err(corrupt(
-                    name,
-                    format!("key {key:?} in the checkpoint is not of type {key_type}"),
-                ));
-            }
+        let state = KeyedState::restore(s.values, self.state.key_type(), 1, self.state.keys_max())
+            .map_err(|m| corrupt(name, format!("keyed state: {m}")))?;
+        for slot in 0..state.len() {
+            let value = &state.values(slot)[0];
             let fits = matches!(
                 (value, self.value_type),
                 (
@@ -236,14 +236,14 @@ impl Operator for Reduce {
                 return Err(corrupt(
                     name,
                     format!(
-                        "the value {value:?} of key {key} is not a running {}",
+                        "the value {value:?} of key {} is not a running {}",
+                        state.key(slot),
                         self.value_type
                     ),
                 ));
             }
         }
-        self.state = KeyedMap::from_entries(s.values, self.state.keys_max())
-            .map_err(|m| corrupt(name, format!("keyed state: {m}")))?;
+        self.state = state;
         Ok(())
     }
 }

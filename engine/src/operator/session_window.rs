@@ -35,8 +35,9 @@ use crate::operator::agg::{
 };
 use crate::operator::window_aggregate::{emit_window_row, window_schema};
 use crate::operator::{time_column, Emit, Frozen, Operator, Output, OUTPUT_BATCH_RECORDS_MAX};
-use crate::record::{Batch, DataType, KeyedMap, OwnedValue, SchemaRef, Value};
+use crate::record::{Batch, DataType, SchemaRef, Value};
 use crate::state::codec::{corrupt, decode, expect_same, Snapshot, StateFormat};
+use crate::state::{KeyedSnapshot, KeyedState};
 
 /// A session window's checkpoint: its configuration (checked on restore), the watermark and
 /// every key's sessions, keys in the order they arrived.
@@ -47,20 +48,18 @@ struct SessionSnapshot {
     lateness: i64,
     aggs: Vec<AggSignature>,
     watermark: i64,
-    sessions: Vec<(OwnedValue, Vec<Session>)>,
+    sessions: KeyedSnapshot<Vec<Session>>,
 }
 
 impl StateFormat for SessionSnapshot {
-    const VERSION: u8 = 1;
+    const VERSION: u8 = 2;
 
     fn state_bytes(&self) -> u64 {
         let session = |s: &Session| {
             std::mem::size_of::<Session>() as u64 + s.accs.iter().map(Acc::state_bytes).sum::<u64>()
         };
         self.sessions
-            .iter()
-            .map(|(k, list)| k.state_bytes() + list.iter().map(session).sum::<u64>())
-            .sum()
+            .state_bytes(|list| list.iter().map(session).sum::<u64>())
     }
 }
 
@@ -81,7 +80,7 @@ pub struct SessionWindow {
     gap: i64,
     lateness: i64,
     aggs: Vec<AggSpec>,
-    sessions: KeyedMap<Vec<Session>>,
+    sessions: KeyedState<Vec<Session>>,
     watermark: i64,
     /// The position in `sessions` where a firing that filled the output goes on.
     fire_next: Option<usize>,
@@ -106,14 +105,16 @@ impl SessionWindow {
         let aggs = parse_aggs(aggs, input)?;
         let key = key.map(|k| input.require(k)).transpose()?;
         let schema = window_schema(input, key, &aggs)?;
+        let key_type = key.map(|k| input.fields()[k].data_type);
         Ok(Self {
             key,
-            key_type: key.map(|k| input.fields()[k].data_type),
+            key_type,
             time: time_column(input, time)?,
             gap: gap_ms,
             lateness: lateness_ms,
             aggs,
-            sessions: KeyedMap::default(),
+            // Keyless sessions file every record under the int 0.
+            sessions: KeyedState::new(key_type.unwrap_or(DataType::Int), 1),
             watermark: i64::MIN,
             fire_next: None,
             schema,
@@ -144,16 +145,16 @@ impl Operator for SessionWindow {
                 let touches = self
                     .sessions
                     .get(lookup)
-                    .is_some_and(|list| list.iter().any(|s| s.start < end && s.end > ts));
+                    .is_some_and(|v| v[0].iter().any(|s| s.start < end && s.end > ts));
                 if !touches {
                     out.late.push_row_from(input, row);
                     continue;
                 }
             }
-            let list = self
+            let list = &mut self
                 .sessions
-                .entry(lookup, Vec::new)
-                .map_err(|e| e.in_operator("window (session)"))?;
+                .entry(lookup, |_| Vec::new())
+                .map_err(|e| e.in_operator("window (session)"))?[0];
             // Sessions are kept sorted by start and never overlap; `first..last` are the ones
             // the record's `[ts, ts + gap)` overlaps.
             let first = list.iter().position(|s| s.end > ts).unwrap_or(list.len());
@@ -213,8 +214,9 @@ impl Operator for SessionWindow {
             return Ok(Emit::Done);
         };
         let has_key = self.key.is_some();
-        while let Some((key, list)) = self.sessions.get_index_mut(next) {
-            for s in list
+        while next < self.sessions.len() {
+            let (key, list) = self.sessions.key_values_mut(next);
+            for s in list[0]
                 .iter_mut()
                 .filter(|s| !s.fired && s.end - 1 <= watermark)
             {
@@ -223,7 +225,7 @@ impl Operator for SessionWindow {
                     return Ok(Emit::More);
                 }
                 s.fired = true;
-                let key = has_key.then(|| key.as_value());
+                let key = has_key.then_some(key);
                 emit_window_row(&mut out.main, key, s.start, s.end, &self.aggs, &s.accs);
             }
             next += 1;
@@ -231,8 +233,8 @@ impl Operator for SessionWindow {
         self.fire_next = None;
         let lateness = self.lateness;
         self.sessions.retain(|_, list| {
-            list.retain(|s| (s.end - 1).saturating_add(lateness) > watermark);
-            !list.is_empty()
+            list[0].retain(|s| (s.end - 1).saturating_add(lateness) > watermark);
+            !list[0].is_empty()
         });
         Ok(Emit::Done)
     }
@@ -250,7 +252,7 @@ impl Operator for SessionWindow {
             lateness: self.lateness,
             aggs: signatures(&self.aggs),
             watermark: self.watermark,
-            sessions: self.sessions.to_entries(),
+            sessions: self.sessions.snapshot(),
         };
         Ok(Some(Snapshot::frozen(self.name(), state)))
     }
@@ -262,12 +264,16 @@ impl Operator for SessionWindow {
         expect_same(name, "session gap_ms", &s.gap, &self.gap)?;
         expect_same(name, "allowed lateness_ms", &s.lateness, &self.lateness)?;
         expect_same(name, "aggregates", &s.aggs, &signatures(&self.aggs))?;
-        let key_type = self.key_type.unwrap_or(DataType::Int);
-        for (key, list) in &s.sessions {
+        let sessions = KeyedState::restore(
+            s.sessions,
+            self.sessions.key_type(),
+            1,
+            self.sessions.keys_max(),
+        )
+        .map_err(|m| corrupt(name, format!("keyed state: {m}")))?;
+        for slot in 0..sessions.len() {
+            let (key, list) = (sessions.key(slot), &sessions.values(slot)[0]);
             let what = |m: String| corrupt(name, format!("sessions of key {key}: {m}"));
-            if key.data_type() != key_type {
-                return Err(what(format!("the key is not of type {key_type}")));
-            }
             let mut previous_start = i64::MIN;
             for session in list {
                 // `end - 1` is computed for every session, and sessions are kept sorted.
@@ -291,8 +297,7 @@ impl Operator for SessionWindow {
                 check_all(&self.aggs, &session.accs).map_err(&what)?;
             }
         }
-        self.sessions = KeyedMap::from_entries(s.sessions, self.sessions.keys_max())
-            .map_err(|m| corrupt(name, format!("keyed state: {m}")))?;
+        self.sessions = sessions;
         self.watermark = s.watermark;
         self.fire_next = None;
         Ok(())
@@ -303,7 +308,7 @@ impl Operator for SessionWindow {
 mod tests {
     use super::*;
     use crate::operator::test_util::batch;
-    use crate::record::{DataType, OwnedValue, Schema};
+    use crate::record::{Column, DataType, OwnedValue, Schema};
 
     #[test]
     fn a_bridging_record_merges_sessions() {
@@ -464,30 +469,39 @@ mod tests {
     #[test]
     fn a_restore_refuses_sessions_the_operator_could_not_have_made() {
         assert!(restore_changed(|_| {}).is_ok());
-        let m = refusal(restore_changed(|s| s.sessions[0].1[0].end = -1));
+        let m = refusal(restore_changed(|s| s.sessions.values[0][0].end = -1));
         assert!(m.contains("key 1") && m.contains("[0, -1) is empty"), "{m}");
         let m = refusal(restore_changed(|s| {
-            s.sessions[0].1[1].start = i64::MIN;
-            s.sessions[0].1[1].end = i64::MIN;
+            s.sessions.values[0][1].start = i64::MIN;
+            s.sessions.values[0][1].end = i64::MIN;
         }));
         assert!(m.contains("is empty"), "{m}");
-        let m = refusal(restore_changed(|s| s.sessions[0].1.swap(0, 1)));
+        let m = refusal(restore_changed(|s| s.sessions.values[0].swap(0, 1)));
         assert!(m.contains("not sorted"), "{m}");
         let m = refusal(restore_changed(|s| {
-            s.sessions[1].1[0].accs[1] = Acc::Val(Some(OwnedValue::Str("x".into())));
+            s.sessions.values[1][0].accs[1] = Acc::Val(Some(OwnedValue::Str("x".into())));
         }));
         assert!(m.contains("key 2") && m.contains("`t0`"), "{m}");
         let m = refusal(restore_changed(|s| {
-            s.sessions[1].1[0].accs.push(Acc::Count(1));
+            s.sessions.values[1][0].accs.push(Acc::Count(1));
         }));
         assert!(m.contains("3 aggregate states, expected 2"), "{m}");
+        let keys = |values: &[Value<'_>]| {
+            let mut column = Column::new(values[0].data_type());
+            for v in values {
+                assert!(column.push(*v));
+            }
+            column
+        };
         let m = refusal(restore_changed(|s| {
-            s.sessions[1].0 = OwnedValue::Float(2.0)
+            s.sessions.keys = keys(&[Value::Float(1.0), Value::Float(2.0)]);
         }));
-        assert!(m.contains("not of type int"), "{m}");
-        let m = refusal(restore_changed(|s| s.sessions[1].0 = OwnedValue::Int(1)));
+        assert!(m.contains("keys are float, expected int"), "{m}");
+        let m = refusal(restore_changed(|s| {
+            s.sessions.keys = keys(&[Value::Int(1), Value::Int(1)]);
+        }));
         assert!(
-            m.contains("keyed state") && m.contains("entries 0 and 1"),
+            m.contains("keyed state") && m.contains("key 1 is in slots 0 and 1"),
             "{m}"
         );
     }

@@ -42,47 +42,28 @@ use crate::operator::{
     OUTPUT_RECORDS_PER_CALL_MAX,
 };
 use crate::record::hash::{hash_column, hash_i64};
-use crate::record::{Batch, Column, DataType, Field, KeyIndex, Schema, SchemaRef, Value};
+use crate::record::{Batch, Column, DataType, Field, Schema, SchemaRef, Value};
+use crate::state::KeyedState;
 
 mod snapshot;
 
 /// Cleared panes kept for reuse, so that a steady stream of windows allocates nothing.
 const SPARE_PANES_MAX: usize = 64;
 
-/// The aggregates of every key of one pane: slot `s` of `keys` owns
-/// `accs[s * aggs .. (s + 1) * aggs]`.
-#[derive(Debug, Clone)]
-struct Pane {
-    keys: KeyIndex,
-    accs: Vec<Acc>,
-}
+/// The aggregates of every key of one pane: one accumulator per aggregate for each key.
+type Pane = KeyedState<Acc>;
 
-impl Pane {
-    fn new(key_type: DataType) -> Self {
-        Self {
-            keys: KeyIndex::new(key_type),
-            accs: Vec::new(),
-        }
-    }
-
-    fn clear(&mut self) {
-        self.keys.clear();
-        self.accs.clear();
-    }
-
-    /// Returns the slot of `key`, adding it with fresh accumulators if it is new.
-    fn slot(&mut self, hash: u64, key: Value<'_>, aggs: &[AggSpec]) -> Result<u32, EngineError> {
-        let (slot, new) = self.keys.find_or_insert(hash, key).ok_or_else(|| {
-            EngineError::Limit(format!(
-                "a window pane holds the most keys it can ({}), or key {key} has the wrong type",
-                crate::record::key_index::KEY_SLOTS_MAX
-            ))
-        })?;
-        if new {
-            self.accs.extend(aggs.iter().map(AggSpec::init));
-        }
-        Ok(slot)
-    }
+/// Returns the slot of `key` in `pane`, adding it with fresh accumulators if it is new.
+fn pane_slot(
+    pane: &mut Pane,
+    hash: u64,
+    key: Value<'_>,
+    aggs: &[AggSpec],
+) -> Result<u32, EngineError> {
+    let (slot, _) = pane
+        .slot_hashed(hash, key, |i| aggs[i].init())
+        .map_err(|e| e.in_operator("window"))?;
+    Ok(slot as u32)
 }
 
 /// Keyed aggregation over fixed event-time windows.
@@ -200,10 +181,10 @@ impl WindowAggregate {
             slide,
             pane: gcd(size, slide),
             lateness: lateness_ms,
+            merged: Pane::new(key_type, aggs.len()),
             aggs,
             panes: BTreeMap::new(),
             spare: Vec::new(),
-            merged: Pane::new(key_type),
             key_accs: Vec::new(),
             hashes: Vec::new(),
             slots: Vec::new(),
@@ -244,24 +225,26 @@ impl WindowAggregate {
             key_type,
             ..
         } = self;
-        let pane = panes
-            .entry(pane_start)
-            .or_insert_with(|| spare.pop().unwrap_or_else(|| Pane::new(*key_type)));
+        let pane = panes.entry(pane_start).or_insert_with(|| {
+            spare
+                .pop()
+                .unwrap_or_else(|| Pane::new(*key_type, aggs.len()))
+        });
         match *key {
             Some(k) => {
                 let keys = input.column(k);
                 for r in rows.clone() {
-                    slots[r] = pane.slot(hashes[r], keys.get(r), aggs)?;
+                    slots[r] = pane_slot(pane, hashes[r], keys.get(r), aggs)?;
                 }
             }
             None => {
-                let slot = pane.slot(keyless_hash(), Value::Int(0), aggs)?;
+                let slot = pane_slot(pane, keyless_hash(), Value::Int(0), aggs)?;
                 slots[rows.clone()].fill(slot);
             }
         }
         let stride = aggs.len();
         for (j, spec) in aggs.iter().enumerate() {
-            spec.update_rows(&mut pane.accs, stride, j, input, rows.clone(), slots);
+            spec.update_rows(pane.all_values_mut(), stride, j, input, rows.clone(), slots);
         }
         Ok(())
     }
@@ -269,13 +252,12 @@ impl WindowAggregate {
     /// Merges the state of one key over the panes of the window starting at `start` into
     /// `self.key_accs`.
     fn merge_key(&mut self, start: i64, hash: u64, key: Value<'_>) {
-        let stride = self.aggs.len();
         self.key_accs.clear();
         self.key_accs.extend(init_all(&self.aggs));
         let end = start.saturating_add(self.size);
         for pane in self.panes.range(start..end).map(|(_, p)| p) {
-            if let Some(slot) = pane.keys.find(hash, key) {
-                let accs = &pane.accs[slot as usize * stride..][..stride];
+            if let Some(slot) = pane.find(hash, key) {
+                let accs = pane.values(slot);
                 for ((spec, acc), later) in self.aggs.iter().zip(&mut self.key_accs).zip(accs) {
                     spec.merge(acc, later);
                 }
@@ -287,16 +269,15 @@ impl WindowAggregate {
     /// `out` holds [`OUTPUT_BATCH_RECORDS_MAX`] records; returns whether the window is done.
     fn fire(&mut self, start: i64, out: &mut Batch) -> Result<bool, EngineError> {
         let end = start.saturating_add(self.size);
-        let stride = self.aggs.len();
         let key = self.key;
         // Emits slots `*next..` of `pane`, stopping when `out` is full.
         let emit_pane = |pane: &Pane, next: &mut usize, out: &mut Batch, aggs: &[AggSpec]| {
-            while *next < pane.keys.len() {
+            while *next < pane.len() {
                 if out.len() >= OUTPUT_BATCH_RECORDS_MAX {
                     return false;
                 }
-                let accs = &pane.accs[*next * stride..][..stride];
-                let k = key.map(|_| pane.keys.key(*next));
+                let accs = pane.values(*next);
+                let k = key.map(|_| pane.key(*next));
                 emit_window_row(out, k, start, end, aggs, accs);
                 *next += 1;
             }
@@ -323,19 +304,13 @@ impl WindowAggregate {
             merged.clear();
             *merged_start = None;
             for (_, pane) in panes.range(start..end) {
-                for slot in 0..pane.keys.len() {
-                    let (hash, k) = (pane.keys.hash(slot), pane.keys.key(slot));
-                    let accs = &pane.accs[slot * stride..][..stride];
-                    let (m, new) = merged.keys.find_or_insert(hash, k).ok_or_else(|| {
-                        EngineError::Limit(format!(
-                            "window: a window holds the most keys it can ({})",
-                            crate::record::key_index::KEY_SLOTS_MAX
-                        ))
-                    })?;
-                    if new {
-                        merged.accs.extend_from_slice(accs);
-                    } else {
-                        let into = &mut merged.accs[m as usize * stride..][..stride];
+                for slot in 0..pane.len() {
+                    let (hash, k, accs) = (pane.hash(slot), pane.key(slot), pane.values(slot));
+                    let (m, new) = merged
+                        .slot_hashed(hash, k, |i| accs[i].clone())
+                        .map_err(|e| e.in_operator("window"))?;
+                    if !new {
+                        let into = merged.values_mut(m);
                         for ((spec, acc), later) in aggs.iter().zip(into).zip(accs) {
                             spec.merge(acc, later);
                         }

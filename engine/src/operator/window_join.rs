@@ -33,8 +33,9 @@ use crate::operator::window::last_start;
 use crate::operator::{
     join_schema, push_joined, time_column, Emit, Frozen, TwoInputOperator, OUTPUT_BATCH_RECORDS_MAX,
 };
-use crate::record::{Batch, Column, DataType, KeyedMap, SchemaRef};
+use crate::record::{Batch, Column, DataType, SchemaRef};
 use crate::state::codec::{corrupt, decode, expect_same, restore_batch, Snapshot, StateFormat};
+use crate::state::KeyedState;
 
 /// A window join's checkpoint: its configuration (checked on restore), the watermark, the
 /// late count and the rows of every open window, column by column.
@@ -75,7 +76,7 @@ struct JoinWindow {
 #[derive(Debug)]
 struct Firing {
     window: JoinWindow,
-    right_by_key: KeyedMap<Vec<u32>>,
+    right_by_key: KeyedState<Vec<u32>>,
     /// The left row being joined, and how many of its matches are emitted.
     left: usize,
     matched: usize,
@@ -162,11 +163,12 @@ impl WindowJoin {
             return Ok(None);
         }
         let window = entry.remove();
-        let mut right_by_key: KeyedMap<Vec<u32>> = KeyedMap::default();
+        let key_type = self.inputs.1.fields()[self.keys.1].data_type;
+        let mut right_by_key = KeyedState::new(key_type, 1);
         for r in 0..window.right.len() {
             right_by_key
-                .entry(window.right.value(r, self.keys.1), Vec::new)
-                .map_err(|e| e.in_operator("window_join"))?
+                .entry(window.right.value(r, self.keys.1), |_| Vec::new())
+                .map_err(|e| e.in_operator("window_join"))?[0]
                 .push(r as u32);
         }
         Ok(Some(Firing {
@@ -209,7 +211,7 @@ impl TwoInputOperator for WindowJoin {
             };
             let (left, right) = (&f.window.left, &f.window.right);
             while f.left < left.len() {
-                if let Some(matches) = f.right_by_key.get(left.value(f.left, self.keys.0)) {
+                if let Some([matches]) = f.right_by_key.get(left.value(f.left, self.keys.0)) {
                     while let Some(r) = matches.get(f.matched) {
                         if out.len() >= OUTPUT_BATCH_RECORDS_MAX {
                             self.firing = Some(f);

@@ -111,6 +111,20 @@ impl StrColumn {
         self.ends.clear();
     }
 
+    /// Keeps the strings `i` for which `keep(i)` is true, in their order.
+    pub fn retain_rows(&mut self, mut keep: impl FnMut(usize) -> bool) {
+        let mut data = String::with_capacity(self.data.len());
+        let mut ends = Vec::with_capacity(self.ends.len());
+        for i in 0..self.ends.len() {
+            if keep(i) {
+                data.push_str(self.get(i));
+                ends.push(data.len());
+            }
+        }
+        self.data = data;
+        self.ends = ends;
+    }
+
     /// Keeps the first `len` strings.
     pub fn truncate(&mut self, len: usize) {
         if len < self.ends.len() {
@@ -197,6 +211,23 @@ impl Column {
             Self::Float(v) => v.truncate(len),
             Self::Bool(v) => v.truncate(len),
             Self::Str(v) => v.truncate(len),
+        }
+    }
+
+    /// Keeps the values `i` for which `keep(i)` is true, in their order.
+    pub fn retain_rows(&mut self, keep: impl FnMut(usize) -> bool) {
+        fn retain<T>(v: &mut Vec<T>, mut keep: impl FnMut(usize) -> bool) {
+            let mut i = 0;
+            v.retain(|_| {
+                i += 1;
+                keep(i - 1)
+            });
+        }
+        match self {
+            Self::Int(v) | Self::Timestamp(v) => retain(v, keep),
+            Self::Float(v) => retain(v, keep),
+            Self::Bool(v) => retain(v, keep),
+            Self::Str(v) => v.retain_rows(keep),
         }
     }
 

@@ -4,14 +4,10 @@
 pub mod batch;
 pub mod column;
 pub mod hash;
-pub mod key_index;
-pub mod keyed;
 pub mod schema;
 pub mod value;
 
 pub use batch::{Batch, BATCH_RECORDS_MAX};
 pub use column::{Column, StrColumn};
-pub use key_index::KeyIndex;
-pub use keyed::{KeyedMap, KeysFull, KEYED_STATE_KEYS_MAX};
 pub use schema::{DataType, Field, Schema, SchemaRef};
 pub use value::{OwnedValue, Value};

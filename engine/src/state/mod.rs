@@ -20,5 +20,7 @@ pub trait FrozenState: Send {
 pub type Frozen = Box<dyn FrozenState>;
 
 pub mod codec;
+pub mod keyed;
 
 pub use codec::{decode, Snapshot, StateFormat};
+pub use keyed::{KeyRefused, KeyedSnapshot, KeyedState, KEYED_STATE_KEYS_MAX};

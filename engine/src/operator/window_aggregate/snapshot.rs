@@ -5,12 +5,13 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Pane, WindowAggregate};
+use super::WindowAggregate;
 use crate::error::EngineError;
 use crate::operator::agg::{check_all, signatures, Acc, AggSignature};
 use crate::operator::{Frozen, Operator};
-use crate::record::{Column, DataType, KeyIndex};
+use crate::record::DataType;
 use crate::state::codec::{corrupt, decode, expect_same, Snapshot, StateFormat};
+use crate::state::{KeyedSnapshot, KeyedState, KEYED_STATE_KEYS_MAX};
 
 /// A window aggregate's checkpoint: its configuration (checked on restore), the watermark
 /// and every pane. Scratch space, spare panes and the pane key indexes' hash chains are not
@@ -26,21 +27,18 @@ pub(super) struct WindowSnapshot {
     panes: Vec<PaneSnapshot>,
 }
 
-/// One pane: its start, its keys in slot order and their accumulators.
+/// One pane: its start, and its keys in slot order with their accumulators.
 #[derive(Serialize, Deserialize)]
 pub(super) struct PaneSnapshot {
     start: i64,
-    keys: Column,
-    accs: Vec<Acc>,
+    state: KeyedSnapshot<Acc>,
 }
 
 impl StateFormat for WindowSnapshot {
-    const VERSION: u8 = 1;
+    const VERSION: u8 = 2;
 
     fn state_bytes(&self) -> u64 {
-        let pane = |p: &PaneSnapshot| {
-            p.keys.state_bytes() + p.accs.iter().map(Acc::state_bytes).sum::<u64>()
-        };
+        let pane = |p: &PaneSnapshot| p.state.state_bytes(Acc::state_bytes);
         self.panes.iter().map(pane).sum()
     }
 }
@@ -59,8 +57,7 @@ impl WindowAggregate {
             .iter()
             .map(|(start, pane)| PaneSnapshot {
                 start: *start,
-                keys: pane.keys.keys().clone(),
-                accs: pane.accs.clone(),
+                state: pane.snapshot(),
             })
             .collect();
         let state = WindowSnapshot {
@@ -92,27 +89,19 @@ impl WindowAggregate {
         let mut panes = BTreeMap::new();
         for p in s.panes {
             let what = |m: String| corrupt(name, format!("pane at {}: {m}", p.start));
-            if p.keys.data_type() != self.key_type {
-                return Err(what(format!(
-                    "keys are {}, expected {}",
-                    p.keys.data_type(),
-                    self.key_type
-                )));
+            let pane = KeyedState::restore(
+                p.state,
+                self.key_type,
+                self.aggs.len(),
+                KEYED_STATE_KEYS_MAX,
+            )
+            .map_err(&what)?;
+            if self.key.is_none() && pane.len() > 1 {
+                return Err(what(format!("{} keys in a keyless window", pane.len())));
             }
-            if self.key.is_none() && p.keys.len() > 1 {
-                return Err(what(format!("{} keys in a keyless window", p.keys.len())));
+            for slot in 0..pane.len() {
+                check_all(&self.aggs, pane.values(slot)).map_err(&what)?;
             }
-            if p.accs.len() != p.keys.len() * self.aggs.len() {
-                return Err(what(format!(
-                    "{} aggregate states for {} keys of {} aggregates",
-                    p.accs.len(),
-                    p.keys.len(),
-                    self.aggs.len()
-                )));
-            }
-            check_all(&self.aggs, &p.accs).map_err(&what)?;
-            let keys = KeyIndex::from_keys(&p.keys).map_err(&what)?;
-            let pane = Pane { keys, accs: p.accs };
             if panes.insert(p.start, pane).is_some() {
                 return Err(what("the pane is in the checkpoint twice".into()));
             }
@@ -129,7 +118,7 @@ mod tests {
     use crate::operator::test_util::batch;
     use crate::operator::window_aggregate::tests::{rows, schema};
     use crate::operator::{Output, WindowKind};
-    use crate::record::{OwnedValue, Value};
+    use crate::record::{Column, OwnedValue, Value};
 
     /// Restores a real snapshot after `change`; the original state has one pane at 0 with
     /// keys `a` and `b`, and one at 10 with key `a`.
@@ -163,25 +152,27 @@ mod tests {
     #[test]
     fn a_restore_refuses_panes_the_operator_could_not_have_made() {
         assert!(restore_changed(|_| {}).is_ok());
-        let m = refusal(restore_changed(|s| s.panes[0].accs[0] = Acc::Int(Some(1))));
+        let m = refusal(restore_changed(|s| {
+            s.panes[0].state.values[0] = Acc::Int(Some(1))
+        }));
         assert!(
             m.contains("pane at 0") && m.contains("aggregate `n`"),
             "{m}"
         );
         let m = refusal(restore_changed(|s| {
-            s.panes[0].accs[1] = Acc::Val(Some(OwnedValue::Int(3)));
+            s.panes[0].state.values[1] = Acc::Val(Some(OwnedValue::Int(3)));
         }));
         assert!(m.contains("not of type string"), "{m}");
         let m = refusal(restore_changed(|s| {
-            s.panes[0].accs.pop();
+            s.panes[0].state.values.pop();
         }));
-        assert!(m.contains("3 aggregate states for 2 keys"), "{m}");
+        assert!(m.contains("3 values for 2 keys of 2 values"), "{m}");
         let m = refusal(restore_changed(|s| {
             let mut twice = Column::new(DataType::String);
             for k in ["a", "a"] {
                 assert!(twice.push(Value::Str(k)));
             }
-            s.panes[0].keys = twice;
+            s.panes[0].state.keys = twice;
         }));
         assert!(m.contains("slots 0 and 1"), "{m}");
         let m = refusal(restore_changed(|s| {
@@ -189,15 +180,14 @@ mod tests {
             for k in [1, 2] {
                 assert!(ints.push(Value::Int(k)));
             }
-            s.panes[0].keys = ints;
+            s.panes[0].state.keys = ints;
         }));
         assert!(m.contains("keys are int, expected string"), "{m}");
         let m = refusal(restore_changed(|s| {
             let p = &s.panes[1];
             let again = PaneSnapshot {
                 start: p.start,
-                keys: p.keys.clone(),
-                accs: p.accs.clone(),
+                state: p.state.clone(),
             };
             s.panes.push(again);
         }));
