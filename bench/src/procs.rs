@@ -135,22 +135,38 @@ impl ProcessCluster {
         Ok(cluster)
     }
 
-    /// Starts one more master process with a fresh data dir.
+    /// Starts one more master process with a fresh data dir, on free loopback ports.
     pub async fn add_process(&mut self, id: u64) -> Result<()> {
-        let member = Member {
-            id,
-            api_addr: format!("127.0.0.1:{}", free_port()?),
-            raft_addr: format!("127.0.0.1:{}", free_port()?),
-            data_dir: self.root.join(format!("master-{id}")),
-            log: self.root.join(format!("master-{id}.log")),
-            exec: Vec::new(),
-            child: None,
-        };
-        self.members.insert(id, member);
-        self.restart(id).await
+        // A port `free_port` found can be taken by another process (a test running beside
+        // this one) before the master binds it: then start over on other ports.
+        const TRIES: usize = 5;
+        for attempt in 1..=TRIES {
+            let member = Member {
+                id,
+                api_addr: format!("127.0.0.1:{}", free_port()?),
+                raft_addr: format!("127.0.0.1:{}", free_port()?),
+                data_dir: self.root.join(format!("master-{id}")),
+                log: self.root.join(format!("master-{id}.log")),
+                exec: Vec::new(),
+                child: None,
+            };
+            let data_dir = member.data_dir.clone();
+            self.members.insert(id, member);
+            match self.restart(id).await {
+                Ok(()) => return Ok(()),
+                Err(e) if attempt < TRIES && e.to_string().contains("Address already in use") => {
+                    self.kill(id)?;
+                    // Nothing of the fresh master is worth keeping.
+                    let _ = std::fs::remove_dir_all(&data_dir);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        bail!("master {id}: no free ports after {TRIES} tries")
     }
 
-    /// Starts (again) master `id` from its data dir and waits until it answers.
+    /// Starts (again) master `id` from its data dir and waits until it answers; fails at once
+    /// if the process exits first.
     pub async fn restart(&mut self, id: u64) -> Result<()> {
         let child = self.spawn(id, id)?;
         let member = self.member_mut(id)?;
@@ -158,14 +174,33 @@ impl ProcessCluster {
         let api = member.api_addr.clone();
         let client = MasterClient::new(vec![api.clone()], Duration::from_millis(500))?;
         let log = member.log.clone();
-        wait_until(
-            Duration::from_secs(20),
-            &format!("master {id} to answer on {api}"),
-            || async { client.info(&api).await.ok() },
-        )
-        .await
-        .map_err(|e| anyhow!("{e}; its log:\n{}", tail(&log)))?;
-        Ok(())
+        let timeout = Duration::from_secs(20);
+        let deadline = Instant::now() + timeout;
+        loop {
+            if client.info(&api).await.is_ok() {
+                return Ok(());
+            }
+            let member = self.member_mut(id)?;
+            let exited = member
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten());
+            if let Some(status) = exited {
+                member.child = None;
+                bail!(
+                    "master {id} exited ({status}) before answering on {api}; its log:\n{}",
+                    tail(&log)
+                );
+            }
+            if Instant::now() >= deadline {
+                bail!(
+                    "timed out after {timeout:?} waiting for master {id} to answer on {api}; \
+                     its log:\n{}",
+                    tail(&log)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(POLL_MS)).await;
+        }
     }
 
     /// Launches `sluice master` with member `id`'s addresses and data dir,
