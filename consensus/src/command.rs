@@ -122,6 +122,17 @@ pub enum Command {
         #[serde(default)]
         now_ms: u64,
     },
+    /// A stream job's current run triggered checkpoint `id` at `triggered_ms` (Unix ms, the
+    /// agent's clock): it is in progress until it completes or fails. Refused for another
+    /// run, a job not running, or an id not above the last completed or failed one.
+    CheckpointTriggered {
+        job: JobId,
+        attempt: u64,
+        id: u64,
+        triggered_ms: u64,
+        #[serde(default)]
+        now_ms: u64,
+    },
 }
 
 impl Command {
@@ -138,7 +149,8 @@ impl Command {
             | Command::PreemptJob { now_ms, .. }
             | Command::UpdateTask { now_ms, .. }
             | Command::CheckpointCompleted { now_ms, .. }
-            | Command::CheckpointFailed { now_ms, .. } => *now_ms = now,
+            | Command::CheckpointFailed { now_ms, .. }
+            | Command::CheckpointTriggered { now_ms, .. } => *now_ms = now,
             Command::RegisterAgent(_)
             | Command::UndrainAgent { .. }
             | Command::RemoveAgent { .. }

@@ -1,4 +1,4 @@
-//! Checkpoints in one process: sources resume at their positions, a job stopped between or in
+//! Checkpoints in one process and split across two: sources resume at their positions, a job stopped between or in
 //! the middle of checkpoints resumes from its latest completed one, and its file output is
 //! exactly-once: every key's running count is 1..n with no gap and no duplicate.
 #![allow(clippy::disallowed_methods)] // the tests run jobs on helper threads
@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use sluice_engine::record::{Batch, DataType, Schema, SchemaRef};
-use sluice_engine::runtime::run_plan_with;
+use sluice_engine::runtime::{run_plan_remote_with, run_plan_with, RemoteExchangeConfig};
 use sluice_engine::source::{DeadLetters, FileSource, Format, Source, SourceStatus};
 use sluice_engine::spec::load_spec;
 use sluice_engine::{EngineError, JobControl};
@@ -128,18 +128,7 @@ fn a_stopped_job_resumes_from_its_last_checkpoint_with_exactly_once_output() {
         let stopper = control.clone();
         let text = job.clone();
         let running = std::thread::spawn(move || run(&text, &control));
-        // Two more checkpoints than before, so the stop falls after (or in) a later one.
-        let want = completed_ids(dir.path()).last().copied().unwrap_or(0) + 2;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while completed_ids(dir.path()).last().copied().unwrap_or(0) < want
-            && !running.is_finished()
-        {
-            assert!(
-                Instant::now() < deadline,
-                "round {round}: no checkpoint completed"
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        wait_two_more_checkpoints(dir.path(), round, || running.is_finished());
         stopper.cancel();
         match running.join().unwrap() {
             Err(EngineError::Cancelled) => {}
@@ -158,6 +147,93 @@ fn a_stopped_job_resumes_from_its_last_checkpoint_with_exactly_once_output() {
         .filter(|n| n.contains(".pending-") || n.contains(".inprogress"))
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+/// Waits until two more checkpoints than now completed (so a stop falls after, or in, a later
+/// one), or `finished()`.
+fn wait_two_more_checkpoints(dir: &Path, round: usize, finished: impl Fn() -> bool) {
+    let want = completed_ids(dir).last().copied().unwrap_or(0) + 2;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while completed_ids(dir).last().copied().unwrap_or(0) < want && !finished() {
+        assert!(
+            Instant::now() < deadline,
+            "round {round}: no checkpoint completed"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Runs `text` split in two processes' worth of runtimes, shard 0 in one (the checkpoint
+/// lead) and shard 1 in the other, connected over loopback TCP; returns their threads.
+fn run_split(text: &str, controls: [&JobControl; 2]) -> Vec<std::thread::JoinHandle<JobResult>> {
+    let listeners = [0, 1].map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap());
+    let addrs = listeners.each_ref().map(|l| l.local_addr().unwrap());
+    let mut workers = Vec::new();
+    for (i, listener) in listeners.into_iter().enumerate() {
+        let config = RemoteExchangeConfig {
+            local_shards: i as u32..i as u32 + 1,
+            peers: vec![(1 - i as u32..2 - i as u32, addrs[1 - i])],
+            listen: addrs[i],
+            connect_timeout: Duration::from_secs(20),
+        };
+        let (text, control) = (text.to_owned(), controls[i].clone());
+        workers.push(std::thread::spawn(move || {
+            run_plan_remote_with(load_spec(&text)?, config, Some(listener), &control)
+        }));
+    }
+    workers
+}
+
+type JobResult = Result<sluice_engine::JobReport, EngineError>;
+
+/// A job split across two processes checkpoints in both (each stores its own shard's state,
+/// the one with shard 0 completes the checkpoint); stopped three times, it resumes each time
+/// in both from the latest completed checkpoint, and its output is exactly-once.
+#[test]
+fn a_job_split_across_processes_checkpoints_and_resumes_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = 60_000;
+    let job = counting_job(dir.path(), 50, events, 40_000);
+    for round in 1..=3 {
+        let controls = [JobControl::new(), JobControl::new()];
+        let workers = run_split(&job, [&controls[0], &controls[1]]);
+        wait_two_more_checkpoints(dir.path(), round, || {
+            workers.iter().any(|w| w.is_finished())
+        });
+        for c in &controls {
+            c.cancel();
+        }
+        for (i, w) in workers.into_iter().enumerate() {
+            match w.join().unwrap() {
+                Err(EngineError::Cancelled) => {}
+                Ok(r) => panic!("round {round}: worker {i} ended before the stop: {r:?}"),
+                Err(e) => panic!("round {round}: worker {i}: {e}"),
+            }
+        }
+    }
+    // Every completed checkpoint names both shards' states, each stored by its own worker.
+    let last = *completed_ids(dir.path()).last().unwrap();
+    let chk = dir
+        .path()
+        .join(format!("checkpoints/per-key-count/chk-{last:020}"));
+    assert!(chk.join("shard-0").exists() && chk.join("shard-1").exists());
+    let controls = [JobControl::new(), JobControl::new()];
+    let reports: Vec<_> = run_split(&job, [&controls[0], &controls[1]])
+        .into_iter()
+        .map(|w| w.join().unwrap().unwrap())
+        .collect();
+    for (i, r) in reports.iter().enumerate() {
+        assert!(
+            r.checkpoints.restored_from.is_some(),
+            "worker {i} started afresh: {r:?}"
+        );
+    }
+    assert_eq!(
+        reports[0].checkpoints.restored_from,
+        reports[1].checkpoints.restored_from
+    );
+    assert!(reports[0].checkpoints.completed > 0, "{:?}", reports[0]);
+    assert_exactly_once(dir.path(), events);
 }
 
 /// Checks that every key's running count is 1..n and that all bids of `events` are counted.

@@ -423,9 +423,10 @@ pub enum JobCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
-    /// A stream job's completed checkpoints (as committed through the masters):
-    /// id, trigger time, duration, size, per-shard alignment; and the one its
-    /// current run resumed from.
+    /// A stream job's checkpoints as the masters record them: the completed ones
+    /// kept, the one in progress and the latest failed ones, with id, trigger
+    /// time, duration, size and per-shard alignment; and the one its current run
+    /// resumed from.
     Checkpoints {
         id: u64,
         #[command(flatten)]

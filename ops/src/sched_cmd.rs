@@ -479,9 +479,10 @@ pub async fn job(cmd: JobCommand) -> Result<()> {
                 job: job.id,
                 attempt: job.attempt,
                 restored_from: job.restore_from,
+                in_progress: job.checkpoint_in_progress.clone(),
                 completed: job.checkpoints.clone(),
                 failed: job.checkpoints_failed,
-                last_failure: job.last_checkpoint_failure.clone(),
+                failures: job.failed_checkpoints.clone(),
             };
             emit(args.output, &view, print_checkpoints)
         }
@@ -502,11 +503,13 @@ struct CheckpointsView {
     job: u64,
     attempt: u64,
     restored_from: Option<u64>,
+    /// The checkpoint being taken, if any.
+    in_progress: Option<sluice_consensus::state::CheckpointStarted>,
     completed: Vec<sluice_consensus::state::CheckpointInfo>,
     /// Failed checkpoints of the job's runs.
     failed: u64,
-    /// The latest failure: checkpoint id, when (Unix ms), why.
-    last_failure: Option<(u64, u64, String)>,
+    /// The latest failed ones, oldest first.
+    failures: Vec<sluice_consensus::state::CheckpointFailure>,
 }
 
 fn print_checkpoints(v: &CheckpointsView) {
@@ -517,38 +520,86 @@ fn print_checkpoints(v: &CheckpointsView) {
         ),
         None => println!("job {}: run {} started afresh", v.job, v.attempt),
     }
-    if let Some((id, at, why)) = &v.last_failure {
-        println!(
-            "{} failed; the latest, checkpoint {id} at {}: {}",
-            v.failed,
-            format_unix_ms(*at),
-            sluice_consensus::text::escape_controls(why)
-        );
-    }
-    if v.completed.is_empty() {
-        println!("no completed checkpoint");
+    println!(
+        "completed (kept): {}, in progress: {}, failed: {}",
+        v.completed.len(),
+        u8::from(v.in_progress.is_some()),
+        v.failed
+    );
+    if v.completed.is_empty() && v.in_progress.is_none() && v.failures.is_empty() {
         return;
     }
+    // One row per checkpoint, by id: (id, status, triggered, duration, size, alignment).
+    let mut rows: Vec<(u64, [String; 6])> = Vec::new();
+    for c in &v.completed {
+        let alignment = c.alignment_us.iter().copied().max().unwrap_or(0);
+        rows.push((
+            c.id,
+            [
+                c.id.to_string(),
+                "completed".into(),
+                format_unix_ms(c.triggered_ms),
+                format_duration_ms(c.duration_ms),
+                c.bytes.to_string(),
+                format!("{:.3} ms", alignment as f64 / 1000.0),
+            ],
+        ));
+    }
+    if let Some(p) = &v.in_progress {
+        let so_far = now_ms().saturating_sub(p.triggered_ms);
+        rows.push((
+            p.id,
+            [
+                p.id.to_string(),
+                "in progress".into(),
+                format_unix_ms(p.triggered_ms),
+                format!("{} so far", format_duration_ms(so_far)),
+                "-".into(),
+                "-".into(),
+            ],
+        ));
+    }
+    for f in &v.failures {
+        let (triggered, duration) = match f.triggered_ms {
+            Some(t) => (
+                format_unix_ms(t),
+                format_duration_ms(f.failed_ms.saturating_sub(t)),
+            ),
+            None => ("-".into(), "-".into()),
+        };
+        let why = sluice_consensus::text::escape_controls(&f.reason);
+        rows.push((
+            f.id,
+            [
+                f.id.to_string(),
+                format!("failed: {why}"),
+                triggered,
+                duration,
+                "-".into(),
+                "-".into(),
+            ],
+        ));
+    }
+    rows.sort_by_key(|(id, _)| *id);
     let mut t = table(&[
         "id",
+        "status",
         "triggered",
         "duration",
         "size",
         "alignment per shard (max)",
     ]);
-    for c in &v.completed {
-        t.add_row(vec![
-            c.id.to_string(),
-            format_unix_ms(c.triggered_ms),
-            format_duration_ms(c.duration_ms),
-            c.bytes.to_string(),
-            format!(
-                "{:.3} ms",
-                c.alignment_us.iter().copied().max().unwrap_or(0) as f64 / 1000.0
-            ),
-        ]);
+    for (_, row) in rows {
+        t.add_row(row.to_vec());
     }
     println!("{t}");
+}
+
+/// The time now in Unix ms.
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// A Unix time in ms as UTC `YYYY-MM-DD HH:MM:SS.mmm`.

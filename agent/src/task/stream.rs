@@ -147,9 +147,34 @@ impl CheckpointLink {
                 tracing::debug!(job, checkpoint = id, "could not report a failed checkpoint");
             }
         };
+        let (client, runtime) = (self.client.clone(), self.runtime.clone());
+        let triggered = move |id: u64, triggered_ms: i64| {
+            let command = Command::CheckpointTriggered {
+                job,
+                attempt,
+                id,
+                triggered_ms: triggered_ms.max(0) as u64,
+                now_ms: 0,
+            };
+            let client = client.clone();
+            // Not waited for: the checkpoint goes on while the masters commit its start. A
+            // report that loses the race with the checkpoint's end is refused, harmlessly.
+            runtime.spawn(async move {
+                let written =
+                    tokio::time::timeout(CHECKPOINT_COMMIT_TIMEOUT, client.write(&command)).await;
+                if !matches!(written, Ok(Ok(_))) {
+                    tracing::debug!(
+                        job,
+                        checkpoint = id,
+                        "could not report a checkpoint's start"
+                    );
+                }
+            });
+        };
         CheckpointHooks {
             complete: Box::new(complete),
             failed: Box::new(failed),
+            triggered: Box::new(triggered),
             restore_from: self.restore_from,
             last_completed: self.last_completed,
             prefix: format!("job-{job}"),

@@ -115,6 +115,31 @@ pub struct CheckpointInfo {
 /// Longest checkpoint failure reason kept.
 pub const CHECKPOINT_FAILURE_BYTES_MAX: usize = 1024;
 
+/// Failed checkpoints kept per job.
+pub const JOB_CHECKPOINT_FAILURES_KEPT: usize = 10;
+
+/// A checkpoint being taken, as its run's agent reported the trigger.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckpointStarted {
+    /// The checkpoint's id.
+    pub id: u64,
+    /// When it was triggered (Unix ms, the agent's clock).
+    pub triggered_ms: u64,
+}
+
+/// A failed checkpoint of a stream job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckpointFailure {
+    /// The checkpoint's id.
+    pub id: u64,
+    /// When it was triggered (Unix ms, the agent's clock), if its trigger was reported.
+    pub triggered_ms: Option<u64>,
+    /// When the failure was committed (the leader's clock).
+    pub failed_ms: u64,
+    /// Why it failed.
+    pub reason: String,
+}
+
 impl ClusterState {
     /// Stream job `id`, if `attempt` is its current run (what checkpoint reports come from).
     fn stream_run(&self, id: JobId, attempt: u64) -> Result<&Job, CommandError> {
@@ -193,6 +218,13 @@ impl ClusterState {
         let mut recorded = checkpoint.clone();
         recorded.completed_ms = now_ms;
         job.checkpoints.push(recorded);
+        if job
+            .checkpoint_in_progress
+            .as_ref()
+            .is_some_and(|p| p.id <= checkpoint.id)
+        {
+            job.checkpoint_in_progress = None;
+        }
         Ok(CommandOutput::CheckpointRecorded {
             job: id,
             id: checkpoint.id,
@@ -214,7 +246,60 @@ impl ClusterState {
             return Err(CommandError::internal(format!("job {id} vanished")));
         };
         job.checkpoints_failed = job.checkpoints_failed.saturating_add(1);
-        job.last_checkpoint_failure = Some((checkpoint, now_ms, reason));
+        let started = job.checkpoint_in_progress.take_if(|p| p.id <= checkpoint);
+        if job.failed_checkpoints.len() >= JOB_CHECKPOINT_FAILURES_KEPT {
+            job.failed_checkpoints.remove(0);
+        }
+        job.failed_checkpoints.push(CheckpointFailure {
+            id: checkpoint,
+            triggered_ms: started
+                .filter(|p| p.id == checkpoint)
+                .map(|p| p.triggered_ms),
+            failed_ms: now_ms,
+            reason,
+        });
+        Ok(CommandOutput::CheckpointRecorded {
+            job: id,
+            id: checkpoint,
+        })
+    }
+
+    /// Records the checkpoint a running stream job's current run is taking.
+    pub(super) fn checkpoint_triggered(
+        &mut self,
+        _now_ms: u64,
+        id: JobId,
+        attempt: u64,
+        checkpoint: u64,
+        triggered_ms: u64,
+    ) -> Result<CommandOutput, CommandError> {
+        let job = self.stream_run(id, attempt)?;
+        if job.state != JobState::Running {
+            return Err(CommandError::invalid(
+                "job",
+                format!("job {id} is {:?}, not running", job.state),
+            ));
+        }
+        // A report that arrives after its checkpoint ended (the reports travel apart) is
+        // refused: the checkpoint is not in progress any more.
+        let ended = job
+            .checkpoints
+            .last()
+            .map(|c| c.id)
+            .max(job.failed_checkpoints.last().map(|f| f.id));
+        if let Some(ended) = ended.filter(|e| checkpoint <= *e) {
+            return Err(CommandError::invalid(
+                "checkpoint",
+                format!("checkpoint {checkpoint} is not above the last ended one, {ended}"),
+            ));
+        }
+        let Some(job) = self.jobs.get_mut(&id) else {
+            return Err(CommandError::internal(format!("job {id} vanished")));
+        };
+        job.checkpoint_in_progress = Some(CheckpointStarted {
+            id: checkpoint,
+            triggered_ms,
+        });
         Ok(CommandOutput::CheckpointRecorded {
             job: id,
             id: checkpoint,

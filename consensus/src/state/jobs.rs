@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use super::checkpoints::{CheckpointInfo, RestartPolicy};
+use super::checkpoints::{CheckpointFailure, CheckpointInfo, CheckpointStarted, RestartPolicy};
 
 use super::{AgentId, ClusterState, Resources};
 use crate::command::{CommandError, CommandOutput};
@@ -460,9 +460,13 @@ pub struct Job {
     /// Checkpoints of its runs that failed.
     #[serde(default)]
     pub checkpoints_failed: u64,
-    /// The latest failure: checkpoint id, when (the leader's clock), why.
+    /// The latest failed checkpoints, oldest first (at most
+    /// [`JOB_CHECKPOINT_FAILURES_KEPT`](super::checkpoints::JOB_CHECKPOINT_FAILURES_KEPT)).
     #[serde(default)]
-    pub last_checkpoint_failure: Option<(u64, u64, String)>,
+    pub failed_checkpoints: Vec<CheckpointFailure>,
+    /// The checkpoint of the current run being taken, if its agent reported one triggered.
+    #[serde(default)]
+    pub checkpoint_in_progress: Option<CheckpointStarted>,
 }
 
 impl Job {
@@ -546,7 +550,8 @@ impl ClusterState {
             restarts: 0,
             not_before_ms: None,
             checkpoints_failed: 0,
-            last_checkpoint_failure: None,
+            failed_checkpoints: Vec::new(),
+            checkpoint_in_progress: None,
         };
         job.record(index, now_ms, "submitted");
         self.jobs.insert(id, job);

@@ -18,7 +18,8 @@ use serde::{Deserialize, Serialize};
 
 pub use agents::{Agent, AgentId, AgentSpec, AgentState, Drain, AGENTS_MAX, CORES_PER_AGENT_MAX};
 pub use checkpoints::{
-    CheckpointInfo, RestartPolicy, CHECKPOINT_FAILURE_BYTES_MAX, JOB_CHECKPOINTS_KEPT,
+    CheckpointFailure, CheckpointInfo, CheckpointStarted, RestartPolicy,
+    CHECKPOINT_FAILURE_BYTES_MAX, JOB_CHECKPOINTS_KEPT, JOB_CHECKPOINT_FAILURES_KEPT,
     RESTART_ATTEMPTS_MAX, RESTART_DELAY_MAX_MS,
 };
 pub use jobs::Grant;
@@ -119,6 +120,13 @@ impl ClusterState {
                 reason,
                 now_ms,
             } => self.checkpoint_failed(*now_ms, *job, *attempt, *id, reason)?,
+            Command::CheckpointTriggered {
+                job,
+                attempt,
+                id,
+                triggered_ms,
+                now_ms,
+            } => self.checkpoint_triggered(*now_ms, *job, *attempt, *id, *triggered_ms)?,
         };
         self.last_change_index = index;
         Ok(output)

@@ -292,6 +292,8 @@ impl ClusterState {
         job.version += 1;
         job.attempt += 1;
         job.restore_from = job.checkpoints.last().map(|c| c.id);
+        // A checkpoint the old run was taking never completes.
+        job.checkpoint_in_progress = None;
         job.reason = None;
         if job.started_ms.is_none() {
             job.started_ms = Some(now_ms);

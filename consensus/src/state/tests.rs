@@ -377,13 +377,109 @@ fn checkpoint_completion_is_checked_against_the_run() {
         .unwrap();
     let job = &state.jobs[&0];
     assert_eq!(job.checkpoints_failed, 2);
-    let (id, at, why) = job.last_checkpoint_failure.clone().unwrap();
-    assert_eq!((id, at), (5, 60));
+    let last = job.failed_checkpoints.last().unwrap();
+    assert_eq!((last.id, last.failed_ms, last.triggered_ms), (5, 60, None));
     assert!(
-        why.len() <= CHECKPOINT_FAILURE_BYTES_MAX + 64,
+        last.reason.len() <= CHECKPOINT_FAILURE_BYTES_MAX + 64,
         "{}",
-        why.len()
+        last.reason.len()
     );
+}
+
+/// A triggered checkpoint is in progress until it completes or fails, or the job is placed
+/// again; a trigger reported after its checkpoint ended, or from another run, is refused.
+#[test]
+fn checkpoints_in_progress_are_tracked_from_trigger_to_end() {
+    let mut state = one_running_job();
+    state.jobs.get_mut(&0).unwrap().spec.kind = JobKind::Stream {
+        spec_toml: "x".into(),
+        parallelism: 1,
+        memory_per_shard_bytes: 1 << 30,
+    };
+    let attempt = state.jobs[&0].attempt;
+    let triggered = |attempt, id| Command::CheckpointTriggered {
+        job: 0,
+        attempt,
+        id,
+        triggered_ms: 1000 + id,
+        now_ms: 0,
+    };
+    let completed = |id| Command::CheckpointCompleted {
+        job: 0,
+        attempt,
+        checkpoint: CheckpointInfo {
+            id,
+            handles: vec![format!("job-0/chk-{id}/shard-0")],
+            triggered_ms: 1000 + id,
+            duration_ms: 1,
+            bytes: 10,
+            alignment_us: vec![0],
+            completed_ms: 0,
+        },
+        now_ms: 50,
+    };
+    let failed = |id| Command::CheckpointFailed {
+        job: 0,
+        attempt,
+        id,
+        reason: "timed out".into(),
+        now_ms: 70,
+    };
+    let in_progress = |state: &ClusterState| state.jobs[&0].checkpoint_in_progress.clone();
+    let before = state.clone();
+    let err = state
+        .apply_command(7, &triggered(attempt + 1, 1))
+        .unwrap_err();
+    assert!(matches!(err, CommandError::StaleRun { .. }), "{err}");
+    assert_eq!(state, before);
+
+    state.apply_command(7, &triggered(attempt, 1)).unwrap();
+    let started = in_progress(&state).unwrap();
+    assert_eq!((started.id, started.triggered_ms), (1, 1001));
+    state.apply_command(8, &completed(1)).unwrap();
+    assert_eq!(in_progress(&state), None, "completed");
+    let err = state.apply_command(9, &triggered(attempt, 1)).unwrap_err();
+    assert!(
+        err.to_string().contains("not above the last ended one, 1"),
+        "{err}"
+    );
+
+    state.apply_command(9, &triggered(attempt, 2)).unwrap();
+    state.apply_command(10, &failed(2)).unwrap();
+    assert_eq!(in_progress(&state), None, "failed");
+    let failure = state.jobs[&0].failed_checkpoints.last().unwrap().clone();
+    assert_eq!(
+        (failure.id, failure.triggered_ms, failure.failed_ms),
+        (2, Some(1002), 70)
+    );
+    assert!(state.apply_command(11, &triggered(attempt, 2)).is_err());
+
+    // Failures are kept up to a bound, oldest dropped first.
+    for id in 3..3 + JOB_CHECKPOINT_FAILURES_KEPT as u64 {
+        state.apply_command(12, &triggered(attempt, id)).unwrap();
+        state.apply_command(12, &failed(id)).unwrap();
+    }
+    let kept = &state.jobs[&0].failed_checkpoints;
+    assert_eq!(kept.len(), JOB_CHECKPOINT_FAILURES_KEPT);
+    assert_eq!(kept[0].id, 3);
+
+    // A new placement of the job ends the old run's checkpoint.
+    state.apply_command(13, &triggered(attempt, 100)).unwrap();
+    assert!(in_progress(&state).is_some());
+    state.jobs.get_mut(&0).unwrap().spec.restart = RestartPolicy::FixedDelay {
+        attempts: 1,
+        delay_ms: 0,
+    };
+    fail_task(&mut state, 14, 200);
+    assert!(
+        in_progress(&state).is_some(),
+        "still the old run's until placed"
+    );
+    for (i, command) in placements(&state, 200).iter().enumerate() {
+        state.apply_command(15 + i as u64, command).unwrap();
+    }
+    assert_eq!(state.jobs[&0].attempt, attempt + 1);
+    assert_eq!(in_progress(&state), None);
 }
 
 /// Apply relies on derived counters (an agent's used cores, memory and

@@ -82,7 +82,89 @@ pub struct StagePart {
     pub pause: Duration,
 }
 
-/// What a shard tells the coordinator.
+/// What the coordinators of one job's processes tell each other over the exchange
+/// connections. The process running shard 0 leads: it triggers every checkpoint in all
+/// processes, gathers what each process stored, completes the checkpoint through the
+/// masters and tells the others to publish; the others follow.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CheckpointMessage {
+    /// Lead to follower: take checkpoint `id`.
+    Trigger {
+        /// The checkpoint.
+        id: u64,
+    },
+    /// Follower to lead: shard `shard` stored its state for checkpoint `id` at `path`.
+    Stored {
+        /// The checkpoint.
+        id: u64,
+        /// The shard (one of the follower's).
+        shard: u32,
+        /// Where its state is in the job's checkpoint storage.
+        path: String,
+        /// Bytes stored.
+        bytes: u64,
+        /// The shard's longest alignment, in µs.
+        alignment_us: u64,
+        /// The shard's pause to freeze its state, in µs.
+        pause_us: u64,
+    },
+    /// Follower to lead: shard `shard` cannot take checkpoint `id`.
+    Declined {
+        /// The checkpoint.
+        id: u64,
+        /// The shard.
+        shard: u32,
+        /// Why.
+        reason: String,
+        /// Its sources ended: it takes no checkpoint any more.
+        finished: bool,
+    },
+    /// Lead to follower: checkpoint `id` is complete; sinks may publish what it covers.
+    Complete {
+        /// The checkpoint.
+        id: u64,
+    },
+}
+
+/// The longest path or reason a [`CheckpointMessage`] may carry, in bytes.
+pub const CHECKPOINT_MESSAGE_TEXT_MAX: usize = 4096;
+
+/// `text` cut to at most [`CHECKPOINT_MESSAGE_TEXT_MAX`] bytes, at a character boundary.
+pub fn bounded_text(text: &str) -> String {
+    let mut end = text.len().min(CHECKPOINT_MESSAGE_TEXT_MAX);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_owned()
+}
+
+impl CheckpointMessage {
+    /// The shard a follower's message is about (`None` for the lead's).
+    pub fn shard(&self) -> Option<u32> {
+        match self {
+            Self::Stored { shard, .. } | Self::Declined { shard, .. } => Some(*shard),
+            Self::Trigger { .. } | Self::Complete { .. } => None,
+        }
+    }
+
+    /// Checks what a peer sent: bounded texts.
+    pub fn check(&self) -> Result<(), String> {
+        let text = match self {
+            Self::Stored { path, .. } => path,
+            Self::Declined { reason, .. } => reason,
+            Self::Trigger { .. } | Self::Complete { .. } => return Ok(()),
+        };
+        if text.len() > CHECKPOINT_MESSAGE_TEXT_MAX {
+            return Err(format!(
+                "a checkpoint message text of {} bytes (the limit is {CHECKPOINT_MESSAGE_TEXT_MAX})",
+                text.len()
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// What a shard (or a peer process's coordinator) tells the coordinator.
 pub enum ShardEvent {
     /// Every stage of the shard passed barrier `id`; here is its state.
     Taken(ShardCheckpoint),
@@ -97,6 +179,8 @@ pub enum ShardEvent {
         /// Its sources ended: it will take no checkpoint any more.
         finished: bool,
     },
+    /// A peer process's coordinator said this.
+    Peer(CheckpointMessage),
 }
 
 /// One shard's part of a checkpoint.

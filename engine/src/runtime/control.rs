@@ -35,6 +35,10 @@ pub type Completer = Box<
 /// Reports a failed checkpoint (its id and why) elsewhere, best effort.
 pub type FailureReporter = Box<dyn Fn(u64, &str) + Send + Sync>;
 
+/// Reports a triggered checkpoint (its id and trigger time, Unix ms) elsewhere, best effort;
+/// must not block (the coordinator calls it between the trigger and the shards' parts).
+pub type TriggerReporter = Box<dyn Fn(u64, i64) + Send + Sync>;
+
 /// Checkpoints of a job whose completions are decided elsewhere (by the masters, through
 /// Raft), not by the store's `_metadata` alone.
 pub struct CheckpointHooks {
@@ -42,6 +46,8 @@ pub struct CheckpointHooks {
     pub complete: Completer,
     /// Reports a failed checkpoint (id and why), best effort.
     pub failed: FailureReporter,
+    /// Reports a triggered checkpoint (in progress until it completes or fails).
+    pub triggered: TriggerReporter,
     /// The checkpoint this run resumes from, as decided with its placement; `None` starts
     /// afresh whatever the store holds.
     pub restore_from: Option<u64>,

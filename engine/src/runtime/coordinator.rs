@@ -17,16 +17,19 @@
 //! a run starts numbering after the largest id in the store.
 
 use std::collections::BTreeSet;
+use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use serde::{Deserialize, Serialize};
 use sluice_storage::blob::{seal, unseal, BlobStore, SharedBlobStore};
 
 use crate::error::EngineError;
-use crate::runtime::checkpoint::{CheckpointControl, ShardCheckpoint, ShardEvent, ShardState};
+use crate::runtime::checkpoint::{
+    bounded_text, CheckpointControl, CheckpointMessage, ShardCheckpoint, ShardEvent, ShardState,
+};
 
 /// Format version of the checkpoint metadata.
 pub const METADATA_FORMAT: u32 = 1;
@@ -324,7 +327,39 @@ pub fn find_exact_checkpoint(
     })
 }
 
+/// The link to the coordinator of another process running shards of the same job, over
+/// the exchange connection to it.
+pub struct PeerLink {
+    /// The shards it runs.
+    pub shards: Range<usize>,
+    /// Messages for it (its connection's writer sends them).
+    pub tx: Sender<CheckpointMessage>,
+    /// That writer, woken for each message.
+    pub writer: std::thread::Thread,
+}
+
+impl PeerLink {
+    fn send(&self, message: CheckpointMessage) {
+        // A peer whose connection is gone fails the job on its own.
+        let _ = self.tx.send(message);
+        self.writer.unpark();
+    }
+}
+
+/// A stored shard, as the lead gathers them: its handle, alignment and pause.
+struct Stored {
+    handle: ShardHandle,
+    alignment: Duration,
+    pause: Duration,
+}
+
 /// The coordinator's thread state.
+///
+/// A job run by one process has one coordinator, which does everything. A job split across
+/// processes has one per process: the one running shard 0 leads (triggers every checkpoint
+/// in every process through [`CheckpointMessage::Trigger`], gathers what each stored, completes
+/// the checkpoint and tells the others through [`CheckpointMessage::Complete`]); the others
+/// follow (store their own shards' state and report it with [`CheckpointMessage::Stored`]).
 pub struct Coordinator {
     /// Settings.
     pub settings: CheckpointSettings,
@@ -332,11 +367,15 @@ pub struct Coordinator {
     pub job: String,
     /// Shards of the job.
     pub shards: usize,
+    /// The shards this process runs.
+    pub local: Range<usize>,
+    /// The coordinators of the processes running the other shards.
+    pub peers: Vec<PeerLink>,
     /// Key groups of the job.
     pub key_groups: usize,
     /// Shared with the shards.
     pub control: Arc<CheckpointControl>,
-    /// From the shards.
+    /// From the shards (and the peers' coordinators).
     pub events: Receiver<ShardEvent>,
     /// The first id to use.
     pub next_id: u64,
@@ -352,12 +391,25 @@ pub struct Coordinator {
 
 impl Coordinator {
     /// Runs until the job ends; returns the report, or the error that failed the job.
-    pub fn run(mut self) -> (CheckpointReport, Option<EngineError>) {
+    pub fn run(self) -> (CheckpointReport, Option<EngineError>) {
+        if self.local.start == 0 {
+            self.lead()
+        } else {
+            self.follow()
+        }
+    }
+
+    fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Acquire) || self.abort.load(Ordering::Relaxed)
+    }
+
+    /// Triggers checkpoints on the interval and completes them.
+    fn lead(mut self) -> (CheckpointReport, Option<EngineError>) {
         let mut consecutive_failures = 0u32;
         let mut next_trigger = Instant::now() + self.settings.interval;
         let mut finished = false;
         loop {
-            if self.stop.load(Ordering::Acquire) || self.abort.load(Ordering::Relaxed) {
+            if self.stopping() {
                 break;
             }
             // Between checkpoints: drain stale events, wait for the next trigger.
@@ -367,7 +419,10 @@ impl Coordinator {
                     .saturating_duration_since(now)
                     .min(Duration::from_millis(50));
                 match self.events.recv_timeout(wait) {
-                    Ok(ShardEvent::Declined { finished: true, .. }) => finished = true,
+                    Ok(
+                        ShardEvent::Declined { finished: true, .. }
+                        | ShardEvent::Peer(CheckpointMessage::Declined { finished: true, .. }),
+                    ) => finished = true,
                     Ok(_) | Err(RecvTimeoutError::Timeout) => {}
                     Err(RecvTimeoutError::Disconnected) => break,
                 }
@@ -422,6 +477,117 @@ impl Coordinator {
         (self.report, None)
     }
 
+    /// Takes the checkpoints the lead triggers: stores this process's shards' state and
+    /// reports it to the lead; publishes what the lead completes.
+    fn follow(mut self) -> (CheckpointReport, Option<EngineError>) {
+        let Some(lead) = self.peers.iter().position(|p| p.shards.contains(&0)) else {
+            return (
+                self.report,
+                Some(EngineError::Checkpoint(
+                    "no peer runs shard 0, whose process leads the checkpoints".into(),
+                )),
+            );
+        };
+        // The checkpoint being taken: its id, when it was triggered, and the local parts.
+        let mut current: Option<(u64, Instant, Vec<ShardCheckpoint>)> = None;
+        loop {
+            if self.stopping() {
+                break;
+            }
+            if current
+                .as_ref()
+                .is_some_and(|(_, at, _)| at.elapsed() > self.settings.timeout)
+            {
+                // The lead fails it on its own timeout.
+                current = None;
+            }
+            let event = match self.events.recv_timeout(Duration::from_millis(50)) {
+                Ok(e) => e,
+                Err(RecvTimeoutError::Timeout) => continue,
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
+            match event {
+                ShardEvent::Peer(CheckpointMessage::Trigger { id }) => {
+                    if id > self.control.requested() {
+                        self.control.trigger(id);
+                        current = Some((id, Instant::now(), Vec::new()));
+                    }
+                }
+                ShardEvent::Peer(CheckpointMessage::Complete { id }) => {
+                    if id > self.control.completed() {
+                        self.control.complete(id);
+                        self.report.completed += 1;
+                    }
+                }
+                ShardEvent::Peer(other) => {
+                    tracing::debug!(job = %self.job, message = ?other, "a follower ignores it");
+                }
+                ShardEvent::Taken(part) => {
+                    let Some((id, _, parts)) = current.as_mut() else {
+                        continue;
+                    };
+                    if part.id != *id || !self.local.contains(&part.shard) {
+                        continue;
+                    }
+                    if parts.iter().all(|p| p.shard != part.shard) {
+                        parts.push(part);
+                    }
+                    if parts.len() < self.local.len() {
+                        continue;
+                    }
+                    let Some((id, _, parts)) = current.take() else {
+                        continue;
+                    };
+                    self.report_stored(lead, id, &parts);
+                }
+                ShardEvent::Declined {
+                    id,
+                    shard,
+                    reason,
+                    finished,
+                } => {
+                    if current.as_ref().is_some_and(|(c, _, _)| *c == id) {
+                        current = None;
+                    }
+                    self.peers[lead].send(CheckpointMessage::Declined {
+                        id,
+                        shard: shard as u32,
+                        reason: bounded_text(&reason),
+                        finished,
+                    });
+                }
+            }
+        }
+        (self.report, None)
+    }
+
+    /// Stores this follower's shards' parts of checkpoint `id` and tells the lead.
+    fn report_stored(&mut self, lead: usize, id: u64, parts: &[ShardCheckpoint]) {
+        let dir = chk_dir(&self.settings.prefix, id);
+        for part in parts {
+            let message = match self.store_part(&dir, part) {
+                Ok(handle) => CheckpointMessage::Stored {
+                    id,
+                    shard: part.shard as u32,
+                    path: handle.path,
+                    bytes: handle.bytes,
+                    alignment_us: part.alignment().as_micros() as u64,
+                    pause_us: part.pause().as_micros() as u64,
+                },
+                Err(e) => {
+                    self.report.failed += 1;
+                    CheckpointMessage::Declined {
+                        id,
+                        shard: part.shard as u32,
+                        reason: bounded_text(&e.to_string()),
+                        finished: false,
+                    }
+                }
+            };
+            self.peers[lead].send(message);
+        }
+    }
+
     fn push(&mut self, record: CheckpointRecord) {
         if self.report.history.len() == HISTORY_MAX {
             self.report.history.remove(0);
@@ -444,14 +610,23 @@ impl Coordinator {
             pause: Vec::new(),
         };
         self.control.trigger(id);
+        for peer in &self.peers {
+            peer.send(CheckpointMessage::Trigger { id });
+        }
+        if let Some(hooks) = &self.hooks {
+            (hooks.triggered)(id, triggered_at_ms);
+        }
         let deadline = started + self.settings.timeout;
+        // Local shards hand over their parts; the peers' shards report what they stored.
         let mut parts: Vec<Option<ShardCheckpoint>> = (0..self.shards).map(|_| None).collect();
+        let mut stored: Vec<Option<Stored>> = (0..self.shards).map(|_| None).collect();
         let mut got = 0;
         while got < self.shards {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() || self.stop.load(Ordering::Acquire) {
-                let missing: Vec<usize> =
-                    (0..self.shards).filter(|s| parts[*s].is_none()).collect();
+                let missing: Vec<usize> = (0..self.shards)
+                    .filter(|s| parts[*s].is_none() && stored[*s].is_none())
+                    .collect();
                 let why = format!(
                     "timed out after {:?} waiting for shards {missing:?}",
                     self.settings.timeout
@@ -462,13 +637,35 @@ impl Coordinator {
                 .events
                 .recv_timeout(left.min(Duration::from_millis(50)))
             {
-                Ok(ShardEvent::Taken(part)) if part.id == id && part.shard < self.shards => {
+                Ok(ShardEvent::Taken(part))
+                    if part.id == id && self.local.contains(&part.shard) =>
+                {
                     let shard = part.shard;
                     if parts[shard].replace(part).is_none() {
                         got += 1;
                     }
                 }
-                Ok(ShardEvent::Taken(_)) => {}
+                Ok(ShardEvent::Peer(CheckpointMessage::Stored {
+                    id: for_id,
+                    shard,
+                    path,
+                    bytes,
+                    alignment_us,
+                    pause_us,
+                })) if for_id == id && !self.local.contains(&(shard as usize)) => {
+                    let Some(slot) = stored.get_mut(shard as usize) else {
+                        continue;
+                    };
+                    let handle = ShardHandle { shard, path, bytes };
+                    let entry = Stored {
+                        handle,
+                        alignment: Duration::from_micros(alignment_us),
+                        pause: Duration::from_micros(pause_us),
+                    };
+                    if slot.replace(entry).is_none() {
+                        got += 1;
+                    }
+                }
                 Ok(ShardEvent::Declined {
                     id: declined,
                     shard,
@@ -480,24 +677,38 @@ impl Coordinator {
                         return Err((failed(why, 0), finished));
                     }
                 }
-                Err(RecvTimeoutError::Timeout) => {}
+                Ok(ShardEvent::Peer(CheckpointMessage::Declined {
+                    id: declined,
+                    shard,
+                    reason,
+                    finished,
+                })) => {
+                    if declined == id || finished {
+                        let why = format!("shard {shard} declined: {reason}");
+                        return Err((failed(why, 0), finished));
+                    }
+                }
+                Ok(_) | Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => {
                     return Err((failed("the shards ended".into(), 0), true));
                 }
             }
         }
         let parts: Vec<ShardCheckpoint> = parts.into_iter().flatten().collect();
-        match self.store(id, &parts, triggered_at_ms, started) {
-            Ok(bytes) => {
+        match self.store(id, &parts, stored, triggered_at_ms, started) {
+            Ok((bytes, entries)) => {
                 self.control.complete(id);
+                for peer in &self.peers {
+                    peer.send(CheckpointMessage::Complete { id });
+                }
                 Ok(CheckpointRecord {
                     id,
                     outcome: CheckpointOutcome::Completed,
                     triggered_at_ms,
                     duration: started.elapsed(),
                     bytes,
-                    alignment: parts.iter().map(ShardCheckpoint::alignment).collect(),
-                    pause: parts.iter().map(ShardCheckpoint::pause).collect(),
+                    alignment: entries.iter().map(|e| e.alignment).collect(),
+                    pause: entries.iter().map(|e| e.pause).collect(),
                 })
             }
             Err(e) => Err((failed(e.to_string(), 0), false)),
@@ -510,45 +721,58 @@ impl Coordinator {
         EngineError::Checkpoint(format!("stopping: {why}"))
     }
 
-    /// Serialises and stores every shard's state, then the metadata; returns bytes stored.
+    /// Makes one shard's sink files durable, serialises its state and stores it in `dir`.
+    fn store_part(&self, dir: &str, part: &ShardCheckpoint) -> Result<ShardHandle, EngineError> {
+        part.sync_files()?;
+        let state = part.to_state(&self.job, self.shards)?;
+        let sealed = seal(&state.encode()?);
+        let path = format!("{dir}/shard-{}", part.shard);
+        self.settings
+            .storage
+            .put(&path, &sealed)
+            .map_err(store_err)?;
+        Ok(ShardHandle {
+            shard: part.shard as u32,
+            path,
+            bytes: sealed.len() as u64,
+        })
+    }
+
+    /// Stores the local shards' states, completes the checkpoint with every shard's (through
+    /// the masters, when hooks are set), then writes the metadata; returns the bytes stored
+    /// and every shard's entry, in shard order.
     fn store(
         &self,
         id: u64,
         parts: &[ShardCheckpoint],
+        remote: Vec<Option<Stored>>,
         triggered_at_ms: i64,
         started: Instant,
-    ) -> Result<u64, EngineError> {
-        let store = &self.settings.storage;
+    ) -> Result<(u64, Vec<Stored>), EngineError> {
         let dir = chk_dir(&self.settings.prefix, id);
-        let mut handles = Vec::with_capacity(parts.len());
-        let mut total = 0u64;
+        let mut entries: Vec<Stored> = remote.into_iter().flatten().collect();
         for part in parts {
-            part.sync_files()?;
-            let state = part.to_state(&self.job, self.shards)?;
-            let sealed = seal(&state.encode()?);
-            let path = format!("{dir}/shard-{}", part.shard);
-            store.put(&path, &sealed).map_err(store_err)?;
-            total += sealed.len() as u64;
-            handles.push(ShardHandle {
-                shard: part.shard as u32,
-                path,
-                bytes: sealed.len() as u64,
+            entries.push(Stored {
+                handle: self.store_part(&dir, part)?,
+                alignment: part.alignment(),
+                pause: part.pause(),
             });
         }
+        entries.sort_by_key(|e| e.handle.shard);
         let meta = CheckpointMetadata {
             format: METADATA_FORMAT,
             job: self.job.clone(),
             id,
             shards: self.shards as u32,
             key_groups: self.key_groups as u32,
-            handles,
+            handles: entries.iter().map(|e| e.handle.clone()).collect(),
             triggered_at_ms,
             duration_us: started.elapsed().as_micros() as u64,
-            alignment_us: parts
+            alignment_us: entries
                 .iter()
-                .map(|p| p.alignment().as_micros() as u64)
+                .map(|e| e.alignment.as_micros() as u64)
                 .collect(),
-            pause_us: parts.iter().map(|p| p.pause().as_micros() as u64).collect(),
+            pause_us: entries.iter().map(|e| e.pause.as_micros() as u64).collect(),
         };
         if let Some(hooks) = &self.hooks {
             // The masters decide: the checkpoint is complete once they committed it.
@@ -565,10 +789,12 @@ impl Coordinator {
         let encoded = postcard::to_stdvec(&meta)
             .map_err(|e| EngineError::Checkpoint(format!("cannot encode metadata: {e}")))?;
         let sealed = seal(&encoded);
-        store
+        self.settings
+            .storage
             .put(&format!("{dir}/_metadata"), &sealed)
             .map_err(store_err)?;
-        Ok(total + sealed.len() as u64)
+        let bytes = entries.iter().map(|e| e.handle.bytes).sum::<u64>() + sealed.len() as u64;
+        Ok((bytes, entries))
     }
 
     /// Deletes checkpoints older than the retained completed ones (and failed ones before

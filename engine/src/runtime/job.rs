@@ -15,10 +15,11 @@ use crate::runtime::checkpoint::{CheckpointControl, ShardEvent};
 use crate::runtime::control::JobControl;
 use crate::runtime::coordinator::{
     find_checkpoint, find_exact_checkpoint, CheckpointReport, CheckpointSettings, Coordinator,
+    PeerLink,
 };
 use crate::runtime::exchange::{local_channel, ExchangeReceiver, ExchangeSender};
 use crate::runtime::remote::frame::Hello;
-use crate::runtime::remote::peer::{start_peer, IoShared, PeerIo, PeerPlan};
+use crate::runtime::remote::peer::{start_peer, IoShared, PeerCheckpoints, PeerIo, PeerPlan};
 use crate::runtime::remote::{connect_peers_cancellable, plan_fingerprint, RemoteExchangeConfig};
 use crate::runtime::shard::{ShardBuilder, ShardCheckpoints, ShardReport};
 use crate::sink::{Collector, COLLECT_CHANNEL_BATCHES_MAX, COLLECT_RECORDS_MAX};
@@ -109,6 +110,8 @@ type ReceiverSlots = Vec<Vec<Vec<Option<Box<dyn ExchangeReceiver>>>>>;
 struct RemoteIo {
     peers: Vec<PeerIo>,
     shared: Arc<IoShared>,
+    /// The checkpoint links to the peers' coordinators (taken by this process's).
+    links: Vec<PeerLink>,
 }
 
 impl RemoteIo {
@@ -141,6 +144,7 @@ fn connect_remote(
     local: &Range<usize>,
     senders: &mut SenderSlots,
     receivers: &mut ReceiverSlots,
+    checkpoint_events: Option<&crossbeam_channel::Sender<ShardEvent>>,
 ) -> Result<RemoteIo, EngineError> {
     let capacity = plan.spec.ring_capacity_batches;
     if capacity > u32::MAX as usize {
@@ -171,8 +175,22 @@ fn connect_remote(
     let mut io = RemoteIo {
         peers: Vec::with_capacity(connected.len()),
         shared: shared.clone(),
+        links: Vec::new(),
     };
     for peer in connected {
+        let link = checkpoint_events.map(|inbox| {
+            let (tx, outbox) = crossbeam_channel::unbounded();
+            let ends = PeerCheckpoints {
+                outbox,
+                inbox: inbox.clone(),
+            };
+            (tx, ends)
+        });
+        let (link_tx, checkpoints) = match link {
+            Some((tx, ends)) => (Some(tx), Some(ends)),
+            None => (None, None),
+        };
+        let peer_shards = peer.shards.start as usize..peer.shards.end as usize;
         let started = start_peer(
             PeerPlan {
                 addr: peer.addr,
@@ -181,6 +199,7 @@ fn connect_remote(
                 remote: peer.shards,
                 edge_schemas: &plan.edge_schemas,
                 capacity,
+                checkpoints,
             },
             shared.clone(),
         );
@@ -191,6 +210,13 @@ fn connect_remote(
                 return Err(e);
             }
         };
+        if let Some(tx) = link_tx {
+            io.links.push(PeerLink {
+                shards: peer_shards,
+                tx,
+                writer: peer_io.writer(),
+            });
+        }
         io.peers.push(peer_io);
         for (id, tx) in ends.senders {
             let from = id.from as usize - local.start;
@@ -212,6 +238,12 @@ fn complete<T: ?Sized>(slots: Vec<Vec<Option<Box<T>>>>) -> Option<Vec<Vec<Box<T>
         .collect()
 }
 
+/// The channel of a coordinator's events: the shards' and the peers' side, and its own.
+type CheckpointEvents = (
+    crossbeam_channel::Sender<ShardEvent>,
+    crossbeam_channel::Receiver<ShardEvent>,
+);
+
 /// A job's checkpointing before its shards start: the coordinator not yet running.
 struct CheckpointSetup {
     control: Arc<CheckpointControl>,
@@ -229,12 +261,17 @@ type RunningCoordinator = (
 
 impl CheckpointSetup {
     /// Opens the job's checkpoint storage and finds the checkpoint to resume from; `None`
-    /// for a job without checkpoints. Returns each shard's state to resume from.
+    /// for a job without checkpoints. Returns each shard's state to resume from (by shard).
+    /// The coordinator runs this process's shards `local`, takes the shards' (and the peers')
+    /// events from `events`, and reaches the other processes' coordinators through `peers`.
     #[allow(clippy::type_complexity)]
     fn prepare(
         plan: &Plan,
         abort: &Arc<AtomicBool>,
         hooks: Option<Arc<crate::runtime::control::CheckpointHooks>>,
+        local: Range<usize>,
+        events: CheckpointEvents,
+        peers: Vec<PeerLink>,
     ) -> Result<Option<(Self, Vec<Option<crate::runtime::checkpoint::ShardState>>)>, EngineError>
     {
         let spec = &plan.spec;
@@ -283,7 +320,7 @@ impl CheckpointSetup {
             None => Vec::new(),
         };
         let control = Arc::new(CheckpointControl::new());
-        let (events, rx) = crossbeam_channel::unbounded();
+        let (events, rx) = events;
         let coordinator = Coordinator {
             settings: CheckpointSettings {
                 interval,
@@ -295,6 +332,8 @@ impl CheckpointSetup {
             },
             job: spec.name.clone(),
             shards: spec.parallelism,
+            local,
+            peers,
             key_groups: spec.max_parallelism,
             control: control.clone(),
             events: rx,
@@ -386,7 +425,12 @@ fn run_placed(
         }
     }
     let abort = Arc::new(AtomicBool::new(false));
-    let remote_io = match remote {
+    // A job taking checkpoints: the coordinator's events, which the peers' readers feed too.
+    let checkpoint_events: Option<CheckpointEvents> = plan
+        .spec
+        .checkpoint_interval()?
+        .map(|_| crossbeam_channel::unbounded());
+    let mut remote_io = match remote {
         Some((config, listener)) => Some(connect_remote(
             &plan,
             &config,
@@ -399,6 +443,7 @@ fn run_placed(
             &local,
             &mut senders,
             &mut receivers,
+            checkpoint_events.as_ref().map(|(tx, _)| tx),
         )?),
         None => None,
     };
@@ -421,21 +466,22 @@ fn run_placed(
     } else {
         Vec::new()
     };
-    let checkpointing = if remote_io.is_some() {
-        if plan.spec.checkpoint_interval()?.is_some() {
-            tracing::warn!(job = %plan.spec.name,
-                "checkpoints of a job split across processes are not supported yet; running \
-                 without them");
-        }
-        None
-    } else {
-        match CheckpointSetup::prepare(&plan, &abort, control.checkpoint_hooks()) {
-            Ok(c) => c,
-            Err(e) => {
-                if let Some(io) = remote_io {
-                    let _ = io.finish(true);
+    let checkpointing = match checkpoint_events {
+        None => None,
+        Some(events) => {
+            let peers = remote_io
+                .as_mut()
+                .map(|io| std::mem::take(&mut io.links))
+                .unwrap_or_default();
+            let hooks = control.checkpoint_hooks();
+            match CheckpointSetup::prepare(&plan, &abort, hooks, local.clone(), events, peers) {
+                Ok(c) => c,
+                Err(e) => {
+                    if let Some(io) = remote_io {
+                        let _ = io.finish(true);
+                    }
+                    return Err(e);
                 }
-                return Err(e);
             }
         }
     };
@@ -450,7 +496,7 @@ fn run_placed(
         let checkpoints = checkpointing.as_ref().map(|c| ShardCheckpoints {
             control: c.control.clone(),
             events: c.events.clone(),
-            restore: resume.get_mut(i).and_then(Option::take),
+            restore: resume.get_mut(shard).and_then(Option::take),
         });
         let builder = ShardBuilder {
             shard,

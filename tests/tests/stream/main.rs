@@ -2,3 +2,4 @@
 
 mod t01_kill_run;
 mod t02_agent_failover;
+mod t03_split_failover;

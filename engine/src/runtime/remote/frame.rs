@@ -10,6 +10,8 @@
 //! IDLE      := channel
 //! END       := channel
 //! CREDIT    := channel messages:u32
+//! BARRIER   := channel checkpoint:u64
+//! CHECKPOINT:= message (a CheckpointMessage in postcard: the coordinators' protocol)
 //! channel   := edge:u32 from:u32 to:u32
 //! column    := int/timestamp: rows × i64 | float: rows × f64 bits | bool: rows × u8
 //!            | string: rows × len:u32, then the bytes of all strings
@@ -27,6 +29,7 @@
 use std::ops::Range;
 
 use crate::record::{Batch, Column};
+use crate::runtime::checkpoint::CheckpointMessage;
 
 /// The largest frame body accepted or produced, in bytes.
 pub const FRAME_BYTES_MAX: usize = 64 << 20;
@@ -46,6 +49,7 @@ const KIND_IDLE: u8 = 4;
 const KIND_END: u8 = 5;
 const KIND_CREDIT: u8 = 6;
 const KIND_BARRIER: u8 = 7;
+const KIND_CHECKPOINT: u8 = 8;
 
 /// One channel of an exchange: edge `edge`, from shard `from` to shard `to` (global shard
 /// numbers).
@@ -102,6 +106,8 @@ pub enum Frame<'a> {
     End(ChannelId),
     /// The receiver has room for `n` more messages on this channel.
     Credit(ChannelId, u32),
+    /// Between the processes' checkpoint coordinators (not on a channel).
+    Checkpoint(CheckpointMessage),
 }
 
 /// A frame that breaks the protocol.
@@ -240,6 +246,7 @@ pub fn encode_control(out: &mut Vec<u8>, frame: &Frame<'_>) {
         Frame::Credit(c, _) => (KIND_CREDIT, c),
         Frame::Barrier(c, _) => (KIND_BARRIER, c),
         Frame::Hello(h) => return encode_hello(out, h),
+        Frame::Checkpoint(m) => return encode_checkpoint(out, m),
         Frame::Data { .. } => {
             debug_assert!(false, "data frames are encoded by encode_data");
             return;
@@ -254,6 +261,17 @@ pub fn encode_control(out: &mut Vec<u8>, frame: &Frame<'_>) {
         _ => {}
     }
     // Control frames are a few dozen bytes, far below the limit.
+    let _ = end(out, at);
+}
+
+/// Appends a CHECKPOINT frame.
+pub fn encode_checkpoint(out: &mut Vec<u8>, message: &CheckpointMessage) {
+    let at = begin(out, KIND_CHECKPOINT);
+    // Encoding into a Vec cannot fail; texts are bounded well below the frame limit.
+    if postcard::to_io(message, &mut *out).is_err() {
+        out.truncate(at);
+        return;
+    }
     let _ = end(out, at);
 }
 
@@ -359,6 +377,19 @@ pub fn decode(body: &[u8]) -> Result<Frame<'_>, FrameError> {
             let channel = c.channel()?;
             Frame::Credit(channel, c.u32()?)
         }
+        KIND_CHECKPOINT => {
+            let (message, trailing): (CheckpointMessage, _) =
+                postcard::take_from_bytes(c.rest())
+                    .map_err(|e| FrameError::Malformed(format!("checkpoint message: {e}")))?;
+            if !trailing.is_empty() {
+                return Err(FrameError::Malformed(format!(
+                    "{} trailing bytes after a checkpoint message",
+                    trailing.len()
+                )));
+            }
+            message.check().map_err(FrameError::Malformed)?;
+            Frame::Checkpoint(message)
+        }
         other => return Err(FrameError::UnknownKind(other)),
     };
     c.finish()?;
@@ -447,6 +478,7 @@ fn decode_columns(columns: &[u8], rows: usize, batch: &mut Batch) -> Result<(), 
 mod tests {
     use super::*;
     use crate::record::{DataType, Schema, Value};
+    use crate::runtime::checkpoint::CHECKPOINT_MESSAGE_TEXT_MAX;
 
     fn schema() -> crate::record::SchemaRef {
         Schema::of(&[
@@ -518,11 +550,48 @@ mod tests {
             Frame::Barrier(CH, 7),
             Frame::End(CH),
             Frame::Credit(CH, 5),
+            Frame::Checkpoint(CheckpointMessage::Trigger { id: 3 }),
+            Frame::Checkpoint(CheckpointMessage::Stored {
+                id: 3,
+                shard: 1,
+                path: "job-4/chk-3/shard-1".into(),
+                bytes: 99,
+                alignment_us: 12,
+                pause_us: 5,
+            }),
+            Frame::Checkpoint(CheckpointMessage::Declined {
+                id: 3,
+                shard: 2,
+                reason: "ended".into(),
+                finished: true,
+            }),
+            Frame::Checkpoint(CheckpointMessage::Complete { id: 3 }),
         ] {
             let mut buf = Vec::new();
             encode_control(&mut buf, &frame);
             assert_eq!(decode(body(&buf)).unwrap(), frame);
         }
+    }
+
+    #[test]
+    fn checkpoint_messages_are_checked() {
+        let mut buf = Vec::new();
+        encode_checkpoint(&mut buf, &CheckpointMessage::Complete { id: 1 });
+        let mut trailing = body(&buf).to_vec();
+        trailing.push(0);
+        let err = decode(&trailing).unwrap_err();
+        assert!(err.to_string().contains("1 trailing bytes"), "{err}");
+        let long = CheckpointMessage::Declined {
+            id: 1,
+            shard: 0,
+            reason: "x".repeat(CHECKPOINT_MESSAGE_TEXT_MAX + 1),
+            finished: false,
+        };
+        buf.clear();
+        encode_checkpoint(&mut buf, &long);
+        let err = decode(body(&buf)).unwrap_err();
+        assert!(err.to_string().contains("the limit is 4096"), "{err}");
+        assert!(decode(&[KIND_CHECKPOINT, 9]).is_err(), "no such message");
     }
 
     #[test]

@@ -18,16 +18,18 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use rtrb::{Consumer, Producer, RingBuffer};
 
 use crate::error::EngineError;
 use crate::record::{Batch, SchemaRef};
+use crate::runtime::checkpoint::{CheckpointMessage, ShardEvent};
 use crate::runtime::exchange::Message;
 use crate::runtime::remote::credit::{RecvLedger, SendCredits};
 use crate::runtime::remote::endpoint::{RemoteReceiver, RemoteSender};
 use crate::runtime::remote::frame::{
-    decode, decode_rows, encode_control, encode_data, ChannelId, Frame, FRAME_BYTES_MAX,
-    MESSAGE_ROWS_MAX, ROWS_PER_FRAME_MAX,
+    decode, decode_rows, encode_checkpoint, encode_control, encode_data, ChannelId, Frame,
+    FRAME_BYTES_MAX, MESSAGE_ROWS_MAX, ROWS_PER_FRAME_MAX,
 };
 
 /// Messages the writer takes from one channel per round, so one busy channel cannot starve
@@ -111,7 +113,21 @@ pub struct PeerIo {
     writer: JoinHandle<()>,
 }
 
+/// The checkpoint coordinators' link over one peer connection.
+pub struct PeerCheckpoints {
+    /// What this process's coordinator sends the peer's; the writer keeps the connection
+    /// open until this channel closes (the coordinator ended).
+    pub outbox: Receiver<CheckpointMessage>,
+    /// Where the peer's coordinator's messages go.
+    pub inbox: Sender<ShardEvent>,
+}
+
 impl PeerIo {
+    /// The writer thread, to wake when there is something to send.
+    pub fn writer(&self) -> std::thread::Thread {
+        self.writer.thread().clone()
+    }
+
     /// Closes the connection at once (after a failure), unblocking both threads.
     pub fn close(&self) {
         let _ = self.stream.shutdown(Shutdown::Both);
@@ -175,6 +191,8 @@ pub struct PeerPlan<'a> {
     pub edge_schemas: &'a [SchemaRef],
     /// Ring capacity per channel, in messages (also the initial credit).
     pub capacity: usize,
+    /// The checkpoint coordinators' link, for a job taking checkpoints.
+    pub checkpoints: Option<PeerCheckpoints>,
 }
 
 fn peer_error(addr: SocketAddr, message: impl Into<String>) -> EngineError {
@@ -196,7 +214,12 @@ pub fn start_peer(
         remote,
         edge_schemas,
         capacity,
+        checkpoints,
     } = plan;
+    let (outbox, inbox) = match checkpoints {
+        Some(c) => (Some(c.outbox), Some(c.inbox)),
+        None => (None, None),
+    };
     let edges = u32::try_from(edge_schemas.len())
         .map_err(|_| EngineError::Limit("too many exchange edges".into()))?;
     let out_index = ChannelIndex {
@@ -268,6 +291,7 @@ pub fn start_peer(
                     incoming_open: open,
                     shared: shared.clone(),
                     buf: Vec::with_capacity(WRITE_BUFFER_BYTES_MAX),
+                    outbox,
                 };
                 if let Err(e) = w.run() {
                     shared.fail(e);
@@ -292,6 +316,7 @@ pub fn start_peer(
                     incoming_open,
                     writer: wake,
                     body: Vec::new(),
+                    inbox,
                 };
                 let result = r.run();
                 // Whatever ended the reader, the writer must look again (it may be done).
@@ -369,6 +394,8 @@ struct Writer {
     incoming_open: Arc<AtomicUsize>,
     shared: Arc<IoShared>,
     buf: Vec<u8>,
+    /// The coordinator's messages to the peer; `None` once it closed (or without one).
+    outbox: Option<Receiver<CheckpointMessage>>,
 }
 
 impl Writer {
@@ -389,6 +416,7 @@ impl Writer {
                     progress = true;
                 }
             }
+            progress |= self.send_checkpoint_messages();
             for i in 0..self.outgoing.len() {
                 progress |= self.drain(i)?;
                 if self.buf.len() >= WRITE_BUFFER_BYTES_MAX {
@@ -396,9 +424,10 @@ impl Writer {
                 }
             }
             self.flush()?;
-            let all_sent = self.outgoing.iter().all(|o| o.ended);
+            let all_sent = self.outgoing.iter().all(|o| o.ended) && self.outbox.is_none();
             if all_sent && self.incoming_open.load(Ordering::Acquire) == 0 {
-                // Everything is sent and nothing more will arrive that needs credits.
+                // Everything is sent (the coordinator too is done) and nothing more will
+                // arrive that needs credits.
                 let _ = self.stream.shutdown(Shutdown::Write);
                 return Ok(());
             }
@@ -406,6 +435,28 @@ impl Writer {
                 std::thread::park_timeout(WRITER_PARK);
             }
         }
+    }
+
+    /// Encodes the coordinator's messages; returns whether there were any.
+    fn send_checkpoint_messages(&mut self) -> bool {
+        let Some(outbox) = &self.outbox else {
+            return false;
+        };
+        let mut sent = false;
+        loop {
+            match outbox.try_recv() {
+                Ok(message) => {
+                    encode_checkpoint(&mut self.buf, &message);
+                    sent = true;
+                }
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => {
+                    self.outbox = None;
+                    break;
+                }
+            }
+        }
+        sent
     }
 
     /// Encodes what channel `i` has and may send; returns whether it sent anything.
@@ -488,6 +539,8 @@ struct Reader {
     incoming_open: Arc<AtomicUsize>,
     writer: std::thread::Thread,
     body: Vec<u8>,
+    /// This process's coordinator, for the peer's checkpoint messages.
+    inbox: Option<Sender<ShardEvent>>,
 }
 
 impl Reader {
@@ -551,6 +604,21 @@ impl Reader {
                 return Ok(());
             }
             Frame::Hello(_) => return Err(bad("a second HELLO".into())),
+            Frame::Checkpoint(message) => {
+                if let Some(shard) = message.shard() {
+                    if !self.in_index.from.contains(&shard) {
+                        return Err(bad(format!(
+                            "a checkpoint message about shard {shard}, which the peer does not \
+                             run"
+                        )));
+                    }
+                }
+                // A coordinator that already ended needs nothing more.
+                if let Some(inbox) = &self.inbox {
+                    let _ = inbox.send(ShardEvent::Peer(message));
+                }
+                return Ok(());
+            }
             Frame::Data {
                 channel,
                 last,
