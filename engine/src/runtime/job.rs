@@ -142,8 +142,7 @@ fn connect_remote(
     listener: Option<TcpListener>,
     shared: Arc<IoShared>,
     local: &Range<usize>,
-    senders: &mut SenderSlots,
-    receivers: &mut ReceiverSlots,
+    (senders, receivers): (&mut SenderSlots, &mut ReceiverSlots),
     checkpoint_events: Option<&crossbeam_channel::Sender<ShardEvent>>,
 ) -> Result<RemoteIo, EngineError> {
     let capacity = plan.spec.ring_capacity_batches;
@@ -441,8 +440,7 @@ fn run_placed(
                 error: Mutex::new(None),
             }),
             &local,
-            &mut senders,
-            &mut receivers,
+            (&mut senders, &mut receivers),
             checkpoint_events.as_ref().map(|(tx, _)| tx),
         )?),
         None => None,
