@@ -31,7 +31,8 @@ use crate::operator::{
     OUTPUT_RECORDS_PER_CALL_MAX,
 };
 use crate::record::{Batch, Column, DataType, SchemaRef};
-use crate::state::codec::{corrupt, decode, expect_same, restore_batch, Snapshot, StateFormat};
+use crate::state::codec::{corrupt, decode, expect_same, FrozenFormat, Snapshot, StateFormat};
+use crate::state::rows::{ChunkedRows, FrozenRows, RowChunks};
 use crate::state::KeyedState;
 
 /// An interval join's checkpoint: its configuration (checked on restore), the watermark, the
@@ -46,21 +47,56 @@ struct IntervalJoinSnapshot {
     late: u64,
 }
 
-/// One side: its configuration, rows column by column, and when it compacts next.
+/// One side: its configuration, rows in chunks of columns, and when it compacts next.
 #[derive(Serialize, Deserialize)]
 struct SideSnapshot {
     key: usize,
     time: usize,
     types: Vec<DataType>,
-    rows: Vec<Column>,
+    rows: RowChunks,
     compact_at: u64,
 }
 
+/// An [`IntervalJoinSnapshot`] as frozen at a barrier, its rows shared with the live sides
+/// (see [`ChunkedRows::freeze`]); serialises as an `IntervalJoinSnapshot`.
+#[derive(Serialize)]
+struct FrozenIntervalJoin {
+    bounds: (i64, i64),
+    left: FrozenSide,
+    right: FrozenSide,
+    watermark: i64,
+    late: u64,
+}
+
+/// A [`SideSnapshot`] as frozen at a barrier.
+#[derive(Serialize)]
+struct FrozenSide {
+    key: usize,
+    time: usize,
+    types: Vec<DataType>,
+    rows: FrozenRows,
+    compact_at: u64,
+}
+
+impl FrozenFormat for FrozenIntervalJoin {
+    const VERSION: u8 = <IntervalJoinSnapshot as StateFormat>::VERSION;
+
+    fn frozen_bytes(&self) -> u64 {
+        self.left.rows.state_bytes() + self.right.rows.state_bytes()
+    }
+}
+
 impl StateFormat for IntervalJoinSnapshot {
-    const VERSION: u8 = 1;
+    const VERSION: u8 = 2;
 
     fn state_bytes(&self) -> u64 {
-        let side = |s: &SideSnapshot| s.rows.iter().map(Column::state_bytes).sum::<u64>();
+        let side = |s: &SideSnapshot| {
+            s.rows
+                .iter()
+                .flatten()
+                .map(Column::state_bytes)
+                .sum::<u64>()
+        };
         side(&self.left) + side(&self.right)
     }
 }
@@ -72,7 +108,7 @@ const SIDE_ROWS_COMPACT_MIN: usize = 1024;
 struct Side {
     key: usize,
     time: usize,
-    rows: Batch,
+    rows: ChunkedRows,
     index: KeyedState<Vec<u32>>,
     compact_at: usize,
 }
@@ -82,18 +118,18 @@ impl Side {
         Self {
             key,
             time,
-            rows: Batch::new(schema.clone()),
+            rows: ChunkedRows::new(schema.clone()),
             index: KeyedState::new(schema.fields()[key].data_type, 1),
             compact_at: SIDE_ROWS_COMPACT_MIN,
         }
     }
 
-    fn snapshot(&self) -> SideSnapshot {
-        SideSnapshot {
+    fn snapshot(&self) -> FrozenSide {
+        FrozenSide {
             key: self.key,
             time: self.time,
             types: self.types(),
-            rows: self.rows.columns().to_vec(),
+            rows: self.rows.freeze(),
             compact_at: self.compact_at as u64,
         }
     }
@@ -115,7 +151,7 @@ impl Side {
             &self.types(),
         )?;
         let schema = self.rows.schema().clone();
-        let rows = restore_batch(name, &format!("{side} rows"), &schema, s.rows)?;
+        let rows = ChunkedRows::restore(name, &format!("{side} rows"), &schema, s.rows)?;
         let mut index = KeyedState::new(self.index.key_type(), 1);
         for r in 0..rows.len() {
             index
@@ -135,7 +171,7 @@ impl Side {
     }
 
     fn ts(&self, row: usize) -> i64 {
-        self.rows.column(self.time).get_i64(row).unwrap_or(i64::MIN)
+        self.rows.get_i64(row, self.time).unwrap_or(i64::MIN)
     }
 
     fn insert(&mut self, input: &Batch, row: usize) -> Result<(), EngineError> {
@@ -153,7 +189,7 @@ impl Side {
         if !force && self.rows.len() < self.compact_at {
             return Ok(());
         }
-        let mut rows = Batch::new(self.rows.schema().clone());
+        let mut rows = ChunkedRows::new(self.rows.schema().clone());
         let mut index = KeyedState::new(self.index.key_type(), 1);
         for r in 0..self.rows.len() {
             if keep(self.ts(r)) {
@@ -161,7 +197,8 @@ impl Side {
                     .entry(self.rows.value(r, self.key), |_| Vec::new())
                     .map_err(|e| e.in_operator("interval_join"))?[0]
                     .push(rows.len() as u32);
-                rows.push_row_from(&self.rows, r);
+                let (chunk, at) = self.rows.locate(r);
+                rows.push_row_from(chunk, at);
             }
         }
         self.rows = rows;
@@ -235,7 +272,8 @@ impl TwoInputOperator for IntervalJoin {
                         if out.len() >= OUTPUT_RECORDS_PER_CALL_MAX {
                             return Err(output_limit("interval_join"));
                         }
-                        push_joined(out, input, row, &self.right.rows, r);
+                        let (chunk, at) = self.right.rows.locate(r);
+                        push_joined(out, input, row, chunk, at);
                     }
                 }
             }
@@ -260,7 +298,8 @@ impl TwoInputOperator for IntervalJoin {
                         if out.len() >= OUTPUT_RECORDS_PER_CALL_MAX {
                             return Err(output_limit("interval_join"));
                         }
-                        push_joined(out, &self.left.rows, l, input, row);
+                        let (chunk, at) = self.left.rows.locate(l);
+                        push_joined(out, chunk, at, input, row);
                     }
                 }
             }
@@ -290,7 +329,7 @@ impl TwoInputOperator for IntervalJoin {
     }
 
     fn snapshot(&mut self) -> Result<Option<Frozen>, EngineError> {
-        let state = IntervalJoinSnapshot {
+        let state = FrozenIntervalJoin {
             bounds: (self.lower, self.upper),
             left: self.left.snapshot(),
             right: self.right.snapshot(),

@@ -3,8 +3,9 @@
 //! `on_watermark` calls when they are more than one output batch). Records for a window that
 //! has already fired are counted as late.
 //!
-//! HOT PATH: records are appended to per-window column buffers; the join itself runs once per
-//! window. No per-record allocation, no locks, no logging.
+//! HOT PATH: records are appended to per-window chunked column buffers
+//! ([`crate::state::rows::ChunkedRows`], which a checkpoint shares instead of copying); the
+//! join itself runs once per window. No per-record allocation, no locks, no logging.
 //!
 //! ```
 //! use sluice_engine::operator::{Emit, TwoInputOperator, WindowJoin};
@@ -34,11 +35,12 @@ use crate::operator::{
     join_schema, push_joined, time_column, Emit, Frozen, TwoInputOperator, OUTPUT_BATCH_RECORDS_MAX,
 };
 use crate::record::{Batch, Column, DataType, SchemaRef};
-use crate::state::codec::{corrupt, decode, expect_same, restore_batch, Snapshot, StateFormat};
+use crate::state::codec::{corrupt, decode, expect_same, FrozenFormat, Snapshot, StateFormat};
+use crate::state::rows::{ChunkedRows, FrozenRows, RowChunks};
 use crate::state::KeyedState;
 
 /// A window join's checkpoint: its configuration (checked on restore), the watermark, the
-/// late count and the rows of every open window, column by column.
+/// late count and the rows of every open window, in chunks of columns.
 #[derive(Serialize, Deserialize)]
 struct WindowJoinSnapshot {
     size: i64,
@@ -47,17 +49,41 @@ struct WindowJoinSnapshot {
     inputs: (Vec<DataType>, Vec<DataType>),
     watermark: i64,
     late: u64,
-    windows: Vec<(i64, Vec<Column>, Vec<Column>)>,
+    windows: Vec<(i64, RowChunks, RowChunks)>,
 }
 
 impl StateFormat for WindowJoinSnapshot {
-    const VERSION: u8 = 1;
+    const VERSION: u8 = 2;
 
     fn state_bytes(&self) -> u64 {
-        let columns = |c: &[Column]| c.iter().map(Column::state_bytes).sum::<u64>();
+        let chunks = |c: &[Vec<Column>]| c.iter().flatten().map(Column::state_bytes).sum::<u64>();
         self.windows
             .iter()
-            .map(|(_, l, r)| columns(l) + columns(r))
+            .map(|(_, l, r)| chunks(l) + chunks(r))
+            .sum()
+    }
+}
+
+/// A [`WindowJoinSnapshot`] as frozen at a barrier: the windows' rows shared with the live
+/// operator (see [`ChunkedRows::freeze`]); serialises as a `WindowJoinSnapshot`.
+#[derive(Serialize)]
+struct FrozenWindowJoin {
+    size: i64,
+    keys: (usize, usize),
+    times: (usize, usize),
+    inputs: (Vec<DataType>, Vec<DataType>),
+    watermark: i64,
+    late: u64,
+    windows: Vec<(i64, FrozenRows, FrozenRows)>,
+}
+
+impl FrozenFormat for FrozenWindowJoin {
+    const VERSION: u8 = <WindowJoinSnapshot as StateFormat>::VERSION;
+
+    fn frozen_bytes(&self) -> u64 {
+        self.windows
+            .iter()
+            .map(|(_, l, r)| l.state_bytes() + r.state_bytes())
             .sum()
     }
 }
@@ -68,8 +94,8 @@ fn field_types(schema: &SchemaRef) -> Vec<DataType> {
 
 #[derive(Debug)]
 struct JoinWindow {
-    left: Batch,
-    right: Batch,
+    left: ChunkedRows,
+    right: ChunkedRows,
 }
 
 /// A window being emitted: its rows, the right rows by key, and the next match to emit.
@@ -146,8 +172,8 @@ impl WindowJoin {
             }
             let inputs = &self.inputs;
             let w = self.windows.entry(start).or_insert_with(|| JoinWindow {
-                left: Batch::new(inputs.0.clone()),
-                right: Batch::new(inputs.1.clone()),
+                left: ChunkedRows::new(inputs.0.clone()),
+                right: ChunkedRows::new(inputs.1.clone()),
             });
             let side = if is_left { &mut w.left } else { &mut w.right };
             side.push_row_from(input, row);
@@ -217,7 +243,9 @@ impl TwoInputOperator for WindowJoin {
                             self.firing = Some(f);
                             return Ok(Emit::More);
                         }
-                        push_joined(out, left, f.left, right, *r as usize);
+                        let (lb, lr) = left.locate(f.left);
+                        let (rb, rr) = right.locate(*r as usize);
+                        push_joined(out, lb, lr, rb, rr);
                         f.matched += 1;
                     }
                 }
@@ -241,15 +269,9 @@ impl TwoInputOperator for WindowJoin {
         let windows = self
             .windows
             .iter()
-            .map(|(start, w)| {
-                (
-                    *start,
-                    w.left.columns().to_vec(),
-                    w.right.columns().to_vec(),
-                )
-            })
+            .map(|(start, w)| (*start, w.left.freeze(), w.right.freeze()))
             .collect();
-        let state = WindowJoinSnapshot {
+        let state = FrozenWindowJoin {
             size: self.size,
             keys: self.keys,
             times: self.times,
@@ -273,8 +295,8 @@ impl TwoInputOperator for WindowJoin {
         for (start, left, right) in s.windows {
             let what = |side: &str| format!("{side} rows of window {start}");
             let window = JoinWindow {
-                left: restore_batch(name, &what("left"), &self.inputs.0, left)?,
-                right: restore_batch(name, &what("right"), &self.inputs.1, right)?,
+                left: ChunkedRows::restore(name, &what("left"), &self.inputs.0, left)?,
+                right: ChunkedRows::restore(name, &what("right"), &self.inputs.1, right)?,
             };
             if windows.insert(start, window).is_some() {
                 return Err(corrupt(
@@ -317,6 +339,59 @@ mod tests {
         assert_eq!(j.late_records(), 1);
         assert_eq!(j.on_watermark(i64::MAX, &mut out).unwrap(), Emit::Done);
         assert_eq!(out.len(), 2, "k=1 at 11 and k=2 at 15 do not match");
+    }
+
+    /// A snapshot is the state at its barrier even though the frozen rows are shared with
+    /// the live join, which goes on appending to the same window before the snapshot is
+    /// written.
+    #[test]
+    fn a_frozen_window_is_unchanged_by_rows_that_arrive_after_the_barrier() {
+        use crate::state::rows::CHUNK_ROWS;
+        let l = Schema::of(&[("k", DataType::Int), ("ts", DataType::Timestamp)]).unwrap();
+        let make = || WindowJoin::new(&l, &l, ("k", "k"), ("ts", "ts"), 10).unwrap();
+        let rows = |n: usize, k: i64| -> Vec<_> {
+            (0..n)
+                .map(|i| {
+                    vec![
+                        Value::Int(k + (i % 3) as i64),
+                        Value::Timestamp((i % 10) as i64),
+                    ]
+                })
+                .collect()
+        };
+        let before = batch(&l, &rows(2 * CHUNK_ROWS + 5, 0));
+        let right = batch(&l, &rows(4, 0));
+        let mut out = Batch::new(make().output_schema().clone());
+        let mut live = make();
+        live.process_left(&before, &mut out).unwrap();
+        live.process_right(&right, &mut out).unwrap();
+        let frozen = live.snapshot().unwrap().unwrap();
+        // After the barrier: more rows in the same window, on both sides.
+        live.process_left(&batch(&l, &rows(CHUNK_ROWS, 0)), &mut out)
+            .unwrap();
+        live.process_right(&right, &mut out).unwrap();
+        let mut bytes = Vec::new();
+        frozen.write_to(&mut bytes).unwrap();
+        let fire = |j: &mut WindowJoin| {
+            let mut out = Batch::new(j.output_schema().clone());
+            let mut rows = Vec::new();
+            loop {
+                out.clear();
+                let emit = j.on_watermark(i64::MAX, &mut out).unwrap();
+                rows.extend(out.to_rows());
+                if emit == Emit::Done {
+                    break rows;
+                }
+            }
+        };
+        let mut restored = make();
+        restored.restore(&bytes).unwrap();
+        let mut reference = make();
+        reference.process_left(&before, &mut out).unwrap();
+        reference.process_right(&right, &mut out).unwrap();
+        let (got, want) = (fire(&mut restored), fire(&mut reference));
+        assert!(!want.is_empty());
+        assert_eq!(got, want);
     }
 
     #[test]

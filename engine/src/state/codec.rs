@@ -26,6 +26,25 @@ pub trait StateFormat: Serialize + DeserializeOwned + Send + 'static {
     fn state_bytes(&self) -> u64;
 }
 
+/// What a frozen state is serialised from: a [`StateFormat`] itself, or a view of state
+/// shared with the live operator (chunked rows) that serialises exactly as the operator's
+/// [`StateFormat`] struct deserialises.
+pub trait FrozenFormat: Serialize + Send + 'static {
+    /// The format version of the struct it serialises as.
+    const VERSION: u8;
+
+    /// Approximately how many bytes of memory the state holds.
+    fn frozen_bytes(&self) -> u64;
+}
+
+impl<T: StateFormat> FrozenFormat for T {
+    const VERSION: u8 = <T as StateFormat>::VERSION;
+
+    fn frozen_bytes(&self) -> u64 {
+        self.state_bytes()
+    }
+}
+
 /// An operator's frozen state, serialised with postcard when the checkpoint is written.
 #[derive(Debug)]
 pub struct Snapshot<T> {
@@ -35,14 +54,14 @@ pub struct Snapshot<T> {
     pub state: T,
 }
 
-impl<T: StateFormat> Snapshot<T> {
+impl<T: FrozenFormat> Snapshot<T> {
     /// Freezes `state` of `operator`, boxed as the operator hooks return it.
     pub fn frozen(operator: &'static str, state: T) -> crate::state::Frozen {
         Box::new(Self { operator, state })
     }
 }
 
-impl<T: StateFormat> FrozenState for Snapshot<T> {
+impl<T: FrozenFormat> FrozenState for Snapshot<T> {
     fn write_to(&self, out: &mut Vec<u8>) -> Result<(), EngineError> {
         out.push(T::VERSION);
         postcard::to_io(&(self.operator, &self.state), out).map_err(|e| {
@@ -55,7 +74,7 @@ impl<T: StateFormat> FrozenState for Snapshot<T> {
     }
 
     fn size_bytes(&self) -> u64 {
-        self.state.state_bytes()
+        self.state.frozen_bytes()
     }
 }
 

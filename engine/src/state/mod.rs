@@ -21,6 +21,7 @@ pub type Frozen = Box<dyn FrozenState>;
 
 pub mod codec;
 pub mod keyed;
+pub mod rows;
 
 pub use codec::{decode, Snapshot, StateFormat};
 pub use keyed::{KeyRefused, KeyedSnapshot, KeyedState, KEYED_STATE_KEYS_MAX};
