@@ -160,6 +160,19 @@ impl ClusterState {
         Ok(job)
     }
 
+    /// Like [`Self::stream_run`], for a job that must be running (what completions and
+    /// triggers come from).
+    fn running_stream_run(&self, id: JobId, attempt: u64) -> Result<&Job, CommandError> {
+        let job = self.stream_run(id, attempt)?;
+        if job.state != JobState::Running {
+            return Err(CommandError::invalid(
+                "job",
+                format!("job {id} is {:?}, not running", job.state),
+            ));
+        }
+        Ok(job)
+    }
+
     /// Records a completed checkpoint of a running stream job's current run.
     pub(super) fn checkpoint_completed(
         &mut self,
@@ -168,13 +181,7 @@ impl ClusterState {
         attempt: u64,
         checkpoint: &CheckpointInfo,
     ) -> Result<CommandOutput, CommandError> {
-        let job = self.stream_run(id, attempt)?;
-        if job.state != JobState::Running {
-            return Err(CommandError::invalid(
-                "job",
-                format!("job {id} is {:?}, not running", job.state),
-            ));
-        }
+        let job = self.running_stream_run(id, attempt)?;
         if checkpoint.handles.len() != job.tasks.len()
             || checkpoint
                 .handles
@@ -273,13 +280,7 @@ impl ClusterState {
         checkpoint: u64,
         triggered_ms: u64,
     ) -> Result<CommandOutput, CommandError> {
-        let job = self.stream_run(id, attempt)?;
-        if job.state != JobState::Running {
-            return Err(CommandError::invalid(
-                "job",
-                format!("job {id} is {:?}, not running", job.state),
-            ));
-        }
+        let job = self.running_stream_run(id, attempt)?;
         // A report that arrives after its checkpoint ended (the reports travel apart) is
         // refused: the checkpoint is not in progress any more.
         let ended = job

@@ -37,60 +37,41 @@ use crate::state::KeyedState;
 
 /// An interval join's checkpoint: its configuration (checked on restore), the watermark, the
 /// late count and each side's buffered rows. The per-key row indexes are not kept: restore
-/// derives them from the rows again.
+/// derives them from the rows again. The rows `R` are [`RowChunks`] when read back and
+/// [`FrozenRows`] when frozen at a barrier (shared with the live sides, see
+/// [`ChunkedRows::freeze`]); both serialise alike.
 #[derive(Serialize, Deserialize)]
-struct IntervalJoinSnapshot {
+struct IntervalJoinSnapshot<R> {
     bounds: (i64, i64),
-    left: SideSnapshot,
-    right: SideSnapshot,
+    left: SideSnapshot<R>,
+    right: SideSnapshot<R>,
     watermark: i64,
     late: u64,
 }
 
 /// One side: its configuration, rows in chunks of columns, and when it compacts next.
 #[derive(Serialize, Deserialize)]
-struct SideSnapshot {
+struct SideSnapshot<R> {
     key: usize,
     time: usize,
     types: Vec<DataType>,
-    rows: RowChunks,
+    rows: R,
     compact_at: u64,
 }
 
-/// An [`IntervalJoinSnapshot`] as frozen at a barrier, its rows shared with the live sides
-/// (see [`ChunkedRows::freeze`]); serialises as an `IntervalJoinSnapshot`.
-#[derive(Serialize)]
-struct FrozenIntervalJoin {
-    bounds: (i64, i64),
-    left: FrozenSide,
-    right: FrozenSide,
-    watermark: i64,
-    late: u64,
-}
-
-/// A [`SideSnapshot`] as frozen at a barrier.
-#[derive(Serialize)]
-struct FrozenSide {
-    key: usize,
-    time: usize,
-    types: Vec<DataType>,
-    rows: FrozenRows,
-    compact_at: u64,
-}
-
-impl FrozenFormat for FrozenIntervalJoin {
-    const VERSION: u8 = <IntervalJoinSnapshot as StateFormat>::VERSION;
+impl FrozenFormat for IntervalJoinSnapshot<FrozenRows> {
+    const VERSION: u8 = <IntervalJoinSnapshot<RowChunks> as StateFormat>::VERSION;
 
     fn frozen_bytes(&self) -> u64 {
         self.left.rows.state_bytes() + self.right.rows.state_bytes()
     }
 }
 
-impl StateFormat for IntervalJoinSnapshot {
+impl StateFormat for IntervalJoinSnapshot<RowChunks> {
     const VERSION: u8 = 2;
 
     fn state_bytes(&self) -> u64 {
-        let side = |s: &SideSnapshot| {
+        let side = |s: &SideSnapshot<RowChunks>| {
             s.rows
                 .iter()
                 .flatten()
@@ -124,8 +105,8 @@ impl Side {
         }
     }
 
-    fn snapshot(&self) -> FrozenSide {
-        FrozenSide {
+    fn snapshot(&self) -> SideSnapshot<FrozenRows> {
+        SideSnapshot {
             key: self.key,
             time: self.time,
             types: self.types(),
@@ -140,7 +121,7 @@ impl Side {
     }
 
     /// Returns this side with the checkpointed rows `s` of side `side`, indexed again.
-    fn restored(&self, side: &str, s: SideSnapshot) -> Result<Self, EngineError> {
+    fn restored(&self, side: &str, s: SideSnapshot<RowChunks>) -> Result<Self, EngineError> {
         let name = "interval_join";
         expect_same(name, &format!("{side} key column"), &s.key, &self.key)?;
         expect_same(name, &format!("{side} time column"), &s.time, &self.time)?;
@@ -329,7 +310,7 @@ impl TwoInputOperator for IntervalJoin {
     }
 
     fn snapshot(&mut self) -> Result<Option<Frozen>, EngineError> {
-        let state = FrozenIntervalJoin {
+        let state = IntervalJoinSnapshot {
             bounds: (self.lower, self.upper),
             left: self.left.snapshot(),
             right: self.right.snapshot(),
@@ -341,7 +322,7 @@ impl TwoInputOperator for IntervalJoin {
 
     fn restore(&mut self, state: &[u8]) -> Result<(), EngineError> {
         let name = self.name();
-        let s: IntervalJoinSnapshot = decode(name, state)?;
+        let s: IntervalJoinSnapshot<RowChunks> = decode(name, state)?;
         let bounds = (self.lower, self.upper);
         expect_same(name, "bounds (lower_ms, upper_ms)", &s.bounds, &bounds)?;
         let left = self.left.restored("left", s.left)?;

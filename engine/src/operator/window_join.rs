@@ -40,19 +40,21 @@ use crate::state::rows::{ChunkedRows, FrozenRows, RowChunks};
 use crate::state::KeyedState;
 
 /// A window join's checkpoint: its configuration (checked on restore), the watermark, the
-/// late count and the rows of every open window, in chunks of columns.
+/// late count and the rows of every open window, in chunks of columns. The rows `R` are
+/// [`RowChunks`] when read back and [`FrozenRows`] when frozen at a barrier (shared with the
+/// live operator, see [`ChunkedRows::freeze`]); both serialise alike.
 #[derive(Serialize, Deserialize)]
-struct WindowJoinSnapshot {
+struct WindowJoinSnapshot<R> {
     size: i64,
     keys: (usize, usize),
     times: (usize, usize),
     inputs: (Vec<DataType>, Vec<DataType>),
     watermark: i64,
     late: u64,
-    windows: Vec<(i64, RowChunks, RowChunks)>,
+    windows: Vec<(i64, R, R)>,
 }
 
-impl StateFormat for WindowJoinSnapshot {
+impl StateFormat for WindowJoinSnapshot<RowChunks> {
     const VERSION: u8 = 2;
 
     fn state_bytes(&self) -> u64 {
@@ -64,21 +66,8 @@ impl StateFormat for WindowJoinSnapshot {
     }
 }
 
-/// A [`WindowJoinSnapshot`] as frozen at a barrier: the windows' rows shared with the live
-/// operator (see [`ChunkedRows::freeze`]); serialises as a `WindowJoinSnapshot`.
-#[derive(Serialize)]
-struct FrozenWindowJoin {
-    size: i64,
-    keys: (usize, usize),
-    times: (usize, usize),
-    inputs: (Vec<DataType>, Vec<DataType>),
-    watermark: i64,
-    late: u64,
-    windows: Vec<(i64, FrozenRows, FrozenRows)>,
-}
-
-impl FrozenFormat for FrozenWindowJoin {
-    const VERSION: u8 = <WindowJoinSnapshot as StateFormat>::VERSION;
+impl FrozenFormat for WindowJoinSnapshot<FrozenRows> {
+    const VERSION: u8 = <WindowJoinSnapshot<RowChunks> as StateFormat>::VERSION;
 
     fn frozen_bytes(&self) -> u64 {
         self.windows
@@ -271,7 +260,7 @@ impl TwoInputOperator for WindowJoin {
             .iter()
             .map(|(start, w)| (*start, w.left.freeze(), w.right.freeze()))
             .collect();
-        let state = FrozenWindowJoin {
+        let state = WindowJoinSnapshot {
             size: self.size,
             keys: self.keys,
             times: self.times,
@@ -285,7 +274,7 @@ impl TwoInputOperator for WindowJoin {
 
     fn restore(&mut self, state: &[u8]) -> Result<(), EngineError> {
         let name = self.name();
-        let s: WindowJoinSnapshot = decode(name, state)?;
+        let s: WindowJoinSnapshot<RowChunks> = decode(name, state)?;
         expect_same(name, "window size_ms", &s.size, &self.size)?;
         expect_same(name, "key columns", &s.keys, &self.keys)?;
         expect_same(name, "time columns", &s.times, &self.times)?;

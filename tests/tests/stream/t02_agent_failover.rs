@@ -183,11 +183,31 @@ async fn failover(dir: &Path, leader_kills: usize) -> Result<()> {
         .start_kill()?;
 
     // Re-placed on the other agent, resuming from a committed checkpoint, and finished.
+    let resumed = resumed_after_kill(&client, &masters, id, committed_before).await?;
+    ensure!(
+        committed_ids.contains(&resumed),
+        "resumed from {resumed}, which was not a committed checkpoint: {committed_ids:?}"
+    );
+
+    // Exactly once: every auction's counts are 1..n and every bid is counted.
+    check_counts(&[tmp.join("counts.csv")], EVENTS / 50 * 46)?;
+    Ok(())
+}
+
+/// Waits for job `id`, whose agent was killed, to finish on other agents; checks that it was
+/// placed again and resumed from a checkpoint no older than `committed_before` (the last one
+/// committed before the kill), as `job checkpoints` says too; returns that checkpoint.
+pub(crate) async fn resumed_after_kill(
+    client: &sluice_consensus::MasterClient,
+    masters: &str,
+    id: u64,
+    committed_before: Option<u64>,
+) -> Result<u64> {
     let finished = wait_until(
         Duration::from_secs(120),
-        "the job to finish elsewhere",
+        "the job to finish on other agents",
         || async {
-            let state = cluster_state(&client).await.ok()?;
+            let state = cluster_state(client).await.ok()?;
             let job = &state.jobs[&id];
             (job.state == JobState::Finished).then(|| job.clone())
         },
@@ -204,16 +224,9 @@ async fn failover(dir: &Path, leader_kills: usize) -> Result<()> {
         committed_before.is_some_and(|c| resumed >= c),
         "resumed from {resumed}, but {committed_before:?} was committed before the kill"
     );
-    ensure!(
-        committed_ids.contains(&resumed),
-        "resumed from {resumed}, which was not a committed checkpoint: {committed_ids:?}"
-    );
-    let view = checkpoints_view(&masters, id).await?;
+    let view = checkpoints_view(masters, id).await?;
     ensure!(view["restored_from"] == resumed, "{view}");
-
-    // Exactly once: every auction's counts are 1..n and every bid is counted.
-    check_counts(&[tmp.join("counts.csv")], EVENTS / 50 * 46)?;
-    Ok(())
+    Ok(resumed)
 }
 
 /// A checkpoint store that cannot be written fails checkpoints, and the masters show them:

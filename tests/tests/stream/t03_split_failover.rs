@@ -13,7 +13,7 @@ use sluice_bench::checkpoint::{check_counts, counting_job};
 use sluice_consensus::state::JobState;
 use sluice_tests::*;
 
-use super::t02_agent_failover::{agent, checkpoints_view, submit_spec, EVENTS};
+use super::t02_agent_failover::{agent, resumed_after_kill, submit_spec, EVENTS};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_split_across_agents_checkpoints_and_recovers_exactly_once() -> Result<()> {
@@ -94,29 +94,7 @@ async fn split_failover(dir: &Path) -> Result<()> {
         .context("the victim agent")?
         .start_kill()?;
 
-    let finished = wait_until(
-        Duration::from_secs(120),
-        "the job to finish on the other two agents",
-        || async {
-            let state = cluster_state(&client).await.ok()?;
-            let job = &state.jobs[&id];
-            (job.state == JobState::Finished).then(|| job.clone())
-        },
-    )
-    .await?;
-    ensure!(
-        finished.attempt >= 2,
-        "the job was not re-placed: {finished:?}"
-    );
-    let resumed = finished
-        .restore_from
-        .context("the second run started afresh")?;
-    ensure!(
-        committed_before.is_some_and(|c| resumed >= c),
-        "resumed from {resumed}, but {committed_before:?} was committed before the kill"
-    );
-    let view = checkpoints_view(&masters, id).await?;
-    ensure!(view["restored_from"] == resumed, "{view}");
+    resumed_after_kill(&client, &masters, id, committed_before).await?;
 
     // Exactly once across both shards' files.
     let parts = [0, 1].map(|s| dir.join(format!("counts.csv.{s}")));
