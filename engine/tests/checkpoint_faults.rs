@@ -18,6 +18,8 @@ use sluice_engine::runtime::run_plan_with;
 use sluice_engine::spec::load_spec;
 use sluice_engine::{EngineError, JobControl, JobReport};
 
+use common::{assert_exactly_once, completed_ids};
+
 /// How long any awaited condition may take before the test fails.
 const WAIT_MAX: Duration = Duration::from_secs(60);
 
@@ -75,20 +77,6 @@ fn finish(
 fn run_to_end(what: &str, text: &str) -> Result<JobReport, EngineError> {
     let (control, running) = start(text);
     finish(what, &control, running)
-}
-
-/// Ids of the completed checkpoints (those with `_metadata`) in a job's store directory,
-/// ascending; none while the directory is missing or not a directory.
-fn completed_ids(job_dir: &Path) -> Vec<u64> {
-    let mut ids: Vec<u64> = std::fs::read_dir(job_dir).map_or(Vec::new(), |entries| {
-        entries
-            .flatten()
-            .filter(|e| e.path().join("_metadata").exists())
-            .filter_map(|e| e.file_name().to_str()?.strip_prefix("chk-")?.parse().ok())
-            .collect()
-    });
-    ids.sort_unstable();
-    ids
 }
 
 fn latest_completed(job_dir: &Path) -> u64 {
@@ -398,29 +386,4 @@ fn checkpoints_into_an_unwritable_store_fail_the_job_past_the_tolerated_failures
         Ok(report) => panic!("the job ended: {report:?}"),
         Err(e) => panic!("another error: {e}"),
     }
-}
-
-/// Checks that every auction's running count in the output is 1..n and that every bid of
-/// `events` is counted.
-fn assert_exactly_once(dir: &Path, events: u64) {
-    let mut per_key: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
-    for shard in 0..2 {
-        let path = dir.join(format!("counts.csv.{shard}"));
-        let text = std::fs::read_to_string(&path).unwrap();
-        for line in text.lines() {
-            let (k, n) = line.split_once(',').unwrap();
-            per_key
-                .entry(k.parse().unwrap())
-                .or_default()
-                .push(n.parse().unwrap());
-        }
-    }
-    let mut total = 0;
-    for (key, seq) in &per_key {
-        let want: Vec<i64> = (1..=seq.len() as i64).collect();
-        assert_eq!(seq, &want, "auction {key}: a gap or a duplicate");
-        total += seq.len();
-    }
-    // Bids are 46 of every 50 Nexmark events.
-    assert_eq!(total as u64, events / 50 * 46, "every bid counted once");
 }

@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -15,6 +14,8 @@ use sluice_engine::runtime::{run_plan_remote_with, run_plan_with, RemoteExchange
 use sluice_engine::source::{DeadLetters, FileSource, Format, Source, SourceStatus};
 use sluice_engine::spec::load_spec;
 use sluice_engine::{EngineError, JobControl};
+
+use common::assert_exactly_once;
 
 fn schema() -> SchemaRef {
     Schema::of(&[("id", DataType::Int), ("name", DataType::String)]).unwrap()
@@ -82,35 +83,9 @@ fn completed_checkpoints(dir: &Path) -> usize {
     completed_ids(dir).len()
 }
 
-/// Ids of the completed checkpoints in the store, ascending.
+/// Ids of the completed checkpoints of the counting job in `dir`'s store, ascending.
 fn completed_ids(dir: &Path) -> Vec<u64> {
-    let job = dir.join("checkpoints").join("per-key-count");
-    let mut ids: Vec<u64> = std::fs::read_dir(job).map_or(Vec::new(), |entries| {
-        entries
-            .flatten()
-            .filter(|e| e.path().join("_metadata").exists())
-            .filter_map(|e| e.file_name().to_str()?.strip_prefix("chk-")?.parse().ok())
-            .collect()
-    });
-    ids.sort_unstable();
-    ids
-}
-
-/// Every key's running counts, in output order.
-fn counts(dir: &Path, shards: usize) -> BTreeMap<i64, Vec<i64>> {
-    let mut per_key: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
-    for shard in 0..shards {
-        let path: PathBuf = dir.join(format!("counts.csv.{shard}"));
-        let text = std::fs::read_to_string(&path).unwrap();
-        for line in text.lines() {
-            let (k, n) = line.split_once(',').unwrap();
-            per_key
-                .entry(k.parse().unwrap())
-                .or_default()
-                .push(n.parse().unwrap());
-        }
-    }
-    per_key
+    common::completed_ids(&dir.join("checkpoints").join("per-key-count"))
 }
 
 fn run(text: &str, control: &JobControl) -> Result<sluice_engine::JobReport, EngineError> {
@@ -234,19 +209,6 @@ fn a_job_split_across_processes_checkpoints_and_resumes_exactly_once() {
     );
     assert!(reports[0].checkpoints.completed > 0, "{:?}", reports[0]);
     assert_exactly_once(dir.path(), events);
-}
-
-/// Checks that every key's running count is 1..n and that all bids of `events` are counted.
-fn assert_exactly_once(dir: &Path, events: u64) {
-    let per_key = counts(dir, 2);
-    let mut total = 0;
-    for (key, seq) in &per_key {
-        let want: Vec<i64> = (1..=seq.len() as i64).collect();
-        assert_eq!(seq, &want, "auction {key}: a gap or a duplicate");
-        total += seq.len();
-    }
-    // Bids are 46 of every 50 Nexmark events.
-    assert_eq!(total as u64, events / 50 * 46, "every bid counted once");
 }
 
 #[test]

@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod agent_cmd;
+mod checkpoints_view;
 mod cli;
 mod cluster_cmd;
 mod dev;

@@ -13,14 +13,12 @@ use crate::error::EngineError;
 use crate::record::Batch;
 use crate::runtime::checkpoint::{CheckpointControl, ShardEvent};
 use crate::runtime::control::JobControl;
-use crate::runtime::coordinator::{
-    find_checkpoint, find_exact_checkpoint, CheckpointReport, CheckpointSettings, Coordinator,
-    PeerLink,
-};
+use crate::runtime::coordinator::{CheckpointReport, CheckpointSettings, Coordinator, PeerLink};
 use crate::runtime::exchange::{local_channel, ExchangeReceiver, ExchangeSender};
 use crate::runtime::remote::frame::Hello;
 use crate::runtime::remote::peer::{start_peer, IoShared, PeerCheckpoints, PeerIo, PeerPlan};
 use crate::runtime::remote::{connect_peers_cancellable, plan_fingerprint, RemoteExchangeConfig};
+use crate::runtime::restore::{find_checkpoint, find_exact_checkpoint};
 use crate::runtime::shard::{ShardBuilder, ShardCheckpoints, ShardReport};
 use crate::sink::{Collector, COLLECT_CHANNEL_BATCHES_MAX, COLLECT_RECORDS_MAX};
 use crate::source::DeadLetter;

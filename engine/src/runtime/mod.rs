@@ -9,6 +9,7 @@ pub mod exchange;
 pub mod job;
 pub mod output;
 pub mod remote;
+pub mod restore;
 pub mod shard;
 pub mod stage;
 
