@@ -638,9 +638,16 @@ fn print_job(j: &Job) {
         let from = j
             .restore_from
             .map_or("none (started afresh)".into(), |id| id.to_string());
+        let taking = j
+            .checkpoint_in_progress
+            .as_ref()
+            .map_or(String::new(), |p| {
+                format!("; checkpoint {} in progress", p.id)
+            });
         println!(
-            "run {}; resumed from checkpoint: {from}; latest completed checkpoint: {last}",
-            j.attempt
+            "run {}; resumed from checkpoint: {from}; latest completed checkpoint: {last}{taking}; \
+             failed checkpoints: {}",
+            j.attempt, j.checkpoints_failed
         );
     }
     let mut t = table(&["task", "state", "agent", "cores", "memory", "message"]);
