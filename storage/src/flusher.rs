@@ -20,10 +20,29 @@ pub const FLUSH_BATCH_MAX: usize = 4096;
 
 type Completion = Box<dyn FnOnce(io::Result<()>) + Send>;
 
-/// Handle to the flusher thread; the thread stops when the last handle drops.
+/// Handle to the flusher thread; the thread stops when the last handle drops, and that
+/// drop waits for it, so the database it holds is closed before the owner goes on (a
+/// RocksDB still open in a thread at process exit aborts the process).
 #[derive(Clone)]
 pub struct WalFlusher {
-    tx: mpsc::Sender<Completion>,
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    tx: Option<mpsc::Sender<Completion>>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Closing the channel ends the thread's loop once it has completed what is queued.
+        drop(self.tx.take());
+        if let Some(thread) = self.thread.take() {
+            if thread.thread().id() != thread::current().id() {
+                let _ = thread.join();
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for WalFlusher {
@@ -35,15 +54,23 @@ impl std::fmt::Debug for WalFlusher {
 impl WalFlusher {
     pub(crate) fn start(db: Arc<DB>) -> io::Result<Self> {
         let (tx, rx) = mpsc::channel::<Completion>();
-        thread::Builder::new()
+        let thread = thread::Builder::new()
             .name("sluice-wal-sync".to_owned())
             .spawn(move || run(&db, &rx))?;
-        Ok(Self { tx })
+        Ok(Self {
+            inner: Arc::new(Inner {
+                tx: Some(tx),
+                thread: Some(thread),
+            }),
+        })
     }
 
     /// Runs `done` once everything written to the WAL before this call is on disk.
     pub(crate) fn after_sync(&self, done: impl FnOnce(io::Result<()>) + Send + 'static) {
-        if let Err(mpsc::SendError(done)) = self.tx.send(Box::new(done)) {
+        let Some(tx) = &self.inner.tx else {
+            return done(Err(io::Error::other("WAL flusher thread has stopped")));
+        };
+        if let Err(mpsc::SendError(done)) = tx.send(Box::new(done)) {
             done(Err(io::Error::other("WAL flusher thread has stopped")));
         }
     }
