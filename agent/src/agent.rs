@@ -554,6 +554,7 @@ impl MainLoop {
                 runtime: tokio::runtime::Handle::current(),
             }),
             default_checkpoint_storage: self.config.checkpoint_storage.clone(),
+            default_state_dir: self.config.data_dir.join("state"),
             tasks: tasks.iter().map(|a| a.task).collect(),
             cores: tasks
                 .iter()

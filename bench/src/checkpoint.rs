@@ -115,6 +115,21 @@ pub fn check_counts(files: &[std::path::PathBuf], bids: u64) -> Result<usize> {
     Ok(total)
 }
 
+/// Bytes of the files under `dir`, recursively (0 if it is missing).
+fn dir_bytes(dir: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_bytes(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
 fn committed_bytes(dir: &std::path::Path) -> u64 {
     (0..2)
         .map(|s| std::fs::metadata(dir.join(format!("counts.csv.{s}"))).map_or(0, |m| m.len()))
@@ -236,7 +251,7 @@ pub fn run(args: CheckpointBenchArgs) -> Result<()> {
     let out = report::out_dir_or_default(args.out.as_deref(), "checkpoint");
     let mut report = Report::new("checkpoint", &out)?;
     eprintln!("bench checkpoint: results in {}", out.display());
-    let mut progress = report::Progress::new("checkpoint", 8);
+    let mut progress = report::Progress::new("checkpoint", 9);
     for (query, name) in [(NexmarkQuery::Q5, "q5"), (NexmarkQuery::Q7, "q7")] {
         let mut base = None;
         for (label, interval) in [("off", None), ("10s", Some(long)), ("1s", Some(short))] {
@@ -315,6 +330,62 @@ pub fn run(args: CheckpointBenchArgs) -> Result<()> {
              checkpoint every {short:?}: {} completed, the largest {largest} bytes stored; \
              shard pause p50/p99/max {}; duration {}",
             done.len(),
+            percentiles(done.iter().flat_map(|c| c.pause.iter().copied()).collect()),
+            percentiles(done.iter().map(|c| c.duration).collect()),
+        ),
+        big.records_in as f64 / big.elapsed.as_secs_f64().max(1e-9),
+        big.records_in as f64 / big.cpu_time().as_secs_f64().max(1e-9),
+    );
+    // The same job with its state in RocksDB: checkpoints store only new files.
+    progress.step(format!(
+        "large state in RocksDB: bids counted per auction, {big_events} events"
+    ));
+    let store = tempfile::tempdir()?;
+    let text = counting_job(
+        "large-state-rocksdb-bench",
+        2,
+        (big_events, 0),
+        short.as_millis() as u64,
+        &store.path().join("store"),
+        &store.path().join("counts.csv"),
+    )
+    .replacen(
+        "[[source]]",
+        &format!(
+            "state_backend = \"rocksdb\"\nstate_dir = \"{}\"\n\n[[source]]",
+            store.path().join("state").display()
+        ),
+        1,
+    );
+    let spec = sluice_engine::spec::load::parse_spec(&text)
+        .map_err(|e| anyhow::anyhow!("benchmark job spec: {e}"))?;
+    let big = sluice_engine::run_job(spec)?;
+    let done: Vec<_> = big
+        .checkpoints
+        .history
+        .iter()
+        .filter(|c| c.outcome == CheckpointOutcome::Completed)
+        .collect();
+    let mut stored: Vec<u64> = done.iter().map(|c| c.bytes).collect();
+    stored.sort_unstable();
+    let shared = dir_bytes(
+        &store
+            .path()
+            .join("store")
+            .join("large-state-rocksdb-bench")
+            .join("shared"),
+    );
+    report.add_throughput(
+        "checkpoint.large_state_rocksdb",
+        &format!(
+            "as checkpoint.large_state with state_backend = \"rocksdb\" (65536 keys cached per \
+             shard): {} completed, {} failed; bytes stored per checkpoint p50 {} max {} (new \
+             RocksDB files only) against {shared} bytes of files the retained checkpoints \
+             share; shard pause p50/p99/max {}; duration {}",
+            done.len(),
+            big.checkpoints.failed,
+            stored.get(stored.len() / 2).copied().unwrap_or(0),
+            stored.last().copied().unwrap_or(0),
             percentiles(done.iter().flat_map(|c| c.pause.iter().copied()).collect()),
             percentiles(done.iter().map(|c| c.duration).collect()),
         ),

@@ -71,6 +71,9 @@ pub enum EngineError {
     /// which checkpoint and why.
     #[error("checkpoint error: {0}")]
     Checkpoint(String),
+    /// The RocksDB state backend failed (a disk error, or stored state that does not decode).
+    #[error("state backend error: {0}")]
+    State(String),
     /// The job was cancelled through its [`crate::runtime::JobControl`] before it ended.
     #[error("the job was cancelled")]
     Cancelled,

@@ -12,6 +12,9 @@
 //!   through openraft's storage traits.
 //! - [`MemberDir`]: the data directory of one member, with the identity check
 //!   that refuses to start a member on another member's data.
+//! - [`state_db`]: the stream engine's RocksDB state backend (keyed state larger than
+//!   memory, one database per stateful operator per shard) and its incremental checkpoints
+//!   (SST files stored once and shared between checkpoints).
 //! - [`blob`]: checkpoint storage (immutable blobs in a directory or an S3-compatible
 //!   store) and the checksummed envelope checkpoint files are sealed in.
 //!
@@ -29,6 +32,7 @@ mod error;
 pub mod flusher;
 mod log_store;
 mod member_dir;
+pub mod state_db;
 mod state_machine;
 
 pub use error::DirError;

@@ -21,6 +21,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::ops::Range;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -189,6 +190,9 @@ pub struct StreamLaunch {
     pub checkpoints: Option<CheckpointLink>,
     /// Checkpoint storage for a spec that names none (the agent's `--checkpoint-storage`).
     pub default_checkpoint_storage: Option<String>,
+    /// Scratch directory of RocksDB state for a spec that names none (under the agent's
+    /// data dir).
+    pub default_state_dir: PathBuf,
     /// This agent's tasks of the job.
     pub tasks: Vec<u32>,
     /// The cores granted to those tasks.
@@ -289,6 +293,9 @@ fn run(launch: &StreamLaunch, events: &Events, control: &JobControl) -> Result<S
     spec.parallelism = launch.parallelism as usize;
     if spec.checkpoint_storage.is_none() {
         spec.checkpoint_storage = launch.default_checkpoint_storage.clone();
+    }
+    if spec.state_dir.is_none() {
+        spec.state_dir = Some(launch.default_state_dir.clone());
     }
     let pinning = match sys::set_thread_affinity(&launch.cores) {
         Ok(()) => format!("pinned to cores {:?}", launch.cores),

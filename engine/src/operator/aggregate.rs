@@ -33,7 +33,8 @@ use crate::operator::agg::{
 use crate::operator::{Emit, Frozen, Operator, Output, OUTPUT_BATCH_RECORDS_MAX};
 use crate::record::{Batch, DataType, Schema, SchemaRef, Value};
 use crate::state::codec::{corrupt, decode, expect_same, Snapshot, StateFormat};
-use crate::state::{KeyedSnapshot, KeyedState};
+use crate::state::rocks::RocksSnapshot;
+use crate::state::{KeyedSnapshot, KeyedState, KeyedStore, RocksEnv};
 
 /// An aggregate's checkpoint: its configuration (checked on restore), every key's
 /// accumulators in the order the keys arrived, and how far the final emission got.
@@ -53,24 +54,54 @@ impl StateFormat for AggregateSnapshot {
     }
 }
 
+/// What an aggregate on RocksDB keeps in a checkpoint besides the database: its
+/// configuration and how far the final emission got (the last key emitted, and whether it
+/// is over).
+#[derive(Serialize, Deserialize)]
+struct AggregateHeader {
+    key_type: Option<DataType>,
+    aggs: Vec<AggSignature>,
+    emit_after: Option<Vec<u8>>,
+    emitted_all: bool,
+}
+
+/// How far the final emission of an aggregate on RocksDB got.
+#[derive(Debug, Default)]
+struct RocksEmission {
+    after: Option<Vec<u8>>,
+    done: bool,
+}
+
 /// A keyed aggregation over all of event time.
 #[derive(Debug)]
 pub struct Aggregate {
     key: Option<usize>,
     key_type: Option<DataType>,
     aggs: Vec<AggSpec>,
-    state: KeyedState<Acc>,
+    state: KeyedStore<Acc>,
     schema: SchemaRef,
-    /// How many keys the final emission has written so far.
+    /// How many keys the final emission has written so far (in-memory state).
     emitted: usize,
+    /// How far the final emission got (RocksDB state).
+    emission: RocksEmission,
 }
 
 impl Aggregate {
-    /// Aggregates `aggs` (e.g. `count(*) AS n`) per `key` (or globally).
+    /// Aggregates `aggs` (e.g. `count(*) AS n`) per `key` (or globally), in memory.
     pub fn new(
         input: &SchemaRef,
         key: Option<&str>,
         aggs: &[impl AsRef<str>],
+    ) -> Result<Self, EngineError> {
+        Self::with_state(input, key, aggs, None)
+    }
+
+    /// Like [`Self::new`], keeping the accumulators in RocksDB when `rocks` says where.
+    pub fn with_state(
+        input: &SchemaRef,
+        key: Option<&str>,
+        aggs: &[impl AsRef<str>],
+        rocks: Option<RocksEnv>,
     ) -> Result<Self, EngineError> {
         let aggs = parse_aggs(aggs, input)?;
         let key = key.map(|k| input.require(k)).transpose()?;
@@ -82,12 +113,26 @@ impl Aggregate {
             key,
             key_type,
             // Keyless aggregates file every record under the int 0.
-            state: KeyedState::new(key_type.unwrap_or(DataType::Int), aggs.len()),
+            state: KeyedStore::new(key_type.unwrap_or(DataType::Int), aggs.len(), rocks)?,
             aggs,
             schema,
             emitted: 0,
+            emission: RocksEmission::default(),
         })
     }
+}
+
+/// Writes one result row: the key (when `keyed`), then each aggregate's result.
+fn emit_row(keyed: bool, aggs: &[AggSpec], key: Value<'_>, accs: &[Acc], out: &mut Output) {
+    let offset = usize::from(keyed);
+    let columns = out.main.columns_mut();
+    if keyed {
+        columns[0].push(key);
+    }
+    for (i, (spec, acc)) in aggs.iter().zip(accs).enumerate() {
+        spec.emit(acc, &mut columns[offset + i]);
+    }
+    out.main.commit_row();
 }
 
 impl Operator for Aggregate {
@@ -100,69 +145,95 @@ impl Operator for Aggregate {
     }
 
     fn process(&mut self, input: &Batch, _out: &mut Output) -> Result<(), EngineError> {
+        self.state.reserve(input.len())?;
         for row in 0..input.len() {
             let key = self.key.map_or(Value::Int(0), |k| input.value(row, k));
-            let accs = self
-                .state
-                .entry(key, |i| self.aggs[i].init())
-                .map_err(|e| e.in_operator("aggregate"))?;
-            update_all(&self.aggs, accs, input, row);
+            let aggs = &self.aggs;
+            let accs = self.state.entry("aggregate", key, |i| aggs[i].init())?;
+            update_all(aggs, accs, input, row);
         }
         Ok(())
     }
 
     fn on_watermark(&mut self, watermark: i64, out: &mut Output) -> Result<Emit, EngineError> {
-        if watermark < i64::MAX || self.emitted == self.state.len() {
+        if watermark < i64::MAX {
             return Ok(Emit::Done);
         }
-        let offset = usize::from(self.key.is_some());
-        while out.main.len() < OUTPUT_BATCH_RECORDS_MAX {
-            if self.emitted == self.state.len() {
-                return Ok(Emit::Done);
+        let room = OUTPUT_BATCH_RECORDS_MAX.saturating_sub(out.main.len());
+        let (keyed, aggs) = (self.key.is_some(), &self.aggs);
+        let done = match &mut self.state {
+            KeyedStore::Memory(groups) => {
+                let end = groups.len().min(self.emitted + room);
+                for slot in self.emitted..end {
+                    emit_row(keyed, aggs, groups.key(slot), groups.values(slot), out);
+                }
+                self.emitted = end;
+                end == groups.len()
             }
-            let (key, accs) = (
-                self.state.key(self.emitted),
-                self.state.values(self.emitted),
-            );
-            self.emitted += 1;
-            let columns = out.main.columns_mut();
-            if self.key.is_some() {
-                columns[0].push(key);
+            KeyedStore::Rocks(_) if self.emission.done => true,
+            KeyedStore::Rocks(_) if room == 0 => false,
+            KeyedStore::Rocks(groups) => {
+                let next = groups.visit(self.emission.after.as_deref(), room, |key, accs| {
+                    emit_row(keyed, aggs, key, accs, out)
+                })?;
+                self.emission.done = next.is_none();
+                if next.is_some() {
+                    self.emission.after = next;
+                }
+                self.emission.done
             }
-            for (i, (spec, acc)) in self.aggs.iter().zip(accs).enumerate() {
-                spec.emit(acc, &mut columns[offset + i]);
-            }
-            out.main.commit_row();
-        }
-        Ok(if self.emitted == self.state.len() {
-            Emit::Done
-        } else {
-            Emit::More
-        })
+        };
+        Ok(if done { Emit::Done } else { Emit::More })
     }
 
     fn snapshot(&mut self) -> Result<Option<Frozen>, EngineError> {
-        let state = AggregateSnapshot {
-            key_type: self.key_type,
-            aggs: signatures(&self.aggs),
-            groups: self.state.snapshot(),
-            emitted: self.emitted as u64,
-        };
-        Ok(Some(Snapshot::frozen(self.name(), state)))
+        let name = self.name();
+        let (key_type, aggs) = (self.key_type, signatures(&self.aggs));
+        Ok(Some(match &mut self.state {
+            KeyedStore::Memory(groups) => Snapshot::frozen(
+                name,
+                AggregateSnapshot {
+                    key_type,
+                    aggs,
+                    groups: groups.snapshot(),
+                    emitted: self.emitted as u64,
+                },
+            ),
+            KeyedStore::Rocks(groups) => {
+                let header = AggregateHeader {
+                    key_type,
+                    aggs,
+                    emit_after: self.emission.after.clone(),
+                    emitted_all: self.emission.done,
+                };
+                Box::new(groups.freeze(name, header)?)
+            }
+        }))
     }
 
     fn restore(&mut self, state: &[u8]) -> Result<(), EngineError> {
         let name = self.name();
+        let signatures = signatures(&self.aggs);
+        if let KeyedStore::Rocks(groups) = &mut self.state {
+            let s: RocksSnapshot<AggregateHeader> = decode(name, state)?;
+            expect_same(name, "key type", &s.header.key_type, &self.key_type)?;
+            expect_same(name, "aggregates", &s.header.aggs, &signatures)?;
+            groups.restore(&s.files)?;
+            self.emission = RocksEmission {
+                after: s.header.emit_after,
+                done: s.header.emitted_all,
+            };
+            return Ok(());
+        }
         let s: AggregateSnapshot = decode(name, state)?;
         expect_same(name, "key type", &s.key_type, &self.key_type)?;
-        expect_same(name, "aggregates", &s.aggs, &signatures(&self.aggs))?;
-        let state = KeyedState::restore(
-            s.groups,
-            self.state.key_type(),
-            self.aggs.len(),
-            self.state.keys_max(),
-        )
-        .map_err(|m| corrupt(name, format!("keyed state: {m}")))?;
+        expect_same(name, "aggregates", &s.aggs, &signatures)?;
+        let keys_max = match &self.state {
+            KeyedStore::Memory(live) => live.keys_max(),
+            KeyedStore::Rocks(_) => crate::state::KEYED_STATE_KEYS_MAX,
+        };
+        let state = KeyedState::restore(s.groups, self.state.key_type(), self.aggs.len(), keys_max)
+            .map_err(|m| corrupt(name, format!("keyed state: {m}")))?;
         for slot in 0..state.len() {
             check_all(&self.aggs, state.values(slot))
                 .map_err(|m| corrupt(name, format!("key {}: {m}", state.key(slot))))?;
@@ -177,7 +248,7 @@ impl Operator for Aggregate {
                 ),
             ));
         }
-        self.state = state;
+        self.state = KeyedStore::Memory(state);
         self.emitted = s.emitted as usize;
         Ok(())
     }
@@ -250,5 +321,60 @@ mod tests {
         assert!(m.contains("keyed state: 2 values for 3 keys"), "{m}");
         let m = restore_changed(&|s| s.groups.values[2] = Acc::Avg(1.0, 1)).unwrap_err();
         assert!(m.contains("key 2") && m.contains("`n`"), "{m}");
+    }
+
+    #[test]
+    fn an_aggregate_on_rocksdb_restores_from_its_checkpoint_and_emits_every_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            sluice_storage::blob::open(&format!("file://{}", dir.path().join("store").display()))
+                .unwrap();
+        let env = |name: &str| RocksEnv {
+            dir: dir.path().join(name),
+            cache_keys: 8,
+            key_groups: 128,
+            storage: Some((store.clone(), "job/shared/op".into())),
+        };
+        let schema = Schema::of(&[("k", DataType::String), ("p", DataType::Int)]).unwrap();
+        let aggs = ["count(*) AS n", "sum(p) AS total"];
+        let make = |rocks| Aggregate::with_state(&schema, Some("k"), &aggs, rocks).unwrap();
+        let keys: Vec<String> = (0..300).map(|i| format!("k{i}")).collect();
+        let rows = |from: i64, to: i64| -> Vec<Vec<Value<'_>>> {
+            (from..to)
+                .map(|i| vec![Value::Str(&keys[i as usize % 300]), Value::Int(i)])
+                .collect()
+        };
+        let (first, second) = (rows(0, 2_000), rows(2_000, 3_000));
+        let mut out = Output::new(make(None).output_schema().clone(), schema.clone());
+
+        let mut memory = make(None);
+        memory.process(&batch(&schema, &first), &mut out).unwrap();
+        memory.process(&batch(&schema, &second), &mut out).unwrap();
+        let (want, _) = drain(&mut memory, i64::MAX, &mut out);
+
+        let mut before = make(Some(env("a")));
+        before.process(&batch(&schema, &first), &mut out).unwrap();
+        let mut bytes = Vec::new();
+        let frozen = before.snapshot().unwrap().unwrap();
+        // Records after the barrier are not in the checkpoint.
+        before.process(&batch(&schema, &second), &mut out).unwrap();
+        frozen.write_to(&mut bytes).unwrap();
+        assert!(!frozen.shared_objects().paths.is_empty());
+        drop(before);
+
+        let mut after = make(Some(env("b")));
+        after.restore(&bytes).unwrap();
+        after.process(&batch(&schema, &second), &mut out).unwrap();
+        let (got, sizes) = drain(&mut after, i64::MAX, &mut out);
+        let sorted = |mut v: Vec<Vec<OwnedValue>>| {
+            v.sort_by_key(|r| r[0].to_string());
+            v
+        };
+        assert_eq!(got.len(), 300, "{sizes:?}");
+        assert_eq!(sorted(got), sorted(want));
+
+        // A checkpoint of the other backend is named as such.
+        let e = make(None).restore(&bytes).unwrap_err().to_string();
+        assert!(e.contains("state_backend = \"rocksdb\""), "{e}");
     }
 }

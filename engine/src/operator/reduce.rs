@@ -26,7 +26,8 @@ use crate::error::EngineError;
 use crate::operator::{Frozen, Operator, Output};
 use crate::record::{Batch, DataType, Field, Schema, SchemaRef, Value};
 use crate::state::codec::{corrupt, decode, expect_same, Snapshot, StateFormat};
-use crate::state::{KeyedSnapshot, KeyedState};
+use crate::state::rocks::RocksSnapshot;
+use crate::state::{KeyedSnapshot, KeyedState, KeyedStore, RocksEnv};
 
 /// How a reduce combines values.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -48,18 +49,24 @@ enum State {
     Str(String),
 }
 
-/// A reduce's checkpoint: its configuration (checked on restore) and every key's running
-/// value, in the order the keys arrived.
-#[derive(Serialize, Deserialize)]
-struct ReduceSnapshot {
+/// A reduce's configuration, checked on restore.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct ReduceConfig {
     key_type: Option<DataType>,
     value_type: DataType,
     func: String,
+}
+
+/// A reduce's checkpoint with in-memory state: its configuration and every key's running
+/// value, in the order the keys arrived.
+#[derive(Serialize, Deserialize)]
+struct ReduceSnapshot {
+    config: ReduceConfig,
     values: KeyedSnapshot<State>,
 }
 
 impl StateFormat for ReduceSnapshot {
-    const VERSION: u8 = 2;
+    const VERSION: u8 = 3;
 
     fn state_bytes(&self) -> u64 {
         self.values
@@ -86,17 +93,29 @@ pub struct Reduce {
     key_type: Option<DataType>,
     value_type: DataType,
     func: ReduceFn,
-    state: KeyedState<State>,
+    state: KeyedStore<State>,
     schema: SchemaRef,
 }
 
 impl Reduce {
-    /// Folds column `value` per `key` (or globally) with `func`.
+    /// Folds column `value` per `key` (or globally) with `func`, keeping the running values
+    /// in memory.
     pub fn new(
         input: &SchemaRef,
         key: Option<&str>,
         value: &str,
         func: ReduceFn,
+    ) -> Result<Self, EngineError> {
+        Self::with_state(input, key, value, func, None)
+    }
+
+    /// Like [`Self::new`], keeping the running values in RocksDB when `rocks` says where.
+    pub fn with_state(
+        input: &SchemaRef,
+        key: Option<&str>,
+        value: &str,
+        func: ReduceFn,
+        rocks: Option<RocksEnv>,
     ) -> Result<Self, EngineError> {
         let value_index = input.require(value)?;
         let value_type = input.fields()[value_index].data_type;
@@ -132,9 +151,47 @@ impl Reduce {
             value_type,
             func,
             // Keyless reduces file every record under the int 0.
-            state: KeyedState::new(key_type.unwrap_or(DataType::Int), 1),
+            state: KeyedStore::new(key_type.unwrap_or(DataType::Int), 1, rocks)?,
             schema,
         })
+    }
+
+    fn config(&self) -> ReduceConfig {
+        ReduceConfig {
+            key_type: self.key_type,
+            value_type: self.value_type,
+            func: format!("{:?}", self.func),
+        }
+    }
+
+    /// Refuses a checkpoint of a reduce configured otherwise, naming what differs.
+    fn check_config(&self, saved: &ReduceConfig) -> Result<(), EngineError> {
+        let (name, here) = (self.name(), self.config());
+        expect_same(name, "key type", &saved.key_type, &here.key_type)?;
+        expect_same(name, "value type", &saved.value_type, &here.value_type)?;
+        expect_same(name, "function", &saved.func, &here.func)
+    }
+
+    /// Refuses a checkpointed running value that is not of the folded type.
+    fn check_value(&self, key: Value<'_>, value: &State) -> Result<(), EngineError> {
+        let fits = matches!(
+            (value, self.value_type),
+            (
+                State::Int(_),
+                DataType::Int | DataType::Timestamp | DataType::Bool
+            ) | (State::Float(_), DataType::Float)
+                | (State::Str(_), DataType::String)
+        );
+        if fits {
+            return Ok(());
+        }
+        Err(corrupt(
+            self.name(),
+            format!(
+                "the value {value:?} of key {key} is not a running {}",
+                self.value_type
+            ),
+        ))
     }
 }
 
@@ -148,22 +205,20 @@ impl Operator for Reduce {
     }
 
     fn process(&mut self, input: &Batch, out: &mut Output) -> Result<(), EngineError> {
+        self.state.reserve(input.len())?;
         for row in 0..input.len() {
             let key = self.key.map_or(Value::Int(0), |k| input.value(row, k));
             let v = input.value(row, self.value);
             let mut fresh = false;
-            let state = &mut self
-                .state
-                .entry(key, |_| {
-                    fresh = true;
-                    match v {
-                        Value::Float(x) => State::Float(x),
-                        Value::Str(s) => State::Str(s.to_owned()),
-                        Value::Int(x) | Value::Timestamp(x) => State::Int(x),
-                        Value::Bool(b) => State::Int(i64::from(b)),
-                    }
-                })
-                .map_err(|e| e.in_operator("reduce"))?[0];
+            let state = &mut self.state.entry("reduce", key, |_| {
+                fresh = true;
+                match v {
+                    Value::Float(x) => State::Float(x),
+                    Value::Str(s) => State::Str(s.to_owned()),
+                    Value::Int(x) | Value::Timestamp(x) => State::Int(x),
+                    Value::Bool(b) => State::Int(i64::from(b)),
+                }
+            })?[0];
             if !fresh {
                 match (&mut *state, v, &self.func) {
                     (State::Int(a), Value::Int(x) | Value::Timestamp(x), f) => {
@@ -205,45 +260,41 @@ impl Operator for Reduce {
     }
 
     fn snapshot(&mut self) -> Result<Option<Frozen>, EngineError> {
-        let state = ReduceSnapshot {
-            key_type: self.key_type,
-            value_type: self.value_type,
-            func: format!("{:?}", self.func),
-            values: self.state.snapshot(),
-        };
-        Ok(Some(Snapshot::frozen(self.name(), state)))
+        let config = self.config();
+        let name = self.name();
+        Ok(Some(match &mut self.state {
+            KeyedStore::Memory(state) => Snapshot::frozen(
+                name,
+                ReduceSnapshot {
+                    config,
+                    values: state.snapshot(),
+                },
+            ),
+            KeyedStore::Rocks(state) => Box::new(state.freeze(name, config)?),
+        }))
     }
 
     fn restore(&mut self, state: &[u8]) -> Result<(), EngineError> {
         let name = self.name();
-        let s: ReduceSnapshot = decode(name, state)?;
-        expect_same(name, "key type", &s.key_type, &self.key_type)?;
-        expect_same(name, "value type", &s.value_type, &self.value_type)?;
-        expect_same(name, "function", &s.func, &format!("{:?}", self.func))?;
-        let state = KeyedState::restore(s.values, self.state.key_type(), 1, self.state.keys_max())
-            .map_err(|m| corrupt(name, format!("keyed state: {m}")))?;
-        for slot in 0..state.len() {
-            let value = &state.values(slot)[0];
-            let fits = matches!(
-                (value, self.value_type),
-                (
-                    State::Int(_),
-                    DataType::Int | DataType::Timestamp | DataType::Bool
-                ) | (State::Float(_), DataType::Float)
-                    | (State::Str(_), DataType::String)
-            );
-            if !fits {
-                return Err(corrupt(
-                    name,
-                    format!(
-                        "the value {value:?} of key {} is not a running {}",
-                        state.key(slot),
-                        self.value_type
-                    ),
-                ));
+        match &self.state {
+            KeyedStore::Memory(live) => {
+                let s: ReduceSnapshot = decode(name, state)?;
+                self.check_config(&s.config)?;
+                let restored = KeyedState::restore(s.values, live.key_type(), 1, live.keys_max())
+                    .map_err(|m| corrupt(name, format!("keyed state: {m}")))?;
+                for slot in 0..restored.len() {
+                    self.check_value(restored.key(slot), &restored.values(slot)[0])?;
+                }
+                self.state = KeyedStore::Memory(restored);
+            }
+            KeyedStore::Rocks(_) => {
+                let s: RocksSnapshot<ReduceConfig> = decode(name, state)?;
+                self.check_config(&s.header)?;
+                if let KeyedStore::Rocks(live) = &mut self.state {
+                    live.restore(&s.files)?;
+                }
             }
         }
-        self.state = state;
         Ok(())
     }
 }
@@ -292,5 +343,31 @@ mod tests {
             .map(|r| r[0].to_string())
             .collect();
         assert_eq!(got, ["a", "b", "a+a"]);
+    }
+
+    #[test]
+    fn a_reduce_on_rocksdb_emits_what_one_in_memory_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let schema = Schema::of(&[("k", DataType::Int), ("n", DataType::Int)]).unwrap();
+        let env = RocksEnv {
+            dir: dir.path().join("op"),
+            cache_keys: 3,
+            key_groups: 128,
+            storage: None,
+        };
+        let mut mem = Reduce::new(&schema, Some("k"), "n", ReduceFn::Sum).unwrap();
+        let mut rocks =
+            Reduce::with_state(&schema, Some("k"), "n", ReduceFn::Sum, Some(env)).unwrap();
+        for round in 0..20i64 {
+            let rows: Vec<_> = (0..(round % 5 + 1))
+                .map(|i| vec![Value::Int((round * 3 + i) % 11), Value::Int(i + 1)])
+                .collect();
+            let input = batch(&schema, &rows);
+            let mut a = Output::new(mem.output_schema().clone(), schema.clone());
+            let mut b = Output::new(rocks.output_schema().clone(), schema.clone());
+            mem.process(&input, &mut a).unwrap();
+            rocks.process(&input, &mut b).unwrap();
+            assert_eq!(a.main.to_rows(), b.main.to_rows(), "round {round}");
+        }
     }
 }

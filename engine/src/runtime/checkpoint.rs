@@ -19,10 +19,13 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::error::EngineError;
-use crate::state::Frozen;
+use crate::state::{Frozen, SharedObjects};
 
 /// Format version of a stored shard state.
-pub const SHARD_STATE_FORMAT: u32 = 1;
+pub const SHARD_STATE_FORMAT: u32 = 2;
+
+/// Where, under a job's prefix, files shared between checkpoints (RocksDB's SST files) are.
+pub const SHARED_DIR: &str = "shared";
 
 /// Shared between a job's coordinator and its shards.
 #[derive(Debug, Default)]
@@ -227,11 +230,20 @@ pub struct ShardState {
     pub shards: u32,
     /// One per stage.
     pub stages: Vec<StageState>,
+    /// Objects of the checkpoint storage, shared between checkpoints, that the state refers
+    /// to (RocksDB's files).
+    pub shared: Vec<String>,
+    /// Bytes of shared objects this checkpoint stored.
+    pub shared_new_bytes: u64,
 }
 
-fn frozen_bytes(frozen: &Frozen) -> Result<Vec<u8>, EngineError> {
+/// Writes a frozen state, adding the shared objects it refers to to `shared`.
+fn frozen_bytes(frozen: &Frozen, shared: &mut SharedObjects) -> Result<Vec<u8>, EngineError> {
     let mut out = Vec::new();
     frozen.write_to(&mut out)?;
+    let more = frozen.shared_objects();
+    shared.paths.extend(more.paths);
+    shared.new_bytes += more.new_bytes;
     Ok(out)
 }
 
@@ -263,18 +275,26 @@ impl ShardCheckpoint {
     /// Serialises the frozen state (off the shard thread).
     pub fn to_state(&self, job: &str, shards: usize) -> Result<ShardState, EngineError> {
         let mut stages = Vec::with_capacity(self.stages.len());
+        let mut shared = SharedObjects::default();
         for part in &self.stages {
+            let join = match &part.join {
+                Some(j) => Some(frozen_bytes(j, &mut shared)?),
+                None => None,
+            };
+            let mut ops = Vec::with_capacity(part.ops.len());
+            for op in &part.ops {
+                ops.push(match op {
+                    Some(o) => frozen_bytes(o, &mut shared)?,
+                    None => Vec::new(),
+                });
+            }
             stages.push(StageState {
                 op_names: part.op_names.clone(),
                 sources: part.sources.clone(),
                 max_seen: part.max_seen.clone(),
                 inputs: part.inputs.clone(),
-                join: part.join.as_ref().map(frozen_bytes).transpose()?,
-                ops: part
-                    .ops
-                    .iter()
-                    .map(|o| o.as_ref().map_or(Ok(Vec::new()), frozen_bytes))
-                    .collect::<Result<_, EngineError>>()?,
+                join,
+                ops,
                 sinks: part.sinks.clone(),
             });
         }
@@ -285,6 +305,8 @@ impl ShardCheckpoint {
             shard: self.shard as u32,
             shards: shards as u32,
             stages,
+            shared: shared.paths,
+            shared_new_bytes: shared.new_bytes,
         })
     }
 

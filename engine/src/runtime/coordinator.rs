@@ -25,11 +25,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use serde::{Deserialize, Serialize};
-use sluice_storage::blob::{seal, SharedBlobStore};
+use sluice_storage::blob::{seal, unseal, BlobStore, SharedBlobStore};
 
 use crate::error::EngineError;
 use crate::runtime::checkpoint::{
-    bounded_text, CheckpointControl, CheckpointMessage, ShardCheckpoint, ShardEvent,
+    bounded_text, CheckpointControl, CheckpointMessage, ShardCheckpoint, ShardEvent, SHARED_DIR,
 };
 use crate::runtime::restore::list_ids;
 
@@ -62,7 +62,9 @@ pub struct ShardHandle {
     pub shard: u32,
     /// Its path in the store.
     pub path: String,
-    /// Its size in bytes (sealed).
+    /// Bytes this checkpoint stored for the shard: its state file (sealed) and the shared
+    /// files it stored first (RocksDB files already stored by earlier checkpoints are not
+    /// counted again).
     pub bytes: u64,
 }
 
@@ -546,16 +548,22 @@ impl Coordinator {
     fn store_part(&self, dir: &str, part: &ShardCheckpoint) -> Result<ShardHandle, EngineError> {
         part.sync_files()?;
         let state = part.to_state(&self.job, self.shards)?;
+        let store = &self.settings.storage;
+        if !state.shared.is_empty() {
+            // Written before the state: a stored state's shared files are always known to
+            // retention.
+            let list = postcard::to_stdvec(&state.shared)
+                .map_err(|e| EngineError::Checkpoint(format!("cannot encode a file list: {e}")))?;
+            let list_path = format!("{dir}/shard-{}{SHARED_LIST}", part.shard);
+            store.put(&list_path, &seal(&list)).map_err(store_err)?;
+        }
         let sealed = seal(&state.encode()?);
         let path = format!("{dir}/shard-{}", part.shard);
-        self.settings
-            .storage
-            .put(&path, &sealed)
-            .map_err(store_err)?;
+        store.put(&path, &sealed).map_err(store_err)?;
         Ok(ShardHandle {
             shard: part.shard as u32,
             path,
-            bytes: sealed.len() as u64,
+            bytes: sealed.len() as u64 + state.shared_new_bytes,
         })
     }
 
@@ -633,7 +641,19 @@ impl Coordinator {
         let Some(oldest_kept) = keep.iter().next().copied() else {
             return Ok(());
         };
-        for id in all.into_iter().filter(|id| *id < oldest_kept) {
+        let (old, kept): (Vec<u64>, Vec<u64>) = all.into_iter().partition(|id| *id < oldest_kept);
+        if old.is_empty() {
+            return Ok(());
+        }
+        // Shared files go with the last checkpoint referring to them; read before deleting.
+        let unreferenced: Vec<String> = {
+            let used = shared_files(store.as_ref(), prefix, &kept)?;
+            shared_files(store.as_ref(), prefix, &old)?
+                .into_iter()
+                .filter(|f| !used.contains(f))
+                .collect()
+        };
+        for id in old {
             let dir = chk_dir(prefix, id);
             // Metadata first: a half-deleted checkpoint is never taken for a complete one.
             store
@@ -643,6 +663,38 @@ impl Coordinator {
                 store.delete(&path).map_err(store_err)?;
             }
         }
+        for path in unreferenced {
+            store.delete(&path).map_err(store_err)?;
+        }
         Ok(())
     }
+}
+
+/// The suffix of a shard's list of the shared files its state refers to.
+const SHARED_LIST: &str = ".shared";
+
+/// The shared files that checkpoints `ids` refer to; a list that cannot be read fails
+/// (retention then deletes nothing rather than a file some checkpoint may need).
+fn shared_files(
+    store: &dyn BlobStore,
+    prefix: &str,
+    ids: &[u64],
+) -> Result<BTreeSet<String>, EngineError> {
+    let mut files = BTreeSet::new();
+    for id in ids {
+        let dir = chk_dir(prefix, *id);
+        for path in store.list(&format!("{dir}/")).map_err(store_err)? {
+            if !path.ends_with(SHARED_LIST) {
+                continue;
+            }
+            let sealed = store.get(&path).map_err(store_err)?;
+            let list = unseal(&path, &sealed).map_err(store_err)?;
+            let list: Vec<String> = postcard::from_bytes(list)
+                .map_err(|e| EngineError::Checkpoint(format!("{path}: cannot decode: {e}")))?;
+            // Only files under the job's shared directory are ever deleted.
+            let shared = format!("{prefix}/{SHARED_DIR}/");
+            files.extend(list.into_iter().filter(|f| f.starts_with(&shared)));
+        }
+    }
+    Ok(files)
 }

@@ -247,6 +247,8 @@ struct CheckpointSetup {
     events: crossbeam_channel::Sender<ShardEvent>,
     coordinator: Option<Coordinator>,
     restored: (Option<u64>, Vec<String>),
+    /// The checkpoint storage and the job's prefix there.
+    storage: (sluice_storage::blob::SharedBlobStore, String),
 }
 
 /// A running coordinator: its stop flag, its thread, and what the restore found.
@@ -340,11 +342,16 @@ impl CheckpointSetup {
             report: CheckpointReport::default(),
             hooks,
         };
+        let storage = (
+            coordinator.settings.storage.clone(),
+            coordinator.settings.prefix.clone(),
+        );
         let setup = Self {
             control,
             events,
             coordinator: Some(coordinator),
             restored: (restored_from, found.skipped),
+            storage,
         };
         Ok(Some((setup, resume)))
     }
@@ -395,6 +402,13 @@ fn run_placed(
         stages = plan.stages.len(),
         "starting job"
     );
+    if plan.spec.state_backend == crate::spec::StateBackend::Rocksdb {
+        let removed = crate::runtime::shard::remove_stale_scratch(&plan.spec);
+        if removed > 0 {
+            tracing::info!(job = %plan.spec.name, removed,
+                "removed RocksDB scratch left by processes that ended");
+        }
+    }
     let capacity = plan.spec.ring_capacity_batches;
     let mut senders: SenderSlots = local
         .clone()
@@ -493,6 +507,7 @@ fn run_placed(
             control: c.control.clone(),
             events: c.events.clone(),
             restore: resume.get_mut(shard).and_then(Option::take),
+            storage: c.storage.clone(),
         });
         let builder = ShardBuilder {
             shard,

@@ -15,7 +15,7 @@ use crate::error::EngineError;
 use crate::operator::Output;
 use crate::record::{Batch, SchemaRef};
 use crate::runtime::checkpoint::{
-    CheckpointControl, ShardCheckpoint, ShardEvent, ShardState, StagePart,
+    CheckpointControl, ShardCheckpoint, ShardEvent, ShardState, StagePart, SHARED_DIR,
 };
 use crate::runtime::exchange::{ExchangeReceiver, ExchangeSender};
 use crate::runtime::output::StageOutput;
@@ -24,8 +24,9 @@ use crate::sink::{BlackholeSink, CollectSink, Collector, FileSink, Sink, StdoutS
 use crate::source::{
     DeadLetter, DeadLetters, FileSource, NexmarkSource, Source, TcpSource, ValuesSource,
 };
-use crate::spec::job::{part_path, SinkSpec, SourceSpec};
+use crate::spec::job::{part_path, SinkSpec, SourceSpec, StateBackend};
 use crate::spec::plan::{build_join, build_ops, InputPlan, Plan};
+use crate::state::RocksEnv;
 use crate::sys::thread_cpu_time;
 use crate::time::WatermarkGenerator;
 
@@ -83,6 +84,89 @@ pub struct ShardCheckpoints {
     pub events: crossbeam_channel::Sender<ShardEvent>,
     /// The state to resume from, if the job restores a checkpoint.
     pub restore: Option<ShardState>,
+    /// The job's checkpoint storage and its prefix there (for state kept in RocksDB, whose
+    /// files operators store and read themselves).
+    pub storage: (sluice_storage::blob::SharedBlobStore, String),
+}
+
+/// A shard's scratch directory of RocksDB state, removed when the shard ends.
+struct StateScratch(std::path::PathBuf);
+
+impl Drop for StateScratch {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::remove_dir_all(&self.0) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(dir = %self.0.display(), error = %e, "cannot remove state scratch");
+            }
+        }
+    }
+}
+
+/// The scratch directory of RocksDB state of one shard of one run of a job: unique, so that
+/// two runs (or two processes of a split job) on one machine never share files.
+fn shard_scratch_dir(spec: &crate::spec::JobSpec, shard: usize) -> std::path::PathBuf {
+    static RUNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let name: String = spec
+        .name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    state_root(spec).join(format!(
+        "{name}-shard{shard}-{}-{nanos:x}-{run}",
+        std::process::id()
+    ))
+}
+
+/// Where shards keep RocksDB scratch: the spec's `state_dir`, or the system's temporary
+/// directory.
+fn state_root(spec: &crate::spec::JobSpec) -> std::path::PathBuf {
+    spec.state_dir
+        .clone()
+        .unwrap_or_else(|| std::env::temp_dir().join("sluice-state"))
+}
+
+/// Removes the RocksDB scratch that shards of processes no longer running left behind in
+/// the job's state directory (a SIGKILLed run cannot clean up after itself); returns how
+/// many directories went.
+pub(crate) fn remove_stale_scratch(spec: &crate::spec::JobSpec) -> usize {
+    let root = state_root(spec);
+    let Ok(entries) = std::fs::read_dir(&root) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        // `{job}-shard{n}-{pid}-{nanos}-{run}`: the pid is third from the end.
+        let mut fields = name.rsplit('-');
+        let (Some(_run), Some(_nanos), Some(pid)) = (fields.next(), fields.next(), fields.next())
+        else {
+            continue;
+        };
+        let Ok(pid) = pid.parse::<u32>() else {
+            continue;
+        };
+        let shard_field = fields.next().is_some_and(|f| f.starts_with("shard"));
+        if !shard_field || std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        match std::fs::remove_dir_all(entry.path()) {
+            Ok(()) => removed += 1,
+            Err(e) => tracing::warn!(dir = %entry.path().display(), error = %e,
+                "cannot remove the state scratch of an ended process"),
+        }
+    }
+    removed
 }
 
 /// How a sink is opened.
@@ -384,9 +468,24 @@ impl ShardBuilder {
         let mut senders: Vec<_> = senders.into_iter().map(Some).collect();
         let mut receivers: Vec<_> = receivers.into_iter().map(Some).collect();
         let missing = || EngineError::Plan("an exchange edge is missing or used twice".into());
+        // Declared before the stages: removed after their databases closed.
+        let scratch = (spec.state_backend == StateBackend::Rocksdb)
+            .then(|| StateScratch(shard_scratch_dir(spec, shard)));
         let mut stages = Vec::with_capacity(plan.stages.len());
-        for stage_plan in &plan.stages {
-            let ops = build_ops(stage_plan)?;
+        for (k, stage_plan) in plan.stages.iter().enumerate() {
+            let rocks = scratch.as_ref().map(|dir| RocksEnv {
+                dir: dir.0.join(format!("stage-{k}")),
+                cache_keys: spec.state_cache_keys,
+                key_groups: spec.max_parallelism,
+                storage: checkpoints.as_ref().map(|c| {
+                    let (store, prefix) = &c.storage;
+                    (
+                        store.clone(),
+                        format!("{prefix}/{SHARED_DIR}/shard-{shard}/stage-{k}"),
+                    )
+                }),
+            });
+            let ops = build_ops(stage_plan, rocks.as_ref())?;
             let mut schema = stage_plan.input_schema.clone();
             let mut outs = Vec::with_capacity(ops.len());
             for op in &ops {

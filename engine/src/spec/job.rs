@@ -104,6 +104,36 @@ pub struct JobSpec {
     /// Consecutive failed checkpoints tolerated before the job fails.
     #[serde(default = "default_failures_tolerated")]
     pub checkpoint_failures_tolerated: u32,
+    /// Where the keyed state of reduce and aggregate operators lives: `memory` (the default)
+    /// or `rocksdb` (RocksDB on local disk behind a cache of `state_cache_keys` keys, for
+    /// state larger than memory; its checkpoints store only the files new since the last).
+    #[serde(default)]
+    pub state_backend: StateBackend,
+    /// Local directory for `rocksdb` state, scratch rebuilt from checkpoints (default: the
+    /// system's temporary directory).
+    #[serde(default)]
+    pub state_dir: Option<PathBuf>,
+    /// Keys each operator keeps in memory in front of RocksDB, per shard.
+    #[serde(default = "default_state_cache_keys")]
+    pub state_cache_keys: usize,
+}
+
+/// Where operators keep keyed state.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StateBackend {
+    /// In memory, snapshotted at barriers.
+    #[default]
+    Memory,
+    /// In RocksDB on local disk, checkpointed incrementally.
+    Rocksdb,
+}
+
+/// Keys each operator keeps in memory in front of RocksDB by default.
+pub const STATE_CACHE_KEYS_DEFAULT: usize = 1 << 16;
+
+fn default_state_cache_keys() -> usize {
+    STATE_CACHE_KEYS_DEFAULT
 }
 
 /// Checkpoint interval of an unbounded job with checkpoint storage and no interval set.
@@ -150,6 +180,9 @@ impl JobSpec {
             checkpoints_retained: CHECKPOINTS_RETAINED_DEFAULT,
             checkpoint_timeout_ms: CHECKPOINT_TIMEOUT_DEFAULT_MS,
             checkpoint_failures_tolerated: CHECKPOINT_FAILURES_TOLERATED_DEFAULT,
+            state_backend: StateBackend::Memory,
+            state_dir: None,
+            state_cache_keys: STATE_CACHE_KEYS_DEFAULT,
         }
     }
 

@@ -8,7 +8,7 @@ pub mod plan;
 
 pub use job::{
     CustomSink, CustomSource, FlatMapSpec, JobSpec, JoinSpec, OperatorSpec, ReduceSpec, SinkSpec,
-    SourceSpec, StreamSpec, WatermarkSpec, WindowSpec,
+    SourceSpec, StateBackend, StreamSpec, WatermarkSpec, WindowSpec,
 };
 pub use load::{load_spec, load_spec_file, load_spec_portable, parse_spec};
 pub use plan::{plan, Plan};

@@ -21,6 +21,7 @@ use crate::spec::job::{
     JobSpec, JoinSpec, OperatorSpec, SourceSpec, WatermarkSpec, KEY_GROUPS_MAX, PARALLELISM_MAX,
     PROCESSING_TIME_COLUMN,
 };
+use crate::state::{RocksEnv, KEYED_STATE_KEYS_MAX};
 
 /// Which part of a spec an error is about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -157,12 +158,25 @@ pub struct Plan {
     pub output_schema: SchemaRef,
 }
 
-/// Builds the operators of a stage.
-pub fn build_ops(stage: &StagePlan) -> Result<Vec<Box<dyn Operator>>, EngineError> {
+/// Builds the operators of a stage; with `rocks` (the stage's part of the RocksDB state
+/// backend), reduce and aggregate keep their state in RocksDB, each in its own directory
+/// and under its own prefix of shared checkpoint files.
+pub fn build_ops(
+    stage: &StagePlan,
+    rocks: Option<&RocksEnv>,
+) -> Result<Vec<Box<dyn Operator>>, EngineError> {
     let mut schema = stage.input_schema.clone();
     let mut ops: Vec<Box<dyn Operator>> = Vec::with_capacity(stage.ops.len());
-    for op in &stage.ops {
-        let built = build_op(op, &schema)?;
+    for (i, op) in stage.ops.iter().enumerate() {
+        let rocks = rocks.map(|env| RocksEnv {
+            dir: env.dir.join(format!("op-{i}")),
+            storage: env
+                .storage
+                .as_ref()
+                .map(|(store, prefix)| (store.clone(), format!("{prefix}/op-{i}"))),
+            ..env.clone()
+        });
+        let built = build_op(op, &schema, rocks)?;
         schema = built.output_schema().clone();
         ops.push(built);
     }
@@ -184,7 +198,11 @@ pub fn build_join(join: &JoinPlan) -> Result<Box<dyn TwoInputOperator>, EngineEr
     })
 }
 
-fn build_op(op: &OpPlan, input: &SchemaRef) -> Result<Box<dyn Operator>, EngineError> {
+fn build_op(
+    op: &OpPlan,
+    input: &SchemaRef,
+    rocks: Option<RocksEnv>,
+) -> Result<Box<dyn Operator>, EngineError> {
     Ok(match op {
         OpPlan::Filter(p) => Box::new(Filter::new(input, p)?),
         OpPlan::Map(exprs) => Box::new(Map::new(input, exprs)?),
@@ -193,10 +211,16 @@ fn build_op(op: &OpPlan, input: &SchemaRef) -> Result<Box<dyn Operator>, EngineE
             separator,
             output,
         } => Box::new(FlatMap::split(input, column, separator, output)?),
-        OpPlan::Reduce { key, column, func } => {
-            Box::new(Reduce::new(input, key.as_deref(), column, func.clone())?)
+        OpPlan::Reduce { key, column, func } => Box::new(Reduce::with_state(
+            input,
+            key.as_deref(),
+            column,
+            func.clone(),
+            rocks,
+        )?),
+        OpPlan::Aggregate { key, aggs } => {
+            Box::new(Aggregate::with_state(input, key.as_deref(), aggs, rocks)?)
         }
-        OpPlan::Aggregate { key, aggs } => Box::new(Aggregate::new(input, key.as_deref(), aggs)?),
         OpPlan::Window {
             key,
             time,
@@ -482,7 +506,7 @@ impl Planner<'_> {
                     current = self.push_stage(InputPlan::Edge(e), &schema);
                 }
             }
-            let built = build_op(&resolved, &schema).map_err(at)?;
+            let built = build_op(&resolved, &schema, None).map_err(at)?;
             schema = built.output_schema().clone();
             if key.as_ref().is_some_and(|k| schema.index_of(k).is_none()) {
                 key = None;
@@ -613,6 +637,12 @@ pub fn plan_portable(spec: &JobSpec) -> Result<Plan, (SpecItem, EngineError)> {
             "max_parallelism (the job's key groups) must be parallelism ({})..={KEY_GROUPS_MAX}, \
              not {}",
             spec.parallelism, spec.max_parallelism
+        )));
+    }
+    if spec.state_cache_keys == 0 || spec.state_cache_keys > KEYED_STATE_KEYS_MAX {
+        return Err(job(format!(
+            "state_cache_keys must be 1..={KEYED_STATE_KEYS_MAX}, not {}",
+            spec.state_cache_keys
         )));
     }
     if spec.ring_capacity_batches == 0 {

@@ -61,16 +61,28 @@ impl<T: FrozenFormat> Snapshot<T> {
     }
 }
 
+/// Appends `state` of `operator` as [`decode`] reads it: `version`, then the operator's
+/// name and the state in postcard.
+pub fn encode_snapshot<T: Serialize + ?Sized>(
+    operator: &str,
+    version: u8,
+    state: &T,
+    out: &mut Vec<u8>,
+) -> Result<(), EngineError> {
+    out.push(version);
+    postcard::to_io(&(operator, state), out).map_err(|e| {
+        EngineError::Checkpoint(format!("{operator}: cannot serialise the state: {e}"))
+    })?;
+    Ok(())
+}
+
+/// Marks the format versions of state kept in the RocksDB backend (the in-memory formats
+/// stay below it), so that a checkpoint taken with the other backend is named as such.
+pub const ROCKSDB_FORMATS: u8 = 0x80;
+
 impl<T: FrozenFormat> FrozenState for Snapshot<T> {
     fn write_to(&self, out: &mut Vec<u8>) -> Result<(), EngineError> {
-        out.push(T::VERSION);
-        postcard::to_io(&(self.operator, &self.state), out).map_err(|e| {
-            EngineError::Checkpoint(format!(
-                "{}: cannot serialise the state: {e}",
-                self.operator
-            ))
-        })?;
-        Ok(())
+        encode_snapshot(self.operator, T::VERSION, &self.state, out)
     }
 
     fn size_bytes(&self) -> u64 {
@@ -96,6 +108,24 @@ pub fn decode<T: StateFormat>(operator: &str, bytes: &[u8]) -> Result<T, EngineE
             ),
         ));
     };
+    if (version ^ T::VERSION) & ROCKSDB_FORMATS != 0 {
+        let backend = |v: u8| {
+            if v & ROCKSDB_FORMATS != 0 {
+                "rocksdb"
+            } else {
+                "memory"
+            }
+        };
+        return Err(corrupt(
+            operator,
+            format!(
+                "the checkpoint holds state_backend = \"{}\" state, this job's state_backend \
+                 is \"{}\" (a checkpoint restores only with the backend it was taken with)",
+                backend(version),
+                backend(T::VERSION)
+            ),
+        ));
+    }
     if version != T::VERSION {
         return Err(corrupt(
             operator,

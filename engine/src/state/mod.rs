@@ -14,6 +14,23 @@ pub trait FrozenState: Send {
 
     /// Approximately how many bytes of memory the frozen state holds (for reports).
     fn size_bytes(&self) -> u64;
+
+    /// The objects of the checkpoint storage the written state refers to beyond its own
+    /// bytes (files shared between checkpoints, see [`rocks`]); known once `write_to`
+    /// returned. A shared object is deleted when no retained checkpoint refers to it.
+    fn shared_objects(&self) -> SharedObjects {
+        SharedObjects::default()
+    }
+}
+
+/// The objects shared between checkpoints that a written state refers to.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SharedObjects {
+    /// Their paths in the checkpoint storage.
+    pub paths: Vec<String>,
+    /// Bytes of those among them that this checkpoint stored (the others were stored by
+    /// earlier checkpoints).
+    pub new_bytes: u64,
 }
 
 /// A boxed frozen state.
@@ -21,7 +38,11 @@ pub type Frozen = Box<dyn FrozenState>;
 
 pub mod codec;
 pub mod keyed;
+pub mod rocks;
 pub mod rows;
+pub mod store;
 
 pub use codec::{decode, Snapshot, StateFormat};
 pub use keyed::{KeyRefused, KeyedSnapshot, KeyedState, KEYED_STATE_KEYS_MAX};
+pub use rocks::{RocksEnv, RocksKeyed};
+pub use store::KeyedStore;
