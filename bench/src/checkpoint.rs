@@ -6,6 +6,10 @@
 //! CPU-second of the shard threads, the throughput cost against "off" in the same run, and the
 //! checkpoints' duration, shard pause (freezing state) and alignment time (p50 / p99 / max).
 //!
+//! Large keyed state (`checkpoint.large_state`, and `checkpoint.large_state_rocksdb` with the
+//! state in RocksDB, whose checkpoints store only the files new since the last): bids counted
+//! per auction at full speed, a checkpoint every 1 s, with the bytes each stored and the pause.
+//!
 //! Recovery (`checkpoint.recovery`): a `sluice run` process running a checkpointed job (bids
 //! counted per auction into an exactly-once file sink, a checkpoint every 100 ms) is SIGKILLed
 //! and started again, `--trials` times; each trial times the restart to the first output the
@@ -18,7 +22,7 @@ use std::time::Duration;
 use anyhow::{bail, Result};
 use clap::Args;
 use sluice_engine::bench::{nexmark_spec, NexmarkBenchConfig, NexmarkQuery};
-use sluice_engine::runtime::coordinator::{CheckpointOutcome, CheckpointReport};
+use sluice_engine::runtime::coordinator::{CheckpointOutcome, CheckpointRecord, CheckpointReport};
 
 use crate::report::{self, Report};
 
@@ -41,8 +45,8 @@ pub struct CheckpointBenchArgs {
 /// The per-key sequence-check job (as Flink's semantics-check jobs): Nexmark bids (`events`,
 /// 0 for unbounded, at `rate` per second, 0 for full speed) counted per auction, each
 /// auction's running count written to an exactly-once CSV file sink at `out` (one part per
-/// shard), a checkpoint every `interval_ms` into `store` (a directory). Shared by the
-/// recovery bench and the kill tests.
+/// shard), a checkpoint every `interval_ms` into `store` (a directory), with `settings`
+/// (more top-level spec lines). Shared by the recovery bench and the kill tests.
 pub fn counting_job(
     name: &str,
     parallelism: usize,
@@ -50,6 +54,7 @@ pub fn counting_job(
     interval_ms: u64,
     store: &std::path::Path,
     out: &std::path::Path,
+    settings: &str,
 ) -> String {
     format!(
         r#"
@@ -57,6 +62,7 @@ name = "{name}"
 parallelism = {parallelism}
 checkpoint_interval_ms = {interval_ms}
 checkpoint_storage = "file://{store}"
+{settings}
 
 [[source]]
 kind = "nexmark"
@@ -149,6 +155,7 @@ fn recovery(trials: usize) -> Result<crate::recorder::Recorder> {
         100,
         &dir.path().join("store"),
         &dir.path().join("counts.csv"),
+        "",
     );
     std::fs::write(&spec, text)?;
     let bin = crate::procs::sluice_bin()?;
@@ -221,6 +228,42 @@ fn run_one(query: NexmarkQuery, events: u64, interval: Option<Duration>) -> Resu
     })
 }
 
+/// The completed checkpoints of a report.
+fn completed(report: &CheckpointReport) -> Vec<&CheckpointRecord> {
+    report
+        .history
+        .iter()
+        .filter(|c| c.outcome == CheckpointOutcome::Completed)
+        .collect()
+}
+
+/// Runs the counting job over `events` bids at full speed with `settings`, a checkpoint every
+/// `interval`, in a temporary directory (returned: the checkpoints are in `store/`).
+fn large_state(
+    name: &str,
+    settings: &str,
+    events: u64,
+    interval: Duration,
+) -> Result<(sluice_engine::JobReport, tempfile::TempDir)> {
+    let dir = tempfile::tempdir()?;
+    let settings = format!(
+        "{settings}\nstate_dir = \"{}\"",
+        dir.path().join("state").display()
+    );
+    let text = counting_job(
+        name,
+        2,
+        (events, 0),
+        interval.as_millis() as u64,
+        &dir.path().join("store"),
+        &dir.path().join("counts.csv"),
+        &settings,
+    );
+    let spec = sluice_engine::spec::load::parse_spec(&text)
+        .map_err(|e| anyhow::anyhow!("benchmark job spec: {e}"))?;
+    Ok((sluice_engine::run_job(spec)?, dir))
+}
+
 fn percentiles(mut values: Vec<Duration>) -> String {
     if values.is_empty() {
         return "-".into();
@@ -260,12 +303,7 @@ pub fn run(args: CheckpointBenchArgs) -> Result<()> {
             let per_cpu = run.events as f64 / run.cpu.as_secs_f64().max(1e-9);
             let per_sec = run.events as f64 / run.wall.as_secs_f64().max(1e-9);
             let base_rate = *base.get_or_insert(per_cpu);
-            let completed: Vec<_> = run
-                .checkpoints
-                .history
-                .iter()
-                .filter(|c| c.outcome == CheckpointOutcome::Completed)
-                .collect();
+            let completed = completed(&run.checkpoints);
             let description = match interval {
                 None => format!("Nexmark {name} on 2 shards, no checkpoints"),
                 Some(i) => format!(
@@ -304,24 +342,8 @@ pub fn run(args: CheckpointBenchArgs) -> Result<()> {
     progress.step(format!(
         "large state: bids counted per auction, {big_events} events"
     ));
-    let store = tempfile::tempdir()?;
-    let text = counting_job(
-        "large-state-bench",
-        2,
-        (big_events, 0),
-        short.as_millis() as u64,
-        &store.path().join("store"),
-        &store.path().join("counts.csv"),
-    );
-    let spec = sluice_engine::spec::load::parse_spec(&text)
-        .map_err(|e| anyhow::anyhow!("benchmark job spec: {e}"))?;
-    let big = sluice_engine::run_job(spec)?;
-    let done: Vec<_> = big
-        .checkpoints
-        .history
-        .iter()
-        .filter(|c| c.outcome == CheckpointOutcome::Completed)
-        .collect();
+    let (big, _) = large_state("large-state-bench", "", big_events, short)?;
+    let done = completed(&big.checkpoints);
     let largest = done.iter().map(|c| c.bytes).max().unwrap_or(0);
     report.add_throughput(
         "checkpoint.large_state",
@@ -340,41 +362,12 @@ pub fn run(args: CheckpointBenchArgs) -> Result<()> {
     progress.step(format!(
         "large state in RocksDB: bids counted per auction, {big_events} events"
     ));
-    let store = tempfile::tempdir()?;
-    let text = counting_job(
-        "large-state-rocksdb-bench",
-        2,
-        (big_events, 0),
-        short.as_millis() as u64,
-        &store.path().join("store"),
-        &store.path().join("counts.csv"),
-    )
-    .replacen(
-        "[[source]]",
-        &format!(
-            "state_backend = \"rocksdb\"\nstate_dir = \"{}\"\n\n[[source]]",
-            store.path().join("state").display()
-        ),
-        1,
-    );
-    let spec = sluice_engine::spec::load::parse_spec(&text)
-        .map_err(|e| anyhow::anyhow!("benchmark job spec: {e}"))?;
-    let big = sluice_engine::run_job(spec)?;
-    let done: Vec<_> = big
-        .checkpoints
-        .history
-        .iter()
-        .filter(|c| c.outcome == CheckpointOutcome::Completed)
-        .collect();
+    let name = "large-state-rocksdb-bench";
+    let (big, store) = large_state(name, "state_backend = \"rocksdb\"", big_events, short)?;
+    let done = completed(&big.checkpoints);
     let mut stored: Vec<u64> = done.iter().map(|c| c.bytes).collect();
     stored.sort_unstable();
-    let shared = dir_bytes(
-        &store
-            .path()
-            .join("store")
-            .join("large-state-rocksdb-bench")
-            .join("shared"),
-    );
+    let shared = dir_bytes(&store.path().join("store").join(name).join("shared"));
     report.add_throughput(
         "checkpoint.large_state_rocksdb",
         &format!(

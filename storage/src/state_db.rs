@@ -133,8 +133,8 @@ fn options() -> Options {
     opts.create_if_missing(true);
     opts.set_compression_type(DBCompressionType::Lz4);
     // Shards own the cores: one background flush or compaction at a time.
-    opts.set_max_background_jobs(1);
-    opts.set_write_buffer_size(32 << 20);
+    opts.set_max_background_jobs(2);
+    opts.set_write_buffer_size(4 << 20);
     opts.set_max_write_buffer_number(2);
     let mut table = BlockBasedOptions::default();
     // Most lookups of a growing key space miss: a bloom filter answers them from memory.
@@ -234,8 +234,8 @@ impl StateDb {
     }
 
     /// Takes checkpoint `id`: flushes what is in memory and links the live files into a
-    /// directory of their own, which [`LocalCheckpoint::upload`] stores (on another thread:
-    /// the database goes on meanwhile).
+    /// directory of their own, which [`LocalCheckpoint::upload`] stores (the database may be
+    /// written again as soon as this returns).
     pub fn checkpoint(&self, id: u64) -> Result<LocalCheckpoint> {
         let dir = self.dir.join(format!("chk-{id}"));
         remove_dir(&dir)?;

@@ -6,17 +6,19 @@
 //! misses of new keys without a disk read); every key an operator touches is marked dirty.
 //! [`RocksKeyed::reserve`] is called before each input batch: when the batch's new keys
 //! might not fit, the dirty keys are written back in one write batch and the cache is
-//! emptied (slots stay valid within a batch). At a barrier [`RocksKeyed::freeze`] writes the
-//! dirty keys back and takes a RocksDB checkpoint on the shard thread (a memtable flush and
-//! hard links); uploading it, incrementally, happens off the shard thread when the frozen
-//! state is written.
+//! emptied (slots stay valid within a batch). At a barrier [`RocksKeyed::freeze`] encodes the
+//! dirty keys into one write batch (the shard's whole pause) and hands it to a thread of its
+//! own, which writes it, flushes the memtable and links the RocksDB checkpoint; until that
+//! thread is done the shard serves keys from memory and reads the database but does not
+//! write it (it waits if it must). Uploading the checkpoint, incrementally, happens when the
+//! frozen state is written, off the shard thread too.
 //!
 //! Database keys are the key group (2 bytes, big-endian) then the key's bytes, so a key
 //! group's keys are one range of the database when state moves to another parallelism.
 //! Values are the key's `width` values in postcard.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Condvar, Mutex};
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -47,8 +49,11 @@ pub struct RocksEnv {
 pub struct RocksKeyed<S> {
     cache: KeyedState<S>,
     dirty: Vec<bool>,
-    db: StateDb,
+    db: Arc<StateDb>,
     env: RocksEnv,
+    /// The checkpoint being created off the shard thread: the database is not written
+    /// until it is done.
+    in_flight: Option<Arc<Flight>>,
     /// Databases opened so far (each in its own directory).
     generation: u64,
     /// Checkpoints taken so far (each linked into its own directory).
@@ -112,8 +117,9 @@ impl<S: Serialize + DeserializeOwned + Clone> RocksKeyed<S> {
         Ok(Self {
             cache: KeyedState::with_keys_max(key_type, width, env.cache_keys.max(1)),
             dirty: Vec::new(),
-            db,
+            db: Arc::new(db),
             env,
+            in_flight: None,
             generation: 0,
             taken: 0,
             key: Vec::new(),
@@ -148,6 +154,16 @@ impl<S: Serialize + DeserializeOwned + Clone> RocksKeyed<S> {
 
     /// Writes the dirty keys to the database; they stay cached, clean.
     pub fn write_back(&mut self) -> Result<(), EngineError> {
+        self.settle()?;
+        let batch = self.dirty_batch()?;
+        if !batch.is_empty() {
+            self.db.write(batch).map_err(backend_err)?;
+        }
+        Ok(())
+    }
+
+    /// The dirty keys and their values as one write batch; they are clean afterwards.
+    fn dirty_batch(&mut self) -> Result<WriteBatch, EngineError> {
         let mut batch = WriteBatch::default();
         let mut value = Vec::new();
         for slot in 0..self.cache.len() {
@@ -167,10 +183,16 @@ impl<S: Serialize + DeserializeOwned + Clone> RocksKeyed<S> {
             })?;
             batch.put(&self.key, &value);
         }
-        if !batch.is_empty() {
-            self.db.write(batch).map_err(backend_err)?;
+        Ok(batch)
+    }
+
+    /// Waits for the checkpoint being created, if any; its failure fails the state (the
+    /// keys it was to write are no longer dirty in memory).
+    fn settle(&mut self) -> Result<(), EngineError> {
+        match self.in_flight.take() {
+            Some(flight) => flight.wait(),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// Returns the slot of `key` (hash `hash`) in memory and whether the key is new, reading
@@ -270,8 +292,12 @@ impl<S: Serialize + DeserializeOwned + Clone> RocksKeyed<S> {
         Ok(None)
     }
 
-    /// Writes the dirty keys back and takes a RocksDB checkpoint of the database, to be
-    /// stored (incrementally) when the returned state is written.
+    /// Freezes the state for a checkpoint: takes the dirty keys out of memory as one write
+    /// batch, and creates the RocksDB checkpoint on a thread of its own (which writes the
+    /// batch, flushes and links the files), to be stored (incrementally) when the returned
+    /// state is written. The shard pays for encoding the dirty keys; until the checkpoint
+    /// is created it serves keys from memory and reads the database, and waits only if it
+    /// must write to it (the cache full, a final emission, the next checkpoint).
     pub fn freeze<H: Serialize + Send + 'static>(
         &mut self,
         operator: &'static str,
@@ -282,13 +308,37 @@ impl<S: Serialize + DeserializeOwned + Clone> RocksKeyed<S> {
                 "{operator}: a checkpoint without checkpoint storage"
             )));
         };
-        self.write_back()?;
+        self.settle()?;
+        let batch = self.dirty_batch()?;
         self.taken += 1;
-        let local = self.db.checkpoint(self.taken).map_err(backend_err)?;
+        let (db, id) = (self.db.clone(), self.taken);
+        let flight = Arc::new(Flight::default());
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let done = flight.clone();
+        std::thread::Builder::new()
+            .name("sluice-state-checkpoint".into())
+            .spawn(move || {
+                let made = (|| {
+                    if !batch.is_empty() {
+                        db.write(batch)?;
+                    }
+                    db.checkpoint(id)
+                })()
+                .map_err(|e| e.to_string());
+                // The database is released before the shard hears the checkpoint is made,
+                // so a shard that ends right after closes it itself.
+                drop(db);
+                done.finish(made.as_ref().map(|_| ()).map_err(Clone::clone));
+                let _ = tx.send(made);
+            })
+            .map_err(|e| {
+                EngineError::State(format!("{operator}: cannot start a checkpoint thread: {e}"))
+            })?;
+        self.in_flight = Some(flight);
         Ok(RocksFrozen {
             operator,
             header,
-            local,
+            local: Mutex::new(LocalState::Pending(rx)),
             store,
             prefix,
             shared: Mutex::new(SharedObjects::default()),
@@ -303,11 +353,13 @@ impl<S: Serialize + DeserializeOwned + Clone> RocksKeyed<S> {
                 "a restore without checkpoint storage".into(),
             ));
         };
+        let store = store.clone();
+        self.settle()?;
         self.generation += 1;
         let dir = self.env.dir.join(self.generation.to_string());
-        self.db = StateDb::restore(&dir, store.as_ref(), files).map_err(|e| {
+        self.db = Arc::new(StateDb::restore(&dir, store.as_ref(), files).map_err(|e| {
             EngineError::Checkpoint(format!("the RocksDB state does not restore: {e}"))
-        })?;
+        })?);
         self.cache.clear();
         self.dirty.clear();
         Ok(())
@@ -334,10 +386,57 @@ pub struct RocksSnapshot<H> {
 pub struct RocksFrozen<H> {
     operator: &'static str,
     header: H,
-    local: LocalCheckpoint,
+    local: Mutex<LocalState>,
     store: SharedBlobStore,
     prefix: String,
     shared: Mutex<SharedObjects>,
+}
+
+/// A RocksDB checkpoint being made on its thread, made, or failed.
+enum LocalState {
+    Pending(std::sync::mpsc::Receiver<Result<LocalCheckpoint, String>>),
+    Made(LocalCheckpoint),
+    Failed(String),
+}
+
+/// Tells the shard that the checkpoint thread is done with the database, and how it went.
+#[derive(Default)]
+struct Flight {
+    outcome: Mutex<Option<Result<(), String>>>,
+    done: Condvar,
+}
+
+impl Flight {
+    fn finish(&self, outcome: Result<(), String>) {
+        *self.outcome.lock().unwrap_or_else(|p| p.into_inner()) = Some(outcome);
+        self.done.notify_all();
+    }
+
+    fn wait(&self) -> Result<(), EngineError> {
+        let mut outcome = self.outcome.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            match &*outcome {
+                Some(Ok(())) => return Ok(()),
+                Some(Err(e)) => {
+                    return Err(EngineError::State(format!(
+                        "a checkpoint could not write the state: {e}"
+                    )))
+                }
+                None => {
+                    outcome = self.done.wait(outcome).unwrap_or_else(|p| p.into_inner());
+                }
+            }
+        }
+    }
+}
+
+impl<S> Drop for RocksKeyed<S> {
+    fn drop(&mut self) {
+        // The checkpoint thread holds the database: wait, so it is closed here.
+        if let Some(flight) = self.in_flight.take() {
+            let _ = flight.wait();
+        }
+    }
 }
 
 /// The format version of [`RocksSnapshot`]s.
@@ -345,10 +444,24 @@ pub const ROCKS_SNAPSHOT_VERSION: u8 = ROCKSDB_FORMATS | 1;
 
 impl<H: Serialize + Send + 'static> FrozenState for RocksFrozen<H> {
     fn write_to(&self, out: &mut Vec<u8>) -> Result<(), EngineError> {
-        let uploaded = self
-            .local
+        let failed =
+            |e: &dyn std::fmt::Display| EngineError::Checkpoint(format!("{}: {e}", self.operator));
+        let mut local = self.local.lock().unwrap_or_else(|p| p.into_inner());
+        if let LocalState::Pending(rx) = &*local {
+            *local = match rx.recv() {
+                Ok(Ok(made)) => LocalState::Made(made),
+                Ok(Err(e)) => LocalState::Failed(e),
+                Err(_) => LocalState::Failed("the checkpoint thread ended early".into()),
+            };
+        }
+        let made = match &*local {
+            LocalState::Made(made) => made,
+            LocalState::Failed(e) => return Err(failed(e)),
+            LocalState::Pending(_) => return Err(failed(&"the checkpoint was not made")),
+        };
+        let uploaded = made
             .upload(self.store.as_ref(), &self.prefix)
-            .map_err(|e| EngineError::Checkpoint(format!("{}: {e}", self.operator)))?;
+            .map_err(|e| failed(&e))?;
         *self.shared.lock().unwrap_or_else(|p| p.into_inner()) = SharedObjects {
             paths: uploaded
                 .files

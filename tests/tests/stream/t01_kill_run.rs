@@ -36,8 +36,8 @@ fn job(dir: &Path, rate: u64, settings: &str) -> String {
         100,
         &dir.join("checkpoints"),
         &dir.join("counts.csv"),
+        settings,
     )
-    .replacen("[[source]]", &format!("{settings}\n\n[[source]]"), 1)
 }
 
 /// xorshift64*: the kill times, reproducible from the seed.

@@ -24,6 +24,7 @@ fn spec(dir: &Path) -> String {
         200,
         &dir.join("checkpoints"),
         &dir.join("counts.csv"),
+        "",
     )
 }
 

@@ -50,6 +50,7 @@ async fn split_failover(dir: &Path) -> Result<()> {
         200,
         &dir.join("checkpoints"),
         &out,
+        "",
     );
     let id = submit_spec(dir, &masters, &spec).await?;
     let job = wait_job(&client, id, JobState::Running).await?;
