@@ -2,8 +2,9 @@
 //!
 //! Nexmark q5 (hot items: sliding windows, max, join back) and q7 (highest bid: tumbling
 //! windows, join) run to completion on two shards three ways — checkpoints off, every 10 s and
-//! every 1 s (into a `file://` store in a temporary directory) — and report events per
-//! CPU-second of the shard threads, the throughput cost against "off" in the same run, and the
+//! every 1 s (into a `file://` store in a temporary directory), `--repeats` times interleaved —
+//! and report events per CPU-second of the shard threads (median), the throughput cost against
+//! "off" (the median of each repetition's ratio to its own "off", and every ratio), and the
 //! checkpoints' duration, shard pause (freezing state) and alignment time (p50 / p99 / max).
 //!
 //! Large keyed state (`checkpoint.large_state`, and `checkpoint.large_state_rocksdb` with the
@@ -40,6 +41,9 @@ pub struct CheckpointBenchArgs {
     /// Kill-and-recover trials [default: 20, quick: 3].
     #[arg(long)]
     pub trials: Option<usize>,
+    /// Runs of each q5/q7 setting, interleaved; throughput is the median [default: 3, quick: 1].
+    #[arg(long)]
+    pub repeats: Option<usize>,
 }
 
 /// The per-key sequence-check job (as Flink's semantics-check jobs): Nexmark bids (`events`,
@@ -204,6 +208,29 @@ struct Run {
     checkpoints: CheckpointReport,
 }
 
+impl Run {
+    /// Events per CPU-second of the shard threads.
+    fn per_cpu(&self) -> f64 {
+        self.events as f64 / self.cpu.as_secs_f64().max(1e-9)
+    }
+
+    /// Events per second of wall time.
+    fn per_sec(&self) -> f64 {
+        self.events as f64 / self.wall.as_secs_f64().max(1e-9)
+    }
+}
+
+/// The median of `values` (the mean of the middle two for an even count; 0 for none).
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    match sorted.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => sorted[n / 2],
+        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+    }
+}
+
 fn run_one(query: NexmarkQuery, events: u64, interval: Option<Duration>) -> Result<Run> {
     let config = NexmarkBenchConfig {
         query,
@@ -294,25 +321,51 @@ pub fn run(args: CheckpointBenchArgs) -> Result<()> {
     let out = report::out_dir_or_default(args.out.as_deref(), "checkpoint");
     let mut report = Report::new("checkpoint", &out)?;
     eprintln!("bench checkpoint: results in {}", out.display());
-    let mut progress = report::Progress::new("checkpoint", 9);
+    let repeats = args
+        .repeats
+        .unwrap_or(if args.quick { 1 } else { 3 })
+        .max(1);
+    // q5 and q7 at three settings, two large-state runs, recovery.
+    let mut progress = report::Progress::new("checkpoint", 2 * 3 * repeats + 3);
+    let intervals = [("off", None), ("10s", Some(long)), ("1s", Some(short))];
     for (query, name) in [(NexmarkQuery::Q5, "q5"), (NexmarkQuery::Q7, "q7")] {
-        let mut base = None;
-        for (label, interval) in [("off", None), ("10s", Some(long)), ("1s", Some(short))] {
-            progress.step(format!("{name}, checkpoints {label}, {events} events"));
-            let run = run_one(query, events, interval)?;
-            let per_cpu = run.events as f64 / run.cpu.as_secs_f64().max(1e-9);
-            let per_sec = run.events as f64 / run.wall.as_secs_f64().max(1e-9);
-            let base_rate = *base.get_or_insert(per_cpu);
-            let completed = completed(&run.checkpoints);
+        // Repetitions interleave the three settings, so that drift in the machine's speed
+        // falls on all of them; each setting is compared with "off" of the same repetition.
+        let mut runs: Vec<Vec<Run>> = intervals.iter().map(|_| Vec::new()).collect();
+        for rep in 1..=repeats {
+            for (k, (label, interval)) in intervals.iter().enumerate() {
+                progress.step(format!(
+                    "{name}, checkpoints {label}, {events} events ({rep} of {repeats})"
+                ));
+                runs[k].push(run_one(query, events, *interval)?);
+            }
+        }
+        for (k, (label, interval)) in intervals.iter().enumerate() {
+            let per_cpu: Vec<f64> = runs[k].iter().map(Run::per_cpu).collect();
+            let ratios: Vec<f64> = per_cpu
+                .iter()
+                .zip(&runs[0])
+                .map(|(rate, off)| (rate / off.per_cpu() - 1.0) * 100.0)
+                .collect();
+            let histories: Vec<&CheckpointReport> =
+                runs[k].iter().map(|r| &r.checkpoints).collect();
+            let completed: Vec<&CheckpointRecord> =
+                histories.iter().flat_map(|h| completed(h)).collect();
+            let failed: u64 = histories.iter().map(|h| h.failed).sum();
             let description = match interval {
-                None => format!("Nexmark {name} on 2 shards, no checkpoints"),
+                None => format!("Nexmark {name} on 2 shards, no checkpoints (median of {repeats})"),
                 Some(i) => format!(
                     "Nexmark {name} on 2 shards, a checkpoint every {i:?}: {:+.1} % events per \
-                     CPU-second against off; {} completed, {} failed; duration p50/p99/max {}; \
-                     shard pause {}; alignment {}; {} bytes each on average",
-                    (per_cpu / base_rate - 1.0) * 100.0,
-                    run.checkpoints.completed,
-                    run.checkpoints.failed,
+                     CPU-second against off (median of {repeats} paired runs; each {}); {} \
+                     completed, {failed} failed; duration p50/p99/max {}; shard pause {}; \
+                     alignment {}; {} bytes each on average",
+                    median(&ratios),
+                    ratios
+                        .iter()
+                        .map(|r| format!("{r:+.1} %"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    completed.len(),
                     percentiles(completed.iter().map(|c| c.duration).collect()),
                     percentiles(
                         completed
@@ -329,11 +382,12 @@ pub fn run(args: CheckpointBenchArgs) -> Result<()> {
                     completed.iter().map(|c| c.bytes).sum::<u64>() / completed.len().max(1) as u64,
                 ),
             };
+            let per_sec: Vec<f64> = runs[k].iter().map(Run::per_sec).collect();
             report.add_throughput(
                 &format!("checkpoint.{name}.{label}"),
                 &description,
-                per_sec,
-                per_cpu,
+                median(&per_sec),
+                median(&per_cpu),
             );
         }
     }

@@ -4,6 +4,15 @@ use std::time::Duration;
 
 use sluice_tests::*;
 
+/// Sets the flag when dropped.
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
 /// A fourth member is added and one removed while a writer keeps writing;
 /// no write fails and every member ends with every write.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -15,6 +24,8 @@ async fn members_are_added_and_removed_while_serving() -> anyhow::Result<()> {
     cluster.add_process(4).await?;
 
     let stop = Arc::new(AtomicBool::new(false));
+    // However the test ends, the writer stops: a failing test must fail, not spin.
+    let _stop_writer = StopOnDrop(stop.clone());
     let failures = Arc::new(AtomicU64::new(0));
     let writer = {
         let client = cluster.client(&[1, 2, 3], Duration::from_secs(20))?;
@@ -29,6 +40,9 @@ async fn members_are_added_and_removed_while_serving() -> anyhow::Result<()> {
                     Err(e) => {
                         eprintln!("write {name} failed: {e}");
                         failures.fetch_add(1, Ordering::Relaxed);
+                        // A write that fails at once (the cluster gone, the runtime shutting
+                        // down) must not make a loop that never yields.
+                        tokio::time::sleep(Duration::from_millis(20)).await;
                     }
                 }
                 i += 1;
