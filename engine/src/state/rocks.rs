@@ -18,7 +18,7 @@
 //! Values are the key's `width` values in postcard.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex};
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -53,7 +53,7 @@ pub struct RocksKeyed<S> {
     env: RocksEnv,
     /// The checkpoint being created off the shard thread: the database is not written
     /// until it is done.
-    in_flight: Option<Arc<Flight>>,
+    in_flight: Option<std::thread::JoinHandle<Result<(), String>>>,
     /// Databases opened so far (each in its own directory).
     generation: u64,
     /// Checkpoints taken so far (each linked into its own directory).
@@ -189,9 +189,17 @@ impl<S: Serialize + DeserializeOwned + Clone> RocksKeyed<S> {
     /// Waits for the checkpoint being created, if any; its failure fails the state (the
     /// keys it was to write are no longer dirty in memory).
     fn settle(&mut self) -> Result<(), EngineError> {
-        match self.in_flight.take() {
-            Some(flight) => flight.wait(),
-            None => Ok(()),
+        let Some(thread) = self.in_flight.take() else {
+            return Ok(());
+        };
+        match thread.join() {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(EngineError::State(format!(
+                "a checkpoint could not write the state: {e}"
+            ))),
+            Err(_) => Err(EngineError::State(
+                "the checkpoint thread panicked while writing the state".into(),
+            )),
         }
     }
 
@@ -312,10 +320,8 @@ impl<S: Serialize + DeserializeOwned + Clone> RocksKeyed<S> {
         let batch = self.dirty_batch()?;
         self.taken += 1;
         let (db, id) = (self.db.clone(), self.taken);
-        let flight = Arc::new(Flight::default());
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        let done = flight.clone();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("sluice-state-checkpoint".into())
             .spawn(move || {
                 let made = (|| {
@@ -325,16 +331,17 @@ impl<S: Serialize + DeserializeOwned + Clone> RocksKeyed<S> {
                     db.checkpoint(id)
                 })()
                 .map_err(|e| e.to_string());
-                // The database is released before the shard hears the checkpoint is made,
-                // so a shard that ends right after closes it itself.
+                // The database is released before the thread ends, so a shard that joins it
+                // and ends closes the database itself.
                 drop(db);
-                done.finish(made.as_ref().map(|_| ()).map_err(Clone::clone));
+                let outcome = made.as_ref().map(|_| ()).map_err(Clone::clone);
                 let _ = tx.send(made);
+                outcome
             })
             .map_err(|e| {
                 EngineError::State(format!("{operator}: cannot start a checkpoint thread: {e}"))
             })?;
-        self.in_flight = Some(flight);
+        self.in_flight = Some(thread);
         Ok(RocksFrozen {
             operator,
             header,
@@ -399,42 +406,11 @@ enum LocalState {
     Failed(String),
 }
 
-/// Tells the shard that the checkpoint thread is done with the database, and how it went.
-#[derive(Default)]
-struct Flight {
-    outcome: Mutex<Option<Result<(), String>>>,
-    done: Condvar,
-}
-
-impl Flight {
-    fn finish(&self, outcome: Result<(), String>) {
-        *self.outcome.lock().unwrap_or_else(|p| p.into_inner()) = Some(outcome);
-        self.done.notify_all();
-    }
-
-    fn wait(&self) -> Result<(), EngineError> {
-        let mut outcome = self.outcome.lock().unwrap_or_else(|p| p.into_inner());
-        loop {
-            match &*outcome {
-                Some(Ok(())) => return Ok(()),
-                Some(Err(e)) => {
-                    return Err(EngineError::State(format!(
-                        "a checkpoint could not write the state: {e}"
-                    )))
-                }
-                None => {
-                    outcome = self.done.wait(outcome).unwrap_or_else(|p| p.into_inner());
-                }
-            }
-        }
-    }
-}
-
 impl<S> Drop for RocksKeyed<S> {
     fn drop(&mut self) {
         // The checkpoint thread holds the database: wait, so it is closed here.
-        if let Some(flight) = self.in_flight.take() {
-            let _ = flight.wait();
+        if let Some(thread) = self.in_flight.take() {
+            let _ = thread.join();
         }
     }
 }
