@@ -176,9 +176,27 @@ pub struct RunArgs {
     /// replay).
     #[arg(long)]
     pub checkpoint_storage: Option<String>,
+    /// Where reduce and aggregate keep keyed state, overriding the spec's `state_backend`:
+    /// in memory, or in RocksDB on local disk (state larger than memory, incremental
+    /// checkpoints).
+    #[arg(long, value_enum)]
+    pub state_backend: Option<StateBackendArg>,
+    /// Local scratch directory of RocksDB state (rebuilt from checkpoints), overriding the
+    /// spec's `state_dir`.
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
     /// How to print the job's report.
     #[arg(long, short = 'o', value_enum, default_value_t = Output::Table)]
     pub output: Output,
+}
+
+/// `--state-backend`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StateBackendArg {
+    /// In memory.
+    Memory,
+    /// In RocksDB on local disk.
+    Rocksdb,
 }
 
 #[derive(Debug, Args)]

@@ -4,8 +4,9 @@ use anyhow::Result;
 use serde::Serialize;
 use sluice_engine::runtime::run_plan;
 use sluice_engine::spec::load::load_spec_file;
+use sluice_engine::spec::StateBackend;
 
-use crate::cli::RunArgs;
+use crate::cli::{RunArgs, StateBackendArg};
 use crate::output::{emit, table};
 
 /// What `sluice run` reports when the job ends.
@@ -37,6 +38,15 @@ pub fn run(args: RunArgs) -> Result<()> {
     }
     if let Some(url) = args.checkpoint_storage {
         plan.spec.checkpoint_storage = Some(url);
+    }
+    if let Some(backend) = args.state_backend {
+        plan.spec.state_backend = match backend {
+            StateBackendArg::Memory => StateBackend::Memory,
+            StateBackendArg::Rocksdb => StateBackend::Rocksdb,
+        };
+    }
+    if let Some(dir) = args.state_dir {
+        plan.spec.state_dir = Some(dir);
     }
     plan.spec
         .checkpoint_interval()

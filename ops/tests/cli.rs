@@ -120,7 +120,27 @@ fn run_executes_a_job_spec_and_rejects_a_bad_one_with_its_position() {
         [r#"{"word":"IS","n":2}"#, r#"{"word":"ROSE","n":3}"#]
     );
 
+    // The same answer with the counts in RocksDB, whose scratch is gone afterwards.
     let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let out = sluice()
+        .args(["run", "--state-backend", "rocksdb", "--state-dir"])
+        .arg(&state)
+        .arg(spec)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let mut on_rocksdb: Vec<&str> = stdout.lines().collect();
+    on_rocksdb.sort_unstable();
+    assert_eq!(on_rocksdb, lines);
+    let left = std::fs::read_dir(&state).map_or(0, |d| d.count());
+    assert_eq!(left, 0, "RocksDB scratch left in {}", state.display());
+
     let bad = dir.path().join("bad.toml");
     std::fs::write(&bad, "name = \"x\"\n[[operator]]\nfilter = \"price >\"\n").unwrap();
     let out = sluice().arg("run").arg(&bad).output().unwrap();

@@ -36,7 +36,7 @@ pub use rocksdb::WriteBatch;
 
 /// Why the state backend failed; names the directory or object and what went wrong.
 #[derive(Debug, thiserror::Error)]
-#[error("state backend: {0}")]
+#[error("{0}")]
 pub struct StateDbError(String);
 
 impl StateDbError {
