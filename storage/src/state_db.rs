@@ -344,6 +344,11 @@ mod tests {
     use super::*;
     use crate::blob;
 
+    /// Takes checkpoint `id` of `db` and stores it under `prefix`.
+    fn store_checkpoint(db: &StateDb, id: u64, store: &dyn BlobStore, prefix: &str) -> Uploaded {
+        db.checkpoint(id).unwrap().upload(store, prefix).unwrap()
+    }
+
     fn put(db: &StateDb, range: std::ops::Range<u32>, tag: u8) {
         let mut batch = WriteBatch::default();
         for k in range {
@@ -362,22 +367,14 @@ mod tests {
         .unwrap();
         let db = StateDb::create(&scratch.path().join("op")).unwrap();
         put(&db, 0..10_000, 1);
-        let first = db
-            .checkpoint(1)
-            .unwrap()
-            .upload(store.as_ref(), "job/shared")
-            .unwrap();
+        let first = store_checkpoint(&db, 1, store.as_ref(), "job/shared");
         assert!(first.new_bytes > 0);
         assert_eq!(
             first.new_bytes,
             first.files.shared.iter().map(|f| f.bytes).sum::<u64>()
         );
         put(&db, 10_000..10_100, 2);
-        let second = db
-            .checkpoint(2)
-            .unwrap()
-            .upload(store.as_ref(), "job/shared")
-            .unwrap();
+        let second = store_checkpoint(&db, 2, store.as_ref(), "job/shared");
         assert!(
             second.new_bytes < first.new_bytes / 10,
             "the second checkpoint stores only the new file: {} of {}",
@@ -407,11 +404,7 @@ mod tests {
         // The restored database knows its files are stored: its next checkpoint adds only
         // what it wrote since.
         put(&restored, 30_000..30_010, 4);
-        let third = restored
-            .checkpoint(3)
-            .unwrap()
-            .upload(store.as_ref(), "job/shared")
-            .unwrap();
+        let third = store_checkpoint(&restored, 3, store.as_ref(), "job/shared");
         assert!(
             third.new_bytes < first.new_bytes / 10,
             "{}",
@@ -429,12 +422,7 @@ mod tests {
         let store = blob::open(&format!("file://{}", root.display())).unwrap();
         let db = StateDb::create(&scratch.path().join("op")).unwrap();
         put(&db, 0..100, 1);
-        let files = db
-            .checkpoint(1)
-            .unwrap()
-            .upload(store.as_ref(), "j/shared")
-            .unwrap()
-            .files;
+        let files = store_checkpoint(&db, 1, store.as_ref(), "j/shared").files;
         let mut evil = files.clone();
         evil.private.push(("../escape".into(), vec![1]));
         let e = StateDb::restore(&scratch.path().join("r"), store.as_ref(), &evil).unwrap_err();
