@@ -26,7 +26,7 @@ use sluice_storage::blob::SharedBlobStore;
 use sluice_storage::state_db::{CheckpointFiles, LocalCheckpoint, StateDb, WriteBatch};
 
 use crate::error::EngineError;
-use crate::record::hash::{hash_value, key_group_of};
+use crate::record::hash::key_group_of;
 use crate::record::{DataType, Value};
 use crate::state::codec::{encode_snapshot, StateFormat, ROCKSDB_FORMATS};
 use crate::state::{FrozenState, KeyedState, SharedObjects};
@@ -252,17 +252,6 @@ impl<S: Serialize + DeserializeOwned + Clone> RocksKeyed<S> {
         Ok((slot, new))
     }
 
-    /// Returns the values of `key`, read from the database or made by `init` (see
-    /// [`Self::slot_hashed`]).
-    pub fn entry(
-        &mut self,
-        key: Value<'_>,
-        init: impl FnMut(usize) -> S,
-    ) -> Result<&mut [S], EngineError> {
-        let (slot, _) = self.slot_hashed(hash_value(key), key, init)?;
-        Ok(self.cache.values_mut(slot))
-    }
-
     /// Returns the values of a slot [`Self::slot_hashed`] returned.
     pub fn values_mut(&mut self, slot: usize) -> &mut [S] {
         self.cache.values_mut(slot)
@@ -477,6 +466,7 @@ impl<H: Serialize + DeserializeOwned + Send + 'static> StateFormat for RocksSnap
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::KeyedStore;
 
     #[test]
     fn keys_encode_in_order_within_a_key_group_and_decode_back() {
@@ -515,12 +505,13 @@ mod tests {
             key_groups: 128,
             storage: None,
         };
-        let mut state: RocksKeyed<i64> = RocksKeyed::create(DataType::Int, 1, env).unwrap();
+        let mut state: KeyedStore<i64> =
+            KeyedStore::Rocks(Box::new(RocksKeyed::create(DataType::Int, 1, env).unwrap()));
         let mut want = std::collections::HashMap::new();
         for round in 0..50i64 {
             state.reserve(1).unwrap();
             let k = round % 7;
-            let v = state.entry(Value::Int(k), |_| 0).unwrap();
+            let v = state.entry("test", Value::Int(k), |_| 0).unwrap();
             v[0] += 1;
             *want.entry(k).or_insert(0) += 1;
             assert_eq!(v[0], want[&k], "round {round} key {k}");
