@@ -11,6 +11,10 @@
 //! state in RocksDB, whose checkpoints store only the files new since the last): bids counted
 //! per auction at full speed, a checkpoint every 1 s, with the bytes each stored and the pause.
 //!
+//! Pause (`checkpoint.pause`): bids counted per (auction, bidder) pair, about one key per bid,
+//! so each shard's keyed state grows past 100 MB in memory; every shard's pause is reported
+//! against the size of the state it froze, and the pause over states of 100 MB and more.
+//!
 //! Recovery (`checkpoint.recovery`): a `sluice run` process running a checkpointed job (bids
 //! counted per auction into an exactly-once file sink, a checkpoint every 100 ms) is SIGKILLed
 //! and started again, `--trials` times; each trial times the restart to the first output the
@@ -60,6 +64,31 @@ pub fn counting_job(
     out: &std::path::Path,
     settings: &str,
 ) -> String {
+    counting_job_keyed(
+        name,
+        parallelism,
+        (events, rate),
+        interval_ms,
+        store,
+        out,
+        settings,
+        "auction",
+    )
+}
+
+/// [`counting_job`] counting per `key` (an int expression over the bid's fields, `auction`
+/// in [`counting_job`]) rather than per auction.
+#[allow(clippy::too_many_arguments)]
+pub fn counting_job_keyed(
+    name: &str,
+    parallelism: usize,
+    (events, rate): (u64, u64),
+    interval_ms: u64,
+    store: &std::path::Path,
+    out: &std::path::Path,
+    settings: &str,
+    key: &str,
+) -> String {
     format!(
         r#"
 name = "{name}"
@@ -75,7 +104,7 @@ events = {events}
 rate_per_sec = {rate}
 
 [[operator]]
-map = ["auction", "1 AS one"]
+map = ["{key} AS auction", "1 AS one"]
 
 [[operator]]
 key_by = "auction"
@@ -264,11 +293,13 @@ fn completed(report: &CheckpointReport) -> Vec<&CheckpointRecord> {
         .collect()
 }
 
-/// Runs the counting job over `events` bids at full speed with `settings`, a checkpoint every
-/// `interval`, in a temporary directory (returned: the checkpoints are in `store/`).
+/// Runs the counting job, counting per `key`, over `events` bids at full speed with
+/// `settings`, a checkpoint every `interval`, in a temporary directory (returned: the
+/// checkpoints are in `store/`).
 fn large_state(
     name: &str,
     settings: &str,
+    key: &str,
     events: u64,
     interval: Duration,
 ) -> Result<(sluice_engine::JobReport, tempfile::TempDir)> {
@@ -277,7 +308,7 @@ fn large_state(
         "{settings}\nstate_dir = \"{}\"",
         dir.path().join("state").display()
     );
-    let text = counting_job(
+    let text = counting_job_keyed(
         name,
         2,
         (events, 0),
@@ -285,10 +316,48 @@ fn large_state(
         &dir.path().join("store"),
         &dir.path().join("counts.csv"),
         &settings,
+        key,
     );
     let spec = sluice_engine::spec::load::parse_spec(&text)
         .map_err(|e| anyhow::anyhow!("benchmark job spec: {e}"))?;
     Ok((sluice_engine::run_job(spec)?, dir))
+}
+
+/// The key of the pause scenario: about one key per bid, so that the keyed state grows to
+/// hundreds of megabytes per shard.
+const PAUSE_KEY: &str = "auction * 1024 + bidder % 1024";
+
+/// Bids in the pause scenario (each shard's state grows past 300 MB).
+const PAUSE_EVENTS: u64 = 30_000_000;
+
+/// Shard states at least this large (in memory) are the pause goal's (≤ 1 ms per 100 MB).
+const PAUSE_STATE_BYTES: u64 = 100 << 20;
+
+/// Describes the pause scenario: each shard's pause against its frozen state's size.
+fn pause_description(checkpoints: &CheckpointReport, interval: Duration) -> String {
+    let done = completed(checkpoints);
+    let shards: Vec<(u64, Duration)> = done
+        .iter()
+        .flat_map(|c| c.state_bytes.iter().copied().zip(c.pause.iter().copied()))
+        .collect();
+    let largest = shards.iter().map(|(b, _)| *b).max().unwrap_or(0);
+    let big: Vec<Duration> = shards
+        .iter()
+        .filter(|(bytes, _)| *bytes >= PAUSE_STATE_BYTES)
+        .map(|(_, pause)| *pause)
+        .collect();
+    format!(
+        "bids counted per {PAUSE_KEY} on 2 shards (in memory), a checkpoint every {interval:?}: \
+         {} completed, duration p50/p99/max {}; shard state in memory up to {} MB; shard pause \
+         p50/p99/max {} over every checkpoint, {} over the {} shard states of at least {} MB",
+        done.len(),
+        percentiles(done.iter().map(|c| c.duration).collect()),
+        largest >> 20,
+        percentiles(shards.iter().map(|(_, p)| *p).collect()),
+        percentiles(big.clone()),
+        big.len(),
+        PAUSE_STATE_BYTES >> 20,
+    )
 }
 
 fn percentiles(mut values: Vec<Duration>) -> String {
@@ -325,8 +394,8 @@ pub fn run(args: CheckpointBenchArgs) -> Result<()> {
         .repeats
         .unwrap_or(if args.quick { 1 } else { 3 })
         .max(1);
-    // q5 and q7 at three settings, two large-state runs, recovery.
-    let mut progress = report::Progress::new("checkpoint", 2 * 3 * repeats + 3);
+    // q5 and q7 at three settings, three large-state runs, recovery.
+    let mut progress = report::Progress::new("checkpoint", 2 * 3 * repeats + 4);
     let intervals = [("off", None), ("10s", Some(long)), ("1s", Some(short))];
     for (query, name) in [(NexmarkQuery::Q5, "q5"), (NexmarkQuery::Q7, "q7")] {
         // Repetitions interleave the three settings, so that drift in the machine's speed
@@ -396,7 +465,7 @@ pub fn run(args: CheckpointBenchArgs) -> Result<()> {
     progress.step(format!(
         "large state: bids counted per auction, {big_events} events"
     ));
-    let (big, _) = large_state("large-state-bench", "", big_events, short)?;
+    let (big, _) = large_state("large-state-bench", "", "auction", big_events, short)?;
     let done = completed(&big.checkpoints);
     let largest = done.iter().map(|c| c.bytes).max().unwrap_or(0);
     report.add_throughput(
@@ -417,7 +486,8 @@ pub fn run(args: CheckpointBenchArgs) -> Result<()> {
         "large state in RocksDB: bids counted per auction, {big_events} events"
     ));
     let name = "large-state-rocksdb-bench";
-    let (big, store) = large_state(name, "state_backend = \"rocksdb\"", big_events, short)?;
+    let rocksdb = "state_backend = \"rocksdb\"";
+    let (big, store) = large_state(name, rocksdb, "auction", big_events, short)?;
     let done = completed(&big.checkpoints);
     let mut stored: Vec<u64> = done.iter().map(|c| c.bytes).collect();
     stored.sort_unstable();
@@ -438,6 +508,20 @@ pub fn run(args: CheckpointBenchArgs) -> Result<()> {
         ),
         big.records_in as f64 / big.elapsed.as_secs_f64().max(1e-9),
         big.records_in as f64 / big.cpu_time().as_secs_f64().max(1e-9),
+    );
+    // The shard's pause against the size of its state in memory: millions of keys.
+    let pause_events = if args.quick { 2_000_000 } else { PAUSE_EVENTS };
+    progress.step(format!(
+        "pause: bids counted per {PAUSE_KEY}, {pause_events} events"
+    ));
+    // Checkpoints four times as often as the other runs, for more pauses to measure.
+    let often = short / 4;
+    let (run, _) = large_state("pause-bench", "", PAUSE_KEY, pause_events, often)?;
+    report.add_throughput(
+        "checkpoint.pause",
+        &pause_description(&run.checkpoints, often),
+        run.records_in as f64 / run.elapsed.as_secs_f64().max(1e-9),
+        run.records_in as f64 / run.cpu_time().as_secs_f64().max(1e-9),
     );
     let trials = args.trials.unwrap_or(if args.quick { 3 } else { 20 });
     progress.step(format!("recovery: {trials} SIGKILLs of `sluice run`"));

@@ -221,10 +221,13 @@ fn check_one<O: Operator>(seed: u64, make: impl Fn() -> O, steps: &[Step], cut: 
         .snapshot()
         .unwrap()
         .expect("a stateful operator has state");
+    // The frozen state is written only after the original went on, as the checkpoint thread
+    // writes it while the shard goes on: what the original does after the snapshot (writes
+    // to state the snapshot shares) must not reach it.
+    let after_original = run_one(&mut original, second);
     let bytes = write(frozen.as_ref());
     let mut restored = make();
     restored.restore(&bytes).unwrap();
-    let after_original = run_one(&mut original, second);
     let after_restored = run_one(&mut restored, second);
     assert_eq!(
         after_original, after_restored,
@@ -257,6 +260,8 @@ fn check_two<O: TwoInputOperator>(
         .snapshot()
         .unwrap()
         .expect("a stateful operator has state");
+    // Written after the original went on, as in `check_one`.
+    let after_original = run_two(&mut original, second);
     let bytes = write(frozen.as_ref());
     let mut restored = make();
     restored.restore(&bytes).unwrap();
@@ -265,7 +270,6 @@ fn check_two<O: TwoInputOperator>(
         late_before,
         "seed {seed}: late count"
     );
-    let after_original = run_two(&mut original, second);
     let after_restored = run_two(&mut restored, second);
     assert_eq!(
         after_original, after_restored,

@@ -10,6 +10,7 @@ use sqlparser::ast::{Expr, FunctionArg, FunctionArgExpr, FunctionArguments};
 use crate::error::EngineError;
 use crate::expr::parse::parse_projection;
 use crate::record::{Batch, Column, DataType, Field, OwnedValue, SchemaRef, Value};
+use crate::state::KeyedState;
 
 /// An aggregate function.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -218,23 +219,21 @@ impl AggSpec {
         self.add(acc, v);
     }
 
-    /// Adds rows `rows` of `batch` to accumulators in a flat array: row `r` goes to
-    /// `accs[slots[r] * stride + offset]`. Works column by column, so the common cases
-    /// (count, and sum/min/max of ints) run without a type dispatch per value.
+    /// Adds rows `rows` of `batch` to keyed accumulators: row `r` goes to value `offset` of
+    /// slot `slots[r]`. Works column by column, so the common cases (count, and sum/min/max
+    /// of ints) run without a type dispatch per value.
     pub fn update_rows(
         &self,
-        accs: &mut [Acc],
-        stride: usize,
+        accs: &mut KeyedState<Acc>,
         offset: usize,
         batch: &Batch,
         rows: std::ops::Range<usize>,
         slots: &[u32],
     ) {
-        let at = |r: usize| slots[r] as usize * stride + offset;
         match (self.func, self.column.map(|c| batch.column(c))) {
             (AggFn::Count, _) => {
                 for r in rows {
-                    if let Acc::Count(n) = &mut accs[at(r)] {
+                    if let Acc::Count(n) = &mut accs.values_mut(slots[r] as usize)[offset] {
                         *n += 1;
                     }
                 }
@@ -245,7 +244,7 @@ impl AggSpec {
             ) => {
                 for r in rows {
                     let x = values[r];
-                    match &mut accs[at(r)] {
+                    match &mut accs.values_mut(slots[r] as usize)[offset] {
                         Acc::Int(slot) => {
                             *slot = Some(match (*slot, self.func) {
                                 (None, _) => x,
@@ -260,7 +259,7 @@ impl AggSpec {
             }
             _ => {
                 for r in rows {
-                    self.update(&mut accs[at(r)], batch, r);
+                    self.update(&mut accs.values_mut(slots[r] as usize)[offset], batch, r);
                 }
             }
         }
@@ -480,18 +479,20 @@ mod tests {
             "count(*)", "sum(p)", "min(p)", "max(p)", "avg(p)", "last(s)",
         ];
         let aggs = parse_aggs(&texts, &schema).unwrap();
-        let stride = aggs.len();
         // Rows 0 and 2 go to group 1, rows 1 and 3 to group 0; row 0 is left out.
         let slots = [1u32, 0, 1, 0];
-        let mut flat: Vec<Acc> = (0..2).flat_map(|_| init_all(&aggs)).collect();
+        let mut keyed = KeyedState::new(DataType::Int, aggs.len());
+        for k in 0..2 {
+            keyed.entry(Value::Int(k), |j| aggs[j].init()).unwrap();
+        }
         for (j, spec) in aggs.iter().enumerate() {
-            spec.update_rows(&mut flat, stride, j, &b, 1..4, &slots);
+            spec.update_rows(&mut keyed, j, &b, 1..4, &slots);
         }
         let mut by_row: Vec<Vec<Acc>> = (0..2).map(|_| init_all(&aggs)).collect();
         for row in 1..4 {
             update_all(&aggs, &mut by_row[slots[row] as usize], &b, row);
         }
-        assert_eq!(flat, by_row.concat());
+        assert_eq!([keyed.values(0), keyed.values(1)].concat(), by_row.concat());
     }
 
     #[test]

@@ -47,7 +47,7 @@ struct AggregateSnapshot {
 }
 
 impl StateFormat for AggregateSnapshot {
-    const VERSION: u8 = 2;
+    const VERSION: u8 = 3;
 
     fn state_bytes(&self) -> u64 {
         self.groups.state_bytes(Acc::state_bytes)
@@ -315,11 +315,11 @@ mod tests {
             "{m}"
         );
         let m = restore_changed(&|s| {
-            s.groups.values.pop();
+            s.groups.first_chunk_mut().values.pop();
         })
         .unwrap_err();
-        assert!(m.contains("keyed state: 2 values for 3 keys"), "{m}");
-        let m = restore_changed(&|s| s.groups.values[2] = Acc::Avg(1.0, 1)).unwrap_err();
+        assert!(m.contains("keyed state: chunk 0: 2 values for 3 keys"), "{m}");
+        let m = restore_changed(&|s| s.groups.first_chunk_mut().values[2] = Acc::Avg(1.0, 1)).unwrap_err();
         assert!(m.contains("key 2") && m.contains("`n`"), "{m}");
     }
 

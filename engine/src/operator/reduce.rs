@@ -66,7 +66,7 @@ struct ReduceSnapshot {
 }
 
 impl StateFormat for ReduceSnapshot {
-    const VERSION: u8 = 3;
+    const VERSION: u8 = 4;
 
     fn state_bytes(&self) -> u64 {
         self.values

@@ -242,9 +242,8 @@ impl WindowAggregate {
                 slots[rows.clone()].fill(slot);
             }
         }
-        let stride = aggs.len();
         for (j, spec) in aggs.iter().enumerate() {
-            spec.update_rows(pane.all_values_mut(), stride, j, input, rows.clone(), slots);
+            spec.update_rows(pane, j, input, rows.clone(), slots);
         }
         Ok(())
     }

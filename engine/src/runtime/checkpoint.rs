@@ -110,6 +110,8 @@ pub enum CheckpointMessage {
         alignment_us: u64,
         /// The shard's pause to freeze its state, in µs.
         pause_us: u64,
+        /// Approximately how many bytes of memory the shard's frozen state holds.
+        state_bytes: u64,
     },
     /// Follower to lead: shard `shard` cannot take checkpoint `id`.
     Declined {

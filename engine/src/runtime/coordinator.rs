@@ -119,6 +119,8 @@ pub struct CheckpointRecord {
     pub alignment: Vec<Duration>,
     /// Per shard, the pause to freeze state.
     pub pause: Vec<Duration>,
+    /// Per shard, approximately how many bytes of memory its frozen state held.
+    pub state_bytes: Vec<u64>,
 }
 
 /// What the coordinator did, for the job's report.
@@ -169,11 +171,12 @@ impl PeerLink {
     }
 }
 
-/// A stored shard, as the lead gathers them: its handle, alignment and pause.
+/// A stored shard, as the lead gathers them: its handle, alignment, pause and state size.
 struct Stored {
     handle: ShardHandle,
     alignment: Duration,
     pause: Duration,
+    state_bytes: u64,
 }
 
 /// The coordinator's thread state.
@@ -396,6 +399,7 @@ impl Coordinator {
                     bytes: handle.bytes,
                     alignment_us: part.alignment().as_micros() as u64,
                     pause_us: part.pause().as_micros() as u64,
+                    state_bytes: part.size_bytes(),
                 },
                 Err(e) => {
                     self.report.failed += 1;
@@ -431,6 +435,7 @@ impl Coordinator {
             bytes,
             alignment: Vec::new(),
             pause: Vec::new(),
+            state_bytes: Vec::new(),
         };
         self.control.trigger(id);
         for peer in &self.peers {
@@ -475,6 +480,7 @@ impl Coordinator {
                     bytes,
                     alignment_us,
                     pause_us,
+                    state_bytes,
                 })) if for_id == id && !self.local.contains(&(shard as usize)) => {
                     let Some(slot) = stored.get_mut(shard as usize) else {
                         continue;
@@ -484,6 +490,7 @@ impl Coordinator {
                         handle,
                         alignment: Duration::from_micros(alignment_us),
                         pause: Duration::from_micros(pause_us),
+                        state_bytes,
                     };
                     if slot.replace(entry).is_none() {
                         got += 1;
@@ -532,6 +539,7 @@ impl Coordinator {
                     bytes,
                     alignment: entries.iter().map(|e| e.alignment).collect(),
                     pause: entries.iter().map(|e| e.pause).collect(),
+                    state_bytes: entries.iter().map(|e| e.state_bytes).collect(),
                 })
             }
             Err(e) => Err((failed(e.to_string(), 0), false)),
@@ -585,6 +593,7 @@ impl Coordinator {
                 handle: self.store_part(&dir, part)?,
                 alignment: part.alignment(),
                 pause: part.pause(),
+                state_bytes: part.size_bytes(),
             });
         }
         entries.sort_by_key(|e| e.handle.shard);

@@ -36,6 +36,7 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -126,46 +127,150 @@ impl KeyRefused {
     }
 }
 
+/// Slots per chunk: a checkpoint shares whole chunks, and a write to a shared chunk copies
+/// that one chunk.
+pub const KEYED_CHUNK_SLOTS: usize = 1 << KEYED_CHUNK_SHIFT;
+
+/// `log2(KEYED_CHUNK_SLOTS)`: slot `s` is in chunk `s >> KEYED_CHUNK_SHIFT`.
+const KEYED_CHUNK_SHIFT: u32 = 12;
+
+// A full state fills its chunks exactly.
+const _: () = assert!(KEYED_STATE_KEYS_MAX.is_multiple_of(KEYED_CHUNK_SLOTS));
+
+/// Up to [`KEYED_CHUNK_SLOTS`] consecutive slots: their keys and `width` values each.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct KeyChunk<S> {
+    /// The keys, in slot order.
+    pub keys: Column,
+    /// The values, the chunk's slot `i` owning `values[i * width .. (i + 1) * width]`.
+    pub values: Vec<S>,
+}
+
+impl<S> KeyChunk<S> {
+    fn empty(key_type: DataType) -> Self {
+        Self {
+            keys: Column::new(key_type),
+            values: Vec::new(),
+        }
+    }
+
+    fn state_bytes(&self, value_heap_bytes: &impl Fn(&S) -> u64) -> u64 {
+        let values = (self.values.capacity() * std::mem::size_of::<S>()) as u64;
+        let heap: u64 = self.values.iter().map(value_heap_bytes).sum();
+        self.keys.state_bytes() + values + heap
+    }
+}
+
+/// A chunk of a live state: its own, or shared with checkpoints that froze it. Reading
+/// either costs no atomic operation; the first write after a checkpoint takes the chunk back,
+/// copying it only if that checkpoint still holds it.
+#[derive(Clone, Debug)]
+enum Part<S> {
+    Owned(KeyChunk<S>),
+    Shared(Arc<KeyChunk<S>>),
+}
+
+impl<S> Part<S> {
+    fn get(&self) -> &KeyChunk<S> {
+        match self {
+            Self::Owned(chunk) => chunk,
+            Self::Shared(chunk) => chunk,
+        }
+    }
+}
+
+impl<S: Clone> Part<S> {
+    fn get_mut(&mut self) -> &mut KeyChunk<S> {
+        if let Self::Shared(shared) = self {
+            let empty = Self::Owned(KeyChunk::empty(shared.keys.data_type()));
+            *self = Self::Owned(std::mem::replace(self, empty).into_owned());
+        }
+        match self {
+            Self::Owned(chunk) => chunk,
+            // Not reached: a shared chunk was made owned just above.
+            Self::Shared(chunk) => Arc::make_mut(chunk),
+        }
+    }
+
+    /// Returns the chunk as a checkpoint keeps it, shared from now on (no copy).
+    fn share(&mut self) -> Arc<KeyChunk<S>> {
+        let shared = match self {
+            Self::Shared(chunk) => return Arc::clone(chunk),
+            Self::Owned(chunk) => {
+                let empty = KeyChunk::empty(chunk.keys.data_type());
+                Arc::new(std::mem::replace(chunk, empty))
+            }
+        };
+        *self = Self::Shared(Arc::clone(&shared));
+        shared
+    }
+
+    fn into_owned(self) -> KeyChunk<S> {
+        match self {
+            Self::Owned(chunk) => chunk,
+            Self::Shared(chunk) => Arc::try_unwrap(chunk).unwrap_or_else(|s| (*s).clone()),
+        }
+    }
+}
+
 /// Per-key state: `width` values of type `S` for each distinct key.
 #[derive(Debug, Clone)]
 pub struct KeyedState<S> {
     heads: HashMap<u64, u32, BuildHasherDefault<PrehashedHasher>>,
-    keys: Column,
+    /// Slot `s` is `parts[s >> KEYED_CHUNK_SHIFT]`'s slot `s % KEYED_CHUNK_SLOTS`; every part
+    /// but the last holds exactly [`KEYED_CHUNK_SLOTS`] slots.
+    parts: Vec<Part<S>>,
+    /// Emptied chunks whose buffers the next new chunks reuse.
+    spare: Vec<KeyChunk<S>>,
     hashes: Vec<u64>,
     next: Vec<u32>,
-    values: Vec<S>,
+    key_type: DataType,
     width: usize,
     keys_max: usize,
 }
 
-/// A [`KeyedState`] as a checkpoint keeps it: the keys in slot order and their values.
+/// A [`KeyedState`] as a checkpoint keeps it: its chunks, shared with the live state until
+/// the live state writes them (the freeze copies nothing), then its own.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct KeyedSnapshot<S> {
-    /// Every key, in slot order.
-    pub keys: Column,
     /// How many values each key has.
     pub width: u32,
-    /// The values, slot `s` owning `values[s * width .. (s + 1) * width]`.
-    pub values: Vec<S>,
+    /// The keys and values, in slot order (chunks of any size on restore).
+    pub chunks: Vec<Arc<KeyChunk<S>>>,
 }
 
 impl<S> KeyedSnapshot<S> {
-    /// Visits every key and its values, in slot order; a snapshot whose values do not make
+    /// Visits every key and its values, in slot order; a chunk whose values do not make
     /// `width` per key (a restore refuses it) is visited up to its last whole key.
     pub fn iter(&self) -> impl Iterator<Item = (Value<'_>, &[S])> {
         let width = self.width as usize;
-        let whole = self
-            .values
-            .len()
-            .checked_div(width)
-            .unwrap_or(self.keys.len());
-        (0..self.keys.len().min(whole))
-            .map(move |i| (self.keys.get(i), &self.values[i * width..(i + 1) * width]))
+        self.chunks.iter().flat_map(move |chunk| {
+            let whole = chunk
+                .values
+                .len()
+                .checked_div(width)
+                .unwrap_or(chunk.keys.len());
+            (0..chunk.keys.len().min(whole))
+                .map(move |i| (chunk.keys.get(i), &chunk.values[i * width..(i + 1) * width]))
+        })
+    }
+
+    /// Returns the number of keys.
+    pub fn len(&self) -> usize {
+        self.chunks.iter().map(|c| c.keys.len()).sum()
+    }
+
+    /// Returns whether there are no keys.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// Approximately how many bytes of memory the snapshot holds, given what one value takes.
     pub fn state_bytes(&self, value_bytes: impl Fn(&S) -> u64) -> u64 {
-        self.keys.state_bytes() + self.values.iter().map(value_bytes).sum::<u64>()
+        let chunk = |c: &Arc<KeyChunk<S>>| {
+            c.keys.state_bytes() + c.values.iter().map(&value_bytes).sum::<u64>()
+        };
+        self.chunks.iter().map(chunk).sum()
     }
 }
 
@@ -181,10 +286,11 @@ impl<S> KeyedState<S> {
     pub fn with_keys_max(key_type: DataType, width: usize, keys_max: usize) -> Self {
         Self {
             heads: HashMap::default(),
-            keys: Column::new(key_type),
+            parts: Vec::new(),
+            spare: Vec::new(),
             hashes: Vec::new(),
             next: Vec::new(),
-            values: Vec::new(),
+            key_type,
             width,
             keys_max: keys_max.min(KEYED_STATE_KEYS_MAX),
         }
@@ -192,7 +298,7 @@ impl<S> KeyedState<S> {
 
     /// Returns the type of the keys.
     pub fn key_type(&self) -> DataType {
-        self.keys.data_type()
+        self.key_type
     }
 
     /// Returns how many values each key has.
@@ -215,9 +321,15 @@ impl<S> KeyedState<S> {
         self.hashes.is_empty()
     }
 
+    fn chunk(&self, slot: usize) -> (&KeyChunk<S>, usize) {
+        let part = &self.parts[slot >> KEYED_CHUNK_SHIFT];
+        (part.get(), slot & (KEYED_CHUNK_SLOTS - 1))
+    }
+
     /// Returns the key of `slot`.
     pub fn key(&self, slot: usize) -> Value<'_> {
-        self.keys.get(slot)
+        let (chunk, i) = self.chunk(slot);
+        chunk.keys.get(i)
     }
 
     /// Returns the hash of the key of `slot`.
@@ -227,34 +339,15 @@ impl<S> KeyedState<S> {
 
     /// Returns the values of `slot`.
     pub fn values(&self, slot: usize) -> &[S] {
-        &self.values[slot * self.width..(slot + 1) * self.width]
-    }
-
-    /// Returns the values of `slot` mutably.
-    pub fn values_mut(&mut self, slot: usize) -> &mut [S] {
-        &mut self.values[slot * self.width..(slot + 1) * self.width]
-    }
-
-    /// Returns the key of `slot` and its values mutably.
-    pub fn key_values_mut(&mut self, slot: usize) -> (Value<'_>, &mut [S]) {
-        let width = self.width;
-        (
-            self.keys.get(slot),
-            &mut self.values[slot * width..(slot + 1) * width],
-        )
-    }
-
-    /// Returns every value, slot `s` owning `[s * width, (s + 1) * width)` (for operators that
-    /// update a column of values for many rows at once).
-    pub fn all_values_mut(&mut self) -> &mut [S] {
-        &mut self.values
+        let (chunk, i) = self.chunk(slot);
+        &chunk.values[i * self.width..(i + 1) * self.width]
     }
 
     /// Returns the slot of `key`, whose hash is `hash`, if it is there.
     pub fn find(&self, hash: u64, key: Value<'_>) -> Option<usize> {
         let mut slot = *self.heads.get(&hash)?;
         loop {
-            if same_key(self.keys.get(slot as usize), key) {
+            if same_key(self.key(slot as usize), key) {
                 return Some(slot as usize);
             }
             slot = self.next[slot as usize];
@@ -267,6 +360,34 @@ impl<S> KeyedState<S> {
     /// Returns the values of `key` if it is there.
     pub fn get(&self, key: Value<'_>) -> Option<&[S]> {
         self.find(hash_value(key), key).map(|s| self.values(s))
+    }
+
+}
+
+impl<S: Clone> KeyedSnapshot<S> {
+    /// Returns the first chunk, the snapshot's own from now on (tests damage snapshots).
+    #[cfg(test)]
+    pub(crate) fn first_chunk_mut(&mut self) -> &mut KeyChunk<S> {
+        Arc::make_mut(&mut self.chunks[0])
+    }
+}
+
+impl<S: Clone> KeyedState<S> {
+    /// Returns the values of `slot` mutably (copying its chunk first if a checkpoint still
+    /// shares it).
+    pub fn values_mut(&mut self, slot: usize) -> &mut [S] {
+        self.key_values_mut(slot).1
+    }
+
+    /// Returns the key of `slot` and its values mutably.
+    pub fn key_values_mut(&mut self, slot: usize) -> (Value<'_>, &mut [S]) {
+        let width = self.width;
+        let chunk = self.parts[slot >> KEYED_CHUNK_SHIFT].get_mut();
+        let i = slot & (KEYED_CHUNK_SLOTS - 1);
+        (
+            chunk.keys.get(i),
+            &mut chunk.values[i * width..(i + 1) * width],
+        )
     }
 
     /// Returns the values of `key` mutably if it is there.
@@ -288,7 +409,7 @@ impl<S> KeyedState<S> {
         if let Some(&head) = self.heads.get(&hash) {
             let mut slot = head;
             loop {
-                if same_key(self.keys.get(slot as usize), key) {
+                if same_key(self.key(slot as usize), key) {
                     return Ok((slot as usize, false));
                 }
                 last = slot;
@@ -298,27 +419,51 @@ impl<S> KeyedState<S> {
                 }
             }
         }
-        let new = self.hashes.len();
-        if new >= self.keys_max {
+        if self.hashes.len() >= self.keys_max {
             return Err(KeyRefused::Full {
                 keys_max: self.keys_max,
             });
         }
-        if !fits(key.data_type(), self.keys.data_type()) || !self.keys.push(key) {
+        if !fits(key.data_type(), self.key_type) {
             return Err(KeyRefused::WrongType {
                 key: key.to_owned_value(),
-                expected: self.keys.data_type(),
+                expected: self.key_type,
             });
         }
-        self.hashes.push(hash);
+        let new = self.push_slot(hash, key, (0..self.width).map(init));
         self.next.push(NO_SLOT);
-        self.values.extend((0..self.width).map(init));
         if last == NO_SLOT {
             self.heads.insert(hash, new as u32);
         } else {
             self.next[last as usize] = new as u32;
         }
         Ok((new, true))
+    }
+
+    /// Appends a slot for `key` (hash `hash`, of a type that [`fits`]) with `values` (`width`
+    /// of them), starting a chunk when the last is full; returns the slot. The caller links it
+    /// into the hash chains.
+    fn push_slot(&mut self, hash: u64, key: Value<'_>, values: impl Iterator<Item = S>) -> usize {
+        let slot = self.hashes.len();
+        if slot & (KEYED_CHUNK_SLOTS - 1) == 0 {
+            let chunk = match self.spare.pop() {
+                Some(chunk) => chunk,
+                // The first chunk grows with the state, so that small states stay small.
+                None if slot == 0 => KeyChunk::empty(self.key_type),
+                None => KeyChunk {
+                    keys: Column::new(self.key_type),
+                    values: Vec::with_capacity(KEYED_CHUNK_SLOTS * self.width),
+                },
+            };
+            self.parts.push(Part::Owned(chunk));
+        }
+        let last = self.parts.len() - 1;
+        let chunk = self.parts[last].get_mut();
+        let pushed = chunk.keys.push(key);
+        debug_assert!(pushed, "a key that fits the key type is pushed");
+        chunk.values.extend(values);
+        self.hashes.push(hash);
+        slot
     }
 
     /// Returns the values of `key`, adding it with values `init(0..width)` if it is new (see
@@ -337,24 +482,35 @@ impl<S> KeyedState<S> {
     pub fn retain(&mut self, mut keep: impl FnMut(Value<'_>, &mut [S]) -> bool) {
         let width = self.width;
         let mut kept = Vec::with_capacity(self.len());
-        for slot in 0..self.len() {
-            let values = &mut self.values[slot * width..(slot + 1) * width];
-            kept.push(keep(self.keys.get(slot), values));
+        for part in &mut self.parts {
+            let chunk = part.get_mut();
+            for i in 0..chunk.keys.len() {
+                let values = &mut chunk.values[i * width..(i + 1) * width];
+                kept.push(keep(chunk.keys.get(i), values));
+            }
         }
         if kept.iter().all(|k| *k) {
             return;
         }
-        let mut i = 0;
-        self.values.retain(|_| {
-            i += 1;
-            kept[(i - 1) / width]
-        });
-        self.keys.retain_rows(|slot| kept[slot]);
+        let parts = std::mem::take(&mut self.parts);
+        let hashes = std::mem::take(&mut self.hashes);
         let mut slot = 0;
-        self.hashes.retain(|_| {
-            slot += 1;
-            kept[slot - 1]
-        });
+        for part in parts {
+            let KeyChunk { mut keys, mut values } = part.into_owned();
+            let mut values_in = values.drain(..);
+            for i in 0..keys.len() {
+                let these = values_in.by_ref().take(width);
+                if kept[slot] {
+                    self.push_slot(hashes[slot], keys.get(i), these);
+                } else {
+                    these.for_each(drop);
+                }
+                slot += 1;
+            }
+            drop(values_in);
+            keys.clear();
+            self.spare.push(KeyChunk { keys, values });
+        }
         self.relink();
     }
 
@@ -371,13 +527,18 @@ impl<S> KeyedState<S> {
         }
     }
 
-    /// Removes every key, keeping the buffers.
+    /// Removes every key, keeping the buffers of the chunks no checkpoint shares.
     pub fn clear(&mut self) {
         self.heads.clear();
-        self.keys.clear();
         self.hashes.clear();
         self.next.clear();
-        self.values.clear();
+        for part in self.parts.drain(..) {
+            if let Part::Owned(mut chunk) = part {
+                chunk.keys.clear();
+                chunk.values.clear();
+                self.spare.push(chunk);
+            }
+        }
     }
 
     /// Approximately how many bytes of memory the state takes, given what one value takes
@@ -386,21 +547,20 @@ impl<S> KeyedState<S> {
         // A hash-table entry is a hash, a slot and a control byte.
         let heads = self.heads.capacity() * 13;
         let slots = self.hashes.capacity() * 8 + self.next.capacity() * 4;
-        let values = self.values.capacity() * std::mem::size_of::<S>();
-        let heap: u64 = self.values.iter().map(value_heap_bytes).sum();
-        self.keys.state_bytes() + (heads + slots + values) as u64 + heap
+        let chunks: u64 = (self.parts.iter().map(Part::get))
+            .chain(&self.spare)
+            .map(|c| c.state_bytes(&value_heap_bytes))
+            .sum();
+        (heads + slots) as u64 + chunks
     }
 
-    /// Copies the keys and values out for a checkpoint (the hash table is not copied,
-    /// [`Self::restore`] derives it again).
-    pub fn snapshot(&self) -> KeyedSnapshot<S>
-    where
-        S: Clone,
-    {
+    /// Freezes the keys and values for a checkpoint without copying them: the snapshot shares
+    /// the state's chunks, and the state copies a chunk when it next writes it while the
+    /// snapshot is still held. The hash table is not kept; [`Self::restore`] derives it again.
+    pub fn snapshot(&mut self) -> KeyedSnapshot<S> {
         KeyedSnapshot {
-            keys: self.keys.clone(),
             width: self.width as u32,
-            values: self.values.clone(),
+            chunks: self.parts.iter_mut().map(Part::share).collect(),
         }
     }
 
@@ -415,41 +575,46 @@ impl<S> KeyedState<S> {
         keys_max: usize,
     ) -> Result<Self, String> {
         let KeyedSnapshot {
-            keys,
             width: saved_width,
-            values,
+            chunks,
         } = snapshot;
-        if keys.data_type() != key_type {
-            return Err(format!(
-                "the keys are {}, expected {key_type}",
-                keys.data_type()
-            ));
-        }
         if saved_width as usize != width {
             return Err(format!("{saved_width} values per key, expected {width}"));
         }
-        let expected = keys.len().checked_mul(width);
-        if expected != Some(values.len()) {
-            return Err(format!(
-                "{} values for {} keys of {width} values",
-                values.len(),
-                keys.len()
-            ));
-        }
         let mut state = Self::with_keys_max(key_type, width, keys_max);
-        if keys.len() > state.keys_max {
+        let keys: usize = chunks.iter().map(|c| c.keys.len()).sum();
+        if keys > state.keys_max {
             return Err(format!(
-                "{} keys, more than the {} keyed state holds (keyed_state_keys_max)",
-                keys.len(),
+                "{keys} keys, more than the {} keyed state holds (keyed_state_keys_max)",
                 state.keys_max
             ));
         }
-        state.hashes = (0..keys.len()).map(|i| hash_value(keys.get(i))).collect();
-        state.keys = keys;
+        for (c, chunk) in chunks.into_iter().enumerate() {
+            let KeyChunk { keys, values } =
+                Arc::try_unwrap(chunk).unwrap_or_else(|c| (*c).clone());
+            if keys.data_type() != key_type {
+                return Err(format!(
+                    "chunk {c}: the keys are {}, expected {key_type}",
+                    keys.data_type()
+                ));
+            }
+            if keys.len().checked_mul(width) != Some(values.len()) {
+                return Err(format!(
+                    "chunk {c}: {} values for {} keys of {width} values",
+                    values.len(),
+                    keys.len()
+                ));
+            }
+            let mut values = values.into_iter();
+            for i in 0..keys.len() {
+                let key = keys.get(i);
+                state.push_slot(hash_value(key), key, values.by_ref().take(width));
+            }
+        }
         state.relink();
         // Chains are in slot order, so a key found in an earlier slot is there twice.
-        for slot in 0..state.keys.len() {
-            let key = state.keys.get(slot);
+        for slot in 0..state.len() {
+            let key = state.key(slot);
             match state.find(state.hashes[slot], key) {
                 Some(first) if first != slot => {
                     return Err(format!("key {key} is in slots {first} and {slot}"));
@@ -457,7 +622,6 @@ impl<S> KeyedState<S> {
                 _ => {}
             }
         }
-        state.values = values;
         Ok(state)
     }
 }
@@ -480,9 +644,7 @@ mod tests {
         let mut state = KeyedState::new(DataType::Int, 1);
         let h = hash_value(Value::Int(1));
         for k in 1..=n {
-            assert!(state.keys.push(Value::Int(k)));
-            state.hashes.push(h);
-            state.values.push(k * 10);
+            state.push_slot(h, Value::Int(k), std::iter::once(k * 10));
         }
         state.relink();
         state
@@ -510,7 +672,6 @@ mod tests {
         state.entry(Value::Int(8), |i| 10 * i as i64).unwrap()[2] += 1;
         assert_eq!(state.values(0), [0, 1, 2]);
         assert_eq!(state.values(1), [0, 10, 21]);
-        assert_eq!(state.all_values_mut().len(), 6);
         let (slot, new) = state
             .slot_hashed(hash_value(Value::Int(7)), Value::Int(7), |_| 99)
             .unwrap();
@@ -621,14 +782,14 @@ mod tests {
 
     #[test]
     fn a_state_restored_from_its_snapshot_finds_every_key_in_its_slot() {
-        let state = strings(&["b", "a", "c", "a"]);
+        let mut state = strings(&["b", "a", "c", "a"]);
         let snapshot = state.snapshot();
         let pairs: Vec<_> = snapshot
             .iter()
             .map(|(k, v)| (k.to_string(), v[0]))
             .collect();
         assert_eq!(pairs, [("b".into(), 1), ("a".into(), 6), ("c".into(), 3)]);
-        let rebuilt = KeyedState::restore(snapshot.clone(), DataType::String, 1, 10).unwrap();
+        let mut rebuilt = KeyedState::restore(snapshot.clone(), DataType::String, 1, 10).unwrap();
         assert_eq!(rebuilt.snapshot(), snapshot);
         for slot in 0..3 {
             let key = state.key(slot);
@@ -639,17 +800,17 @@ mod tests {
     #[test]
     fn a_restore_refuses_snapshots_the_state_could_not_have_made() {
         let snapshot = strings(&["b", "a", "c"]).snapshot();
-        let refusal = |change: &dyn Fn(&mut KeyedSnapshot<i64>), width, keys_max| {
+        let refusal = |change: &dyn Fn(&mut KeyChunk<i64>), width, keys_max| {
             let mut s = snapshot.clone();
-            change(&mut s);
+            change(Arc::make_mut(&mut s.chunks[0]));
             KeyedState::restore(s, DataType::String, width, keys_max).unwrap_err()
         };
-        let m = refusal(&|s| assert!(s.keys.push(Value::Str("a"))), 1, 10);
-        assert!(m.contains("3 values for 4 keys"), "{m}");
+        let m = refusal(&|c| assert!(c.keys.push(Value::Str("a"))), 1, 10);
+        assert!(m.contains("chunk 0: 3 values for 4 keys"), "{m}");
         let m = refusal(
-            &|s| {
-                assert!(s.keys.push(Value::Str("a")));
-                s.values.push(0);
+            &|c| {
+                assert!(c.keys.push(Value::Str("a")));
+                c.values.push(0);
             },
             1,
             10,
@@ -659,7 +820,84 @@ mod tests {
         assert!(m.contains("3 keys, more than the 2"), "{m}");
         let m = refusal(&|_| {}, 2, 10);
         assert!(m.contains("1 values per key, expected 2"), "{m}");
-        let m = refusal(&|s| s.keys = Column::new(DataType::Int), 1, 10);
+        let m = refusal(&|c| c.keys = Column::new(DataType::Int), 1, 10);
         assert!(m.contains("keys are int, expected string"), "{m}");
+        // A key repeated in another chunk is refused too.
+        let mut s = snapshot.clone();
+        s.chunks.push(s.chunks[0].clone());
+        let m = KeyedState::restore(s, DataType::String, 1, 10).unwrap_err();
+        assert!(m.contains("key b is in slots 0 and 3"), "{m}");
+    }
+
+    /// A state of several chunks: key `k` (0..n) has values `[k, k]`.
+    fn chunked(n: usize) -> KeyedState<i64> {
+        let mut state = KeyedState::new(DataType::Int, 2);
+        for k in 0..n as i64 {
+            state.entry(Value::Int(k), |_| k).unwrap();
+        }
+        state
+    }
+
+    #[test]
+    fn a_snapshot_shares_the_chunks_and_keeps_its_values_when_the_state_changes() {
+        let n = 2 * KEYED_CHUNK_SLOTS + 10;
+        let mut state = chunked(n);
+        let frozen = state.snapshot();
+        assert_eq!(frozen.chunks.len(), 3);
+        assert_eq!(frozen.len(), n);
+        // Writing a key of the middle chunk and adding one to the last copies those two
+        // chunks only; the snapshot still has the values it froze.
+        state.values_mut(KEYED_CHUNK_SLOTS + 5)[1] = -1;
+        state.entry(Value::Int(-7), |_| 99).unwrap();
+        let again = state.snapshot();
+        assert!(Arc::ptr_eq(&frozen.chunks[0], &again.chunks[0]));
+        assert!(!Arc::ptr_eq(&frozen.chunks[1], &again.chunks[1]));
+        assert!(!Arc::ptr_eq(&frozen.chunks[2], &again.chunks[2]));
+        let frozen_values: Vec<_> = frozen.iter().map(|(_, v)| v.to_vec()).collect();
+        assert!(frozen_values
+            .iter()
+            .enumerate()
+            .all(|(k, v)| *v == [k as i64, k as i64]));
+        let restored = KeyedState::restore(frozen, DataType::Int, 2, KEYED_STATE_KEYS_MAX).unwrap();
+        assert_eq!(restored.len(), n);
+        assert_eq!(restored.get(Value::Int(-7)), None);
+        assert_eq!(restored.get(Value::Int(4096 + 5)), Some(&[4101, 4101][..]));
+        let restored = KeyedState::restore(again, DataType::Int, 2, KEYED_STATE_KEYS_MAX).unwrap();
+        assert_eq!(restored.get(Value::Int(4096 + 5)), Some(&[4101, -1][..]));
+        assert_eq!(restored.get(Value::Int(-7)), Some(&[99, 99][..]));
+        assert_eq!(restored.len(), n + 1);
+    }
+
+    #[test]
+    fn a_chunk_no_snapshot_holds_any_more_is_taken_back_without_a_copy() {
+        let mut state = chunked(10);
+        drop(state.snapshot());
+        let before = state.values(0).as_ptr();
+        state.values_mut(0)[0] = 5;
+        assert_eq!(state.values(0).as_ptr(), before, "the chunk was not copied");
+        assert_eq!(state.get(Value::Int(0)), Some(&[5, 0][..]));
+    }
+
+    #[test]
+    fn retain_and_clear_work_across_chunks_and_shared_chunks() {
+        let n = 3 * KEYED_CHUNK_SLOTS;
+        let mut state = chunked(n);
+        let frozen = state.snapshot();
+        state.retain(|k, _| matches!(k, Value::Int(k) if k % 3 == 0));
+        assert_eq!(state.len(), n / 3);
+        for slot in 0..state.len() {
+            let k = 3 * slot as i64;
+            assert_eq!(state.key(slot), Value::Int(k));
+            assert_eq!(state.get(Value::Int(k)), Some(&[k, k][..]));
+            assert_eq!(state.get(Value::Int(k + 1)), None);
+        }
+        assert_eq!(frozen.len(), n, "the snapshot keeps every key");
+        state.clear();
+        assert!(state.is_empty());
+        let refilled = chunked(KEYED_CHUNK_SLOTS + 1);
+        for k in 0..KEYED_CHUNK_SLOTS as i64 + 1 {
+            state.entry(Value::Int(k), |_| k).unwrap();
+        }
+        assert_eq!(state.snapshot(), refilled.clone().snapshot());
     }
 }

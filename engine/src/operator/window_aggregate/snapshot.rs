@@ -35,7 +35,7 @@ pub(super) struct PaneSnapshot {
 }
 
 impl StateFormat for WindowSnapshot {
-    const VERSION: u8 = 2;
+    const VERSION: u8 = 3;
 
     fn state_bytes(&self) -> u64 {
         let pane = |p: &PaneSnapshot| p.state.state_bytes(Acc::state_bytes);
@@ -54,7 +54,7 @@ impl WindowAggregate {
         }
         let panes = self
             .panes
-            .iter()
+            .iter_mut()
             .map(|(start, pane)| PaneSnapshot {
                 start: *start,
                 state: pane.snapshot(),
@@ -153,18 +153,18 @@ mod tests {
     fn a_restore_refuses_panes_the_operator_could_not_have_made() {
         assert!(restore_changed(|_| {}).is_ok());
         let m = refusal(restore_changed(|s| {
-            s.panes[0].state.values[0] = Acc::Int(Some(1))
+            s.panes[0].state.first_chunk_mut().values[0] = Acc::Int(Some(1))
         }));
         assert!(
             m.contains("pane at 0") && m.contains("aggregate `n`"),
             "{m}"
         );
         let m = refusal(restore_changed(|s| {
-            s.panes[0].state.values[1] = Acc::Val(Some(OwnedValue::Int(3)));
+            s.panes[0].state.first_chunk_mut().values[1] = Acc::Val(Some(OwnedValue::Int(3)));
         }));
         assert!(m.contains("not of type string"), "{m}");
         let m = refusal(restore_changed(|s| {
-            s.panes[0].state.values.pop();
+            s.panes[0].state.first_chunk_mut().values.pop();
         }));
         assert!(m.contains("3 values for 2 keys of 2 values"), "{m}");
         let m = refusal(restore_changed(|s| {
@@ -172,7 +172,7 @@ mod tests {
             for k in ["a", "a"] {
                 assert!(twice.push(Value::Str(k)));
             }
-            s.panes[0].state.keys = twice;
+            s.panes[0].state.first_chunk_mut().keys = twice;
         }));
         assert!(m.contains("slots 0 and 1"), "{m}");
         let m = refusal(restore_changed(|s| {
@@ -180,7 +180,7 @@ mod tests {
             for k in [1, 2] {
                 assert!(ints.push(Value::Int(k)));
             }
-            s.panes[0].state.keys = ints;
+            s.panes[0].state.first_chunk_mut().keys = ints;
         }));
         assert!(m.contains("keys are int, expected string"), "{m}");
         let m = refusal(restore_changed(|s| {

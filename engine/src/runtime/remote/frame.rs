@@ -558,6 +558,7 @@ mod tests {
                 bytes: 99,
                 alignment_us: 12,
                 pause_us: 5,
+                state_bytes: 1 << 20,
             }),
             Frame::Checkpoint(CheckpointMessage::Declined {
                 id: 3,
