@@ -231,37 +231,29 @@ impl AggSpec {
         slots: &[u32],
     ) {
         match (self.func, self.column.map(|c| batch.column(c))) {
-            (AggFn::Count, _) => {
-                for r in rows {
-                    if let Acc::Count(n) = &mut accs.values_mut(slots[r] as usize)[offset] {
-                        *n += 1;
-                    }
+            (AggFn::Count, _) => accs.update_rows(offset, slots, rows, |_, acc| {
+                if let Acc::Count(n) = acc {
+                    *n += 1;
                 }
-            }
+            }),
             (
                 AggFn::Sum | AggFn::Min | AggFn::Max,
                 Some(Column::Int(values) | Column::Timestamp(values)),
-            ) => {
-                for r in rows {
-                    let x = values[r];
-                    match &mut accs.values_mut(slots[r] as usize)[offset] {
-                        Acc::Int(slot) => {
-                            *slot = Some(match (*slot, self.func) {
-                                (None, _) => x,
-                                (Some(a), AggFn::Sum) => a.wrapping_add(x),
-                                (Some(a), AggFn::Min) => a.min(x),
-                                (Some(a), _) => a.max(x),
-                            });
-                        }
-                        acc => self.add(acc, Value::Int(x)),
+            ) => accs.update_rows(offset, slots, rows, |r, acc| {
+                let x = values[r];
+                match acc {
+                    Acc::Int(slot) => {
+                        *slot = Some(match (*slot, self.func) {
+                            (None, _) => x,
+                            (Some(a), AggFn::Sum) => a.wrapping_add(x),
+                            (Some(a), AggFn::Min) => a.min(x),
+                            (Some(a), _) => a.max(x),
+                        });
                     }
+                    acc => self.add(acc, Value::Int(x)),
                 }
-            }
-            _ => {
-                for r in rows {
-                    self.update(&mut accs.values_mut(slots[r] as usize)[offset], batch, r);
-                }
-            }
+            }),
+            _ => accs.update_rows(offset, slots, rows, |r, acc| self.update(acc, batch, r)),
         }
     }
 

@@ -318,8 +318,12 @@ mod tests {
             s.groups.first_chunk_mut().values.pop();
         })
         .unwrap_err();
-        assert!(m.contains("keyed state: chunk 0: 2 values for 3 keys"), "{m}");
-        let m = restore_changed(&|s| s.groups.first_chunk_mut().values[2] = Acc::Avg(1.0, 1)).unwrap_err();
+        assert!(
+            m.contains("keyed state: chunk 0: 2 values for 3 keys"),
+            "{m}"
+        );
+        let m = restore_changed(&|s| s.groups.first_chunk_mut().values[2] = Acc::Avg(1.0, 1))
+            .unwrap_err();
         assert!(m.contains("key 2") && m.contains("`n`"), "{m}");
     }
 

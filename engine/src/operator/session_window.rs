@@ -469,21 +469,28 @@ mod tests {
     #[test]
     fn a_restore_refuses_sessions_the_operator_could_not_have_made() {
         assert!(restore_changed(|_| {}).is_ok());
-        let m = refusal(restore_changed(|s| s.sessions.first_chunk_mut().values[0][0].end = -1));
+        let m = refusal(restore_changed(|s| {
+            s.sessions.first_chunk_mut().values[0][0].end = -1
+        }));
         assert!(m.contains("key 1") && m.contains("[0, -1) is empty"), "{m}");
         let m = refusal(restore_changed(|s| {
             s.sessions.first_chunk_mut().values[0][1].start = i64::MIN;
             s.sessions.first_chunk_mut().values[0][1].end = i64::MIN;
         }));
         assert!(m.contains("is empty"), "{m}");
-        let m = refusal(restore_changed(|s| s.sessions.first_chunk_mut().values[0].swap(0, 1)));
+        let m = refusal(restore_changed(|s| {
+            s.sessions.first_chunk_mut().values[0].swap(0, 1)
+        }));
         assert!(m.contains("not sorted"), "{m}");
         let m = refusal(restore_changed(|s| {
-            s.sessions.first_chunk_mut().values[1][0].accs[1] = Acc::Val(Some(OwnedValue::Str("x".into())));
+            s.sessions.first_chunk_mut().values[1][0].accs[1] =
+                Acc::Val(Some(OwnedValue::Str("x".into())));
         }));
         assert!(m.contains("key 2") && m.contains("`t0`"), "{m}");
         let m = refusal(restore_changed(|s| {
-            s.sessions.first_chunk_mut().values[1][0].accs.push(Acc::Count(1));
+            s.sessions.first_chunk_mut().values[1][0]
+                .accs
+                .push(Acc::Count(1));
         }));
         assert!(m.contains("3 aggregate states, expected 2"), "{m}");
         let keys = |values: &[Value<'_>]| {

@@ -171,6 +171,7 @@ enum Part<S> {
 }
 
 impl<S> Part<S> {
+    #[inline(always)]
     fn get(&self) -> &KeyChunk<S> {
         match self {
             Self::Owned(chunk) => chunk,
@@ -180,15 +181,24 @@ impl<S> Part<S> {
 }
 
 impl<S: Clone> Part<S> {
+    #[inline(always)]
     fn get_mut(&mut self) -> &mut KeyChunk<S> {
-        if let Self::Shared(shared) = self {
-            let empty = Self::Owned(KeyChunk::empty(shared.keys.data_type()));
-            *self = Self::Owned(std::mem::replace(self, empty).into_owned());
+        if let Self::Shared(_) = self {
+            self.take_back();
         }
         match self {
             Self::Owned(chunk) => chunk,
             // Not reached: a shared chunk was made owned just above.
             Self::Shared(chunk) => Arc::make_mut(chunk),
+        }
+    }
+
+    /// Makes a shared chunk the state's own again: the first write after a checkpoint.
+    #[cold]
+    fn take_back(&mut self) {
+        if let Self::Shared(shared) = self {
+            let empty = Self::Owned(KeyChunk::empty(shared.keys.data_type()));
+            *self = Self::Owned(std::mem::replace(self, empty).into_owned());
         }
     }
 
@@ -321,23 +331,27 @@ impl<S> KeyedState<S> {
         self.hashes.is_empty()
     }
 
+    #[inline(always)]
     fn chunk(&self, slot: usize) -> (&KeyChunk<S>, usize) {
         let part = &self.parts[slot >> KEYED_CHUNK_SHIFT];
         (part.get(), slot & (KEYED_CHUNK_SLOTS - 1))
     }
 
     /// Returns the key of `slot`.
+    #[inline(always)]
     pub fn key(&self, slot: usize) -> Value<'_> {
         let (chunk, i) = self.chunk(slot);
         chunk.keys.get(i)
     }
 
     /// Returns the hash of the key of `slot`.
+    #[inline(always)]
     pub fn hash(&self, slot: usize) -> u64 {
         self.hashes[slot]
     }
 
     /// Returns the values of `slot`.
+    #[inline(always)]
     pub fn values(&self, slot: usize) -> &[S] {
         let (chunk, i) = self.chunk(slot);
         &chunk.values[i * self.width..(i + 1) * self.width]
@@ -361,7 +375,6 @@ impl<S> KeyedState<S> {
     pub fn get(&self, key: Value<'_>) -> Option<&[S]> {
         self.find(hash_value(key), key).map(|s| self.values(s))
     }
-
 }
 
 impl<S: Clone> KeyedSnapshot<S> {
@@ -375,8 +388,46 @@ impl<S: Clone> KeyedSnapshot<S> {
 impl<S: Clone> KeyedState<S> {
     /// Returns the values of `slot` mutably (copying its chunk first if a checkpoint still
     /// shares it).
+    #[inline(always)]
     pub fn values_mut(&mut self, slot: usize) -> &mut [S] {
-        self.key_values_mut(slot).1
+        let width = self.width;
+        let i = slot & (KEYED_CHUNK_SLOTS - 1);
+        let chunk = self.parts[slot >> KEYED_CHUNK_SHIFT].get_mut();
+        &mut chunk.values[i * width..(i + 1) * width]
+    }
+
+    /// Returns value `j` of `slot` mutably: [`Self::values_mut`] for operators that update
+    /// one value of many slots at a time.
+    #[inline(always)]
+    pub fn value_mut(&mut self, slot: usize, j: usize) -> &mut S {
+        debug_assert!(j < self.width, "value {j} of {}", self.width);
+        let at = (slot & (KEYED_CHUNK_SLOTS - 1)) * self.width + j;
+        &mut self.parts[slot >> KEYED_CHUNK_SHIFT].get_mut().values[at]
+    }
+
+    /// Calls `update(r, value j of slot slots[r])` for every row `r` of `rows`, in order (for
+    /// operators that update one value of many slots at a time). A state of one chunk, the
+    /// common case of window panes, is indexed directly.
+    #[inline(always)]
+    pub fn update_rows(
+        &mut self,
+        j: usize,
+        slots: &[u32],
+        rows: std::ops::Range<usize>,
+        mut update: impl FnMut(usize, &mut S),
+    ) {
+        debug_assert!(j < self.width, "value {j} of {}", self.width);
+        let width = self.width;
+        if let [part] = &mut self.parts[..] {
+            let values = &mut part.get_mut().values;
+            for r in rows {
+                update(r, &mut values[slots[r] as usize * width + j]);
+            }
+        } else {
+            for r in rows {
+                update(r, self.value_mut(slots[r] as usize, j));
+            }
+        }
     }
 
     /// Returns the key of `slot` and its values mutably.
@@ -496,7 +547,10 @@ impl<S: Clone> KeyedState<S> {
         let hashes = std::mem::take(&mut self.hashes);
         let mut slot = 0;
         for part in parts {
-            let KeyChunk { mut keys, mut values } = part.into_owned();
+            let KeyChunk {
+                mut keys,
+                mut values,
+            } = part.into_owned();
             let mut values_in = values.drain(..);
             for i in 0..keys.len() {
                 let these = values_in.by_ref().take(width);
@@ -590,8 +644,7 @@ impl<S: Clone> KeyedState<S> {
             ));
         }
         for (c, chunk) in chunks.into_iter().enumerate() {
-            let KeyChunk { keys, values } =
-                Arc::try_unwrap(chunk).unwrap_or_else(|c| (*c).clone());
+            let KeyChunk { keys, values } = Arc::try_unwrap(chunk).unwrap_or_else(|c| (*c).clone());
             if keys.data_type() != key_type {
                 return Err(format!(
                     "chunk {c}: the keys are {}, expected {key_type}",
