@@ -154,6 +154,52 @@ pub fn check_counts(files: &[std::path::PathBuf], bids: u64) -> Result<usize> {
     Ok(total)
 }
 
+/// The files under job `job`'s shared directory of a `file://` checkpoint store at `store`
+/// that no checkpoint's list (`chk-N/shard-S.shared`, in any checkpoint directory) names:
+/// files retention would never delete. A list that cannot be read is an error.
+pub fn unlisted_shared_files(store: &std::path::Path, job: &str) -> Result<Vec<String>> {
+    use anyhow::Context;
+    let job_dir = store.join(job);
+    let mut listed = std::collections::BTreeSet::new();
+    for chk in std::fs::read_dir(&job_dir).with_context(|| job_dir.display().to_string())? {
+        let chk = chk?.path();
+        let is_checkpoint = chk
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with("chk-"));
+        if !is_checkpoint || !chk.is_dir() {
+            continue;
+        }
+        for entry in std::fs::read_dir(&chk)? {
+            let path = entry?.path();
+            if path.extension().and_then(|e| e.to_str()) != Some("shared") {
+                continue;
+            }
+            let sealed = std::fs::read(&path)?;
+            let list = sluice_storage::blob::unseal(&path.display().to_string(), &sealed)?;
+            let list: Vec<String> =
+                postcard::from_bytes(list).with_context(|| path.display().to_string())?;
+            listed.extend(list);
+        }
+    }
+    let mut unlisted = Vec::new();
+    let mut dirs = vec![job_dir.join("shared")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten() {
+            let path = entry?.path();
+            if path.is_dir() {
+                dirs.push(path);
+                continue;
+            }
+            let name = path.strip_prefix(store)?.to_string_lossy().into_owned();
+            if !listed.contains(&name) {
+                unlisted.push(name);
+            }
+        }
+    }
+    Ok(unlisted)
+}
+
 /// Bytes of the files under `dir`, recursively (0 if it is missing).
 fn dir_bytes(dir: &std::path::Path) -> u64 {
     let Ok(entries) = std::fs::read_dir(dir) else {

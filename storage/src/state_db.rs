@@ -285,9 +285,8 @@ pub struct LocalCheckpoint {
 }
 
 impl LocalCheckpoint {
-    /// Stores the checkpoint in `store`: the SST files no earlier checkpoint of this
-    /// database stored under `shared_prefix`, and the rest in the returned description.
-    pub fn upload(&self, store: &dyn BlobStore, shared_prefix: &str) -> Result<Uploaded> {
+    /// The names of the checkpoint's files, sorted.
+    fn names(&self) -> Result<Vec<String>> {
         let entries =
             std::fs::read_dir(&self.dir).map_err(|e| StateDbError::at(self.dir.display(), e))?;
         let mut names = Vec::new();
@@ -296,6 +295,34 @@ impl LocalCheckpoint {
             names.push(entry.file_name().to_string_lossy().into_owned());
         }
         names.sort();
+        Ok(names)
+    }
+
+    /// The paths in the store of the checkpoint's SST files, as [`Self::upload`] with
+    /// `shared_prefix` finds or stores them. Known before anything is stored, so that a
+    /// caller can list them first: a store interrupted part-way then leaves no file that no
+    /// list names.
+    pub fn shared_paths(&self, shared_prefix: &str) -> Result<Vec<String>> {
+        let stored = self.stored.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(self
+            .names()?
+            .into_iter()
+            .filter(|name| name.ends_with(".sst"))
+            .map(|name| match stored.get(&name) {
+                Some(shared) => shared.path.clone(),
+                None => self.new_shared_path(shared_prefix, &name),
+            })
+            .collect())
+    }
+
+    fn new_shared_path(&self, shared_prefix: &str, name: &str) -> String {
+        format!("{shared_prefix}/{}-{name}", self.instance)
+    }
+
+    /// Stores the checkpoint in `store`: the SST files no earlier checkpoint of this
+    /// database stored under `shared_prefix`, and the rest in the returned description.
+    pub fn upload(&self, store: &dyn BlobStore, shared_prefix: &str) -> Result<Uploaded> {
+        let names = self.names()?;
         let mut files = CheckpointFiles::default();
         let mut new_bytes = 0;
         for name in names {
@@ -318,7 +345,7 @@ impl LocalCheckpoint {
                     let bytes =
                         std::fs::read(&path).map_err(|e| StateDbError::at(path.display(), e))?;
                     let shared = SharedFile {
-                        path: format!("{shared_prefix}/{}-{name}", self.instance),
+                        path: self.new_shared_path(shared_prefix, &name),
                         name: name.clone(),
                         bytes: bytes.len() as u64,
                     };
@@ -344,9 +371,20 @@ mod tests {
     use super::*;
     use crate::blob;
 
-    /// Takes checkpoint `id` of `db` and stores it under `prefix`.
+    /// Takes checkpoint `id` of `db` and stores it under `prefix`, checking that the paths
+    /// known before the upload are the ones it stores or refers to.
     fn store_checkpoint(db: &StateDb, id: u64, store: &dyn BlobStore, prefix: &str) -> Uploaded {
-        db.checkpoint(id).unwrap().upload(store, prefix).unwrap()
+        let local = db.checkpoint(id).unwrap();
+        let planned = local.shared_paths(prefix).unwrap();
+        let uploaded = local.upload(store, prefix).unwrap();
+        let paths: Vec<&str> = uploaded
+            .files
+            .shared
+            .iter()
+            .map(|f| f.path.as_str())
+            .collect();
+        assert_eq!(planned, paths, "checkpoint {id}");
+        uploaded
     }
 
     fn put(db: &StateDb, range: std::ops::Range<u32>, tag: u8) {

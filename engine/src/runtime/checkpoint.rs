@@ -274,6 +274,18 @@ impl ShardCheckpoint {
         Ok(())
     }
 
+    /// The shared objects its frozen states will refer to, known before any is stored (see
+    /// [`crate::state::FrozenState::planned_shared_objects`]).
+    pub fn planned_shared(&self) -> Result<Vec<String>, EngineError> {
+        let mut planned = Vec::new();
+        for part in &self.stages {
+            for frozen in part.join.iter().chain(part.ops.iter().flatten()) {
+                planned.extend(frozen.planned_shared_objects()?);
+            }
+        }
+        Ok(planned)
+    }
+
     /// Serialises the frozen state (off the shard thread).
     pub fn to_state(&self, job: &str, shards: usize) -> Result<ShardState, EngineError> {
         let mut stages = Vec::with_capacity(self.stages.len());

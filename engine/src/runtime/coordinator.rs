@@ -555,15 +555,23 @@ impl Coordinator {
     /// Makes one shard's sink files durable, serialises its state and stores it in `dir`.
     fn store_part(&self, dir: &str, part: &ShardCheckpoint) -> Result<ShardHandle, EngineError> {
         part.sync_files()?;
-        let state = part.to_state(&self.job, self.shards)?;
         let store = &self.settings.storage;
-        if !state.shared.is_empty() {
-            // Written before the state: a stored state's shared files are always known to
-            // retention.
-            let list = postcard::to_stdvec(&state.shared)
+        let planned = part.planned_shared()?;
+        if !planned.is_empty() {
+            // Written before any shared file is stored: every stored shared file is named by
+            // some checkpoint's list, which retention deletes it with, even if this process
+            // is killed half-way through storing them.
+            let list = postcard::to_stdvec(&planned)
                 .map_err(|e| EngineError::Checkpoint(format!("cannot encode a file list: {e}")))?;
             let list_path = format!("{dir}/shard-{}{SHARED_LIST}", part.shard);
             store.put(&list_path, &seal(&list)).map_err(store_err)?;
+        }
+        let state = part.to_state(&self.job, self.shards)?;
+        if let Some(unlisted) = state.shared.iter().find(|p| !planned.contains(p)) {
+            return Err(EngineError::Checkpoint(format!(
+                "shard {}: the state refers to {unlisted}, which its list does not name",
+                part.shard
+            )));
         }
         let sealed = seal(&state.encode()?);
         let path = format!("{dir}/shard-{}", part.shard);
@@ -662,18 +670,23 @@ impl Coordinator {
                 .filter(|f| !used.contains(f))
                 .collect()
         };
-        for id in old {
-            let dir = chk_dir(prefix, id);
-            // Metadata first: a half-deleted checkpoint is never taken for a complete one.
+        // Metadata first: a half-deleted checkpoint is never taken for a complete one. Then
+        // the shared files, and the lists naming them last, so that a process killed
+        // part-way leaves no shared file that no list names (the next retention goes on).
+        for id in &old {
+            let dir = chk_dir(prefix, *id);
             store
                 .delete(&format!("{dir}/_metadata"))
                 .map_err(store_err)?;
-            for path in store.list(&format!("{dir}/")).map_err(store_err)? {
-                store.delete(&path).map_err(store_err)?;
-            }
         }
         for path in unreferenced {
             store.delete(&path).map_err(store_err)?;
+        }
+        for id in old {
+            let dir = chk_dir(prefix, id);
+            for path in store.list(&format!("{dir}/")).map_err(store_err)? {
+                store.delete(&path).map_err(store_err)?;
+            }
         }
         Ok(())
     }

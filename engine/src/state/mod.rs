@@ -21,6 +21,13 @@ pub trait FrozenState: Send {
     fn shared_objects(&self) -> SharedObjects {
         SharedObjects::default()
     }
+
+    /// The paths of the objects `write_to` will refer to beyond its own bytes, known before
+    /// it stores any of them: the coordinator lists them first, so that a process killed
+    /// while storing them leaves no object that no checkpoint's list names.
+    fn planned_shared_objects(&self) -> Result<Vec<String>, EngineError> {
+        Ok(Vec::new())
+    }
 }
 
 /// The objects shared between checkpoints that a written state refers to.

@@ -407,10 +407,16 @@ impl<S> Drop for RocksKeyed<S> {
 /// The format version of [`RocksSnapshot`]s.
 pub const ROCKS_SNAPSHOT_VERSION: u8 = ROCKSDB_FORMATS | 1;
 
-impl<H: Serialize + Send + 'static> FrozenState for RocksFrozen<H> {
-    fn write_to(&self, out: &mut Vec<u8>) -> Result<(), EngineError> {
-        let failed =
-            |e: &dyn std::fmt::Display| EngineError::Checkpoint(format!("{}: {e}", self.operator));
+impl<H> RocksFrozen<H> {
+    fn failed(&self, e: &dyn std::fmt::Display) -> EngineError {
+        EngineError::Checkpoint(format!("{}: {e}", self.operator))
+    }
+
+    /// Waits for the RocksDB checkpoint to be made on its thread and runs `f` on it.
+    fn with_made<T>(
+        &self,
+        f: impl FnOnce(&LocalCheckpoint) -> Result<T, EngineError>,
+    ) -> Result<T, EngineError> {
         let mut local = self.local.lock().unwrap_or_else(|p| p.into_inner());
         if let LocalState::Pending(rx) = &*local {
             *local = match rx.recv() {
@@ -419,14 +425,45 @@ impl<H: Serialize + Send + 'static> FrozenState for RocksFrozen<H> {
                 Err(_) => LocalState::Failed("the checkpoint thread ended early".into()),
             };
         }
-        let made = match &*local {
-            LocalState::Made(made) => made,
-            LocalState::Failed(e) => return Err(failed(e)),
-            LocalState::Pending(_) => return Err(failed(&"the checkpoint was not made")),
-        };
+        match &*local {
+            LocalState::Made(made) => f(made),
+            LocalState::Failed(e) => Err(self.failed(e)),
+            LocalState::Pending(_) => Err(self.failed(&"the checkpoint was not made")),
+        }
+    }
+}
+
+impl<H: Serialize + Send + 'static> FrozenState for RocksFrozen<H> {
+    fn planned_shared_objects(&self) -> Result<Vec<String>, EngineError> {
+        self.with_made(|made| made.shared_paths(&self.prefix).map_err(|e| self.failed(&e)))
+    }
+
+    fn write_to(&self, out: &mut Vec<u8>) -> Result<(), EngineError> {
+        self.with_made(|made| self.upload_and_write(made, out))
+    }
+
+    fn size_bytes(&self) -> u64 {
+        0
+    }
+
+    fn shared_objects(&self) -> SharedObjects {
+        self.shared
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+impl<H: Serialize> RocksFrozen<H> {
+    /// Stores the checkpoint's new files and writes its description to `out`.
+    fn upload_and_write(
+        &self,
+        made: &LocalCheckpoint,
+        out: &mut Vec<u8>,
+    ) -> Result<(), EngineError> {
         let uploaded = made
             .upload(self.store.as_ref(), &self.prefix)
-            .map_err(|e| failed(&e))?;
+            .map_err(|e| self.failed(&e))?;
         *self.shared.lock().unwrap_or_else(|p| p.into_inner()) = SharedObjects {
             paths: uploaded
                 .files
@@ -441,17 +478,6 @@ impl<H: Serialize + Send + 'static> FrozenState for RocksFrozen<H> {
             files: uploaded.files,
         };
         encode_snapshot(self.operator, ROCKS_SNAPSHOT_VERSION, &snapshot, out)
-    }
-
-    fn size_bytes(&self) -> u64 {
-        0
-    }
-
-    fn shared_objects(&self) -> SharedObjects {
-        self.shared
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
     }
 }
 

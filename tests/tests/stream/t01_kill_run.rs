@@ -6,7 +6,8 @@
 //!
 //! The same check runs with the state in RocksDB (`state_backend = "rocksdb"` with a cache
 //! of 100 keys, so most state is read from and written to RocksDB, and checkpoints are
-//! incremental).
+//! incremental), and also checks that every shared file the checkpoints stored is named by
+//! some checkpoint's list (so that retention can delete it), wherever the kills fell.
 //!
 //! `SLUICE_KILLS` sets the number of kills (default 20), `SLUICE_KILL_SEED` the seed and
 //! `SLUICE_KILL_EVENTS` the generator events (default 300000; a long run needs more, since
@@ -17,7 +18,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Result};
-use sluice_bench::checkpoint::{check_counts, counting_job};
+use sluice_bench::checkpoint::{check_counts, counting_job, unlisted_shared_files};
 use sluice_bench::procs::sluice_bin;
 
 fn events() -> u64 {
@@ -149,6 +150,13 @@ fn kill_and_check(settings: impl Fn(&Path) -> String) -> Result<()> {
     ensure!(
         killed == 0 || !report["restored_from_checkpoint"].is_null(),
         "the last run started afresh: {report}"
+    );
+    // Every shared file (RocksDB's SST files) is named by some checkpoint's list, whenever
+    // the runs were killed: the list is stored before the files and deleted after them.
+    let unlisted = unlisted_shared_files(&dir.path().join("checkpoints"), "kill-check")?;
+    ensure!(
+        unlisted.is_empty(),
+        "shared files no checkpoint lists (never deleted): {unlisted:?}"
     );
     // Scratch the killed runs left is removed by the next run; the last removes its own.
     let state = dir.path().join("state");
