@@ -192,7 +192,9 @@ pub fn unlisted_shared_files(store: &std::path::Path, job: &str) -> Result<Vec<S
                 continue;
             }
             let name = path.strip_prefix(store)?.to_string_lossy().into_owned();
-            if !listed.contains(&name) {
+            // A put killed before its rename leaves `NAME.partial`, deleted with `NAME`.
+            let object = name.strip_suffix(".partial").unwrap_or(&name);
+            if !listed.contains(object) {
                 unlisted.push(name);
             }
         }

@@ -13,6 +13,15 @@ use crate::blob::{check_path, BlobError, BlobStore};
 /// Files being written carry this suffix until they are renamed into place.
 const PARTIAL_SUFFIX: &str = ".partial";
 
+/// The file a put of `target` writes before renaming it into place.
+fn partial_of(target: &std::path::Path) -> PathBuf {
+    let name = target
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("blob");
+    target.with_file_name(format!("{name}{PARTIAL_SUFFIX}"))
+}
+
 /// A directory of blobs.
 #[derive(Debug)]
 pub struct DirStore {
@@ -59,13 +68,7 @@ impl BlobStore for DirStore {
         let target = self.full(path)?;
         let dir = target.parent().unwrap_or(&self.root).to_path_buf();
         fs::create_dir_all(&dir).map_err(|e| self.io("put", path, e))?;
-        let partial = target.with_file_name(format!(
-            "{}{PARTIAL_SUFFIX}",
-            target
-                .file_name()
-                .and_then(|n| n.to_str())
-                .unwrap_or("blob")
-        ));
+        let partial = partial_of(&target);
         let write = || -> std::io::Result<()> {
             let mut file = fs::File::create(&partial)?;
             file.write_all(data)?;
@@ -122,10 +125,13 @@ impl BlobStore for DirStore {
 
     fn delete(&self, path: &str) -> Result<(), BlobError> {
         let target = self.full(path)?;
-        match fs::remove_file(&target) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(self.io("delete", path, e)),
+        // What a put of this path killed before its rename left goes with it.
+        for file in [partial_of(&target), target.clone()] {
+            match fs::remove_file(&file) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(self.io("delete", path, e)),
+            }
         }
         // The directory a delete leaves empty goes too (a store has paths, not directories:
         // a deleted checkpoint leaves no husk); one still holding something stays. Only the
@@ -166,5 +172,19 @@ mod tests {
         assert!(dir.path().join("chk/job-2/chk-1").exists());
         assert!(store.put("../escape", b"x").is_err());
         assert!(store.put("/abs", b"x").is_err());
+    }
+
+    #[test]
+    fn a_delete_takes_what_a_killed_put_left() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = DirStore::new(dir.path().to_path_buf()).unwrap();
+        // A put killed before its rename leaves only the partial file, which no list shows.
+        let partial = dir.path().join("job/chk-2/shard-0.partial");
+        fs::create_dir_all(partial.parent().unwrap()).unwrap();
+        fs::write(&partial, b"half").unwrap();
+        assert!(store.list("job/").unwrap().is_empty());
+        store.delete("job/chk-2/shard-0").unwrap();
+        assert!(!partial.exists());
+        assert!(!dir.path().join("job/chk-2").exists(), "nothing is left");
     }
 }

@@ -684,7 +684,17 @@ impl Coordinator {
         }
         for id in old {
             let dir = chk_dir(prefix, id);
-            for path in store.list(&format!("{dir}/")).map_err(store_err)? {
+            // Every name a checkpoint's directory may hold, listed or not: a store deletes
+            // with an object what a put of it killed part-way left (`DirStore`'s partial
+            // files, which no list shows).
+            let names = (0..self.shards).flat_map(|s| {
+                [
+                    format!("{dir}/shard-{s}"),
+                    format!("{dir}/shard-{s}{SHARED_LIST}"),
+                ]
+            });
+            let listed = store.list(&format!("{dir}/")).map_err(store_err)?;
+            for path in listed.into_iter().chain(names) {
                 store.delete(&path).map_err(store_err)?;
             }
         }
