@@ -51,35 +51,13 @@ pub struct CheckpointBenchArgs {
 }
 
 /// The per-key sequence-check job (as Flink's semantics-check jobs): Nexmark bids (`events`,
-/// 0 for unbounded, at `rate` per second, 0 for full speed) counted per auction, each
-/// auction's running count written to an exactly-once CSV file sink at `out` (one part per
-/// shard), a checkpoint every `interval_ms` into `store` (a directory), with `settings`
-/// (more top-level spec lines). Shared by the recovery bench and the kill tests.
-pub fn counting_job(
-    name: &str,
-    parallelism: usize,
-    (events, rate): (u64, u64),
-    interval_ms: u64,
-    store: &std::path::Path,
-    out: &std::path::Path,
-    settings: &str,
-) -> String {
-    counting_job_keyed(
-        name,
-        parallelism,
-        (events, rate),
-        interval_ms,
-        store,
-        out,
-        settings,
-        "auction",
-    )
-}
-
-/// [`counting_job`] counting per `key` (an int expression over the bid's fields, `auction`
-/// in [`counting_job`]) rather than per auction.
+/// 0 for unbounded, at `rate` per second, 0 for full speed) counted per `key` (an int
+/// expression over the bid's fields: `auction` counts per auction), each key's running count
+/// written to an exactly-once CSV file sink at `out` (one part per shard), a checkpoint every
+/// `interval_ms` into `store` (a directory), with `settings` (more top-level spec lines).
+/// Shared by the checkpoint benches and the kill tests.
 #[allow(clippy::too_many_arguments)]
-pub fn counting_job_keyed(
+pub fn counting_job(
     name: &str,
     parallelism: usize,
     (events, rate): (u64, u64),
@@ -237,6 +215,7 @@ fn recovery(trials: usize) -> Result<crate::recorder::Recorder> {
         &dir.path().join("store"),
         &dir.path().join("counts.csv"),
         "",
+        "auction",
     );
     std::fs::write(&spec, text)?;
     let bin = crate::procs::sluice_bin()?;
@@ -356,7 +335,7 @@ fn large_state(
         "{settings}\nstate_dir = \"{}\"",
         dir.path().join("state").display()
     );
-    let text = counting_job_keyed(
+    let text = counting_job(
         name,
         2,
         (events, 0),

@@ -38,6 +38,7 @@ fn job(dir: &Path, rate: u64, settings: &str) -> String {
         &dir.join("checkpoints"),
         &dir.join("counts.csv"),
         settings,
+        "auction",
     )
 }
 

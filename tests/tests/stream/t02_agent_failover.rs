@@ -25,6 +25,7 @@ fn spec(dir: &Path) -> String {
         &dir.join("checkpoints"),
         &dir.join("counts.csv"),
         "",
+        "auction",
     )
 }
 

@@ -51,6 +51,7 @@ async fn split_failover(dir: &Path) -> Result<()> {
         &dir.join("checkpoints"),
         &out,
         "",
+        "auction",
     );
     let id = submit_spec(dir, &masters, &spec).await?;
     let job = wait_job(&client, id, JobState::Running).await?;
