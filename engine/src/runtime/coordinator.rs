@@ -694,7 +694,8 @@ impl Coordinator {
                 ]
             });
             let listed = store.list(&format!("{dir}/")).map_err(store_err)?;
-            for path in listed.into_iter().chain(names) {
+            let paths: BTreeSet<String> = listed.into_iter().chain(names).collect();
+            for path in paths {
                 store.delete(&path).map_err(store_err)?;
             }
         }
