@@ -30,10 +30,16 @@ use crate::operator::{
     join_schema, output_limit, push_joined, time_column, Emit, Frozen, TwoInputOperator,
     OUTPUT_RECORDS_PER_CALL_MAX,
 };
+use crate::record::Value;
 use crate::record::{Batch, Column, DataType, SchemaRef};
 use crate::state::codec::{corrupt, decode, expect_same, FrozenFormat, Snapshot, StateFormat};
+use crate::state::rocks::RocksSnapshot;
 use crate::state::rows::{ChunkedRows, FrozenRows, RowChunks};
-use crate::state::KeyedState;
+use crate::state::{KeyedState, RocksEnv};
+
+mod rocks;
+
+use rocks::{RocksIntervalHeader, RocksRows};
 
 /// An interval join's checkpoint: its configuration (checked on restore), the watermark, the
 /// late count and each side's buffered rows. The per-key row indexes are not kept: restore
@@ -115,6 +121,11 @@ impl Side {
         }
     }
 
+    /// The side's key column, time column and field types.
+    fn config(&self) -> (usize, usize, Vec<DataType>) {
+        (self.key, self.time, self.types())
+    }
+
     fn types(&self) -> Vec<DataType> {
         let fields = self.rows.schema().fields();
         fields.iter().map(|f| f.data_type).collect()
@@ -149,6 +160,32 @@ impl Side {
                 .unwrap_or(usize::MAX)
                 .max(SIDE_ROWS_COMPACT_MIN),
         })
+    }
+
+    /// An empty side of the same configuration.
+    fn emptied(&self) -> Self {
+        Self::new(self.rows.schema(), self.key, self.time)
+    }
+
+    /// Calls `emit(rows, row)` for every row of the side whose key is `key` and whose event
+    /// time is in `lo..=hi`.
+    fn probe(
+        &self,
+        key: Value<'_>,
+        lo: i64,
+        hi: i64,
+        mut emit: impl FnMut(&Batch, usize) -> Result<(), EngineError>,
+    ) -> Result<(), EngineError> {
+        if let Some([matches]) = self.index.get(key) {
+            for r in matches.iter().map(|r| *r as usize) {
+                let ts = self.ts(r);
+                if lo <= ts && ts <= hi {
+                    let (chunk, at) = self.rows.locate(r);
+                    emit(chunk, at)?;
+                }
+            }
+        }
+        Ok(())
     }
 
     fn ts(&self, row: usize) -> i64 {
@@ -199,6 +236,8 @@ pub struct IntervalJoin {
     watermark: i64,
     late: u64,
     schema: SchemaRef,
+    /// With `state_backend = "rocksdb"`, the rows beyond those the sides hold in memory.
+    rocks: Option<Box<RocksRows>>,
 }
 
 impl IntervalJoin {
@@ -210,6 +249,19 @@ impl IntervalJoin {
         times: (&str, &str),
         lower_ms: i64,
         upper_ms: i64,
+    ) -> Result<Self, EngineError> {
+        Self::with_state(left, right, keys, times, (lower_ms, upper_ms), None)
+    }
+
+    /// Like [`Self::new`] with bounds `(lower_ms, upper_ms)`, keeping rows in RocksDB when
+    /// `rocks` says where.
+    pub fn with_state(
+        left: &SchemaRef,
+        right: &SchemaRef,
+        keys: (&str, &str),
+        times: (&str, &str),
+        (lower_ms, upper_ms): (i64, i64),
+        rocks: Option<RocksEnv>,
     ) -> Result<Self, EngineError> {
         if lower_ms > upper_ms {
             return Err(EngineError::Plan(format!(
@@ -224,7 +276,95 @@ impl IntervalJoin {
             watermark: i64::MIN,
             late: 0,
             schema: join_schema(left, right)?,
+            rocks: rocks
+                .map(|env| RocksRows::create(env, (left, right)).map(Box::new))
+                .transpose()?,
         })
+    }
+
+    /// Whether a left row at `lt` may still match a future right row, and a right row at
+    /// `rt` a future left row: only while `lt + upper`, and `rt - lower`, exceed the
+    /// watermark.
+    fn keeps(&self) -> (impl Fn(i64) -> bool, impl Fn(i64) -> bool) {
+        let (lower, upper, watermark) = (self.lower, self.upper, self.watermark);
+        (
+            move |lt: i64| lt.saturating_add(upper) > watermark,
+            move |rt: i64| rt.saturating_sub(lower) > watermark,
+        )
+    }
+
+    /// Joins every row of `input` (the left side's when `is_left`) that is not late with
+    /// the other side's rows in its interval, then keeps it.
+    fn process(
+        &mut self,
+        input: &Batch,
+        out: &mut Batch,
+        is_left: bool,
+    ) -> Result<(), EngineError> {
+        if let Some(rocks) = &mut self.rocks {
+            rocks.absorb_frozen()?;
+        }
+        let Self {
+            left,
+            right,
+            lower,
+            upper,
+            watermark,
+            late,
+            rocks,
+            ..
+        } = self;
+        let (this, other) = if is_left {
+            (&mut *left, &*right)
+        } else {
+            (&mut *right, &*left)
+        };
+        let times = input.column(this.time);
+        for row in 0..input.len() {
+            let t = times.get_i64(row).unwrap_or(i64::MIN);
+            if t <= *watermark {
+                *late += 1;
+                continue;
+            }
+            let (lo, hi) = if is_left {
+                (t.saturating_add(*lower), t.saturating_add(*upper))
+            } else {
+                (t.saturating_sub(*upper), t.saturating_sub(*lower))
+            };
+            let key = input.value(row, this.key);
+            let mut emit = |rows: &Batch, at: usize| {
+                if out.len() >= OUTPUT_RECORDS_PER_CALL_MAX {
+                    return Err(output_limit("interval_join"));
+                }
+                if is_left {
+                    push_joined(out, input, row, rows, at);
+                } else {
+                    push_joined(out, rows, at, input, row);
+                }
+                Ok(())
+            };
+            other.probe(key, lo, hi, &mut emit)?;
+            if let Some(rocks) = rocks.as_deref_mut() {
+                if let Some((frozen_left, frozen_right)) = &rocks.frozen {
+                    let frozen = if is_left { frozen_right } else { frozen_left };
+                    frozen.probe(key, lo, hi, &mut emit)?;
+                }
+                rocks.probe(!is_left, (other.key, other.time), key, (lo, hi), &mut emit)?;
+            }
+            this.insert(input, row)?;
+        }
+        let full = rocks
+            .as_ref()
+            .is_some_and(|r| left.rows.len() + right.rows.len() >= r.rows_in_memory_max());
+        if full {
+            let (keep_left, keep_right) = self.keeps();
+            if let Some(rocks) = &mut self.rocks {
+                rocks.write((&self.left, &self.right), (&keep_left, &keep_right))?;
+            }
+            self.left = self.left.emptied();
+            self.right = self.right.emptied();
+        }
+        Ok(())
     }
 }
 
@@ -238,55 +378,11 @@ impl TwoInputOperator for IntervalJoin {
     }
 
     fn process_left(&mut self, input: &Batch, out: &mut Batch) -> Result<(), EngineError> {
-        let times = input.column(self.left.time);
-        for row in 0..input.len() {
-            let lt = times.get_i64(row).unwrap_or(i64::MIN);
-            if lt <= self.watermark {
-                self.late += 1;
-                continue;
-            }
-            let (lo, hi) = (lt.saturating_add(self.lower), lt.saturating_add(self.upper));
-            if let Some([matches]) = self.right.index.get(input.value(row, self.left.key)) {
-                for r in matches.iter().map(|r| *r as usize) {
-                    let rt = self.right.ts(r);
-                    if lo <= rt && rt <= hi {
-                        if out.len() >= OUTPUT_RECORDS_PER_CALL_MAX {
-                            return Err(output_limit("interval_join"));
-                        }
-                        let (chunk, at) = self.right.rows.locate(r);
-                        push_joined(out, input, row, chunk, at);
-                    }
-                }
-            }
-            self.left.insert(input, row)?;
-        }
-        Ok(())
+        self.process(input, out, true)
     }
 
     fn process_right(&mut self, input: &Batch, out: &mut Batch) -> Result<(), EngineError> {
-        let times = input.column(self.right.time);
-        for row in 0..input.len() {
-            let rt = times.get_i64(row).unwrap_or(i64::MIN);
-            if rt <= self.watermark {
-                self.late += 1;
-                continue;
-            }
-            let (lo, hi) = (rt.saturating_sub(self.upper), rt.saturating_sub(self.lower));
-            if let Some([matches]) = self.left.index.get(input.value(row, self.right.key)) {
-                for l in matches.iter().map(|l| *l as usize) {
-                    let lt = self.left.ts(l);
-                    if lo <= lt && lt <= hi {
-                        if out.len() >= OUTPUT_RECORDS_PER_CALL_MAX {
-                            return Err(output_limit("interval_join"));
-                        }
-                        let (chunk, at) = self.left.rows.locate(l);
-                        push_joined(out, chunk, at, input, row);
-                    }
-                }
-            }
-            self.right.insert(input, row)?;
-        }
-        Ok(())
+        self.process(input, out, false)
     }
 
     fn on_watermark(&mut self, watermark: i64, _out: &mut Batch) -> Result<Emit, EngineError> {
@@ -302,6 +398,11 @@ impl TwoInputOperator for IntervalJoin {
             .compact(end, |lt| lt.saturating_add(upper) > watermark)?;
         self.right
             .compact(end, |rt| rt.saturating_sub(lower) > watermark)?;
+        let (keep_left, keep_right) = self.keeps();
+        if let Some(rocks) = &mut self.rocks {
+            rocks.expire(true, keep_left)?;
+            rocks.expire(false, keep_right)?;
+        }
         Ok(Emit::Done)
     }
 
@@ -310,6 +411,27 @@ impl TwoInputOperator for IntervalJoin {
     }
 
     fn snapshot(&mut self) -> Result<Option<Frozen>, EngineError> {
+        let (keep_left, keep_right) = self.keeps();
+        if let Some(rocks) = &mut self.rocks {
+            let header = RocksIntervalHeader {
+                bounds: (self.lower, self.upper),
+                sides: [self.left.config(), self.right.config()],
+                watermark: self.watermark,
+                late: self.late,
+                seq: 0,
+                expired_below: [i64::MIN; 2],
+            };
+            let sides = (self.left.emptied(), self.right.emptied());
+            let sides = (
+                std::mem::replace(&mut self.left, sides.0),
+                std::mem::replace(&mut self.right, sides.1),
+            );
+            return Ok(Some(Box::new(rocks.freeze(
+                sides,
+                (&keep_left, &keep_right),
+                header,
+            )?)));
+        }
         let state = IntervalJoinSnapshot {
             bounds: (self.lower, self.upper),
             left: self.left.snapshot(),
@@ -322,8 +444,26 @@ impl TwoInputOperator for IntervalJoin {
 
     fn restore(&mut self, state: &[u8]) -> Result<(), EngineError> {
         let name = self.name();
-        let s: IntervalJoinSnapshot<RowChunks> = decode(name, state)?;
         let bounds = (self.lower, self.upper);
+        if let Some(rocks) = &mut self.rocks {
+            let s: RocksSnapshot<RocksIntervalHeader> = decode(name, state)?;
+            let h = &s.header;
+            expect_same(name, "bounds (lower_ms, upper_ms)", &h.bounds, &bounds)?;
+            let sides = [self.left.config(), self.right.config()];
+            expect_same(
+                name,
+                "sides (key column, time column, field types)",
+                &h.sides,
+                &sides,
+            )?;
+            rocks.restore(&s.files, h)?;
+            self.left = self.left.emptied();
+            self.right = self.right.emptied();
+            self.watermark = h.watermark;
+            self.late = h.late;
+            return Ok(());
+        }
+        let s: IntervalJoinSnapshot<RowChunks> = decode(name, state)?;
         expect_same(name, "bounds (lower_ms, upper_ms)", &s.bounds, &bounds)?;
         let left = self.left.restored("left", s.left)?;
         self.right = self.right.restored("right", s.right)?;

@@ -35,9 +35,18 @@ use crate::operator::agg::{
 };
 use crate::operator::window_aggregate::{emit_window_row, window_schema};
 use crate::operator::{time_column, Emit, Frozen, Operator, Output, OUTPUT_BATCH_RECORDS_MAX};
+use crate::record::hash::hash_value;
 use crate::record::{Batch, DataType, SchemaRef, Value};
 use crate::state::codec::{corrupt, decode, expect_same, Snapshot, StateFormat};
-use crate::state::{KeyedSnapshot, KeyedState};
+use crate::state::rocks::RocksSnapshot;
+use crate::state::{KeyedSnapshot, KeyedState, RocksEnv};
+
+mod rocks;
+
+use rocks::{RocksSessionHeader, RocksSessions};
+
+/// The operator's name in errors and checkpoints.
+const NAME: &str = "window (session)";
 
 /// A session window's checkpoint: its configuration (checked on restore), the watermark and
 /// every key's sessions, keys in the order they arrived.
@@ -80,7 +89,10 @@ pub struct SessionWindow {
     gap: i64,
     lateness: i64,
     aggs: Vec<AggSpec>,
+    /// Every key's sessions in memory (`state_backend = "memory"`)...
     sessions: KeyedState<Vec<Session>>,
+    /// ... or in RocksDB (`sessions` is then empty).
+    rocks: Option<Box<RocksSessions>>,
     watermark: i64,
     /// The position in `sessions` where a firing that filled the output goes on.
     fire_next: Option<usize>,
@@ -96,6 +108,19 @@ impl SessionWindow {
         gap_ms: i64,
         lateness_ms: i64,
         aggs: &[impl AsRef<str>],
+    ) -> Result<Self, EngineError> {
+        Self::with_state(input, key, time, gap_ms, lateness_ms, aggs, None)
+    }
+
+    /// Like [`Self::new`], keeping the sessions in RocksDB when `rocks` says where.
+    pub fn with_state(
+        input: &SchemaRef,
+        key: Option<&str>,
+        time: &str,
+        gap_ms: i64,
+        lateness_ms: i64,
+        aggs: &[impl AsRef<str>],
+        rocks: Option<RocksEnv>,
     ) -> Result<Self, EngineError> {
         if gap_ms <= 0 || lateness_ms < 0 {
             return Err(EngineError::Plan(
@@ -115,6 +140,12 @@ impl SessionWindow {
             aggs,
             // Keyless sessions file every record under the int 0.
             sessions: KeyedState::new(key_type.unwrap_or(DataType::Int), 1),
+            rocks: rocks
+                .map(|env| {
+                    RocksSessions::create(env, key_type.unwrap_or(DataType::Int), lateness_ms)
+                })
+                .transpose()?
+                .map(Box::new),
             watermark: i64::MIN,
             fire_next: None,
             schema,
@@ -122,9 +153,81 @@ impl SessionWindow {
     }
 }
 
+/// Adds the record at `row` of `input` (event time `ts`, its own session ending at `end`) to
+/// a key's sessions `list`: a new session, or the one it extends, merged with any others it
+/// bridges. Returns the session it is in.
+fn add_record<'l>(
+    list: &'l mut Vec<Session>,
+    ts: i64,
+    end: i64,
+    aggs: &[AggSpec],
+    input: &Batch,
+    row: usize,
+) -> &'l mut Session {
+    // Sessions are kept sorted by start and never overlap; `first..last` are the ones the
+    // record's `[ts, ts + gap)` overlaps.
+    let first = list.iter().position(|s| s.end > ts).unwrap_or(list.len());
+    let mut last = first;
+    while last < list.len() && list[last].start < end {
+        last += 1;
+    }
+    if first == last {
+        let accs = init_all(aggs);
+        list.insert(
+            first,
+            Session {
+                start: ts,
+                end,
+                fired: false,
+                accs,
+            },
+        );
+    } else {
+        // Merge sessions first+1..last into `first`, later ones in time order.
+        for j in first + 1..last {
+            let (head, tail) = list.split_at_mut(j);
+            let (s, merged) = (&mut head[first], &tail[0]);
+            for (spec, (acc, later)) in aggs.iter().zip(s.accs.iter_mut().zip(&merged.accs)) {
+                spec.merge(acc, later);
+            }
+            s.end = s.end.max(merged.end);
+        }
+        list.drain(first + 1..last);
+        let s = &mut list[first];
+        s.start = s.start.min(ts);
+        s.end = s.end.max(end);
+    }
+    let s = &mut list[first];
+    update_all(aggs, &mut s.accs, input, row);
+    s
+}
+
+/// Emits the sessions of one key (`key`, if the window is keyed) that the watermark passed
+/// and that are not fired yet, marking them fired, while `out` has room; returns whether
+/// every one was.
+fn fire_list(
+    list: &mut [Session],
+    watermark: i64,
+    key: Option<Value<'_>>,
+    aggs: &[AggSpec],
+    out: &mut Batch,
+) -> bool {
+    for s in list
+        .iter_mut()
+        .filter(|s| !s.fired && s.end - 1 <= watermark)
+    {
+        if out.len() >= OUTPUT_BATCH_RECORDS_MAX {
+            return false;
+        }
+        s.fired = true;
+        emit_window_row(out, key, s.start, s.end, aggs, &s.accs);
+    }
+    true
+}
+
 impl Operator for SessionWindow {
     fn name(&self) -> &'static str {
-        "window (session)"
+        NAME
     }
 
     fn output_schema(&self) -> &SchemaRef {
@@ -132,66 +235,41 @@ impl Operator for SessionWindow {
     }
 
     fn process(&mut self, input: &Batch, out: &mut Output) -> Result<(), EngineError> {
+        if let Some(rocks) = &mut self.rocks {
+            rocks.reserve(input.len())?;
+        }
         let times = input.column(self.time);
         for row in 0..input.len() {
             let ts = times.get_i64(row).unwrap_or(i64::MIN);
             let end = ts.saturating_add(self.gap);
             let key = self.key.map(|k| input.value(row, k));
             let lookup = key.unwrap_or(Value::Int(0));
+            let hash = hash_value(lookup);
             // A record is late only if the session it ends up in is past its lateness. Live
             // sessions never are (they are dropped when they get there), so a record is late
             // when its own `[ts, ts + gap)` is past it and it touches no live session.
             if (end - 1).saturating_add(self.lateness) <= self.watermark {
-                let touches = self
-                    .sessions
-                    .get(lookup)
-                    .is_some_and(|v| v[0].iter().any(|s| s.start < end && s.end > ts));
+                let touches = |list: &[Session]| list.iter().any(|s| s.start < end && s.end > ts);
+                let touches = match &mut self.rocks {
+                    Some(rocks) => rocks.read(hash, lookup)?.is_some_and(|l| touches(&l)),
+                    None => (self.sessions.find(hash, lookup))
+                        .is_some_and(|slot| touches(&self.sessions.values(slot)[0])),
+                };
                 if !touches {
                     out.late.push_row_from(input, row);
                     continue;
                 }
             }
-            let list = &mut self
-                .sessions
-                .entry(lookup, |_| Vec::new())
-                .map_err(|e| e.in_operator("window (session)"))?[0];
-            // Sessions are kept sorted by start and never overlap; `first..last` are the ones
-            // the record's `[ts, ts + gap)` overlaps.
-            let first = list.iter().position(|s| s.end > ts).unwrap_or(list.len());
-            let mut last = first;
-            while last < list.len() && list[last].start < end {
-                last += 1;
-            }
-            if first == last {
-                let accs = init_all(&self.aggs);
-                list.insert(
-                    first,
-                    Session {
-                        start: ts,
-                        end,
-                        fired: false,
-                        accs,
-                    },
-                );
-            } else {
-                // Merge sessions first+1..last into `first`, later ones in time order.
-                for j in first + 1..last {
-                    let (head, tail) = list.split_at_mut(j);
-                    let (s, merged) = (&mut head[first], &tail[0]);
-                    for (spec, (acc, later)) in
-                        self.aggs.iter().zip(s.accs.iter_mut().zip(&merged.accs))
-                    {
-                        spec.merge(acc, later);
-                    }
-                    s.end = s.end.max(merged.end);
+            let list = match &mut self.rocks {
+                Some(rocks) => rocks.entry(hash, lookup)?,
+                None => {
+                    let (slot, _) = (self.sessions)
+                        .slot_hashed(hash, lookup, |_| Vec::new())
+                        .map_err(|e| e.in_operator(NAME))?;
+                    &mut self.sessions.values_mut(slot)[0]
                 }
-                list.drain(first + 1..last);
-                let s = &mut list[first];
-                s.start = s.start.min(ts);
-                s.end = s.end.max(end);
-            }
-            let s = &mut list[first];
-            update_all(&self.aggs, &mut s.accs, input, row);
+            };
+            let s = add_record(list, ts, end, &self.aggs, input, row);
             // `fired` means "the last emission shows this state". A session the watermark
             // has passed emits its update at once; one that the update moved past the
             // watermark (a late record extending a fired session) fires again when the
@@ -209,24 +287,27 @@ impl Operator for SessionWindow {
             // A firing still under way starts over: sessions it emitted are marked fired.
             self.watermark = watermark;
             self.fire_next = Some(0);
+            if let Some(rocks) = &mut self.rocks {
+                rocks.restart();
+            }
         }
         let Some(mut next) = self.fire_next else {
             return Ok(Emit::Done);
         };
         let has_key = self.key.is_some();
+        if let Some(rocks) = &mut self.rocks {
+            if !rocks.fire(watermark, has_key, &self.aggs, &mut out.main)? {
+                return Ok(Emit::More);
+            }
+            self.fire_next = None;
+            return Ok(Emit::Done);
+        }
         while next < self.sessions.len() {
             let (key, list) = self.sessions.key_values_mut(next);
-            for s in list[0]
-                .iter_mut()
-                .filter(|s| !s.fired && s.end - 1 <= watermark)
-            {
-                if out.main.len() >= OUTPUT_BATCH_RECORDS_MAX {
-                    self.fire_next = Some(next);
-                    return Ok(Emit::More);
-                }
-                s.fired = true;
-                let key = has_key.then_some(key);
-                emit_window_row(&mut out.main, key, s.start, s.end, &self.aggs, &s.accs);
+            let key = has_key.then_some(key);
+            if !fire_list(&mut list[0], watermark, key, &self.aggs, &mut out.main) {
+                self.fire_next = Some(next);
+                return Ok(Emit::More);
             }
             next += 1;
         }
@@ -246,6 +327,16 @@ impl Operator for SessionWindow {
                 "a snapshot was asked for while a firing is paused (Emit::More)",
             ));
         }
+        if let Some(rocks) = &mut self.rocks {
+            let header = RocksSessionHeader {
+                key_type: self.key_type,
+                gap: self.gap,
+                lateness: self.lateness,
+                aggs: signatures(&self.aggs),
+                watermark: self.watermark,
+            };
+            return Ok(Some(Box::new(rocks.freeze(NAME, header)?)));
+        }
         let state = SessionSnapshot {
             key_type: self.key_type,
             gap: self.gap,
@@ -259,6 +350,18 @@ impl Operator for SessionWindow {
 
     fn restore(&mut self, state: &[u8]) -> Result<(), EngineError> {
         let name = self.name();
+        if let Some(rocks) = &mut self.rocks {
+            let s: RocksSnapshot<RocksSessionHeader> = decode(name, state)?;
+            let h = &s.header;
+            expect_same(name, "key type", &h.key_type, &self.key_type)?;
+            expect_same(name, "session gap_ms", &h.gap, &self.gap)?;
+            expect_same(name, "allowed lateness_ms", &h.lateness, &self.lateness)?;
+            expect_same(name, "aggregates", &h.aggs, &signatures(&self.aggs))?;
+            rocks.restore(&s.files)?;
+            self.watermark = h.watermark;
+            self.fire_next = None;
+            return Ok(());
+        }
         let s: SessionSnapshot = decode(name, state)?;
         expect_same(name, "key type", &s.key_type, &self.key_type)?;
         expect_same(name, "session gap_ms", &s.gap, &self.gap)?;

@@ -43,9 +43,12 @@ use crate::operator::{
 };
 use crate::record::hash::{hash_column, hash_i64};
 use crate::record::{Batch, Column, DataType, Field, Schema, SchemaRef, Value};
-use crate::state::KeyedState;
+use crate::state::{KeyedState, RocksEnv};
 
+mod rocks;
 mod snapshot;
+
+use rocks::RocksPanes;
 
 /// Cleared panes kept for reuse, so that a steady stream of windows allocates nothing.
 const SPARE_PANES_MAX: usize = 64;
@@ -80,8 +83,11 @@ pub struct WindowAggregate {
     pane: i64,
     lateness: i64,
     aggs: Vec<AggSpec>,
+    /// The panes in memory (`state_backend = "memory"`)...
     panes: BTreeMap<i64, Pane>,
     spare: Vec<Pane>,
+    /// ... or in RocksDB (`panes` is then empty).
+    rocks: Option<Box<RocksPanes>>,
     /// Scratch: one window's merged panes.
     merged: Pane,
     /// Scratch: one key's merged accumulators.
@@ -160,6 +166,19 @@ impl WindowAggregate {
         lateness_ms: i64,
         aggs: &[impl AsRef<str>],
     ) -> Result<Self, EngineError> {
+        Self::with_state(input, key, time, kind, lateness_ms, aggs, None)
+    }
+
+    /// Like [`Self::new`], keeping the panes in RocksDB when `rocks` says where.
+    pub fn with_state(
+        input: &SchemaRef,
+        key: Option<&str>,
+        time: &str,
+        kind: WindowKind,
+        lateness_ms: i64,
+        aggs: &[impl AsRef<str>],
+        rocks: Option<RocksEnv>,
+    ) -> Result<Self, EngineError> {
         let Some((size, slide)) = kind.validate()? else {
             return Err(EngineError::Plan(
                 "session windows use SessionWindow".into(),
@@ -174,7 +193,11 @@ impl WindowAggregate {
         let key = key.map(|k| input.require(k)).transpose()?;
         let schema = window_schema(input, key, &aggs)?;
         let key_type = key.map_or(DataType::Int, |k| input.fields()[k].data_type);
+        let rocks = rocks
+            .map(|env| RocksPanes::create(env, key_type, aggs.len()).map(Box::new))
+            .transpose()?;
         Ok(Self {
+            rocks,
             key,
             time: time_column(input, time)?,
             size,
@@ -205,7 +228,10 @@ impl WindowAggregate {
     /// Returns how many panes (slices of `gcd(size, slide)` of event time, the unit windows
     /// are built from) hold state.
     pub fn open_windows(&self) -> usize {
-        self.panes.len()
+        match &self.rocks {
+            Some(rocks) => rocks.panes.len(),
+            None => self.panes.len(),
+        }
     }
 
     /// Adds rows `rows` (all in the pane starting at `pane_start`) to that pane.
@@ -223,8 +249,34 @@ impl WindowAggregate {
             hashes,
             slots,
             key_type,
+            rocks,
             ..
         } = self;
+        if let Some(rocks) = rocks {
+            let (base, pane) = rocks.pane(pane_start);
+            let mut slot_of = |hash, key| -> Result<u32, EngineError> {
+                let (slot, _) = pane
+                    .slot_hashed(base, hash, key, |i| aggs[i].init())
+                    .map_err(|e| crate::state::store::prefixed("window", e))?;
+                Ok(slot as u32)
+            };
+            match *key {
+                Some(k) => {
+                    let keys = input.column(k);
+                    for r in rows.clone() {
+                        slots[r] = slot_of(hashes[r], keys.get(r))?;
+                    }
+                }
+                None => {
+                    let slot = slot_of(keyless_hash(), Value::Int(0))?;
+                    slots[rows.clone()].fill(slot);
+                }
+            }
+            for (j, spec) in aggs.iter().enumerate() {
+                spec.update_rows(pane.state_mut(), j, input, rows.clone(), slots);
+            }
+            return Ok(());
+        }
         let pane = panes.entry(pane_start).or_insert_with(|| {
             spare
                 .pop()
@@ -250,10 +302,22 @@ impl WindowAggregate {
 
     /// Merges the state of one key over the panes of the window starting at `start` into
     /// `self.key_accs`.
-    fn merge_key(&mut self, start: i64, hash: u64, key: Value<'_>) {
+    fn merge_key(&mut self, start: i64, hash: u64, key: Value<'_>) -> Result<(), EngineError> {
         self.key_accs.clear();
         self.key_accs.extend(init_all(&self.aggs));
         let end = start.saturating_add(self.size);
+        if let Some(rocks) = &mut self.rocks {
+            let starts: Vec<i64> = rocks.panes.range(start..end).map(|(s, _)| *s).collect();
+            for pane_start in starts {
+                if let Some(accs) = rocks.read(pane_start, hash, key, &self.aggs)? {
+                    for ((spec, acc), later) in self.aggs.iter().zip(&mut self.key_accs).zip(&accs)
+                    {
+                        spec.merge(acc, later);
+                    }
+                }
+            }
+            return Ok(());
+        }
         for pane in self.panes.range(start..end).map(|(_, p)| p) {
             if let Some(slot) = pane.find(hash, key) {
                 let accs = pane.values(slot);
@@ -262,6 +326,7 @@ impl WindowAggregate {
                 }
             }
         }
+        Ok(())
     }
 
     /// Emits the keys of the window starting at `start` from slot `self.fire_slot` on, until
@@ -269,6 +334,9 @@ impl WindowAggregate {
     fn fire(&mut self, start: i64, out: &mut Batch) -> Result<bool, EngineError> {
         let end = start.saturating_add(self.size);
         let key = self.key;
+        if let Some(rocks) = &mut self.rocks {
+            return rocks.fire(start, end, key.is_some(), &self.aggs, out);
+        }
         // Emits slots `*next..` of `pane`, stopping when `out` is full.
         let emit_pane = |pane: &Pane, next: &mut usize, out: &mut Batch, aggs: &[AggSpec]| {
             while *next < pane.len() {
@@ -336,23 +404,45 @@ impl WindowAggregate {
         Ok(true)
     }
 
+    /// Returns whether every window of the pane starting at `pane_start` is past its
+    /// allowed lateness.
+    fn pane_expired(&self, pane_start: i64) -> bool {
+        let latest = last_start(pane_start, self.slide);
+        let keep_until = latest
+            .saturating_add(self.size - 1)
+            .saturating_add(self.lateness);
+        keep_until <= self.watermark
+    }
+
     /// Drops panes whose every window is past its allowed lateness; keeps a few for reuse.
-    fn drop_expired(&mut self) {
-        let watermark = self.watermark;
-        while let Some(entry) = self.panes.first_entry() {
-            let latest = last_start(*entry.key(), self.slide);
-            let keep_until = latest
-                .saturating_add(self.size - 1)
-                .saturating_add(self.lateness);
-            if keep_until > watermark {
+    fn drop_expired(&mut self) -> Result<(), EngineError> {
+        if let Some(mut rocks) = self.rocks.take() {
+            let mut dropped = Ok(());
+            while let Some(&start) = rocks.panes.keys().next() {
+                if !self.pane_expired(start) {
+                    break;
+                }
+                dropped = rocks.drop_pane(start);
+                if dropped.is_err() {
+                    break;
+                }
+            }
+            self.rocks = Some(rocks);
+            return dropped;
+        }
+        while let Some(&start) = self.panes.keys().next() {
+            if !self.pane_expired(start) {
                 break;
             }
-            let mut pane = entry.remove();
+            let Some(mut pane) = self.panes.remove(&start) else {
+                break;
+            };
             if self.spare.len() < SPARE_PANES_MAX {
                 pane.clear();
                 self.spare.push(pane);
             }
         }
+        Ok(())
     }
 }
 
@@ -367,6 +457,9 @@ impl Operator for WindowAggregate {
 
     fn process(&mut self, input: &Batch, out: &mut Output) -> Result<(), EngineError> {
         let n = input.len();
+        if let Some(rocks) = &mut self.rocks {
+            rocks.reserve(n)?;
+        }
         let times = match input.column(self.time) {
             Column::Int(t) | Column::Timestamp(t) => t,
             other => {
@@ -424,7 +517,7 @@ impl Operator for WindowAggregate {
                     if out.main.len() >= OUTPUT_RECORDS_PER_CALL_MAX {
                         return Err(output_limit("window"));
                     }
-                    self.merge_key(start, hash, key.unwrap_or(Value::Int(0)));
+                    self.merge_key(start, hash, key.unwrap_or(Value::Int(0)))?;
                     emit_window_row(&mut out.main, key, start, w_end, &self.aggs, &self.key_accs);
                 }
             }
@@ -443,7 +536,11 @@ impl Operator for WindowAggregate {
             // after the windows still queued (those end by `old`), so they go after them.
             let lowest = old.saturating_add(1).saturating_sub(self.size);
             let queued = self.firing.len();
-            for (&pane_start, _) in self.panes.range(lowest..=watermark) {
+            let pane_starts: Box<dyn Iterator<Item = i64> + '_> = match &self.rocks {
+                Some(rocks) => Box::new(rocks.panes.range(lowest..=watermark).map(|(s, _)| *s)),
+                None => Box::new(self.panes.range(lowest..=watermark).map(|(s, _)| *s)),
+            };
+            for pane_start in pane_starts {
                 for start in starts(pane_start, self.size, self.slide) {
                     let last = start.saturating_add(self.size) - 1;
                     if old < last && last <= watermark {
@@ -465,7 +562,7 @@ impl Operator for WindowAggregate {
         if !self.fire_due(&mut out.main)? {
             return Ok(Emit::More);
         }
-        self.drop_expired();
+        self.drop_expired()?;
         Ok(Emit::Done)
     }
 

@@ -36,8 +36,13 @@ use crate::operator::{
 };
 use crate::record::{Batch, Column, DataType, SchemaRef};
 use crate::state::codec::{corrupt, decode, expect_same, FrozenFormat, Snapshot, StateFormat};
+use crate::state::rocks::RocksSnapshot;
 use crate::state::rows::{ChunkedRows, FrozenRows, RowChunks};
-use crate::state::KeyedState;
+use crate::state::{KeyedState, RocksEnv};
+
+mod rocks;
+
+use rocks::{RocksJoin, RocksJoinHeader};
 
 /// A window join's checkpoint: its configuration (checked on restore), the watermark, the
 /// late count and the rows of every open window, in chunks of columns. The rows `R` are
@@ -104,7 +109,10 @@ pub struct WindowJoin {
     times: (usize, usize),
     size: i64,
     inputs: (SchemaRef, SchemaRef),
+    /// The rows of every open window in memory (`state_backend = "memory"`)...
     windows: BTreeMap<i64, JoinWindow>,
+    /// ... or in RocksDB (`windows` is then empty).
+    rocks: Option<Box<RocksJoin>>,
     /// The window whose results are being emitted, when a watermark made more due than one
     /// output batch holds.
     firing: Option<Firing>,
@@ -123,6 +131,18 @@ impl WindowJoin {
         times: (&str, &str),
         size_ms: i64,
     ) -> Result<Self, EngineError> {
+        Self::with_state(left, right, keys, times, size_ms, None)
+    }
+
+    /// Like [`Self::new`], keeping the rows in RocksDB when `rocks` says where.
+    pub fn with_state(
+        left: &SchemaRef,
+        right: &SchemaRef,
+        keys: (&str, &str),
+        times: (&str, &str),
+        size_ms: i64,
+        rocks: Option<RocksEnv>,
+    ) -> Result<Self, EngineError> {
         if size_ms <= 0 {
             return Err(EngineError::Plan(
                 "window join size must be positive".into(),
@@ -136,11 +156,16 @@ impl WindowJoin {
                 keys.0, keys.1
             )));
         }
+        let inputs = (left.clone(), right.clone());
+        let rocks = rocks
+            .map(|env| RocksJoin::create(env, inputs.clone(), (lk, rk)).map(Box::new))
+            .transpose()?;
         Ok(Self {
+            rocks,
             keys: (lk, rk),
             times: (time_column(left, times.0)?, time_column(right, times.1)?),
             size: size_ms,
-            inputs: (left.clone(), right.clone()),
+            inputs,
             windows: BTreeMap::new(),
             firing: None,
             watermark: i64::MIN,
@@ -149,7 +174,7 @@ impl WindowJoin {
         })
     }
 
-    fn add(&mut self, input: &Batch, is_left: bool) {
+    fn add(&mut self, input: &Batch, is_left: bool) -> Result<(), EngineError> {
         let time = if is_left { self.times.0 } else { self.times.1 };
         let times = input.column(time);
         for row in 0..input.len() {
@@ -157,6 +182,10 @@ impl WindowJoin {
             let start = last_start(ts, self.size);
             if start.saturating_add(self.size - 1) <= self.watermark {
                 self.late += 1;
+                continue;
+            }
+            if let Some(rocks) = &mut self.rocks {
+                rocks.add(start, input, row, is_left)?;
                 continue;
             }
             let inputs = &self.inputs;
@@ -167,6 +196,7 @@ impl WindowJoin {
             let side = if is_left { &mut w.left } else { &mut w.right };
             side.push_row_from(input, row);
         }
+        Ok(())
     }
 
     /// Takes the earliest window the watermark has passed, with its right rows indexed.
@@ -205,17 +235,29 @@ impl TwoInputOperator for WindowJoin {
     }
 
     fn process_left(&mut self, input: &Batch, _out: &mut Batch) -> Result<(), EngineError> {
-        self.add(input, true);
-        Ok(())
+        self.add(input, true)
     }
 
     fn process_right(&mut self, input: &Batch, _out: &mut Batch) -> Result<(), EngineError> {
-        self.add(input, false);
-        Ok(())
+        self.add(input, false)
     }
 
     fn on_watermark(&mut self, watermark: i64, out: &mut Batch) -> Result<Emit, EngineError> {
         self.watermark = self.watermark.max(watermark);
+        if let Some(rocks) = &mut self.rocks {
+            loop {
+                let due = rocks.firing().or_else(|| {
+                    let first = rocks.windows.first().copied()?;
+                    (first.saturating_add(self.size - 1) <= self.watermark).then_some(first)
+                });
+                let Some(start) = due else {
+                    return Ok(Emit::Done);
+                };
+                if !rocks.fire(start, out)? {
+                    return Ok(Emit::More);
+                }
+            }
+        }
         loop {
             let mut f = match self.firing.take() {
                 Some(f) => f,
@@ -249,11 +291,26 @@ impl TwoInputOperator for WindowJoin {
     }
 
     fn snapshot(&mut self) -> Result<Option<Frozen>, EngineError> {
-        if self.firing.is_some() {
+        let rocks_firing = self.rocks.as_ref().is_some_and(|r| r.firing().is_some());
+        if self.firing.is_some() || rocks_firing {
             return Err(corrupt(
                 self.name(),
                 "a snapshot was asked for while a firing is paused (Emit::More)",
             ));
+        }
+        let inputs = (field_types(&self.inputs.0), field_types(&self.inputs.1));
+        if let Some(rocks) = &mut self.rocks {
+            let header = RocksJoinHeader {
+                size: self.size,
+                keys: self.keys,
+                times: self.times,
+                inputs,
+                watermark: self.watermark,
+                late: self.late,
+                seq: 0,
+                windows: Vec::new(),
+            };
+            return Ok(Some(Box::new(rocks.freeze("window_join", header)?)));
         }
         let windows = self
             .windows
@@ -264,7 +321,7 @@ impl TwoInputOperator for WindowJoin {
             size: self.size,
             keys: self.keys,
             times: self.times,
-            inputs: (field_types(&self.inputs.0), field_types(&self.inputs.1)),
+            inputs,
             watermark: self.watermark,
             late: self.late,
             windows,
@@ -274,11 +331,23 @@ impl TwoInputOperator for WindowJoin {
 
     fn restore(&mut self, state: &[u8]) -> Result<(), EngineError> {
         let name = self.name();
+        let inputs = (field_types(&self.inputs.0), field_types(&self.inputs.1));
+        if let Some(rocks) = &mut self.rocks {
+            let s: RocksSnapshot<RocksJoinHeader> = decode(name, state)?;
+            let h = &s.header;
+            expect_same(name, "window size_ms", &h.size, &self.size)?;
+            expect_same(name, "key columns", &h.keys, &self.keys)?;
+            expect_same(name, "time columns", &h.times, &self.times)?;
+            expect_same(name, "input field types", &h.inputs, &inputs)?;
+            rocks.restore(&s.files, h).map_err(|m| corrupt(name, m))?;
+            self.watermark = h.watermark;
+            self.late = h.late;
+            return Ok(());
+        }
         let s: WindowJoinSnapshot<RowChunks> = decode(name, state)?;
         expect_same(name, "window size_ms", &s.size, &self.size)?;
         expect_same(name, "key columns", &s.keys, &self.keys)?;
         expect_same(name, "time columns", &s.times, &self.times)?;
-        let inputs = (field_types(&self.inputs.0), field_types(&self.inputs.1));
         expect_same(name, "input field types", &s.inputs, &inputs)?;
         let mut windows = BTreeMap::new();
         for (start, left, right) in s.windows {

@@ -548,7 +548,7 @@ impl ShardBuilder {
                             .and_then(Option::take)
                             .ok_or_else(missing)?,
                     );
-                    join = Some((build_join(join_plan)?, left_inputs));
+                    join = Some((build_join(join_plan, rocks.as_ref())?, left_inputs));
                     StageInput::exchange(rx)
                 }
             };

@@ -104,8 +104,8 @@ pub struct JobSpec {
     /// Consecutive failed checkpoints tolerated before the job fails.
     #[serde(default = "default_failures_tolerated")]
     pub checkpoint_failures_tolerated: u32,
-    /// Where the keyed state of reduce and aggregate operators lives: `memory` (the default)
-    /// or `rocksdb` (RocksDB on local disk behind a cache of `state_cache_keys` keys, for
+    /// Where the state of stateful operators lives: `memory` (the default) or `rocksdb`
+    /// (RocksDB on local disk behind a cache of `state_cache_keys` keys or join rows, for
     /// state larger than memory; its checkpoints store only the files new since the last).
     #[serde(default)]
     pub state_backend: StateBackend,

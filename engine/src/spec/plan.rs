@@ -159,8 +159,8 @@ pub struct Plan {
 }
 
 /// Builds the operators of a stage; with `rocks` (the stage's part of the RocksDB state
-/// backend), reduce and aggregate keep their state in RocksDB, each in its own directory
-/// and under its own prefix of shared checkpoint files.
+/// backend), reduce, aggregate, window and session operators keep their state in RocksDB,
+/// each in its own directory and under its own prefix of shared checkpoint files.
 pub fn build_ops(
     stage: &StagePlan,
     rocks: Option<&RocksEnv>,
@@ -168,14 +168,7 @@ pub fn build_ops(
     let mut schema = stage.input_schema.clone();
     let mut ops: Vec<Box<dyn Operator>> = Vec::with_capacity(stage.ops.len());
     for (i, op) in stage.ops.iter().enumerate() {
-        let rocks = rocks.map(|env| RocksEnv {
-            dir: env.dir.join(format!("op-{i}")),
-            storage: env
-                .storage
-                .as_ref()
-                .map(|(store, prefix)| (store.clone(), format!("{prefix}/op-{i}"))),
-            ..env.clone()
-        });
+        let rocks = rocks.map(|env| operator_env(env, &format!("op-{i}")));
         let built = build_op(op, &schema, rocks)?;
         schema = built.output_schema().clone();
         ops.push(built);
@@ -183,18 +176,40 @@ pub fn build_ops(
     Ok(ops)
 }
 
-/// Builds the join of a join stage.
-pub fn build_join(join: &JoinPlan) -> Result<Box<dyn TwoInputOperator>, EngineError> {
+/// The part of a stage's RocksDB state backend that its operator `name` owns: a directory
+/// and a prefix of shared checkpoint files of its own.
+fn operator_env(stage: &RocksEnv, name: &str) -> RocksEnv {
+    RocksEnv {
+        dir: stage.dir.join(name),
+        storage: stage
+            .storage
+            .as_ref()
+            .map(|(store, prefix)| (store.clone(), format!("{prefix}/{name}"))),
+        ..stage.clone()
+    }
+}
+
+/// Builds the join of a join stage; with `rocks`, the join keeps its rows in RocksDB.
+pub fn build_join(
+    join: &JoinPlan,
+    rocks: Option<&RocksEnv>,
+) -> Result<Box<dyn TwoInputOperator>, EngineError> {
     let s = &join.spec;
     let keys = (s.left_key.as_str(), s.right_key.as_str());
     let times = (join.left_time.as_str(), join.right_time.as_str());
     let (l, r) = (&join.left_schema, &join.right_schema);
+    let rocks = rocks.map(|env| operator_env(env, "join"));
     Ok(if join.interval {
-        Box::new(IntervalJoin::new(
-            l, r, keys, times, s.lower_ms, s.upper_ms,
+        Box::new(IntervalJoin::with_state(
+            l,
+            r,
+            keys,
+            times,
+            (s.lower_ms, s.upper_ms),
+            rocks,
         )?)
     } else {
-        Box::new(WindowJoin::new(l, r, keys, times, s.size_ms)?)
+        Box::new(WindowJoin::with_state(l, r, keys, times, s.size_ms, rocks)?)
     })
 }
 
@@ -227,13 +242,14 @@ fn build_op(
             kind: WindowKind::Session { gap_ms },
             lateness,
             aggs,
-        } => Box::new(SessionWindow::new(
+        } => Box::new(SessionWindow::with_state(
             input,
             key.as_deref(),
             time,
             *gap_ms,
             *lateness,
             aggs,
+            rocks,
         )?),
         OpPlan::Window {
             key,
@@ -241,13 +257,14 @@ fn build_op(
             kind,
             lateness,
             aggs,
-        } => Box::new(WindowAggregate::new(
+        } => Box::new(WindowAggregate::with_state(
             input,
             key.as_deref(),
             time,
             *kind,
             *lateness,
             aggs,
+            rocks,
         )?),
     })
 }
@@ -579,7 +596,7 @@ impl Planner<'_> {
             left_schema: left_schema.clone(),
             right_schema: right_schema.clone(),
         };
-        let built = build_join(&plan).map_err(|e| (SpecItem::Job, e))?;
+        let built = build_join(&plan, None).map_err(|e| (SpecItem::Job, e))?;
         let out = built.output_schema().clone();
         let lk = left_schema
             .require(&j.left_key)

@@ -51,5 +51,5 @@ pub mod store;
 
 pub use codec::{decode, Snapshot, StateFormat};
 pub use keyed::{KeyRefused, KeyedSnapshot, KeyedState, KEYED_STATE_KEYS_MAX};
-pub use rocks::{RocksEnv, RocksKeyed};
+pub use rocks::{CachedKeys, RocksBase, RocksEnv, RocksKeyed};
 pub use store::KeyedStore;

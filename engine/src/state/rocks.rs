@@ -1,21 +1,16 @@
-//! Keyed state in RocksDB ([`sluice_storage::state_db`]) for state larger than memory: a
-//! bounded [`KeyedState`] in front of the database holds the keys in use, so that operators
-//! see the same slot-and-values interface as with in-memory state.
+//! Operator state in RocksDB ([`sluice_storage::state_db`]) for state larger than memory.
 //!
-//! A key missing from the cache is read from the database (a bloom filter answers most
-//! misses of new keys without a disk read); every key an operator touches is marked dirty.
-//! [`RocksKeyed::reserve`] is called before each input batch: when the batch's new keys
-//! might not fit, the dirty keys are written back in one write batch and the cache is
-//! emptied (slots stay valid within a batch). At a barrier [`RocksKeyed::freeze`] encodes the
-//! dirty keys into one write batch (the shard's whole pause) and hands it to a thread of its
-//! own, which writes it, flushes the memtable and links the RocksDB checkpoint; until that
-//! thread is done the shard serves keys from memory and reads the database but does not
-//! write it (it waits if it must). Uploading the checkpoint, incrementally, happens when the
-//! frozen state is written, off the shard thread too.
+//! [`RocksBase`] is an operator's database and the checkpoint being made of it; the keys in
+//! use are cached in memory in front of it ([`CachedKeys`], one per namespace: a window's
+//! pane, say), so that operators see the same slot-and-values interface as with in-memory
+//! state. [`RocksKeyed`] is plain keyed state (one namespace).
 //!
-//! Database keys are the key group (2 bytes, big-endian) then the key's bytes, so a key
-//! group's keys are one range of the database when state moves to another parallelism.
-//! Values are the key's `width` values in postcard.
+//! At a barrier the operator encodes its dirty keys into one write batch (the shard's whole
+//! pause) and hands it to a thread of its own ([`RocksBase::freeze`]), which writes it,
+//! flushes the memtable and links the RocksDB checkpoint; until that thread is done the shard
+//! serves keys from memory and reads the database but does not write it (it waits if it
+//! must). Uploading the checkpoint, incrementally, happens when the frozen state is written,
+//! off the shard thread too.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -23,13 +18,17 @@ use std::sync::{Arc, Mutex};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sluice_storage::blob::SharedBlobStore;
-use sluice_storage::state_db::{CheckpointFiles, LocalCheckpoint, StateDb, WriteBatch};
+use sluice_storage::state_db::{CheckpointFiles, KeyValue, LocalCheckpoint, StateDb, WriteBatch};
 
 use crate::error::EngineError;
 use crate::record::hash::key_group_of;
 use crate::record::{DataType, Value};
 use crate::state::codec::{encode_snapshot, StateFormat, ROCKSDB_FORMATS};
-use crate::state::{FrozenState, KeyedState, SharedObjects};
+use crate::state::{FrozenState, SharedObjects};
+
+mod cached;
+pub mod rows;
+pub use cached::{CachedKeys, RocksKeyed};
 
 /// Where an operator's RocksDB state lives and where its checkpoints go.
 #[derive(Clone, Debug)]
@@ -45,37 +44,12 @@ pub struct RocksEnv {
     pub storage: Option<(SharedBlobStore, String)>,
 }
 
-/// Keyed state in RocksDB behind an in-memory cache of the keys in use.
-pub struct RocksKeyed<S> {
-    cache: KeyedState<S>,
-    dirty: Vec<bool>,
-    db: Arc<StateDb>,
-    env: RocksEnv,
-    /// The checkpoint being created off the shard thread: the database is not written
-    /// until it is done.
-    in_flight: Option<std::thread::JoinHandle<Result<(), String>>>,
-    /// Databases opened so far (each in its own directory).
-    generation: u64,
-    /// Checkpoints taken so far (each linked into its own directory).
-    taken: u64,
-    key: Vec<u8>,
-}
-
-impl<S> std::fmt::Debug for RocksKeyed<S> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RocksKeyed")
-            .field("db", &self.db)
-            .field("cached", &self.cache.len())
-            .finish()
-    }
-}
-
 fn backend_err(e: sluice_storage::state_db::StateDbError) -> EngineError {
     EngineError::State(e.to_string())
 }
 
 /// Appends the database key of `key` (hash `hash`) to `out`.
-fn encode_key(hash: u64, key: Value<'_>, key_groups: usize, out: &mut Vec<u8>) {
+pub(crate) fn encode_key(hash: u64, key: Value<'_>, key_groups: usize, out: &mut Vec<u8>) {
     out.extend_from_slice(&(key_group_of(hash, key_groups) as u16).to_be_bytes());
     match key {
         // The sign bit flipped: keys sort as numbers within a key group.
@@ -89,7 +63,7 @@ fn encode_key(hash: u64, key: Value<'_>, key_groups: usize, out: &mut Vec<u8>) {
 }
 
 /// The key of type `key_type` a database key holds, or what is wrong with it.
-fn decode_key(bytes: &[u8], key_type: DataType) -> Result<Value<'_>, String> {
+pub(crate) fn decode_key(bytes: &[u8], key_type: DataType) -> Result<Value<'_>, String> {
     let body = bytes.get(2..).ok_or("a key shorter than its key group")?;
     let eight = || -> Result<[u8; 8], String> {
         body.try_into()
@@ -110,85 +84,75 @@ fn decode_key(bytes: &[u8], key_type: DataType) -> Result<Value<'_>, String> {
     })
 }
 
-impl<S: Serialize + DeserializeOwned + Clone> RocksKeyed<S> {
-    /// Creates empty state for keys of type `key_type`, `width` values each, in `env.dir`.
-    pub fn create(key_type: DataType, width: usize, env: RocksEnv) -> Result<Self, EngineError> {
+/// An operator's RocksDB database, with the checkpoint being created from it: the part of
+/// RocksDB state that every layout of keys shares ([`RocksKeyed`] for plain keyed state,
+/// namespaces of [`CachedKeys`] for state kept per window or per timer).
+pub struct RocksBase {
+    db: Arc<StateDb>,
+    env: RocksEnv,
+    /// The checkpoint being created off the shard thread: the database is not written
+    /// until it is done.
+    in_flight: Option<std::thread::JoinHandle<Result<(), String>>>,
+    /// Databases opened so far (each in its own directory).
+    generation: u64,
+    /// Checkpoints taken so far (each linked into its own directory).
+    taken: u64,
+}
+
+impl std::fmt::Debug for RocksBase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RocksBase").field("db", &self.db).finish()
+    }
+}
+
+impl Drop for RocksBase {
+    fn drop(&mut self) {
+        // The checkpoint thread holds the database: wait, so it is closed here.
+        if let Some(thread) = self.in_flight.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Returns the namespace prefix of `ns` (a window's start, a timer's time): eight bytes that
+/// sort as the numbers do.
+pub fn namespace_prefix(ns: i64) -> [u8; 8] {
+    ((ns as u64) ^ (1 << 63)).to_be_bytes()
+}
+
+/// The smallest byte string after every string that starts with `prefix`, if there is one.
+fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < u8::MAX {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
+}
+
+impl RocksBase {
+    /// Creates an empty database in `env.dir`.
+    pub fn create(env: RocksEnv) -> Result<Self, EngineError> {
         let db = StateDb::create(&env.dir.join("0")).map_err(backend_err)?;
         Ok(Self {
-            cache: KeyedState::with_keys_max(key_type, width, env.cache_keys.max(1)),
-            dirty: Vec::new(),
             db: Arc::new(db),
             env,
             in_flight: None,
             generation: 0,
             taken: 0,
-            key: Vec::new(),
         })
     }
 
-    /// Returns the type of the keys.
-    pub fn key_type(&self) -> DataType {
-        self.cache.key_type()
-    }
-
-    /// Returns the keys held in memory.
-    pub fn cached(&self) -> usize {
-        self.cache.len()
-    }
-
-    /// Makes room for `new_keys` more keys in memory: when they might not fit, writes the
-    /// dirty keys back and empties the cache (slots handed out before are then invalid).
-    pub fn reserve(&mut self, new_keys: usize) -> Result<(), EngineError> {
-        if self.cache.len() + new_keys > self.cache.keys_max() {
-            self.write_back()?;
-            self.cache.clear();
-            self.dirty.clear();
-            if new_keys > self.cache.keys_max() {
-                // A batch with more keys than the cache holds: the cache grows to it.
-                self.cache =
-                    KeyedState::with_keys_max(self.cache.key_type(), self.cache.width(), new_keys);
-            }
-        }
-        Ok(())
-    }
-
-    /// Writes the dirty keys to the database; they stay cached, clean.
-    pub fn write_back(&mut self) -> Result<(), EngineError> {
-        self.settle()?;
-        let batch = self.dirty_batch()?;
-        if !batch.is_empty() {
-            self.db.write(batch).map_err(backend_err)?;
-        }
-        Ok(())
-    }
-
-    /// The dirty keys and their values as one write batch; they are clean afterwards.
-    fn dirty_batch(&mut self) -> Result<WriteBatch, EngineError> {
-        let mut batch = WriteBatch::default();
-        let mut value = Vec::new();
-        for slot in 0..self.cache.len() {
-            if !std::mem::take(&mut self.dirty[slot]) {
-                continue;
-            }
-            self.key.clear();
-            encode_key(
-                self.cache.hash(slot),
-                self.cache.key(slot),
-                self.env.key_groups,
-                &mut self.key,
-            );
-            value.clear();
-            value = postcard::to_extend(self.cache.values(slot), value).map_err(|e| {
-                EngineError::State(format!("cannot encode the state of a key: {e}"))
-            })?;
-            batch.put(&self.key, &value);
-        }
-        Ok(batch)
+    /// Where the database lives and where its checkpoints go.
+    pub fn env(&self) -> &RocksEnv {
+        &self.env
     }
 
     /// Waits for the checkpoint being created, if any; its failure fails the state (the
     /// keys it was to write are no longer dirty in memory).
-    fn settle(&mut self) -> Result<(), EngineError> {
+    pub fn settle(&mut self) -> Result<(), EngineError> {
         let Some(thread) = self.in_flight.take() else {
             return Ok(());
         };
@@ -203,102 +167,88 @@ impl<S: Serialize + DeserializeOwned + Clone> RocksKeyed<S> {
         }
     }
 
-    /// Returns the slot of `key` (hash `hash`) in memory and whether the key is new, reading
-    /// it from the database when it is not in memory, or making its values with `init`.
-    /// Refuses a key of another type, or one more key than [`Self::reserve`] made room for.
-    pub fn slot_hashed(
-        &mut self,
-        hash: u64,
-        key: Value<'_>,
-        mut init: impl FnMut(usize) -> S,
-    ) -> Result<(usize, bool), EngineError> {
-        if let Some(slot) = self.cache.find(hash, key) {
-            self.dirty[slot] = true;
-            return Ok((slot, false));
+    /// Returns whether no checkpoint is being created (joining the thread of one that is
+    /// done): the database then holds every batch handed to [`Self::freeze`].
+    pub fn try_settle(&mut self) -> Result<bool, EngineError> {
+        match &self.in_flight {
+            Some(thread) if !thread.is_finished() => Ok(false),
+            _ => self.settle().map(|()| true),
         }
-        self.key.clear();
-        encode_key(hash, key, self.env.key_groups, &mut self.key);
-        let stored = self.db.get(&self.key).map_err(backend_err)?;
-        let (slot, new) = match stored {
-            Some(bytes) => {
-                let values: Vec<S> = postcard::from_bytes(&bytes).map_err(|e| {
-                    EngineError::State(format!(
-                        "the stored state of key {key} does not decode: {e}"
-                    ))
-                })?;
-                if values.len() != self.cache.width() {
-                    return Err(EngineError::State(format!(
-                        "key {key} has {} stored values, expected {}",
-                        values.len(),
-                        self.cache.width()
-                    )));
-                }
-                let (slot, _) = self
-                    .cache
-                    .slot_hashed(hash, key, |i| values[i].clone())
-                    .map_err(|e| EngineError::State(e.to_string()))?;
-                (slot, false)
-            }
+    }
+
+    /// The value stored for `key` (reading never waits for a checkpoint being created).
+    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, EngineError> {
+        self.db.get(key).map_err(backend_err)
+    }
+
+    /// Applies `batch`, once the checkpoint being created (if any) is done.
+    pub fn write(&mut self, batch: WriteBatch) -> Result<(), EngineError> {
+        self.settle()?;
+        if !batch.is_empty() {
+            self.db.write(batch).map_err(backend_err)?;
+        }
+        Ok(())
+    }
+
+    /// Adds to `batch` the deletion of every key that starts with `prefix`.
+    pub fn delete_prefix_into(
+        &mut self,
+        prefix: &[u8],
+        batch: &mut WriteBatch,
+    ) -> Result<(), EngineError> {
+        match prefix_end(prefix) {
+            Some(end) => batch.delete_range(prefix, &end[..]),
             None => {
-                let (slot, _) = self
-                    .cache
-                    .slot_hashed(hash, key, &mut init)
-                    .map_err(|e| EngineError::State(e.to_string()))?;
-                (slot, true)
+                // The keys are listed: those of a checkpoint being created must be there.
+                self.settle()?;
+                for item in self.scan(prefix, None) {
+                    let (key, _) = item?;
+                    batch.delete([prefix, &key[..]].concat());
+                }
             }
-        };
-        self.dirty.push(true);
-        debug_assert_eq!(self.dirty.len(), self.cache.len());
-        Ok((slot, new))
-    }
-
-    /// Returns the values of a slot [`Self::slot_hashed`] returned.
-    pub fn values_mut(&mut self, slot: usize) -> &mut [S] {
-        self.cache.values_mut(slot)
-    }
-
-    /// Visits up to `limit` (at least one) keys (all in memory written back first) in database order,
-    /// starting after `cursor` (`None`: from the first); returns the cursor after the last
-    /// key visited, or `None` when every key was visited.
-    pub fn visit(
-        &mut self,
-        cursor: Option<&[u8]>,
-        limit: usize,
-        mut f: impl FnMut(Value<'_>, &[S]),
-    ) -> Result<Option<Vec<u8>>, EngineError> {
-        self.write_back()?;
-        // The smallest key after `cursor` is `cursor` followed by a zero byte.
-        let start = cursor.map(|c| [c, &[0]].concat()).unwrap_or_default();
-        let key_type = self.cache.key_type();
-        let mut last = None;
-        for (n, item) in self.db.iter_from(&start).enumerate() {
-            if n == limit.max(1) {
-                return Ok(last);
-            }
-            let (k, v) = item.map_err(backend_err)?;
-            let key = decode_key(&k, key_type)
-                .map_err(|m| EngineError::State(format!("a stored key is damaged: {m}")))?;
-            let values: Vec<S> = postcard::from_bytes(&v).map_err(|e| {
-                EngineError::State(format!(
-                    "the stored state of key {key} does not decode: {e}"
-                ))
-            })?;
-            f(key, &values);
-            last = Some(k.to_vec());
         }
-        Ok(None)
+        Ok(())
     }
 
-    /// Freezes the state for a checkpoint: takes the dirty keys out of memory as one write
-    /// batch, and creates the RocksDB checkpoint on a thread of its own (which writes the
-    /// batch, flushes and links the files), to be stored (incrementally) when the returned
-    /// state is written. The shard pays for encoding the dirty keys; until the checkpoint
-    /// is created it serves keys from memory and reads the database, and waits only if it
-    /// must write to it (the cache full, a final emission, the next checkpoint).
+    /// Every key that starts with `prefix` (the prefix taken off) and its value, in key
+    /// order, from the first key after `after` (`None`: from the first).
+    pub fn scan<'a>(
+        &'a self,
+        prefix: &'a [u8],
+        after: Option<&[u8]>,
+    ) -> impl Iterator<Item = Result<KeyValue, EngineError>> + 'a {
+        // The smallest key after `after` is `after` followed by a zero byte.
+        match after {
+            Some(after) => self.scan_from(prefix, &[after, &[0]].concat()),
+            None => self.scan_from(prefix, &[]),
+        }
+    }
+
+    /// Like [`Self::scan`], from the first key at or after `from` (prefix taken off).
+    pub fn scan_from<'a>(
+        &'a self,
+        prefix: &'a [u8],
+        from: &[u8],
+    ) -> impl Iterator<Item = Result<KeyValue, EngineError>> + 'a {
+        self.db
+            .iter_from(&[prefix, from].concat())
+            .map_while(move |item| match item {
+                Ok((k, v)) => k
+                    .strip_prefix(prefix)
+                    .map(|rest| Ok((Box::<[u8]>::from(rest), v))),
+                Err(e) => Some(Err(backend_err(e))),
+            })
+    }
+
+    /// Freezes the state for a checkpoint: creates the RocksDB checkpoint on a thread of its
+    /// own, which writes `batch` (the keys dirty in memory), flushes and links the files, to
+    /// be stored (incrementally) when the returned state is written. Until the checkpoint
+    /// is created the shard reads the database and does not write it ([`Self::write`] waits).
     pub fn freeze<H: Serialize + Send + 'static>(
         &mut self,
         operator: &'static str,
         header: H,
+        batch: WriteBatch,
     ) -> Result<RocksFrozen<H>, EngineError> {
         let Some((store, prefix)) = self.env.storage.clone() else {
             return Err(EngineError::Checkpoint(format!(
@@ -306,7 +256,6 @@ impl<S: Serialize + DeserializeOwned + Clone> RocksKeyed<S> {
             )));
         };
         self.settle()?;
-        let batch = self.dirty_batch()?;
         self.taken += 1;
         let (db, id) = (self.db.clone(), self.taken);
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
@@ -341,8 +290,8 @@ impl<S: Serialize + DeserializeOwned + Clone> RocksKeyed<S> {
         })
     }
 
-    /// Replaces the state with checkpoint `files` (the cache emptied, the database rebuilt
-    /// from the checkpoint storage in a new directory).
+    /// Replaces the database with checkpoint `files`, rebuilt from the checkpoint storage in
+    /// a new directory.
     pub fn restore(&mut self, files: &CheckpointFiles) -> Result<(), EngineError> {
         let Some((store, _)) = &self.env.storage else {
             return Err(EngineError::Checkpoint(
@@ -356,8 +305,6 @@ impl<S: Serialize + DeserializeOwned + Clone> RocksKeyed<S> {
         self.db = Arc::new(StateDb::restore(&dir, store.as_ref(), files).map_err(|e| {
             EngineError::Checkpoint(format!("the RocksDB state does not restore: {e}"))
         })?);
-        self.cache.clear();
-        self.dirty.clear();
         Ok(())
     }
 
@@ -393,15 +340,6 @@ enum LocalState {
     Pending(std::sync::mpsc::Receiver<Result<LocalCheckpoint, String>>),
     Made(LocalCheckpoint),
     Failed(String),
-}
-
-impl<S> Drop for RocksKeyed<S> {
-    fn drop(&mut self) {
-        // The checkpoint thread holds the database: wait, so it is closed here.
-        if let Some(thread) = self.in_flight.take() {
-            let _ = thread.join();
-        }
-    }
 }
 
 /// The format version of [`RocksSnapshot`]s.

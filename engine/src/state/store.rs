@@ -91,7 +91,7 @@ impl<S: Serialize + DeserializeOwned + Clone> KeyedStore<S> {
 }
 
 /// `e` with `operator` named first.
-fn prefixed(operator: &str, e: EngineError) -> EngineError {
+pub(crate) fn prefixed(operator: &str, e: EngineError) -> EngineError {
     match e {
         EngineError::State(m) => EngineError::State(format!("{operator}: {m}")),
         EngineError::Checkpoint(m) => EngineError::Checkpoint(format!("{operator}: {m}")),

@@ -5,12 +5,14 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::rocks::RocksWindowHeader;
 use super::WindowAggregate;
 use crate::error::EngineError;
 use crate::operator::agg::{check_all, signatures, Acc, AggSignature};
 use crate::operator::{Frozen, Operator};
 use crate::record::DataType;
 use crate::state::codec::{corrupt, decode, expect_same, Snapshot, StateFormat};
+use crate::state::rocks::RocksSnapshot;
 use crate::state::{KeyedSnapshot, KeyedState, KEYED_STATE_KEYS_MAX};
 
 /// A window aggregate's checkpoint: its configuration (checked on restore), the watermark
@@ -52,6 +54,18 @@ impl WindowAggregate {
                 "a snapshot was asked for while a firing is paused (Emit::More)",
             ));
         }
+        if let Some(rocks) = &mut self.rocks {
+            let header = RocksWindowHeader {
+                key_type: self.key.map(|_| self.key_type),
+                size: self.size,
+                slide: self.slide,
+                lateness: self.lateness,
+                aggs: signatures(&self.aggs),
+                watermark: self.watermark,
+                panes: Vec::new(),
+            };
+            return Ok(Some(Box::new(rocks.freeze("window", header)?)));
+        }
         let panes = self
             .panes
             .iter_mut()
@@ -75,6 +89,9 @@ impl WindowAggregate {
     /// Replaces the panes and watermark with a checkpoint's, checked against this operator.
     pub(super) fn restore_state(&mut self, state: &[u8]) -> Result<(), EngineError> {
         let name = self.name();
+        if self.rocks.is_some() {
+            return self.restore_rocks(state);
+        }
         let s: WindowSnapshot = decode(name, state)?;
         expect_same(
             name,
@@ -108,6 +125,26 @@ impl WindowAggregate {
         }
         self.panes = panes;
         self.watermark = s.watermark;
+        Ok(())
+    }
+
+    /// Replaces the panes in RocksDB and the watermark with a checkpoint's.
+    fn restore_rocks(&mut self, state: &[u8]) -> Result<(), EngineError> {
+        let name = self.name();
+        let s: RocksSnapshot<RocksWindowHeader> = decode(name, state)?;
+        let h = &s.header;
+        let key_type = self.key.map(|_| self.key_type);
+        expect_same(name, "key type", &h.key_type, &key_type)?;
+        expect_same(name, "window size_ms", &h.size, &self.size)?;
+        expect_same(name, "window slide_ms", &h.slide, &self.slide)?;
+        expect_same(name, "allowed lateness_ms", &h.lateness, &self.lateness)?;
+        expect_same(name, "aggregates", &h.aggs, &signatures(&self.aggs))?;
+        if let Some(rocks) = &mut self.rocks {
+            rocks
+                .restore(&s.files, &h.panes)
+                .map_err(|m| corrupt(name, m))?;
+        }
+        self.watermark = h.watermark;
         Ok(())
     }
 }
