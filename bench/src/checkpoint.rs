@@ -7,6 +7,10 @@
 //! "off" (the median of each repetition's ratio to its own "off", and every ratio), and the
 //! checkpoints' duration, shard pause (freezing state) and alignment time (p50 / p99 / max).
 //!
+//! The same cost in instructions (`checkpoint.<query>.<backend>.instructions`, see
+//! [`instructions`]): q5 and q7 on one shard under callgrind, state in memory and in RocksDB,
+//! a measure that the machine's load does not move (needs valgrind; a note says so without).
+//!
 //! Large keyed state (`checkpoint.large_state`, and `checkpoint.large_state_rocksdb` with the
 //! state in RocksDB, whose checkpoints store only the files new since the last): bids counted
 //! per auction at full speed, a checkpoint every 1 s, with the bytes each stored and the pause.
@@ -30,6 +34,8 @@ use sluice_engine::bench::{nexmark_spec, NexmarkBenchConfig, NexmarkQuery};
 use sluice_engine::runtime::coordinator::{CheckpointOutcome, CheckpointRecord, CheckpointReport};
 
 use crate::report::{self, Report};
+
+mod instructions;
 
 #[derive(Debug, Args, Clone)]
 pub struct CheckpointBenchArgs {
@@ -199,6 +205,62 @@ fn committed_bytes(dir: &std::path::Path) -> u64 {
     (0..2)
         .map(|s| std::fs::metadata(dir.join(format!("counts.csv.{s}"))).map_or(0, |m| m.len()))
         .sum()
+}
+
+/// Adds `checkpoint.<query>.<backend>.instructions` for q5 and q7 with state in memory and
+/// in RocksDB (see [`instructions`]); a scenario that cannot run (no valgrind) is a note.
+fn instruction_costs(
+    report: &mut Report,
+    progress: &mut report::Progress,
+    quick: bool,
+) -> Result<()> {
+    let events = if quick { 100_000 } else { 1_000_000 };
+    let jobs = [
+        (
+            "q5",
+            include_str!("../../engine/examples/jobs/nexmark_q5.toml"),
+        ),
+        (
+            "q7",
+            include_str!("../../engine/examples/jobs/nexmark_q7.toml"),
+        ),
+    ];
+    for (query, text) in jobs {
+        for backend in ["memory", "rocksdb"] {
+            progress.step(format!("{query}, {backend} state, under callgrind"));
+            let dir = tempfile::tempdir()?;
+            let spec = dir.path().join("job.toml");
+            std::fs::write(&spec, instructions::one_shard(text, events)?)?;
+            let state_dir = dir.path().join("state").display().to_string();
+            let extra: &[&str] = match backend {
+                "rocksdb" => &["--state-backend", "rocksdb", "--state-dir", &state_dir],
+                _ => &[],
+            };
+            let name = format!("checkpoint.{query}.{backend}.instructions");
+            let interval_ms = 20;
+            match instructions::measure(dir.path(), &spec, interval_ms, extra) {
+                Ok(c) => report.add(
+                    &name,
+                    &format!(
+                        "Nexmark {query} on 1 shard, {} records, state in {backend}, all threads                          under callgrind: {} instructions without checkpoints, {} with {} (one                          every {interval_ms} ms) -> {:.1} M per checkpoint; natively the job runs                          {:.0} M instructions per CPU-second (median of 3 runs, {:.2} s): one                          checkpoint a second costs {:.2} % of its CPU, one every 10 s {:.3} %",
+                        c.records,
+                        c.off,
+                        c.on,
+                        c.checkpoints,
+                        c.per_checkpoint() / 1e6,
+                        c.off as f64 / c.cpu_s.max(1e-9) / 1e6,
+                        c.cpu_s,
+                        c.cost_percent(1.0),
+                        c.cost_percent(10.0),
+                    ),
+                    None,
+                    None,
+                )?,
+                Err(e) => report.note(format!("{name}: not measured: {e:#}")),
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Times SIGKILL → restart → first committed output, `trials` times.
@@ -421,8 +483,9 @@ pub fn run(args: CheckpointBenchArgs) -> Result<()> {
         .repeats
         .unwrap_or(if args.quick { 1 } else { 3 })
         .max(1);
-    // q5 and q7 at three settings, three large-state runs, recovery.
-    let mut progress = report::Progress::new("checkpoint", 2 * 3 * repeats + 4);
+    // q5 and q7 at three settings, each under callgrind on two backends, three large-state
+    // runs, recovery.
+    let mut progress = report::Progress::new("checkpoint", 2 * 3 * repeats + 4 + 4);
     let intervals = [("off", None), ("10s", Some(long)), ("1s", Some(short))];
     for (query, name) in [(NexmarkQuery::Q5, "q5"), (NexmarkQuery::Q7, "q7")] {
         // Repetitions interleave the three settings, so that drift in the machine's speed
@@ -489,6 +552,7 @@ pub fn run(args: CheckpointBenchArgs) -> Result<()> {
             );
         }
     }
+    instruction_costs(&mut report, &mut progress, args.quick)?;
     // Large keyed state: every auction's running count (the keys grow with the events).
     let big_events = if args.quick { 1_000_000 } else { 30_000_000 };
     progress.step(format!(

@@ -16,31 +16,52 @@ use sluice_engine::spec::load_spec;
 use sluice_engine::EngineError;
 use sluice_storage::blob::unseal;
 
-/// A bounded job over Nexmark bids: per bidder, the count, the largest price and the sum
-/// of prices (aggregate), and every bid's running total per auction (reduce).
-fn bids_job(settings: &str, rolling: bool) -> String {
-    let ops = if rolling {
-        r#"
-[[operator]]
-key_by = "auction"
+/// The stateful operators the tests run on both backends, over Nexmark bids.
+#[derive(Clone, Copy, Debug)]
+enum Ops {
+    /// Per bidder, the count, the largest price and the sum of prices (aggregate).
+    Aggregate,
+    /// Every bid's running total per auction (reduce).
+    Rolling,
+    /// The same per bidder over sliding windows.
+    Sliding,
+    /// The same per auction over tumbling windows, late records allowed for a while.
+    Tumbling,
+    /// The same per bidder over sessions.
+    Sessions,
+}
 
-[[operator]]
-reduce = { column = "price", fn = "sum" }
-"#
-    } else {
-        r#"
-[[operator]]
-key_by = "bidder"
+const AGGS: &str = r#"aggregate = ["count(*) AS n", "max(price) AS top", "sum(price) AS total"]"#;
 
-[[operator]]
-aggregate = ["count(*) AS n", "max(price) AS top", "sum(price) AS total"]
-"#
+/// A bounded job over Nexmark bids running `ops`.
+fn bids_job(settings: &str, ops: Ops) -> String {
+    let ops = match ops {
+        Ops::Rolling => "[[operator]]\nkey_by = \"auction\"\n\n[[operator]]\n\
+                         reduce = { column = \"price\", fn = \"sum\" }"
+            .to_string(),
+        Ops::Aggregate => format!("[[operator]]\nkey_by = \"bidder\"\n\n[[operator]]\n{AGGS}"),
+        Ops::Sliding => format!(
+            "[[operator]]\nkey_by = \"bidder\"\n\n[[operator]]\nwindow = {{ kind = \"sliding\", \
+             size_ms = 4000, slide_ms = 1000, {AGGS} }}"
+        ),
+        Ops::Tumbling => format!(
+            "[[operator]]\nkey_by = \"auction\"\n\n[[operator]]\nwindow = {{ kind = \"tumbling\", \
+             size_ms = 1000, allowed_lateness_ms = 3000, {AGGS} }}"
+        ),
+        Ops::Sessions => format!(
+            "[[operator]]\nkey_by = \"bidder\"\n\n[[operator]]\nwindow = {{ kind = \"session\", \
+             gap_ms = 200, {AGGS} }}"
+        ),
     };
     format!(
         r#"
 name = "bids"
 parallelism = 2
 {settings}
+
+[watermark]
+column = "date_time"
+out_of_orderness_ms = 500
 
 [[source]]
 kind = "nexmark"
@@ -58,7 +79,8 @@ kind = "collect"
 /// The job's answer, independent of the order records from two source shards meet in: the
 /// aggregate's rows, or per auction how many running totals the reduce emitted and the
 /// largest (prices are positive: the total).
-fn answer(text: &str, rolling: bool) -> Vec<String> {
+fn answer(text: &str, ops: Ops) -> Vec<String> {
+    let rolling = matches!(ops, Ops::Rolling);
     let report = run_plan(load_spec(text).unwrap()).unwrap();
     let rows = report.collected_rows();
     let mut answer: Vec<String> = if rolling {
@@ -103,23 +125,26 @@ fn is_empty_dir(dir: &Path) -> bool {
 fn rocksdb_state_gives_the_answers_of_memory_state_with_a_small_cache() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
-    for rolling in [false, true] {
-        let memory = answer(&bids_job("", rolling), rolling);
+    for ops in [
+        Ops::Aggregate,
+        Ops::Rolling,
+        Ops::Sliding,
+        Ops::Tumbling,
+        Ops::Sessions,
+    ] {
+        let memory = answer(&bids_job("", ops), ops);
         // 64 keys in memory per operator and shard, thousands of keys: most lookups go to
         // RocksDB and the cache is written back and emptied over and over.
-        let rocks = answer(&bids_job(&rocks_settings(&state, 64), rolling), rolling);
-        assert!(memory.len() > 1_000, "{} rows", memory.len());
-        assert_eq!(rocks.len(), memory.len(), "rolling: {rolling}");
+        let rocks = answer(&bids_job(&rocks_settings(&state, 64), ops), ops);
+        assert!(memory.len() > 1_000, "{ops:?}: {} rows", memory.len());
+        assert_eq!(rocks.len(), memory.len(), "{ops:?}");
         let diff: Vec<_> = rocks
             .iter()
             .zip(&memory)
             .filter(|(a, b)| a != b)
             .take(5)
             .collect();
-        assert!(
-            diff.is_empty(),
-            "rolling: {rolling}: the answers differ: {diff:?}"
-        );
+        assert!(diff.is_empty(), "{ops:?}: the answers differ: {diff:?}");
         assert!(
             is_empty_dir(&state),
             "the shards' RocksDB scratch is removed"
@@ -131,11 +156,11 @@ fn rocksdb_state_gives_the_answers_of_memory_state_with_a_small_cache() {
 fn a_bad_state_cache_size_is_refused_by_name() {
     let e = load_spec(&bids_job(
         "state_backend = \"rocksdb\"\nstate_cache_keys = 0",
-        false,
+        Ops::Aggregate,
     ))
     .unwrap_err();
     assert!(e.to_string().contains("state_cache_keys"), "{e}");
-    let e = load_spec(&bids_job("state_backend = \"disk\"", false)).unwrap_err();
+    let e = load_spec(&bids_job("state_backend = \"disk\"", Ops::Aggregate)).unwrap_err();
     let m = e.to_string();
     assert!(
         m.contains("line 4") && m.contains("`disk`") && m.contains("rocksdb"),
