@@ -54,6 +54,9 @@ pub struct CheckpointBenchArgs {
     /// Runs of each q5/q7 setting, interleaved; throughput is the median [default: 3, quick: 1].
     #[arg(long)]
     pub repeats: Option<usize>,
+    /// Only the cost in instructions (q5 and q7 under callgrind, memory and RocksDB state).
+    #[arg(long)]
+    pub instructions_only: bool,
 }
 
 /// The per-key sequence-check job (as Flink's semantics-check jobs): Nexmark bids (`events`,
@@ -242,7 +245,11 @@ fn instruction_costs(
                 Ok(c) => report.add(
                     &name,
                     &format!(
-                        "Nexmark {query} on 1 shard, {} records, state in {backend}, all threads                          under callgrind: {} instructions without checkpoints, {} with {} (one                          every {interval_ms} ms) -> {:.1} M per checkpoint; natively the job runs                          {:.0} M instructions per CPU-second (median of 3 runs, {:.2} s): one                          checkpoint a second costs {:.2} % of its CPU, one every 10 s {:.3} %",
+                        "Nexmark {query} on 1 shard, {} records, state in {backend}, all threads \
+                         under callgrind: {} instructions without checkpoints, {} with {} (one \
+                         every {interval_ms} ms) -> {:.1} M per checkpoint; natively the job runs \
+                         {:.0} M instructions per CPU-second (median of 3 runs, {:.2} s): one \
+                         checkpoint a second costs {:.2} % of its CPU, one every 10 s {:.3} %",
                         c.records,
                         c.off,
                         c.on,
@@ -483,6 +490,12 @@ pub fn run(args: CheckpointBenchArgs) -> Result<()> {
         .repeats
         .unwrap_or(if args.quick { 1 } else { 3 })
         .max(1);
+    if args.instructions_only {
+        let mut progress = report::Progress::new("checkpoint", 4);
+        instruction_costs(&mut report, &mut progress, args.quick)?;
+        progress.finish();
+        return finish(report);
+    }
     // q5 and q7 at three settings, each under callgrind on two backends, three large-state
     // runs, recovery.
     let mut progress = report::Progress::new("checkpoint", 2 * 3 * repeats + 4 + 4);
@@ -628,10 +641,19 @@ pub fn run(args: CheckpointBenchArgs) -> Result<()> {
     )?;
     progress.finish();
     report.note("events are one pass of bids; CPU time is the shard threads' (getrusage), not the coordinator's, which serialises and stores the state off the shards");
+    finish(report)
+}
+
+/// Writes the report and prints its table, scenarios and notes.
+fn finish(report: Report) -> Result<()> {
+    let out = report.out_dir().to_path_buf();
     let summary = report.finish()?;
     println!("{}", report::table(&summary));
     for s in &summary.scenarios {
         println!("{}: {}", s.name, s.description);
+    }
+    for note in &summary.notes {
+        println!("note: {note}");
     }
     println!("files: {}", out.display());
     Ok(())

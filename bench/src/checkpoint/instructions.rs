@@ -109,7 +109,7 @@ fn children_cpu() -> Result<f64> {
     Ok((ticks(13)? + ticks(14)?) / 100.0)
 }
 
-/// Runs `command`, which prints `sluice run -o json`'s report, and returns the report.
+/// Runs `command`, which prints `sluice run -o json`'s report last, and returns the report.
 fn report_of(mut command: Command) -> Result<RunJson> {
     let out = command
         .stdin(Stdio::null())
@@ -122,12 +122,10 @@ fn report_of(mut command: Command) -> Result<RunJson> {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    serde_json::from_slice(&out.stdout).with_context(|| {
-        format!(
-            "the report of {command:?}: {}",
-            String::from_utf8_lossy(&out.stdout)
-        )
-    })
+    // The job's stdout sink prints before the report, which starts on a line of its own.
+    let text = String::from_utf8_lossy(&out.stdout);
+    let report = text.rfind("\n{").map_or(&text[..], |at| &text[at + 1..]);
+    serde_json::from_str(report).with_context(|| format!("the report of {command:?}: {report}"))
 }
 
 /// Measures the checkpoints of job spec `spec` (a file in `dir`), one every `interval_ms`
@@ -164,7 +162,7 @@ pub fn measure(
     }
     cpu.sort_by(f64::total_cmp);
     let store = format!("file://{}", dir.join("store").display());
-    let interval = interval_ms.to_string();
+    let interval = format!("{interval_ms}ms");
     let mut counted = Vec::new();
     for (k, args) in [
         vec![],

@@ -259,6 +259,21 @@ pub(crate) mod test_util {
         b
     }
 
+    /// Where an operator under test keeps RocksDB state: `dir`, with `cache_keys` keys in
+    /// memory and a `file://` checkpoint store beside it.
+    pub(crate) fn rocks_env(dir: &std::path::Path, cache_keys: usize) -> crate::state::RocksEnv {
+        let url = format!("file://{}", dir.join("store").display());
+        crate::state::RocksEnv {
+            dir: dir.join("db"),
+            cache_keys,
+            key_groups: 128,
+            storage: Some((
+                sluice_storage::blob::open(&url).unwrap(),
+                "job/shared/op".into(),
+            )),
+        }
+    }
+
     /// Calls `on_watermark` until it is done; returns every emitted row and the size of each
     /// call's output.
     pub(crate) fn drain(

@@ -236,3 +236,45 @@ impl RocksSessions {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::SessionWindow;
+    use crate::operator::test_util::{batch, drain, rocks_env};
+    use crate::operator::{Operator, Output};
+    use crate::record::{DataType, Schema, Value};
+
+    #[test]
+    fn dropped_sessions_leave_no_key_and_no_timer_in_rocksdb() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Schema::of(&[("k", DataType::Int), ("ts", DataType::Timestamp)]).unwrap();
+        let env = Some(rocks_env(dir.path(), 3));
+        let mut w =
+            SessionWindow::with_state(&s, Some("k"), "ts", 4, 2, &["count(*) AS n"], env).unwrap();
+        let rows: Vec<_> = (0..300)
+            .map(|i| vec![Value::Int(i % 17), Value::Timestamp(i * 2 + i % 5)])
+            .collect();
+        let mut out = Output::new(w.output_schema().clone(), s.clone());
+        w.process(&batch(&s, &rows), &mut out).unwrap();
+        let stored = |w: &mut SessionWindow, namespace: u8| {
+            let rocks = w.rocks.as_mut().unwrap();
+            rocks.write_back().unwrap();
+            rocks.base.scan(&[namespace], None).count()
+        };
+        let (fired, _) = drain(&mut w, 300, &mut out);
+        assert!(!fired.is_empty());
+        // Every key still with sessions has one timer.
+        let keys = stored(&mut w, super::SESSIONS);
+        assert!(keys > 0);
+        assert_eq!(stored(&mut w, super::TIMERS), keys);
+        let (fired, _) = drain(&mut w, i64::MAX, &mut out);
+        assert!(!fired.is_empty());
+        assert_eq!(
+            (
+                stored(&mut w, super::SESSIONS),
+                stored(&mut w, super::TIMERS)
+            ),
+            (0, 0)
+        );
+    }
+}

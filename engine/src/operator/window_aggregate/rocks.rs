@@ -268,3 +268,43 @@ impl RocksPanes {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::WindowAggregate;
+    use crate::operator::test_util::{batch, drain, rocks_env};
+    use crate::operator::{Operator, Output, WindowKind};
+    use crate::record::{DataType, Schema, Value};
+
+    #[test]
+    fn expired_panes_leave_nothing_in_rocksdb() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Schema::of(&[("k", DataType::Int), ("ts", DataType::Timestamp)]).unwrap();
+        let kind = WindowKind::Sliding {
+            size_ms: 10,
+            slide_ms: 5,
+        };
+        let env = Some(rocks_env(dir.path(), 2));
+        let mut w =
+            WindowAggregate::with_state(&s, Some("k"), "ts", kind, 3, &["count(*) AS n"], env)
+                .unwrap();
+        let rows: Vec<_> = (0..200)
+            .map(|i| vec![Value::Int(i % 13), Value::Timestamp(i)])
+            .collect();
+        let mut out = Output::new(w.output_schema().clone(), s.clone());
+        w.process(&batch(&s, &rows), &mut out).unwrap();
+        let stored = |w: &mut WindowAggregate| {
+            let rocks = w.rocks.as_mut().unwrap();
+            rocks.write_back().unwrap();
+            rocks.base.scan(&[], None).count()
+        };
+        let (fired, _) = drain(&mut w, 100, &mut out);
+        assert!(!fired.is_empty());
+        // Panes after the watermark (and within lateness) are kept.
+        assert!(stored(&mut w) > 13, "{}", stored(&mut w));
+        let (fired, _) = drain(&mut w, i64::MAX, &mut out);
+        assert!(!fired.is_empty());
+        assert_eq!(w.open_windows(), 0);
+        assert_eq!(stored(&mut w), 0);
+    }
+}

@@ -239,3 +239,50 @@ impl RocksJoin {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::WindowJoin;
+    use crate::operator::test_util::{batch, rocks_env};
+    use crate::operator::{Emit, TwoInputOperator};
+    use crate::record::{Batch, DataType, Schema, Value};
+
+    #[test]
+    fn fired_windows_leave_no_row_in_rocksdb() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Schema::of(&[("k", DataType::Int), ("ts", DataType::Timestamp)]).unwrap();
+        let env = Some(rocks_env(dir.path(), 2));
+        let mut j = WindowJoin::with_state(&s, &s, ("k", "k"), ("ts", "ts"), 10, env).unwrap();
+        let rows: Vec<_> = (0..100)
+            .map(|i| vec![Value::Int(i % 3), Value::Timestamp(i)])
+            .collect();
+        let mut out = Batch::new(j.output_schema().clone());
+        j.process_left(&batch(&s, &rows), &mut out).unwrap();
+        j.process_right(&batch(&s, &rows), &mut out).unwrap();
+        let stored = |j: &mut WindowJoin| {
+            let rocks = j.rocks.as_mut().unwrap();
+            rocks
+                .base
+                .write(std::mem::take(&mut rocks.pending))
+                .unwrap();
+            rocks.base.scan(&[], None).count()
+        };
+        let mut fire = |j: &mut WindowJoin, watermark| {
+            let mut joined = 0;
+            loop {
+                let emit = j.on_watermark(watermark, &mut out).unwrap();
+                joined += out.len();
+                out.clear();
+                if emit == Emit::Done {
+                    return joined;
+                }
+            }
+        };
+        assert_eq!(stored(&mut j), 200);
+        // Windows [0, 10) to [40, 50) fire: the rows of [50, 100) are left.
+        assert!(fire(&mut j, 49) > 100);
+        assert_eq!(stored(&mut j), 100);
+        assert!(fire(&mut j, i64::MAX) > 100);
+        assert_eq!(stored(&mut j), 0);
+    }
+}
