@@ -210,6 +210,19 @@ fn lines_by_window(bytes: &[u8]) -> Vec<(&str, Vec<&str>)> {
 /// A run's committed output files, by name.
 type Outputs = BTreeMap<String, Vec<u8>>;
 
+/// Checks that the recovered run committed every file of the uninterrupted one, byte for
+/// byte.
+fn assert_same_bytes(whole: &Outputs, recovered: &Outputs) {
+    for (name, bytes) in whole {
+        assert!(
+            recovered[name] == *bytes,
+            "{name} differs:\n--- uninterrupted\n{}\n--- recovered\n{}",
+            String::from_utf8_lossy(bytes),
+            String::from_utf8_lossy(&recovered[name]),
+        );
+    }
+}
+
 /// Runs q5 (with `settings`) uninterrupted into one directory, and into another stopped
 /// twice (each time after at least two more checkpoints completed) and then run to the end;
 /// returns both outputs.
@@ -265,14 +278,7 @@ fn a_windowed_join_stopped_twice_commits_the_bytes_of_an_uninterrupted_run() {
     // One shard reads its sources in order and every operator emits in arrival order (a
     // window its keys in the order they first came, the join its left rows in order), so
     // the bytes depend neither on batching nor on where the checkpoints fell.
-    for (name, bytes) in &whole {
-        assert!(
-            recovered[name] == *bytes,
-            "{name} differs:\n--- uninterrupted\n{}\n--- recovered\n{}",
-            String::from_utf8_lossy(bytes),
-            String::from_utf8_lossy(&recovered[name]),
-        );
-    }
+    assert_same_bytes(&whole, &recovered);
 }
 
 #[test]
@@ -314,14 +320,7 @@ fn a_windowed_join_on_rocksdb_stopped_twice_commits_the_bytes_of_an_uninterrupte
     let lines = whole["q5.csv"].iter().filter(|b| **b == b'\n').count();
     assert!(lines >= 25, "too little output to compare: {lines} lines");
     // One shard, and RocksDB emits a window's keys in key order: the bytes are fixed.
-    for (name, bytes) in &whole {
-        assert!(
-            recovered[name] == *bytes,
-            "{name} differs:\n--- uninterrupted\n{}\n--- recovered\n{}",
-            String::from_utf8_lossy(bytes),
-            String::from_utf8_lossy(&recovered[name]),
-        );
-    }
+    assert_same_bytes(&whole, &recovered);
 }
 
 const COUNT_JOB: &str = "count-with-bad-store";
