@@ -176,7 +176,7 @@ pub struct RunArgs {
     /// replay).
     #[arg(long)]
     pub checkpoint_storage: Option<String>,
-    /// Where reduce and aggregate keep keyed state, overriding the spec's `state_backend`:
+    /// Where stateful operators keep their state, overriding the spec's `state_backend`:
     /// in memory, or in RocksDB on local disk (state larger than memory, incremental
     /// checkpoints).
     #[arg(long, value_enum)]
