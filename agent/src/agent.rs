@@ -13,11 +13,12 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use sluice_consensus::command::{Command, CommandError, CommandOutput};
+use sluice_consensus::command::{CommandError, CommandOutput};
 use sluice_consensus::state::{
     Agent as AgentRecord, AgentAssignment, AgentId, AgentSpec, AgentState, Assignment, JobKind,
     Query, TaskState, TaskUpdate,
 };
+use sluice_consensus::Request;
 use sluice_consensus::{ClientError, MasterClient};
 use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::JoinHandle;
@@ -29,10 +30,12 @@ use crate::identity::Identity;
 use crate::journal::{Journal, TaskKey};
 use crate::reconcile::reconcile;
 use crate::resources;
+use crate::sys;
 use crate::task::cgroup::Cgroups;
 use crate::task::command::{self, CommandLaunch};
 use crate::task::stream::{self, StreamLaunch};
 use crate::task::{Events, LiveTasks, RecordChange, Running, StopRequest, TaskEvent, TaskKind};
+use sluice_engine::runtime::remote::ExchangeTls;
 
 /// Pause between attempts to reach the masters while registering or
 /// resending updates.
@@ -105,20 +108,22 @@ impl Agent {
     /// loops. Fails at once if the masters refuse the registration.
     pub async fn start(config: AgentConfig) -> Result<AgentHandle, AgentError> {
         config.validate().map_err(AgentError::Config)?;
+        let task_user = resolve_task_user(&config)?;
         let dir = config.data_dir.clone();
         std::fs::create_dir_all(&dir).map_err(AgentError::io(&dir))?;
         let recorded = Identity::load(&dir)?;
         let mut spec = agent_spec(&config, recorded.as_ref())?;
         // Bound first: registration publishes the address actually bound.
-        let api = api_server::bind(config.api_addr).await?;
+        let api = api_server::bind(config.api_addr, config.tls.clone()).await?;
         let api_addr = api.addr();
         spec.attributes
             .insert(API_ADDR_ATTRIBUTE.into(), api_addr.to_string());
         let mut journal = Journal::open(&dir.join("journal"))?;
-        let client = Arc::new(MasterClient::new(
-            config.masters.clone(),
-            config.request_timeout,
-        )?);
+        let client = Arc::new(
+            MasterClient::new(config.masters.clone(), config.request_timeout)?
+                .with_tls(config.tls.clone())
+                .with_token(config.token.clone()),
+        );
         let id = register(&client, &spec, config.register_timeout, recorded.as_ref()).await?;
         let identity = Identity::new(
             id,
@@ -144,7 +149,7 @@ impl Agent {
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let live = LiveTasks::default();
         let running = recover(&mut journal, id, &config, &events_tx, &live)?;
-        let api = api.serve(dir.clone(), live.clone());
+        let api = api.serve(dir.clone(), live.clone())?;
 
         let journal = Arc::new(Mutex::new(journal));
         let notify = Arc::new(Notify::new());
@@ -159,7 +164,14 @@ impl Agent {
         let main = MainLoop {
             id,
             spec,
+            exchange_tls: config
+                .tls
+                .as_ref()
+                .map(stream::exchange_tls)
+                .transpose()
+                .map_err(AgentError::Config)?,
             config,
+            task_user,
             client,
             journal,
             notify,
@@ -222,6 +234,44 @@ fn agent_spec(config: &AgentConfig, recorded: Option<&Identity>) -> Result<Agent
     })
 }
 
+/// Who command tasks run as. An agent running as root needs a task user
+/// (an unprivileged one) or an explicit `allow_root_tasks`; a task user
+/// needs an agent running as root, to switch to it.
+fn resolve_task_user(config: &AgentConfig) -> Result<Option<sys::User>, AgentError> {
+    let root = sys::running_as_root();
+    match &config.task_user {
+        Some(name) => {
+            if !root {
+                return Err(AgentError::Config(format!(
+                    "--task-user {name}: switching users needs an agent running as root; \
+                     without --task-user, tasks run as the agent's own user"
+                )));
+            }
+            let user = sys::lookup_user(name)
+                .map_err(|e| AgentError::Config(format!("--task-user {name}: {e}")))?;
+            if user.uid == 0 {
+                return Err(AgentError::Config(format!(
+                    "--task-user {name} is root; name an unprivileged user (or pass \
+                     --allow-root-tasks without --task-user to run tasks as root)"
+                )));
+            }
+            tracing::info!(user = %user.name, uid = user.uid, gid = user.gid, "command tasks run as this user");
+            Ok(Some(user))
+        }
+        None if root && !config.allow_root_tasks => Err(AgentError::Config(
+            "the agent runs as root and would run command tasks as root: give --task-user USER \
+             (an unprivileged user), or --allow-root-tasks to accept that"
+                .into(),
+        )),
+        None => {
+            if root {
+                tracing::warn!("command tasks run as root (--allow-root-tasks)");
+            }
+            Ok(None)
+        }
+    }
+}
+
 /// Registers (or re-registers), retrying unreachable masters until `timeout`.
 async fn register(
     client: &MasterClient,
@@ -231,7 +281,7 @@ async fn register(
 ) -> Result<AgentId, AgentError> {
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
-        match client.write(&Command::RegisterAgent(spec.clone())).await {
+        match client.write(&Request::RegisterAgent(spec.clone())).await {
             Ok(written) => {
                 return match written.output {
                     CommandOutput::AgentRegistered { id, .. } => Ok(id),
@@ -257,6 +307,14 @@ async fn register(
                 };
                 return Err(AgentError::Refused { source, hint });
             }
+            // A refused certificate or token will not be accepted later:
+            // say so now instead of retrying until the deadline.
+            Err(
+                e @ ClientError::Failed {
+                    code: tonic::Code::PermissionDenied | tonic::Code::Unauthenticated,
+                    ..
+                },
+            ) => return Err(AgentError::Masters(e)),
             Err(e) => {
                 if tokio::time::Instant::now() >= deadline {
                     return Err(AgentError::Masters(e));
@@ -321,6 +379,10 @@ struct MainLoop {
     id: AgentId,
     spec: AgentSpec,
     config: AgentConfig,
+    /// Who command tasks run as (None: as the agent).
+    task_user: Option<sys::User>,
+    /// The stream exchange's TLS (with the agent's identity).
+    exchange_tls: Option<ExchangeTls>,
     client: Arc<MasterClient>,
     journal: Arc<Mutex<Journal>>,
     notify: Arc<Notify>,
@@ -479,6 +541,7 @@ impl MainLoop {
                 dir: command::task_dir(&self.config.data_dir, key),
                 cgroups: self.cgroups.clone(),
                 kill_grace: self.config.kill_grace,
+                user: self.task_user.clone(),
             };
             let task = command::start(launch, self.events_tx.clone(), &self.live);
             self.running.insert(key, task);
@@ -542,7 +605,12 @@ impl MainLoop {
                 self.config.data_addr,
                 stream::job_port(job, &self.config.data_ports),
             );
-            Some(stream::remote_config(&layout, listen, &addrs)?)
+            Some(stream::remote_config(
+                &layout,
+                listen,
+                &addrs,
+                self.exchange_tls.clone(),
+            )?)
         };
         Ok(StreamLaunch {
             job,
@@ -592,7 +660,7 @@ async fn heartbeat(client: &MasterClient, id: AgentId, spec: &AgentSpec) -> Beat
     let mut result = client.heartbeat(id).await;
     if matches!(&result, Ok(a) if a.state == AgentState::Lost) {
         tracing::warn!(id, "the masters marked this agent Lost; registering again");
-        match client.write(&Command::RegisterAgent(spec.clone())).await {
+        match client.write(&Request::RegisterAgent(spec.clone())).await {
             Ok(_) => result = client.heartbeat(id).await,
             Err(e) => result = Err(e),
         }
@@ -665,9 +733,8 @@ async fn send_updates(
                 return;
             }
             let acknowledged = match client
-                .write(&Command::UpdateTask {
+                .write(&Request::UpdateTask {
                     update: update.clone(),
-                    now_ms: 0,
                 })
                 .await
             {

@@ -68,6 +68,17 @@ pub struct AgentConfig {
     /// names none; it must outlive this agent (a shared directory, object storage), since the
     /// agent a job moves to resumes from what is there.
     pub checkpoint_storage: Option<String>,
+    /// Mutual TLS to the masters and on the agent's API (an agent
+    /// certificate); None is plain text (`--insecure`).
+    pub tls: Option<sluice_security::Tls>,
+    /// The agent's ACL token (policy `agent`), sent with every call to the
+    /// masters when their ACLs are on.
+    pub token: Option<String>,
+    /// The user command tasks run as (the agent must run as root to switch).
+    pub task_user: Option<String>,
+    /// Lets an agent running as root run command tasks as root (without
+    /// `task_user`); refused otherwise.
+    pub allow_root_tasks: bool,
 }
 
 impl AgentConfig {
@@ -89,6 +100,10 @@ impl AgentConfig {
             data_ports: DATA_PORTS_DEFAULT,
             api_addr: API_ADDR_DEFAULT,
             checkpoint_storage: None,
+            tls: None,
+            token: None,
+            task_user: None,
+            allow_root_tasks: false,
         }
     }
 

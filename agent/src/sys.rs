@@ -1,6 +1,7 @@
 //! The agent's only `unsafe` code: thin wrappers over the libc calls the
 //! standard library does not offer (free disk space, signalling a process
-//! group, restricting a thread to a set of cores).
+//! group, restricting a thread to a set of cores, looking up a user, the
+//! effective user id).
 //!
 //! Every block says why it is sound; callers see safe functions that return
 //! `std::io::Error` on failure.
@@ -93,9 +94,96 @@ pub fn set_thread_affinity(cores: &BTreeSet<u32>) -> io::Result<()> {
     Ok(())
 }
 
+/// A user that command tasks run as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// Looks a user up by name (or by numeric id) through the system's user
+/// database (NSS: /etc/passwd, LDAP...).
+pub fn lookup_user(name: &str) -> io::Result<User> {
+    let not_found = || {
+        io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("no user {name:?} in the system's user database"),
+        )
+    };
+    let c_name = CString::new(name).map_err(|_| {
+        io::Error::new(io::ErrorKind::InvalidInput, "user name contains a NUL byte")
+    })?;
+    let numeric: Option<libc::uid_t> = name.parse().ok();
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let mut pwd = std::mem::MaybeUninit::<libc::passwd>::uninit();
+        let mut result: *mut libc::passwd = std::ptr::null_mut();
+        // SAFETY: `pwd` is writable storage for one passwd, `buf` is a
+        // writable buffer of the length passed, `result` a writable pointer;
+        // getpw*_r write only inside them and make `result` point at `pwd`
+        // on success or leave it null.
+        let rc = unsafe {
+            match numeric {
+                Some(uid) => libc::getpwuid_r(
+                    uid,
+                    pwd.as_mut_ptr(),
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                    &mut result,
+                ),
+                None => libc::getpwnam_r(
+                    c_name.as_ptr(),
+                    pwd.as_mut_ptr(),
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                    &mut result,
+                ),
+            }
+        };
+        if rc == libc::ERANGE && buf.len() < 1 << 20 {
+            buf.resize(buf.len() * 2, 0);
+            continue;
+        }
+        if rc != 0 {
+            return Err(io::Error::from_raw_os_error(rc));
+        }
+        if result.is_null() {
+            return Err(not_found());
+        }
+        // SAFETY: the call succeeded and `result` is non-null, so it points
+        // at `pwd`, now initialized; its strings point into `buf`, alive here.
+        let pwd = unsafe { pwd.assume_init() };
+        // SAFETY: pw_name is a NUL-terminated string inside `buf`.
+        let user_name = unsafe { std::ffi::CStr::from_ptr(pwd.pw_name) }
+            .to_string_lossy()
+            .into_owned();
+        return Ok(User {
+            name: user_name,
+            uid: pwd.pw_uid,
+            gid: pwd.pw_gid,
+        });
+    }
+}
+
+/// Whether this process runs as root (effective user id 0).
+pub fn running_as_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn users_are_found_by_name_and_id() {
+        let root = lookup_user("root").unwrap();
+        assert_eq!((root.uid, root.gid), (0, 0));
+        assert_eq!(lookup_user("0").unwrap().name, "root");
+        let err = lookup_user("no-such-user-here").unwrap_err();
+        assert!(err.to_string().contains("no user"), "{err}");
+    }
 
     #[test]
     fn disk_space_of_a_temp_dir_is_known() {

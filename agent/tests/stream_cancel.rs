@@ -13,7 +13,7 @@ use anyhow::Result;
 use common::*;
 use sluice_agent::Agent;
 use sluice_consensus::state::{JobState, TaskState};
-use sluice_consensus::Command;
+use sluice_consensus::Request;
 
 /// An endless Nexmark bid stream, exchanged by auction, into a blackhole.
 const ENDLESS: &str = r#"name = "endless"
@@ -52,10 +52,7 @@ async fn cancelling_an_unbounded_stream_job_stops_its_shards_and_frees_the_cores
     assert_eq!(record.used_cores.len(), 2, "{record:#?}");
 
     let cancelled_at = Instant::now();
-    cluster
-        .client
-        .write(&Command::CancelJob { id, now_ms: 0 })
-        .await?;
+    cluster.client.write(&Request::CancelJob { id }).await?;
     let job_thread = format!("sluice-job-{id}");
     wait_for("the shards to stop", STOP_DEADLINE, || {
         threads_named("sluice-shard-") == 0 && threads_named(&job_thread) == 0

@@ -12,7 +12,7 @@ use anyhow::{ensure, Result};
 use common::*;
 use sluice_agent::Agent;
 use sluice_consensus::state::{AgentState, Job, JobState, PlacementStrategy, TaskState};
-use sluice_consensus::Command;
+use sluice_consensus::Request;
 
 /// An endless, rate-limited Nexmark bid stream into a blackhole.
 const ENDLESS: &str = r#"name = "endless"
@@ -113,10 +113,7 @@ async fn a_leader_kill_leaves_a_running_stream_job_alone() -> Result<()> {
     }
     assert!(polls > 10, "the job was watched {polls} times only");
     // The agent follows the new leader for commands too: a cancel stops it.
-    cluster
-        .client
-        .write(&Command::CancelJob { id, now_ms: 0 })
-        .await?;
+    cluster.client.write(&Request::CancelJob { id }).await?;
     let job = cluster.wait_ended(id).await?;
     assert_eq!(job.state, JobState::Cancelled);
     agent.shutdown().await;

@@ -35,7 +35,7 @@ async fn fetch(
     follow: bool,
 ) -> Result<String, AgentError> {
     let mut out = Vec::new();
-    task_logs(addr, job, 0, stream, tail, follow, &mut out).await?;
+    task_logs(addr, None, job, 0, stream, tail, follow, &mut out).await?;
     Ok(String::from_utf8(out).expect("utf-8 output"))
 }
 
@@ -156,7 +156,17 @@ async fn following_sends_output_as_it_is_written() -> Result<()> {
     let follow = {
         let addr = addr.clone();
         tokio::spawn(async move {
-            task_logs(&addr, id, 0, LogStream::Stdout, None, true, &mut writer).await
+            task_logs(
+                &addr,
+                None,
+                id,
+                0,
+                LogStream::Stdout,
+                None,
+                true,
+                &mut writer,
+            )
+            .await
         })
     };
     let mut got = String::new();
@@ -188,7 +198,17 @@ async fn following_sends_output_as_it_is_written() -> Result<()> {
     wait_running(&cluster, id).await?;
     let (mut writer, mut reader) = tokio::io::duplex(1 << 16);
     let follow = tokio::spawn(async move {
-        task_logs(&addr, id, 0, LogStream::Stdout, None, true, &mut writer).await
+        task_logs(
+            &addr,
+            None,
+            id,
+            0,
+            LogStream::Stdout,
+            None,
+            true,
+            &mut writer,
+        )
+        .await
     });
     let mut got = String::new();
     read_until(&mut reader, &mut got, "one\n").await?;
@@ -330,7 +350,17 @@ async fn a_restarted_agent_serves_and_follows_the_task_it_adopted() -> Result<()
     let follow = {
         let addr = addr.clone();
         tokio::spawn(async move {
-            task_logs(&addr, id, 0, LogStream::Stdout, None, true, &mut writer).await
+            task_logs(
+                &addr,
+                None,
+                id,
+                0,
+                LogStream::Stdout,
+                None,
+                true,
+                &mut writer,
+            )
+            .await
         })
     };
     let mut got = String::new();
@@ -375,6 +405,7 @@ async fn a_silent_agent_api_times_out() -> Result<()> {
             "the call to time out",
             sluice_agent::api::task_logs_within(
                 &addr,
+                None,
                 1,
                 0,
                 LogStream::Stdout,

@@ -7,10 +7,14 @@
 //!   crosses the SPSC ring mesh between the two pinned shards;
 //! - `exchange.tcp`: the same keyed job split over two runtimes in this
 //!   process that exchange over one loopback TCP connection (the path
-//!   between agents).
+//!   between agents);
+//! - `exchange.tls`: the same over mutual TLS (rustls, TLS 1.3, AES-GCM), as
+//!   agents of a cluster with certificates run it.
 //!
 //! Reported: records per second of wall time and per CPU-second of the shard
-//! threads, and the extra CPU nanoseconds per record over the baseline.
+//! threads, and the extra CPU nanoseconds per record over the baseline; for
+//! the two connected runs also the whole process's CPU per record (the I/O
+//! threads, where TLS encrypts, included).
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -18,9 +22,14 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use sluice_engine::runtime::remote::RemoteExchangeConfig;
-use sluice_engine::{EngineError, JobReport, JobSpec};
+use std::sync::Arc;
 
+use sluice_engine::runtime::remote::{ExchangeTls, RemoteExchangeConfig};
+use sluice_engine::sys::process_cpu_time;
+use sluice_engine::{EngineError, JobReport, JobSpec};
+use sluice_security::Role;
+
+use crate::certs::BenchCa;
 use crate::report::{self, Report};
 
 #[derive(Debug, Args, Clone)]
@@ -56,6 +65,8 @@ struct Run {
     records: u64,
     wall: Duration,
     cpu: Duration,
+    /// CPU of every thread of the process during the run (connected runs).
+    process_cpu: Option<Duration>,
 }
 
 impl Run {
@@ -64,6 +75,7 @@ impl Run {
             records: reports.iter().map(|r| r.records_in).sum(),
             wall: reports.iter().map(|r| r.elapsed).max().unwrap_or_default(),
             cpu: reports.iter().map(JobReport::cpu_time).sum(),
+            process_cpu: None,
         }
     }
 
@@ -80,8 +92,30 @@ impl Run {
     }
 }
 
-/// Runs the keyed job split over two runtimes joined by loopback TCP.
-fn run_tcp(events: u64) -> Result<Run> {
+/// Both ends' exchange TLS: agents of one throwaway cluster CA.
+fn bench_tls() -> Result<(ExchangeTls, ExchangeTls)> {
+    let ca = BenchCa::new("bench")?;
+    let one = || -> Result<ExchangeTls> {
+        let tls = ca.identity(Role::Agent)?;
+        let (client, server) = tls.rustls_configs()?;
+        let name = Role::Agent.name_in(tls.cluster());
+        Ok(ExchangeTls {
+            client,
+            server,
+            server_name: rustls::pki_types::ServerName::try_from(name)?,
+            peer_check: Arc::new(move |chain| tls.peer_role(chain).map(|_| ())),
+        })
+    };
+    Ok((one()?, one()?))
+}
+
+/// Runs the keyed job split over two runtimes joined by loopback TCP (in
+/// TLS when `tls` is given).
+fn run_tcp(events: u64, tls: Option<(ExchangeTls, ExchangeTls)>) -> Result<Run> {
+    let (tls_a, tls_b) = match tls {
+        Some((a, b)) => (Some(a), Some(b)),
+        None => (None, None),
+    };
     let listen_a = TcpListener::bind("127.0.0.1:0")?;
     let listen_b = TcpListener::bind("127.0.0.1:0")?;
     let (addr_a, addr_b) = (listen_a.local_addr()?, listen_b.local_addr()?);
@@ -92,6 +126,7 @@ fn run_tcp(events: u64) -> Result<Run> {
                 peers: vec![(1..2, addr_b)],
                 listen: addr_a,
                 connect_timeout: Duration::from_secs(20),
+                tls: tls_a,
             },
             listen_a,
         ),
@@ -101,10 +136,12 @@ fn run_tcp(events: u64) -> Result<Run> {
                 peers: vec![(0..1, addr_a)],
                 listen: addr_b,
                 connect_timeout: Duration::from_secs(20),
+                tls: tls_b,
             },
             listen_b,
         ),
     ];
+    let cpu_before = process_cpu_time();
     let mut workers = Vec::new();
     for (i, (config, listener)) in configs.into_iter().enumerate() {
         let job = spec(events, true)?;
@@ -122,7 +159,11 @@ fn run_tcp(events: u64) -> Result<Run> {
             .map_err(|_| anyhow::anyhow!("an exchange worker panicked"))?;
         reports.push(report?);
     }
-    Ok(Run::of(&reports))
+    let mut run = Run::of(&reports);
+    run.process_cpu = process_cpu_time()
+        .zip(cpu_before)
+        .map(|(after, before)| after.saturating_sub(before));
+    Ok(run)
 }
 
 /// Runs the exchange suite and prints its table.
@@ -136,7 +177,7 @@ pub fn run(args: ExchangeBenchArgs) -> Result<()> {
     let out = report::out_dir_or_default(args.out.as_deref(), "exchange");
     let mut report = Report::new("exchange", &out)?;
     eprintln!("bench exchange: results in {}", out.display());
-    let mut progress = report::Progress::new("exchange", 3);
+    let mut progress = report::Progress::new("exchange", 4);
     progress.step(format!(
         "no exchange (baseline), 2 shards, {events} events each"
     ));
@@ -144,7 +185,9 @@ pub fn run(args: ExchangeBenchArgs) -> Result<()> {
     progress.step("key_by over the local SPSC ring mesh");
     let local = Run::of(&[sluice_engine::run_job(spec(events, true)?)?]);
     progress.step("key_by over loopback TCP between two runtimes");
-    let tcp = run_tcp(events)?;
+    let tcp = run_tcp(events, None)?;
+    progress.step("key_by over loopback mutual TLS between two runtimes");
+    let tls = run_tcp(events, Some(bench_tls()?))?;
     progress.finish();
     let base = none.cpu_ns_per_record();
     for (name, run, what) in [
@@ -163,9 +206,14 @@ pub fn run(args: ExchangeBenchArgs) -> Result<()> {
             &tcp,
             "the keyed job split over two runtimes joined by one loopback TCP connection",
         ),
+        (
+            "exchange.tls",
+            &tls,
+            "the same over mutual TLS (rustls, agent certificates)",
+        ),
     ] {
         let extra = run.cpu_ns_per_record() - base;
-        let description = if name == "exchange.none" {
+        let mut description = if name == "exchange.none" {
             format!("{what}; {:.1} CPU ns per record", run.cpu_ns_per_record())
         } else {
             format!(
@@ -173,9 +221,15 @@ pub fn run(args: ExchangeBenchArgs) -> Result<()> {
                 run.cpu_ns_per_record()
             )
         };
+        if let Some(cpu) = run.process_cpu {
+            description.push_str(&format!(
+                "; whole process {:.1} CPU ns per record",
+                cpu.as_nanos() as f64 / run.records.max(1) as f64
+            ));
+        }
         report.add_throughput(name, &description, run.per_sec(), run.per_cpu_sec());
     }
-    report.note("records counted at the sources; CPU time is the shard threads' (getrusage); the TCP run's I/O threads are not in it, its wall-clock rate is");
+    report.note("records counted at the sources; CPU time is the shard threads' (getrusage); the connected runs' I/O threads (where TLS encrypts and decrypts) are not in it but are in their whole-process CPU per record");
     let summary = report.finish()?;
     println!("{}", report::table(&summary));
     for s in &summary.scenarios {

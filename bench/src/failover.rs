@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use sluice_consensus::state::{Job, JobKind, JobSpec, JobState, PlacementStrategy};
-use sluice_consensus::{Command, CommandOutput, Query};
+use sluice_consensus::{CommandOutput, Query, Request};
 
 use crate::procs::{free_port, wait_until, ProcessCluster};
 use crate::recorder::Recorder;
@@ -167,6 +167,8 @@ async fn stream_during_failover(
     let data_port = free_port()?;
     agent_config.data_ports = data_port..=data_port;
     agent_config.heartbeat_interval = Duration::from_millis(500);
+    // The bench's stream job runs no command task; root or not is moot.
+    agent_config.allow_root_tasks = true;
     let agent = sluice_agent::Agent::start(agent_config)
         .await
         .context("starting the agent")?;
@@ -175,9 +177,8 @@ async fn stream_during_failover(
     let sink = TcpListener::bind("127.0.0.1:0").context("binding the latency receiver")?;
     let sink_addr = sink.local_addr()?;
     let id = match client
-        .write(&Command::SubmitJob {
+        .write(&Request::SubmitJob {
             job: job_spec(source_port, sink_addr),
-            now_ms: 0,
         })
         .await?
         .output

@@ -9,6 +9,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod certs;
 pub mod checkpoint;
 pub mod compare;
 pub mod engine;

@@ -91,6 +91,9 @@ pub struct ProcessCluster {
     bin: PathBuf,
     root: PathBuf,
     extra_args: Vec<String>,
+    /// The identity this harness's own clients present (when the masters
+    /// run TLS).
+    client_tls: Option<sluice_security::Tls>,
     pub members: BTreeMap<u64, Member>,
 }
 
@@ -98,10 +101,22 @@ impl ProcessCluster {
     /// Starts masters `1..=count` (not yet forming a cluster) under `root`.
     /// `extra_args` go to every `sluice master` (e.g. timing flags).
     pub async fn start(root: &Path, count: u64, extra_args: &[&str]) -> Result<Self> {
+        Self::start_with_tls(root, count, extra_args, None).await
+    }
+
+    /// [`ProcessCluster::start`] for masters whose `extra_args` configure
+    /// TLS; the harness's clients present `client_tls`.
+    pub async fn start_with_tls(
+        root: &Path,
+        count: u64,
+        extra_args: &[&str],
+        client_tls: Option<sluice_security::Tls>,
+    ) -> Result<Self> {
         let mut cluster = Self {
             bin: sluice_bin()?,
             root: root.to_path_buf(),
             extra_args: extra_args.iter().map(|s| (*s).to_owned()).collect(),
+            client_tls,
             members: BTreeMap::new(),
         };
         for id in 1..=count {
@@ -117,6 +132,7 @@ impl ProcessCluster {
             bin: sluice_bin()?,
             root: root.to_path_buf(),
             extra_args: extra_args.iter().map(|s| (*s).to_owned()).collect(),
+            client_tls: None,
             members: BTreeMap::new(),
         };
         for (id, host) in (1..).zip(hosts) {
@@ -169,10 +185,12 @@ impl ProcessCluster {
     /// if the process exits first.
     pub async fn restart(&mut self, id: u64) -> Result<()> {
         let child = self.spawn(id, id)?;
+        let client_tls = self.client_tls.clone();
         let member = self.member_mut(id)?;
         member.child = Some(child);
         let api = member.api_addr.clone();
-        let client = MasterClient::new(vec![api.clone()], Duration::from_millis(500))?;
+        let client =
+            MasterClient::new(vec![api.clone()], Duration::from_millis(500))?.with_tls(client_tls);
         let log = member.log.clone();
         let timeout = Duration::from_secs(20);
         let deadline = Instant::now() + timeout;
@@ -227,6 +245,8 @@ impl ProcessCluster {
             .arg("--data-dir")
             .arg(&member.data_dir)
             .args(&self.extra_args)
+            // Plain text unless the caller configured TLS.
+            .args((!self.extra_args.iter().any(|a| a == "--tls-ca")).then_some("--insecure"))
             .env(
                 "SLUICE_LOG",
                 std::env::var("SLUICE_TEST_LOG")
@@ -296,7 +316,7 @@ impl ProcessCluster {
                 .map(|id| self.member(*id).map(|m| m.api_addr.clone()))
                 .collect::<Result<_>>()?
         };
-        Ok(MasterClient::new(addrs, timeout)?)
+        Ok(MasterClient::new(addrs, timeout)?.with_tls(self.client_tls.clone()))
     }
 
     /// Forms a cluster of the given members (all when empty).

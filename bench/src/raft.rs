@@ -20,7 +20,10 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use sluice_consensus::state::RoleSpec;
-use sluice_consensus::{Command, MasterClient, MasterConfig, MasterHandle};
+use sluice_consensus::{MasterClient, MasterConfig, MasterHandle, Request};
+use sluice_security::{Role, Tls};
+
+use crate::certs::BenchCa;
 
 use crate::procs::{free_port, wait_until, ProcessCluster};
 use crate::recorder::Recorder;
@@ -209,7 +212,7 @@ pub async fn run(args: RaftBenchArgs) -> Result<()> {
         "clients are closed-loop: each sends its next command when the previous one is acknowledged; \
          {seconds} s per run; every commit is fsynced on a majority before it is acknowledged"
     ));
-    report.note("inproc = clients call the leader's proposer directly (no RPC); grpc = clients use the admin API over loopback gRPC");
+    report.note("inproc = clients call the leader's proposer directly (no RPC); grpc = clients use the admin API over loopback gRPC; grpc-tls = the same against a second cluster with mutual TLS on Raft and the API and ACLs on (every write carries a token)");
     let summary = report.finish()?;
     println!("{}", report::table(&summary));
     println!("files: {}", out.display());
@@ -247,6 +250,16 @@ pub(crate) struct InProcessCluster {
 impl InProcessCluster {
     /// Starts and initializes the cluster; `tune` adjusts each master's config.
     pub async fn start_with(root: &Path, tune: impl Fn(&mut MasterConfig)) -> Result<Self> {
+        Self::start_tls(root, tune, None).await
+    }
+
+    /// [`InProcessCluster::start_with`] for masters that `tune` gives TLS:
+    /// the cluster is formed with `client_tls`.
+    pub async fn start_tls(
+        root: &Path,
+        tune: impl Fn(&mut MasterConfig),
+        client_tls: Option<Tls>,
+    ) -> Result<Self> {
         let mut masters = Vec::new();
         let mut api_addrs = Vec::new();
         for id in 1..=3u64 {
@@ -258,7 +271,8 @@ impl InProcessCluster {
             masters.push(MasterHandle::start(config).await?);
             api_addrs.push(api);
         }
-        let client = MasterClient::new(api_addrs.clone(), Duration::from_secs(10))?;
+        let client =
+            MasterClient::new(api_addrs.clone(), Duration::from_secs(10))?.with_tls(client_tls);
         client.init(&api_addrs).await?;
         client.leader_status().await?;
         Ok(Self { masters, api_addrs })
@@ -282,8 +296,8 @@ impl InProcessCluster {
     }
 }
 
-fn bench_command(client: usize, seq: u64) -> Command {
-    Command::SetRole(RoleSpec {
+fn bench_command(client: usize, seq: u64) -> Request {
+    Request::SetRole(RoleSpec {
         name: format!("bench-{client}"),
         weight: 1.0 + (seq % 1000) as f64,
         quota: None,
@@ -299,12 +313,33 @@ async fn commit_runs(
     report: &mut Report,
 ) -> Result<()> {
     let cluster = InProcessCluster::start(root, args).await?;
+    // The same cluster as a secure deployment runs it: mutual TLS on Raft and
+    // the API, ACLs on, every write carrying a token.
+    let ca = BenchCa::new("bench")?;
+    let (master_tls, client_tls) = (ca.identity(Role::Master)?, ca.identity(Role::Client)?);
+    let secure = InProcessCluster::start_tls(
+        &root.join("tls"),
+        |config| {
+            args.tune(config);
+            config.tls = Some(master_tls.clone());
+            config.acl = true;
+        },
+        Some(client_tls.clone()),
+    )
+    .await?;
+    let token = MasterClient::new(secure.api_addrs.clone(), Duration::from_secs(10))?
+        .with_tls(Some(client_tls.clone()))
+        .write(&Request::AclBootstrap)
+        .await?
+        .secret;
+    let secure_client = (Some(client_tls), token);
     let duration = Duration::from_secs_f64(seconds);
     for &clients in &args.clients {
-        for grpc in [false, true] {
-            let mode = if grpc { "grpc" } else { "inproc" };
-            let (rec, ops, errors) = if grpc {
-                grpc_load(&cluster.api_addrs, clients, duration).await?
+        for mode in ["inproc", "grpc", "grpc-tls"] {
+            let (rec, ops, errors) = if mode == "grpc" {
+                grpc_load(&cluster.api_addrs, clients, duration, (None, None)).await?
+            } else if mode == "grpc-tls" {
+                grpc_load(&secure.api_addrs, clients, duration, secure_client.clone()).await?
             } else {
                 let leader = wait_until(Duration::from_secs(5), "a leader", || async {
                     cluster.leader().map(|m| m.proposer.clone())
@@ -330,13 +365,14 @@ async fn commit_runs(
             )?;
         }
     }
+    secure.shutdown().await?;
     cluster.shutdown().await
 }
 
 async fn remote_commit_runs(args: &RaftBenchArgs, seconds: f64, report: &mut Report) -> Result<()> {
     let duration = Duration::from_secs_f64(seconds);
     for &clients in &args.clients {
-        let (rec, ops, errors) = grpc_load(&args.masters, clients, duration).await?;
+        let (rec, ops, errors) = grpc_load(&args.masters, clients, duration, (None, None)).await?;
         eprintln!(
             "    grpc c={clients:<4} {:>10.0} commits/s  p99 {}",
             ops,
@@ -366,20 +402,30 @@ async fn inproc_load(
         let proposer = proposer.clone();
         move |command| {
             let proposer = proposer.clone();
-            async move { proposer.propose(command).await.is_ok() }
+            async move {
+                match command.into_command(0) {
+                    Ok((command, _)) => proposer.propose(command).await.is_ok(),
+                    Err(_) => false,
+                }
+            }
         }
     })
     .await
 }
 
+/// `secure`: the clients' TLS identity and ACL token, if the cluster wants them.
 async fn grpc_load(
     api_addrs: &[String],
     clients: usize,
     duration: Duration,
+    secure: (Option<Tls>, Option<String>),
 ) -> Result<(Recorder, f64, u64)> {
     let connections = clients.div_ceil(CLIENTS_PER_CONNECTION);
     let shared: Vec<Arc<MasterClient>> = (0..connections)
-        .map(|_| MasterClient::new(api_addrs.to_vec(), Duration::from_secs(10)).map(Arc::new))
+        .map(|_| {
+            MasterClient::new(api_addrs.to_vec(), Duration::from_secs(10))
+                .map(|c| Arc::new(c.with_tls(secure.0.clone()).with_token(secure.1.clone())))
+        })
         .collect::<Result<_, _>>()?;
     Ok(closed_loop(clients, duration, |client| {
         let master = shared[client % connections].clone();
@@ -400,7 +446,7 @@ async fn closed_loop<W, Fut>(
     writer_for: impl Fn(usize) -> W,
 ) -> (Recorder, f64, u64)
 where
-    W: Fn(Command) -> Fut + Send + 'static,
+    W: Fn(Request) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = bool> + Send,
 {
     let stop = Arc::new(AtomicBool::new(false));

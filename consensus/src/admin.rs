@@ -5,6 +5,7 @@
 //! and the leader's id and API address in the response metadata, which
 //! [`MasterClient`](crate::MasterClient) follows without the user noticing.
 
+pub mod auth;
 mod leadership;
 mod membership;
 
@@ -16,13 +17,16 @@ use openraft::ServerState;
 use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status};
 
-use crate::command::Command;
+use sluice_security::Role;
+
+use crate::acl::Need;
 use crate::config::MasterConfig;
 use crate::leader::{now_unix_ms, Liveness};
 use crate::lease::{LeaderLease, LeaseError};
 use crate::proposer::{ProposeError, Proposer};
 use crate::proto::master_server::Master;
 use crate::proto::*;
+use crate::request::Request as ApiRequest;
 use crate::state::{AgentAssignment, Query};
 use crate::types::{MasterNode, NodeId, Raft, StateHandle};
 
@@ -175,6 +179,94 @@ impl AdminService {
     }
 }
 
+impl AdminService {
+    /// A master's call steering elections (leadership transfer): with TLS,
+    /// only another master's certificate may; without, the management token
+    /// the transfer's caller gave, passed on by the leader.
+    fn authorize_peer<T>(&self, request: &Request<T>) -> Result<(), Status> {
+        let need = self.config.tls.is_none().then_some(Need::Management);
+        self.authorize(request, &[Role::Master], "steer elections", need)
+            .map(|_| ())
+    }
+
+    /// Decodes, authorises, audits and proposes one write request.
+    async fn write_request(
+        &self,
+        request: Request<WriteRequest>,
+    ) -> Result<Response<WriteReply>, Status> {
+        let parsed = ApiRequest::from_json(&request.get_ref().request_json)
+            .map_err(Status::invalid_argument)?;
+        let (roles, what): (&[Role], &str) = if parsed.from_agents() {
+            (&[Role::Agent], "make an agent's report")
+        } else {
+            (&[Role::Client], "change the cluster")
+        };
+        // The leader first: a follower's state may not hold a token just
+        // created, and the client follows the redirect.
+        self.require_lease()?;
+        let need = parsed.need(&self.state.read().state);
+        let name = parsed.name();
+        let caller = self.authorize(&request, roles, what, need).inspect_err(|denied| {
+            tracing::info!(
+                target: "sluice::audit",
+                request = name,
+                outcome = "denied",
+                reason = denied.message(),
+                "write"
+            );
+        })?;
+        let (command, secret) = parsed
+            .into_command(now_unix_ms())
+            .map_err(Status::internal)?;
+        let audit = |outcome: &str| {
+            tracing::info!(
+                target: "sluice::audit",
+                caller = %caller.name,
+                accessor = caller.accessor.as_deref().unwrap_or("-"),
+                request = name,
+                outcome,
+                "write"
+            );
+        };
+        let applied = tokio::time::timeout(self.request_timeout(), self.proposer.propose(command))
+            .await
+            .map_err(|_| {
+                audit("unknown");
+                Status::deadline_exceeded(format!(
+                    "not committed within {} ms (this leader may have lost its majority); \
+                     the outcome is unknown: the write may or may not be applied. \
+                     Read the state to find out before retrying",
+                    self.config.request_timeout_ms
+                ))
+            })?
+            .map_err(|e| {
+                audit("not proposed");
+                self.propose_error(e)
+            })?;
+        match applied.result {
+            Ok(output) => {
+                audit("applied");
+                Ok(Response::new(WriteReply {
+                    log_index: applied.log_index,
+                    output_json: serde_json::to_string(&output)
+                        .map_err(|e| Status::internal(e.to_string()))?,
+                    secret: secret.map(|s| s.0),
+                }))
+            }
+            Err(rejected) => {
+                audit("rejected");
+                let mut status = Status::failed_precondition(format!("rejected: {rejected}"));
+                if let Ok(json) = serde_json::to_string(&rejected) {
+                    if let Ok(value) = MetadataValue::try_from(json) {
+                        status.metadata_mut().insert(COMMAND_ERROR_KEY, value);
+                    }
+                }
+                Err(status)
+            }
+        }
+    }
+}
+
 /// Most bytes of an error message sent back: it travels in a gRPC header,
 /// which the client refuses past its size limit ("h2 protocol error").
 pub const STATUS_MESSAGE_BYTES_MAX: usize = 2048;
@@ -228,9 +320,10 @@ fn role_name(state: ServerState) -> &'static str {
 
 #[tonic::async_trait]
 impl Master for AdminService {
-    async fn info(&self, _request: Request<InfoRequest>) -> Result<Response<MemberInfo>, Status> {
+    async fn info(&self, request: Request<InfoRequest>) -> Result<Response<MemberInfo>, Status> {
         bounded(
             async move {
+                self.authorize(&request, &Role::ALL, "ask who this member is", None)?;
                 let initialized = self
                     .raft
                     .is_initialized()
@@ -245,6 +338,9 @@ impl Master for AdminService {
     async fn init(&self, request: Request<InitRequest>) -> Result<Response<InitReply>, Status> {
         bounded(
             async move {
+                // No token: a new cluster has none yet (and an initialised
+                // member refuses this anyway).
+                self.authorize(&request, &[Role::Client], "form a cluster", None)?;
                 membership::init(self, request.into_inner())
                     .await
                     .map(Response::new)
@@ -255,10 +351,11 @@ impl Master for AdminService {
 
     async fn status(
         &self,
-        _request: Request<StatusRequest>,
+        request: Request<StatusRequest>,
     ) -> Result<Response<StatusReply>, Status> {
         bounded(
             async move {
+                self.authorize(&request, &Role::ALL, "read Raft status", None)?;
                 let metrics = self.raft.metrics().borrow().clone();
                 let committed = self
                     .raft
@@ -302,54 +399,24 @@ impl Master for AdminService {
     }
 
     async fn write(&self, request: Request<WriteRequest>) -> Result<Response<WriteReply>, Status> {
-        bounded(
-            async move {
-                let mut command = Command::from_json(&request.into_inner().command_json)
-                    .map_err(Status::invalid_argument)?;
-                command.stamp(now_unix_ms());
-                self.require_lease()?;
-                let applied =
-                    tokio::time::timeout(self.request_timeout(), self.proposer.propose(command))
-                        .await
-                        .map_err(|_| {
-                            Status::deadline_exceeded(format!(
-                        "not committed within {} ms (this leader may have lost its majority); \
-                         the outcome is unknown: the write may or may not be applied. \
-                         Read the state to find out before retrying",
-                        self.config.request_timeout_ms
-                    ))
-                        })?
-                        .map_err(|e| self.propose_error(e))?;
-                match applied.result {
-                    Ok(output) => Ok(Response::new(WriteReply {
-                        log_index: applied.log_index,
-                        output_json: serde_json::to_string(&output)
-                            .map_err(|e| Status::internal(e.to_string()))?,
-                    })),
-                    Err(rejected) => {
-                        let mut status =
-                            Status::failed_precondition(format!("rejected: {rejected}"));
-                        if let Ok(json) = serde_json::to_string(&rejected) {
-                            if let Ok(value) = MetadataValue::try_from(json) {
-                                status.metadata_mut().insert(COMMAND_ERROR_KEY, value);
-                            }
-                        }
-                        Err(status)
-                    }
-                }
-            }
-            .await,
-        )
+        bounded(async move { self.write_request(request).await }.await)
     }
 
     async fn read(&self, request: Request<ReadRequest>) -> Result<Response<ReadReply>, Status> {
         bounded(
             async move {
-                let request = request.into_inner();
-                let query =
-                    Query::from_json(&request.query_json).map_err(Status::invalid_argument)?;
-                if !request.stale {
+                let query = Query::from_json(&request.get_ref().query_json)
+                    .map_err(Status::invalid_argument)?;
+                let need = match query {
+                    Query::State | Query::AclTokens => Need::Management,
+                    _ => Need::Read,
+                };
+                if !request.get_ref().stale {
                     self.require_lease()?;
+                }
+                self.authorize(&request, &Role::ALL, "read the state", Some(need))?;
+                let request = request.into_inner();
+                if !request.stale {
                     tokio::time::timeout(self.request_timeout(), self.raft.ensure_linearizable())
                         .await
                         .map_err(|_| {
@@ -395,6 +462,12 @@ impl Master for AdminService {
     ) -> Result<Response<MembershipReply>, Status> {
         bounded(
             async move {
+                self.authorize(
+                    &request,
+                    &[Role::Client],
+                    "change the masters",
+                    Some(Need::Management),
+                )?;
                 membership::add(self, request.into_inner())
                     .await
                     .map(Response::new)
@@ -409,7 +482,14 @@ impl Master for AdminService {
     ) -> Result<Response<MembershipReply>, Status> {
         bounded(
             async move {
-                membership::remove(self, request.into_inner())
+                self.authorize(
+                    &request,
+                    &[Role::Client],
+                    "change the masters",
+                    Some(Need::Management),
+                )?;
+                let token = auth::token_of(request.metadata())?;
+                membership::remove(self, request.into_inner(), token)
                     .await
                     .map(Response::new)
             }
@@ -423,7 +503,14 @@ impl Master for AdminService {
     ) -> Result<Response<TransferLeaderReply>, Status> {
         bounded(
             async move {
-                leadership::transfer(self, request.into_inner().to)
+                self.authorize(
+                    &request,
+                    &[Role::Client],
+                    "move leadership",
+                    Some(Need::Management),
+                )?;
+                let token = auth::token_of(request.metadata())?;
+                leadership::transfer(self, request.into_inner().to, token)
                     .await
                     .map(Response::new)
             }
@@ -437,6 +524,7 @@ impl Master for AdminService {
     ) -> Result<Response<Empty>, Status> {
         bounded(
             async move {
+                self.authorize_peer(&request)?;
                 leadership::suppress(self, request.into_inner().millis);
                 Ok(Response::new(Empty {}))
             }
@@ -450,6 +538,7 @@ impl Master for AdminService {
     ) -> Result<Response<CampaignReply>, Status> {
         bounded(
             async move {
+                self.authorize_peer(&request)?;
                 let leader =
                     leadership::campaign(self, request.into_inner().deadline_millis).await?;
                 Ok(Response::new(CampaignReply { leader }))
@@ -464,8 +553,9 @@ impl Master for AdminService {
     ) -> Result<Response<HeartbeatReply>, Status> {
         bounded(
             async move {
-                let id = request.into_inner().agent_id;
                 self.require_lease()?;
+                self.authorize(&request, &[Role::Agent], "heartbeat", Some(Need::Agent))?;
+                let id = request.into_inner().agent_id;
                 let view = self.state.read();
                 let agent = view.state.agents.get(&id).ok_or_else(|| {
                     Status::not_found(format!(

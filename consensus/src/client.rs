@@ -16,11 +16,15 @@ use std::time::{Duration, Instant};
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 
+use sluice_security::Tls;
+
+use crate::admin::auth::TOKEN_KEY;
 use crate::admin::{COMMAND_ERROR_KEY, LEADER_API_KEY, NO_QUORUM_KEY};
-use crate::command::{Command, CommandError, CommandOutput};
+use crate::command::{CommandError, CommandOutput};
 use crate::network::lazy_channel;
 use crate::proto::master_client::MasterClient as MasterGrpc;
 use crate::proto::*;
+use crate::request::Request;
 use crate::state::{AgentAssignment, AgentId, Query};
 use crate::types::NodeId;
 
@@ -29,9 +33,10 @@ const NO_LEADER_RETRY_MS: u64 = 25;
 /// How long a peer that failed like a non-Sluice endpoint has to say who it is.
 const ENDPOINT_PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// A gRPC client of one master's admin API (connects lazily).
-pub fn admin_client(addr: &str) -> Result<MasterGrpc<Channel>, String> {
-    lazy_channel(addr)
+/// A gRPC client of one master's admin API (connects lazily; over mutual
+/// TLS when `tls` is given).
+pub fn admin_client(addr: &str, tls: Option<&Tls>) -> Result<MasterGrpc<Channel>, String> {
+    lazy_channel(addr, tls)
         .map(|ch| MasterGrpc::new(ch).max_decoding_message_size(crate::node::MESSAGE_BYTES_MAX))
 }
 
@@ -80,11 +85,22 @@ enum Kind {
     Write,
 }
 
-/// The outcome of a committed command.
+/// The outcome of a committed request.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Written {
     pub log_index: u64,
     pub output: CommandOutput,
+    /// A created ACL token's secret (shown once).
+    pub secret: Option<String>,
+}
+
+/// A token that `Debug` does not print.
+struct Secret(String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<token>")
+    }
 }
 
 /// A client of the whole cluster.
@@ -92,6 +108,9 @@ pub struct Written {
 pub struct MasterClient {
     seeds: Vec<String>,
     timeout: Duration,
+    tls: Option<Tls>,
+    /// The ACL token every call carries (never printed: see `Debug`).
+    token: Option<Secret>,
     leader: Mutex<Option<String>>,
     channels: Mutex<HashMap<String, MasterGrpc<Channel>>>,
 }
@@ -119,13 +138,40 @@ impl MasterClient {
         Ok(Self {
             seeds,
             timeout,
+            tls: None,
+            token: None,
             leader: Mutex::new(None),
             channels: Mutex::new(HashMap::new()),
         })
     }
 
+    /// Speaks mutual TLS with this identity (None: plain text).
+    pub fn with_tls(mut self, tls: Option<Tls>) -> Self {
+        self.tls = tls;
+        self.channels = Mutex::new(HashMap::new());
+        self
+    }
+
+    /// Sends this ACL token with every call.
+    pub fn with_token(mut self, token: Option<String>) -> Self {
+        self.token = token.map(Secret);
+        self
+    }
+
     pub fn seeds(&self) -> &[String] {
         &self.seeds
+    }
+
+    /// A request with a deadline and this client's token.
+    fn request<T>(&self, message: T, timeout: Duration) -> tonic::Request<T> {
+        let mut req = tonic::Request::new(message);
+        req.set_timeout(timeout);
+        if let Some(Secret(token)) = &self.token {
+            if let Ok(value) = format!("Bearer {token}").parse() {
+                req.metadata_mut().insert(TOKEN_KEY, value);
+            }
+        }
+        req
     }
 
     fn grpc(&self, addr: &str) -> Result<MasterGrpc<Channel>, ClientError> {
@@ -133,7 +179,7 @@ impl MasterClient {
         if let Some(client) = channels.get(addr) {
             return Ok(client.clone());
         }
-        let client = admin_client(addr).map_err(ClientError::Usage)?;
+        let client = admin_client(addr, self.tls.as_ref()).map_err(ClientError::Usage)?;
         channels.insert(addr.to_owned(), client.clone());
         Ok(client)
     }
@@ -293,21 +339,23 @@ impl MasterClient {
         }
     }
 
-    /// Proposes a command and waits until it is applied.
-    pub async fn write(&self, command: &Command) -> Result<Written, ClientError> {
-        let command_json =
-            serde_json::to_string(command).map_err(|e| ClientError::Usage(e.to_string()))?;
-        self.write_json(&command_json).await
+    /// Makes a request and waits until it is applied.
+    pub async fn write(&self, request: &Request) -> Result<Written, ClientError> {
+        let request_json =
+            serde_json::to_string(request).map_err(|e| ClientError::Usage(e.to_string()))?;
+        self.write_json(&request_json).await
     }
 
-    /// Proposes a command given as JSON (checked by the master).
-    pub async fn write_json(&self, command_json: &str) -> Result<Written, ClientError> {
+    /// Makes a request given as JSON (checked by the master).
+    pub async fn write_json(&self, request_json: &str) -> Result<Written, ClientError> {
         let reply = self
             .on_leader(Kind::Write, |mut c, left| {
-                let mut req = tonic::Request::new(WriteRequest {
-                    command_json: command_json.to_owned(),
-                });
-                req.set_timeout(left);
+                let req = self.request(
+                    WriteRequest {
+                        request_json: request_json.to_owned(),
+                    },
+                    left,
+                );
                 async move { c.write(req).await }
             })
             .await?;
@@ -319,6 +367,7 @@ impl MasterClient {
         Ok(Written {
             log_index: reply.log_index,
             output,
+            secret: reply.secret,
         })
     }
 
@@ -329,21 +378,25 @@ impl MasterClient {
             serde_json::to_string(query).map_err(|e| ClientError::Usage(e.to_string()))?;
         let reply = if stale {
             self.on_any(|mut c, left| {
-                let mut req = tonic::Request::new(ReadRequest {
-                    query_json: query_json.clone(),
-                    stale: true,
-                });
-                req.set_timeout(left);
+                let req = self.request(
+                    ReadRequest {
+                        query_json: query_json.clone(),
+                        stale: true,
+                    },
+                    left,
+                );
                 async move { c.read(req).await }
             })
             .await?
         } else {
             self.on_leader(Kind::Idempotent, |mut c, left| {
-                let mut req = tonic::Request::new(ReadRequest {
-                    query_json: query_json.clone(),
-                    stale: false,
-                });
-                req.set_timeout(left);
+                let req = self.request(
+                    ReadRequest {
+                        query_json: query_json.clone(),
+                        stale: false,
+                    },
+                    left,
+                );
                 async move { c.read(req).await }
             })
             .await?
@@ -362,11 +415,10 @@ impl MasterClient {
     /// judges.
     async fn not_an_api_endpoint(&self, addr: &str, status: &Status) -> Option<ClientError> {
         let problem = looks_like_no_api(status)?;
-        let mut req = tonic::Request::new(InfoRequest {});
-        req.set_timeout(ENDPOINT_PROBE_TIMEOUT);
+        let req = self.request(InfoRequest {}, ENDPOINT_PROBE_TIMEOUT);
         // A channel of its own: the failed call may have left the cached
         // one's connection broken, which would fail the probe differently.
-        match admin_client(addr).ok()?.info(req).await {
+        match admin_client(addr, self.tls.as_ref()).ok()?.info(req).await {
             Ok(_) => None,
             // Such a peer often closes or resets the connection instead of
             // answering the probe; a master would have answered it.
@@ -421,8 +473,7 @@ impl MasterClient {
 
     /// One member's identity.
     pub async fn info(&self, addr: &str) -> Result<MemberInfo, ClientError> {
-        let mut req = tonic::Request::new(InfoRequest {});
-        req.set_timeout(self.timeout);
+        let req = self.request(InfoRequest {}, self.timeout);
         self.grpc(addr)?
             .info(req)
             .await
@@ -432,8 +483,7 @@ impl MasterClient {
 
     /// One member's own view of Raft.
     pub async fn status_of(&self, addr: &str) -> Result<StatusReply, ClientError> {
-        let mut req = tonic::Request::new(StatusRequest {});
-        req.set_timeout(self.timeout);
+        let req = self.request(StatusRequest {}, self.timeout);
         self.grpc(addr)?
             .status(req)
             .await
@@ -506,10 +556,12 @@ impl MasterClient {
         let first = api_addrs
             .first()
             .ok_or_else(|| ClientError::Usage("no masters given".into()))?;
-        let mut req = tonic::Request::new(InitRequest {
-            members: members.clone(),
-        });
-        req.set_timeout(self.timeout);
+        let req = self.request(
+            InitRequest {
+                members: members.clone(),
+            },
+            self.timeout,
+        );
         self.grpc(first)?
             .init(req)
             .await
@@ -521,10 +573,12 @@ impl MasterClient {
     pub async fn add_master(&self, api_addr: &str) -> Result<MembershipReply, ClientError> {
         let member = self.info(api_addr).await?;
         self.on_leader(Kind::Write, |mut c, left| {
-            let mut req = tonic::Request::new(AddMasterRequest {
-                member: Some(member.clone()),
-            });
-            req.set_timeout(left.max(Duration::from_secs(60)));
+            let req = self.request(
+                AddMasterRequest {
+                    member: Some(member.clone()),
+                },
+                left.max(Duration::from_secs(60)),
+            );
             async move { c.add_master(req).await }
         })
         .await
@@ -533,8 +587,7 @@ impl MasterClient {
     /// Removes master `id` from the cluster.
     pub async fn remove_master(&self, id: NodeId) -> Result<MembershipReply, ClientError> {
         self.on_leader(Kind::Write, |mut c, left| {
-            let mut req = tonic::Request::new(RemoveMasterRequest { id });
-            req.set_timeout(left);
+            let req = self.request(RemoveMasterRequest { id }, left);
             async move { c.remove_master(req).await }
         })
         .await
@@ -545,8 +598,7 @@ impl MasterClient {
     pub async fn heartbeat(&self, agent_id: AgentId) -> Result<AgentAssignment, ClientError> {
         let reply = self
             .on_leader(Kind::Idempotent, |mut c, left| {
-                let mut req = tonic::Request::new(HeartbeatRequest { agent_id });
-                req.set_timeout(left);
+                let req = self.request(HeartbeatRequest { agent_id }, left);
                 async move { c.heartbeat(req).await }
             })
             .await?;
@@ -561,8 +613,10 @@ impl MasterClient {
     pub async fn transfer_leader(&self, to: NodeId) -> Result<TransferLeaderReply, ClientError> {
         let reply = self
             .on_leader(Kind::Write, |mut c, left| {
-                let mut req = tonic::Request::new(TransferLeaderRequest { to });
-                req.set_timeout(left.max(Duration::from_secs(10)));
+                let req = self.request(
+                    TransferLeaderRequest { to },
+                    left.max(Duration::from_secs(10)),
+                );
                 async move { c.transfer_leader(req).await }
             })
             .await?;

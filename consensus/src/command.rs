@@ -6,6 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::acl::AclToken;
 use crate::state::{
     AgentId, AgentSpec, AgentState, CheckpointInfo, ClusterState, Grant, JobId, JobSpec, JobState,
     PlacementViolation, Policy, RolePatch, RoleSpec, TaskUpdate,
@@ -133,6 +134,17 @@ pub enum Command {
         #[serde(default)]
         now_ms: u64,
     },
+    /// Creates the first management token; refused once done.
+    AclBootstrap { token: AclToken },
+    /// Creates a token (the leader made its accessor and secret; the log
+    /// holds only the secret's hash).
+    AclCreateToken { token: AclToken },
+    /// Revokes a token: it is refused from the moment this applies.
+    AclRevokeToken {
+        accessor: String,
+        #[serde(default)]
+        now_ms: u64,
+    },
 }
 
 impl Command {
@@ -150,7 +162,8 @@ impl Command {
             | Command::UpdateTask { now_ms, .. }
             | Command::CheckpointCompleted { now_ms, .. }
             | Command::CheckpointFailed { now_ms, .. }
-            | Command::CheckpointTriggered { now_ms, .. } => *now_ms = now,
+            | Command::CheckpointTriggered { now_ms, .. }
+            | Command::AclRevokeToken { now_ms, .. } => *now_ms = now,
             Command::RegisterAgent(_)
             | Command::UndrainAgent { .. }
             | Command::RemoveAgent { .. }
@@ -159,7 +172,9 @@ impl Command {
             | Command::RemoveRole { .. }
             | Command::SetPolicy { .. }
             | Command::SetPendingReasons { .. }
-            | Command::RestoreState(_) => {}
+            | Command::RestoreState(_)
+            | Command::AclBootstrap { .. }
+            | Command::AclCreateToken { .. } => {}
         }
     }
 
@@ -244,6 +259,14 @@ pub enum CommandOutput {
         job: JobId,
         id: u64,
     },
+    AclTokenCreated {
+        accessor: String,
+        name: String,
+    },
+    AclTokenRevoked {
+        accessor: String,
+        name: String,
+    },
 }
 
 /// Why the state machine rejected a command. The state is unchanged.
@@ -311,6 +334,10 @@ pub enum CommandError {
         attempt: u64,
         current: u64,
     },
+    #[error("the ACL system is already bootstrapped; ask a management token holder for a token")]
+    AclBootstrapped,
+    #[error("unknown or already revoked ACL token {accessor}")]
+    UnknownToken { accessor: String },
 }
 
 impl CommandError {

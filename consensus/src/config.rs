@@ -41,6 +41,10 @@ pub struct MasterConfig {
     pub agent_grace_ms: u64,
     /// How often the leader checks liveness and runs the scheduler.
     pub schedule_interval_ms: u64,
+    /// Mutual TLS on both ports and to peers; None is plain text (`--insecure`).
+    pub tls: Option<sluice_security::Tls>,
+    /// Whether every API call must carry an ACL token that allows it.
+    pub acl: bool,
 }
 
 pub const HEARTBEAT_INTERVAL_MS_DEFAULT: u64 = 50;
@@ -77,6 +81,8 @@ impl MasterConfig {
             agent_timeout_ms: AGENT_TIMEOUT_MS_DEFAULT,
             agent_grace_ms: AGENT_GRACE_MS_DEFAULT,
             schedule_interval_ms: SCHEDULE_INTERVAL_MS_DEFAULT,
+            tls: None,
+            acl: false,
         }
     }
 

@@ -7,12 +7,15 @@
 //! - [`types`]: the openraft type configuration.
 //! - [`command`] and [`state`]: typed commands and their deterministic apply.
 //! - [`network`]: the Raft transport (client side); [`raft_service`] its server.
+//! - [`request`]: what clients may ask (never the leader's own commands);
+//!   [`acl`]: the tokens that say who may ask what.
 //! - [`admin`]: the `Master` gRPC service used by the CLI and other masters.
 //! - [`node`]: one running master: storage, Raft, both servers.
 //! - [`client`]: a client that works against any master and follows the leader.
 
 #![forbid(unsafe_code)]
 
+pub mod acl;
 pub mod admin;
 pub mod client;
 pub mod command;
@@ -23,6 +26,7 @@ pub mod network;
 pub mod node;
 pub mod proposer;
 pub mod raft_service;
+pub mod request;
 pub mod scheduler;
 pub mod state;
 pub mod text;
@@ -39,5 +43,6 @@ pub use client::{ClientError, MasterClient};
 pub use command::{Command, CommandError, CommandOutput};
 pub use config::MasterConfig;
 pub use node::{MasterError, MasterHandle};
+pub use request::Request;
 pub use state::{ClusterState, Query};
 pub use types::{MasterNode, NodeId};

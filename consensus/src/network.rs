@@ -17,6 +17,7 @@ use openraft::raft::{
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use sluice_security::{Role, Tls};
 use tonic::transport::{Channel, Endpoint};
 
 use crate::proto::raft_client::RaftClient;
@@ -31,6 +32,7 @@ pub const CONNECT_TIMEOUT_MS: u64 = 500;
 pub struct NetworkFactory {
     /// Pause between attempts to reach an unreachable peer.
     retry: Duration,
+    tls: Option<Tls>,
 }
 
 impl NetworkFactory {
@@ -39,8 +41,8 @@ impl NetworkFactory {
     /// campaigns with a stale log, which openraft then holds against it at
     /// its next election (an extra 2 x election timeout). openraft's default
     /// of 500 ms is longer than the election timeout.
-    pub fn new(retry: Duration) -> Self {
-        Self { retry }
+    pub fn new(retry: Duration, tls: Option<Tls>) -> Self {
+        Self { retry, tls }
     }
 }
 
@@ -48,7 +50,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
     type Network = PeerClient;
 
     async fn new_client(&mut self, target: NodeId, node: &MasterNode) -> PeerClient {
-        PeerClient::new(target, node.clone(), self.retry)
+        PeerClient::new(target, node.clone(), self.retry, self.tls.as_ref())
     }
 }
 
@@ -61,10 +63,18 @@ pub struct PeerClient {
     retry: Duration,
 }
 
-/// A gRPC channel to `addr` (HOST:PORT) that connects on first use.
-pub fn lazy_channel(addr: &str) -> Result<Channel, String> {
-    let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+/// A gRPC channel to the master at `addr` (HOST:PORT) that connects on
+/// first use; over mutual TLS when `tls` is given, accepting only a master's
+/// certificate.
+pub fn lazy_channel(addr: &str, tls: Option<&Tls>) -> Result<Channel, String> {
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let mut endpoint = Endpoint::from_shared(format!("{scheme}://{addr}"))
         .map_err(|e| format!("bad address {addr:?}: {e}"))?;
+    if let Some(tls) = tls {
+        endpoint = endpoint
+            .tls_config(tls.client_config(Role::Master))
+            .map_err(|e| format!("TLS settings for {addr}: {e}"))?;
+    }
     Ok(endpoint
         .connect_timeout(Duration::from_millis(CONNECT_TIMEOUT_MS))
         .tcp_nodelay(true)
@@ -75,8 +85,8 @@ pub fn lazy_channel(addr: &str) -> Result<Channel, String> {
 type RpcResult<T, E> = Result<T, RPCError<NodeId, MasterNode, RaftError<NodeId, E>>>;
 
 impl PeerClient {
-    fn new(target: NodeId, node: MasterNode, retry: Duration) -> Self {
-        let client = lazy_channel(&node.raft_addr).map(RaftClient::new);
+    fn new(target: NodeId, node: MasterNode, retry: Duration, tls: Option<&Tls>) -> Self {
+        let client = lazy_channel(&node.raft_addr, tls).map(RaftClient::new);
         Self {
             target,
             node,

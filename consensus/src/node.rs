@@ -75,9 +75,10 @@ impl MasterHandle {
         let raft = Raft::new(
             config.id,
             raft_config,
-            NetworkFactory::new(std::time::Duration::from_millis(
-                config.heartbeat_interval_ms,
-            )),
+            NetworkFactory::new(
+                std::time::Duration::from_millis(config.heartbeat_interval_ms),
+                config.tls.clone(),
+            ),
             log_store,
             state_machine,
         )
@@ -85,9 +86,9 @@ impl MasterHandle {
         .map_err(|e| MasterError::Raft(e.to_string()))?;
         let config = Arc::new(config);
         let (stop, stopped) = watch::channel(false);
-        let raft_server = tonic::transport::Server::builder()
+        let raft_server = server_builder(&config)?
             .add_service(
-                RaftServer::new(RaftService::new(raft.clone()))
+                RaftServer::new(RaftService::new(raft.clone(), config.tls.clone()))
                     .max_decoding_message_size(MESSAGE_BYTES_MAX),
             )
             .serve_with_incoming_shutdown(incoming(raft_listener), wait_stop(stopped.clone()));
@@ -111,10 +112,22 @@ impl MasterHandle {
             config.clone(),
             stopped.clone(),
         ));
-        let api_server = tonic::transport::Server::builder()
+        let api_server = server_builder(&config)?
             .add_service(MasterServer::new(admin).max_decoding_message_size(MESSAGE_BYTES_MAX))
             .serve_with_incoming_shutdown(incoming(api_listener), wait_stop(stopped));
         let servers = vec![tokio::spawn(raft_server), tokio::spawn(api_server)];
+        match &config.tls {
+            Some(tls) => tracing::info!(
+                cluster = tls.cluster(),
+                acl = config.acl,
+                "mutual TLS on both ports"
+            ),
+            None => tracing::warn!(
+                acl = config.acl,
+                "INSECURE: TLS is off (--insecure): anyone who can reach this master's ports can \
+                 read and change the cluster and join its Raft group"
+            ),
+        }
         tracing::info!(id = config.id, raft = %config.raft_addr, api = %config.api_addr, dir = %config.data_dir.display(), "master started");
         Ok(Self {
             raft,
@@ -143,6 +156,17 @@ impl MasterHandle {
 
 /// Largest gRPC message a master accepts (snapshot chunks, log batches).
 pub const MESSAGE_BYTES_MAX: usize = 64 << 20;
+
+/// A gRPC server builder, serving mutual TLS when the master has it.
+fn server_builder(config: &MasterConfig) -> Result<tonic::transport::Server, MasterError> {
+    let builder = tonic::transport::Server::builder();
+    match &config.tls {
+        Some(tls) => builder
+            .tls_config(tls.server_config())
+            .map_err(|e| MasterError::Config(format!("TLS: {e}"))),
+        None => Ok(builder),
+    }
+}
 
 async fn bind(what: &'static str, addr: &str) -> Result<TcpListener, MasterError> {
     TcpListener::bind(addr)

@@ -2,21 +2,30 @@
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use sluice_security::tls::require_role;
+use sluice_security::{Role, Tls};
 use tonic::{Request, Response, Status};
 
 use crate::proto::raft_server::Raft as RaftRpc;
 use crate::proto::RaftMessage;
 use crate::types::Raft;
 
-/// gRPC service that feeds peers' messages to the local Raft.
+/// gRPC service that feeds peers' messages to the local Raft. With TLS,
+/// only a master's certificate gets a message through.
 #[derive(Clone)]
 pub struct RaftService {
     raft: Raft,
+    tls: Option<Tls>,
 }
 
 impl RaftService {
-    pub fn new(raft: Raft) -> Self {
-        Self { raft }
+    pub fn new(raft: Raft, tls: Option<Tls>) -> Self {
+        Self { raft, tls }
+    }
+
+    fn decode<T: DeserializeOwned>(&self, request: Request<RaftMessage>) -> Result<T, Status> {
+        require_role(self.tls.as_ref(), &request, &[Role::Master], "speak Raft")?;
+        decode(request)
     }
 }
 
@@ -37,12 +46,12 @@ impl RaftRpc for RaftService {
         &self,
         request: Request<RaftMessage>,
     ) -> Result<Response<RaftMessage>, Status> {
-        let result = self.raft.append_entries(decode(request)?).await;
+        let result = self.raft.append_entries(self.decode(request)?).await;
         encode(&result)
     }
 
     async fn vote(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
-        let result = self.raft.vote(decode(request)?).await;
+        let result = self.raft.vote(self.decode(request)?).await;
         encode(&result)
     }
 
@@ -50,7 +59,7 @@ impl RaftRpc for RaftService {
         &self,
         request: Request<RaftMessage>,
     ) -> Result<Response<RaftMessage>, Status> {
-        let result = self.raft.install_snapshot(decode(request)?).await;
+        let result = self.raft.install_snapshot(self.decode(request)?).await;
         encode(&result)
     }
 }

@@ -126,6 +126,7 @@ fn split_configs() -> [(RemoteExchangeConfig, TcpListener); 2] {
         peers: vec![(peer, addr)],
         listen,
         connect_timeout: Duration::from_secs(20),
+        tls: None,
     };
     [
         (config(0..1, 1..2, b, a), la),
@@ -185,6 +186,7 @@ fn a_worker_waiting_for_its_peers_stops_when_cancelled() {
     let [_, (config, listener)] = split_configs();
     let config = RemoteExchangeConfig {
         connect_timeout: Duration::from_secs(600),
+        tls: None,
         ..config
     };
     let control = JobControl::new();

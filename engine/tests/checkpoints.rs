@@ -150,6 +150,7 @@ fn run_split(text: &str, controls: [&JobControl; 2]) -> Vec<std::thread::JoinHan
             peers: vec![(1 - i as u32..2 - i as u32, addrs[1 - i])],
             listen: addrs[i],
             connect_timeout: Duration::from_secs(20),
+            tls: None,
         };
         let (text, control) = (text.to_owned(), controls[i].clone());
         workers.push(std::thread::spawn(move || {

@@ -14,11 +14,14 @@ use sluice_engine::api::run_job_remote_on;
 use sluice_engine::bench::{nexmark_spec, NexmarkBenchConfig, NexmarkQuery};
 use sluice_engine::builder::StreamEnv;
 use sluice_engine::record::{Batch, DataType, Schema, SchemaRef, Value, BATCH_RECORDS_MAX};
+use sluice_engine::runtime::remote::ExchangeTls;
 use sluice_engine::runtime::{JobReport, RemoteExchangeConfig};
 use sluice_engine::sink::Sink;
 use sluice_engine::source::{DeadLetters, Source, SourceStatus};
 use sluice_engine::spec::{CustomSource, JobSpec, SinkSpec};
 use sluice_engine::EngineError;
+use sluice_security::pki::{Ca, Validity};
+use sluice_security::{Role, Tls, TlsFiles};
 
 /// Longest a test waits for its workers.
 const TEST_DEADLINE: Duration = Duration::from_secs(120);
@@ -146,6 +149,19 @@ fn run_split(
     Result<JobReport, EngineError>,
     Result<JobReport, EngineError>,
 ) {
+    run_split_with(spec, split, None, None)
+}
+
+/// [`run_split`] with each worker's exchange TLS.
+fn run_split_with(
+    spec: JobSpec,
+    split: u32,
+    tls_a: Option<ExchangeTls>,
+    tls_b: Option<ExchangeTls>,
+) -> (
+    Result<JobReport, EngineError>,
+    Result<JobReport, EngineError>,
+) {
     let listen_a = TcpListener::bind("127.0.0.1:0").unwrap();
     let listen_b = TcpListener::bind("127.0.0.1:0").unwrap();
     let (addr_a, addr_b) = (
@@ -158,12 +174,14 @@ fn run_split(
         peers: vec![(split..shards, addr_b)],
         listen: addr_a,
         connect_timeout: Duration::from_secs(20),
+        tls: tls_a,
     };
     let config_b = RemoteExchangeConfig {
         local_shards: split..shards,
         peers: vec![(0..split, addr_a)],
         listen: addr_b,
         connect_timeout: Duration::from_secs(20),
+        tls: tls_b,
     };
     let (tx, rx) = mpsc::channel();
     for (name, config, listener) in [("a", config_a, listen_a), ("b", config_b, listen_b)] {
@@ -300,6 +318,7 @@ fn a_worker_alone_gives_up_when_its_peer_never_comes() {
         peers: vec![(0..2, "127.0.0.1:9".parse().unwrap())],
         listen: addr,
         connect_timeout: Duration::from_millis(300),
+        tls: None,
     };
     let err = run_job_remote_on(sequence_job(&seen, None, None), config, listener).unwrap_err();
     assert!(
@@ -312,8 +331,101 @@ fn a_worker_alone_gives_up_when_its_peer_never_comes() {
         peers: vec![(3..4, "127.0.0.1:9".parse().unwrap())],
         listen: "127.0.0.1:0".parse().unwrap(),
         connect_timeout: Duration::from_millis(300),
+        tls: None,
     };
     let err =
         sluice_engine::api::run_job_remote(sequence_job(&seen, None, None), config).unwrap_err();
     assert!(err.to_string().contains("without gaps"), "{err}");
+}
+
+/// An identity of `role` from `ca`, as the exchange uses it: peers must be
+/// agents of the same cluster.
+fn exchange_tls(ca: &Ca, role: Role) -> ExchangeTls {
+    let issued = ca.issue(role, Validity::days(1).unwrap()).unwrap();
+    let names = TlsFiles {
+        ca: "ca.pem".into(),
+        cert: "cert.pem".into(),
+        key: "key.pem".into(),
+    };
+    let tls = Tls::from_pem(
+        ca.cert_pem().as_bytes(),
+        issued.cert_pem.as_bytes(),
+        issued.key_pem.as_bytes(),
+        &names,
+    )
+    .unwrap();
+    let (client, server) = tls.rustls_configs().unwrap();
+    ExchangeTls {
+        client,
+        server,
+        server_name: rustls::pki_types::ServerName::try_from(Role::Agent.name_in(tls.cluster()))
+            .unwrap(),
+        peer_check: Arc::new(move |chain| match tls.peer_role(chain)? {
+            Role::Agent => Ok(()),
+            other => Err(format!(
+                "{} certificate is no exchange peer",
+                other.with_article()
+            )),
+        }),
+    }
+}
+
+#[test]
+fn a_split_job_over_mutual_tls_gives_the_same_answer() {
+    let single: Seen = Arc::default();
+    run_job_remote_free(sequence_job(&single, None, None));
+    let single = single.lock().unwrap().clone();
+    let ca = Ca::generate("exchange").unwrap();
+    let split: Seen = Arc::default();
+    let (a, b) = run_split_with(
+        sequence_job(&split, Some(3), None),
+        2,
+        Some(exchange_tls(&ca, Role::Agent)),
+        Some(exchange_tls(&ca, Role::Agent)),
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    let split = split.lock().unwrap().clone();
+    check_order_and_count(&split);
+    assert_eq!(sorted(&split), sorted(&single), "outputs differ over TLS");
+    assert!(a.backpressure_waits > 0, "credits must flow over TLS too");
+    assert_eq!(a.shards.len() + b.shards.len(), SHARDS);
+}
+
+#[test]
+fn exchange_peers_without_the_right_certificate_are_refused() {
+    let ca = Ca::generate("exchange").unwrap();
+    let other_ca = Ca::generate("exchange").unwrap();
+    let agent = || Some(exchange_tls(&ca, Role::Agent));
+    // Worker A (shards 0..2) dials worker B (2..4).
+    let cases: [(&str, Option<ExchangeTls>, Option<ExchangeTls>, &str); 4] = [
+        (
+            "a dialer with a client certificate",
+            Some(exchange_tls(&ca, Role::Client)),
+            agent(),
+            "a client certificate is no exchange peer",
+        ),
+        (
+            "an acceptor with a client certificate",
+            agent(),
+            Some(exchange_tls(&ca, Role::Client)),
+            "TLS handshake failed",
+        ),
+        (
+            "another CA's certificate",
+            agent(),
+            Some(exchange_tls(&other_ca, Role::Agent)),
+            "TLS handshake failed",
+        ),
+        ("a peer in plain TCP", agent(), None, "TLS handshake failed"),
+    ];
+    for (what, tls_a, tls_b, reason) in cases {
+        let seen: Seen = Arc::default();
+        let (a, b) = run_split_with(sequence_job(&seen, None, None), 2, tls_a, tls_b);
+        let (a, b) = (a.unwrap_err().to_string(), b.unwrap_err().to_string());
+        assert!(
+            a.contains(reason) || b.contains(reason),
+            "{what}: expected {reason:?} in\n a: {a}\n b: {b}"
+        );
+        assert!(seen.lock().unwrap().is_empty(), "{what}: records flowed");
+    }
 }

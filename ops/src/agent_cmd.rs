@@ -68,6 +68,10 @@ pub fn config(args: &AgentRunArgs) -> Result<AgentConfig> {
     config.api_addr = args.api_addr;
     config.checkpoint_storage = args.checkpoint_storage.clone();
     config.heartbeat_interval = Duration::from_millis(args.heartbeat_ms);
+    config.tls = args.tls.for_daemon(args.insecure, "agent")?;
+    config.token = args.token.clone();
+    config.task_user = args.task_user.clone();
+    config.allow_root_tasks = args.allow_root_tasks;
     let mut attributes = BTreeMap::new();
     for attr in &args.attributes {
         let (k, v) = attr

@@ -128,7 +128,7 @@ fn now_ms() -> u64 {
 }
 
 /// A Unix time in ms as UTC `YYYY-MM-DD HH:MM:SS.mmm`.
-fn format_unix_ms(ms: u64) -> String {
+pub(crate) fn format_unix_ms(ms: u64) -> String {
     let secs = ms / 1000;
     let days = (secs / 86_400) as i64;
     let rem = secs % 86_400;

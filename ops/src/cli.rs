@@ -65,6 +65,12 @@ pub enum Command {
     /// Measure Sluice: latency histograms and throughput.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// The cluster's certificate authority and certificates (mutual TLS).
+    #[command(subcommand)]
+    Tls(TlsCommand),
+    /// ACL tokens: bootstrap the first, create, list and revoke others.
+    #[command(subcommand)]
+    Acl(AclCommand),
 }
 
 /// How admin commands print their results.
@@ -94,6 +100,26 @@ pub struct ClientArgs {
     /// Give up on a request after this many milliseconds.
     #[arg(long, env = "SLUICE_TIMEOUT_MS", default_value_t = 10_000)]
     pub timeout_ms: u64,
+    /// The ACL token to send with every request (when the masters run with --acl).
+    #[arg(long, env = "SLUICE_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    #[command(flatten)]
+    pub tls: TlsArgs,
+}
+
+/// Mutual TLS: the cluster CA, and this process's certificate and key
+/// (made by `sluice tls init` and `sluice tls issue`). All three or none.
+#[derive(Debug, Args, Clone, Default)]
+pub struct TlsArgs {
+    /// The cluster CA's certificate (PEM).
+    #[arg(long, env = "SLUICE_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+    /// This process's certificate (PEM), issued by that CA for its role.
+    #[arg(long, env = "SLUICE_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// This certificate's private key (PEM).
+    #[arg(long, env = "SLUICE_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -120,6 +146,16 @@ pub struct MasterArgs {
     /// The API address clients and peers should dial, if not the bound one.
     #[arg(long, env = "SLUICE_ADVERTISE_API_ADDR")]
     pub advertise_api_addr: Option<String>,
+    #[command(flatten)]
+    pub tls: TlsArgs,
+    /// Serve plain text, without TLS: anyone who reaches the ports can read
+    /// and change the cluster. Only for tests and trusted networks.
+    #[arg(long, env = "SLUICE_INSECURE")]
+    pub insecure: bool,
+    /// Require an ACL token that allows it on every API call (bootstrap the
+    /// first with `sluice acl bootstrap`).
+    #[arg(long, env = "SLUICE_ACL")]
+    pub acl: bool,
     #[command(flatten)]
     pub tuning: RaftTuning,
 }
@@ -217,6 +253,9 @@ pub struct DevArgs {
     /// Do not submit the demo stream job.
     #[arg(long)]
     pub no_demo: bool,
+    /// Run without TLS and ACLs (plain text, no tokens).
+    #[arg(long)]
+    pub insecure: bool,
     #[command(flatten)]
     pub tuning: RaftTuning,
 }
@@ -337,6 +376,99 @@ pub struct AgentRunArgs {
     /// outlive this agent: the agent a job moves to resumes from it.
     #[arg(long, env = "SLUICE_CHECKPOINT_STORAGE")]
     pub checkpoint_storage: Option<String>,
+    #[command(flatten)]
+    pub tls: TlsArgs,
+    /// Talk to the masters and serve the agent API in plain text, without
+    /// TLS. Only for tests and trusted networks.
+    #[arg(long, env = "SLUICE_INSECURE")]
+    pub insecure: bool,
+    /// The agent's ACL token (policy `agent`), when the masters run with --acl.
+    #[arg(long, env = "SLUICE_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Run command tasks as this (unprivileged) user; the agent must run as
+    /// root to switch to it.
+    #[arg(long, env = "SLUICE_TASK_USER")]
+    pub task_user: Option<String>,
+    /// Let an agent running as root run command tasks as root (refused
+    /// without this flag or --task-user).
+    #[arg(long, env = "SLUICE_ALLOW_ROOT_TASKS", conflicts_with = "task_user")]
+    pub allow_root_tasks: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TlsCommand {
+    /// Create the cluster's certificate authority in DIR: ca.pem (give it
+    /// to every member), ca-key.pem (keep it safe, off the cluster) and the
+    /// cluster's name. Refuses to overwrite.
+    Init {
+        dir: PathBuf,
+        /// The cluster's name, part of every certificate's DNS name
+        /// (`<role>.<cluster>.sluice`).
+        #[arg(long, default_value = "default")]
+        cluster: String,
+    },
+    /// Issue a certificate and key for one role, signed by the CA in
+    /// --ca-dir: written as OUT/NAME.pem and OUT/NAME-key.pem.
+    Issue {
+        /// master (Raft and the admin API), agent (registers, heartbeats,
+        /// serves the agent API) or client (the CLI and programs).
+        #[arg(long)]
+        role: sluice_security::Role,
+        /// The CA directory made by `sluice tls init`.
+        #[arg(long)]
+        ca_dir: PathBuf,
+        /// Where to write [default: the CA directory].
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// File name stem [default: the role].
+        #[arg(long)]
+        name: Option<String>,
+        /// Days of validity.
+        #[arg(long, default_value_t = sluice_security::pki::DEFAULT_VALIDITY_DAYS)]
+        days: i64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AclCommand {
+    /// Create the management token, once per cluster; prints its secret.
+    Bootstrap {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Tokens.
+    #[command(subcommand)]
+    Token(AclTokenCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AclTokenCommand {
+    /// Create a token; prints its secret, which is shown only this once.
+    Create {
+        /// A name for audit lines and listings.
+        #[arg(long)]
+        name: String,
+        /// read, submit:ROLE[,ROLE...] (or submit:*), operator, management
+        /// or agent; repeatable.
+        #[arg(long = "policy", required = true)]
+        policies: Vec<sluice_consensus::acl::AclPolicy>,
+        /// Expire after this long (e.g. 30d, 12h) [default: never].
+        #[arg(long, value_parser = parse_duration)]
+        ttl: Option<u64>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Every token (not their secrets): name, policies, expiry, revocation.
+    List {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Revoke a token by accessor: refused from now on.
+    Revoke {
+        accessor: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]

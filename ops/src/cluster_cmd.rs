@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use sluice_consensus::proto::StatusReply;
-use sluice_consensus::{ClusterState, Command, MasterClient, Query};
+use sluice_consensus::{ClusterState, MasterClient, Query, Request};
 
 use crate::cli::{ClientArgs, ClusterCommand, SnapshotCommand};
 use crate::output::{emit, opt, table};
@@ -15,10 +15,11 @@ use crate::output::{emit, opt, table};
 pub const SNAPSHOT_FORMAT: &str = "sluice-cluster-state/1";
 
 pub fn client(args: &ClientArgs) -> Result<MasterClient> {
-    Ok(MasterClient::new(
-        args.masters.clone(),
-        Duration::from_millis(args.timeout_ms),
-    )?)
+    Ok(
+        MasterClient::new(args.masters.clone(), Duration::from_millis(args.timeout_ms))?
+            .with_tls(args.tls.load()?)
+            .with_token(args.token.clone()),
+    )
 }
 
 pub async fn run(cmd: ClusterCommand) -> Result<()> {
@@ -307,7 +308,7 @@ async fn restore(args: &ClientArgs, file: &Path) -> Result<()> {
         .validate()
         .map_err(|e| anyhow::anyhow!("{}: invalid state: {e}; nothing changed", file.display()))?;
     let written = client(args)?
-        .write(&Command::RestoreState(Box::new(doc.state)))
+        .write(&Request::RestoreState(Box::new(doc.state)))
         .await?;
     #[derive(Serialize, serde::Deserialize)]
     struct Restored {

@@ -6,14 +6,21 @@
 //! job is submitted and its windowed results print here as they fire. The
 //! data dir is named on start; it is kept when given with --data-dir (a
 //! restart then reuses the cluster) and removed on exit otherwise.
+//!
+//! Unless `--insecure`, the cluster runs as a production one should: mutual
+//! TLS everywhere (a CA and one certificate per role in `DATA/tls`) and ACLs
+//! on (the management token bootstrapped into `DATA/management.token`, the
+//! agents' token into `DATA/agent.token`, both readable by their owner
+//! only); the two lines to export for the CLI are printed.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use sluice_agent::{Agent, AgentConfig, AgentHandle};
+use sluice_consensus::acl::AclPolicy;
 use sluice_consensus::state::{Job, JobKind, JobSpec, JobState, PlacementStrategy};
-use sluice_consensus::{Command, CommandOutput, MasterClient, MasterConfig, MasterHandle, Query};
+use sluice_consensus::{CommandOutput, MasterClient, MasterConfig, MasterHandle, Query, Request};
 
 use crate::cli::DevArgs;
 use crate::cluster_cmd::{collect_status, print_status};
@@ -63,6 +70,12 @@ pub async fn run(args: DevArgs) -> Result<()> {
         "sluice dev: {DEV_MASTERS} masters, data under {}",
         root.display()
     );
+    let pki = if args.insecure {
+        println!("INSECURE: no TLS, no ACLs (--insecure)");
+        None
+    } else {
+        Some(crate::security_cmd::dev_pki(&root).context("the dev cluster's certificates")?)
+    };
     let mut masters = Vec::new();
     let mut api_addrs = Vec::new();
     for n in 1..=DEV_MASTERS {
@@ -70,13 +83,16 @@ pub async fn run(args: DevArgs) -> Result<()> {
         let raft = format!("127.0.0.1:{}", port(args.base_port, n + 10)?);
         let mut config = MasterConfig::new(u64::from(n), raft, api.clone(), member_dir(&root, n));
         args.tuning.apply(&mut config);
+        config.tls = pki.as_ref().map(|p| p.master.clone());
+        config.acl = pki.is_some();
         let master = MasterHandle::start(config)
             .await
             .with_context(|| format!("starting master {n}"))?;
         masters.push(master);
         api_addrs.push(api);
     }
-    let client = MasterClient::new(api_addrs.clone(), Duration::from_secs(10))?;
+    let client = MasterClient::new(api_addrs.clone(), Duration::from_secs(10))?
+        .with_tls(pki.as_ref().map(|p| p.client.clone()));
     let first = client.info(&api_addrs[0]).await?;
     if first.initialized {
         println!("reusing the cluster found in {}", root.display());
@@ -90,6 +106,13 @@ pub async fn run(args: DevArgs) -> Result<()> {
         .await
         .context("waiting for a leader")?;
     print_status(&status);
+    let (client, agent_token) = match &pki {
+        Some(_) => {
+            let (client, agent) = dev_tokens(client, &root).await?;
+            (client, Some(agent))
+        }
+        None => (client, None),
+    };
 
     let mut agents: Vec<AgentHandle> = Vec::new();
     let checkpoints = std::path::absolute(root.join("checkpoints"))
@@ -102,6 +125,10 @@ pub async fn run(args: DevArgs) -> Result<()> {
         config.hostname = Some(format!("dev-agent-{n}"));
         // Every agent shares one checkpoint directory, so a job resumes wherever it moves.
         config.checkpoint_storage = Some(format!("file://{}", checkpoints.display()));
+        config.tls = pki.as_ref().map(|p| p.agent.clone());
+        config.token = agent_token.clone();
+        // A local demo: tasks run as whoever started it, root included.
+        config.allow_root_tasks = true;
         let agent = Agent::start(config)
             .await
             .with_context(|| format!("starting agent {n}"))?;
@@ -113,6 +140,19 @@ pub async fn run(args: DevArgs) -> Result<()> {
     } else {
         None
     };
+    if let Some(pki) = &pki {
+        println!("\nTLS and ACLs are on. For the CLI, export:");
+        println!(
+            "  export SLUICE_TLS_CA={} SLUICE_TLS_CERT={} SLUICE_TLS_KEY={}",
+            pki.client_files.ca.display(),
+            pki.client_files.cert.display(),
+            pki.client_files.key.display()
+        );
+        println!(
+            "  export SLUICE_TOKEN=$(cat {})",
+            root.join(MANAGEMENT_TOKEN_FILE).display()
+        );
+    }
     println!("\nTry, in another terminal:");
     let m = api_addrs[0].clone();
     println!("  sluice job list --masters {m}");
@@ -169,10 +209,7 @@ async fn submit_demo(client: &MasterClient, agents: u16) -> Result<u64> {
                 restart: Default::default(),
             };
             match client
-                .write(&Command::SubmitJob {
-                    job: spec,
-                    now_ms: 0,
-                })
+                .write(&Request::SubmitJob { job: spec })
                 .await?
                 .output
             {
@@ -202,6 +239,56 @@ async fn submit_demo(client: &MasterClient, agents: u16) -> Result<u64> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Where `sluice dev` keeps the management token's secret.
+const MANAGEMENT_TOKEN_FILE: &str = "management.token";
+/// Where it keeps the agents' token's secret.
+const AGENT_TOKEN_FILE: &str = "agent.token";
+
+/// The client with the management token, and the agents' token:
+/// bootstrapped and saved on a new cluster, read back on a reused one.
+async fn dev_tokens(
+    client: MasterClient,
+    root: &std::path::Path,
+) -> Result<(MasterClient, String)> {
+    let read = |name: &str| std::fs::read_to_string(root.join(name)).map(|s| s.trim().to_owned());
+    if let (Ok(management), Ok(agent)) = (read(MANAGEMENT_TOKEN_FILE), read(AGENT_TOKEN_FILE)) {
+        return Ok((client.with_token(Some(management)), agent));
+    }
+    let management = client
+        .write(&Request::AclBootstrap)
+        .await
+        .context("bootstrapping the ACL system (a reused data dir without its token files?)")?
+        .secret
+        .context("the bootstrap answer holds no secret")?;
+    save_secret(&root.join(MANAGEMENT_TOKEN_FILE), &management)?;
+    let client = client.with_token(Some(management));
+    let agent = client
+        .write(&Request::AclCreateToken {
+            name: "dev-agents".into(),
+            policies: vec![AclPolicy::Agent],
+            ttl_ms: None,
+        })
+        .await
+        .context("creating the agents' token")?
+        .secret
+        .context("the answer holds no secret")?;
+    save_secret(&root.join(AGENT_TOKEN_FILE), &agent)?;
+    Ok((client, agent))
+}
+
+fn save_secret(path: &std::path::Path, secret: &str) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("saving a token to {}", path.display()))?;
+    writeln!(file, "{secret}").with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
 }
 
 fn port(base: u16, offset: u16) -> Result<u16> {

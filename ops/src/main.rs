@@ -11,6 +11,7 @@ mod master_cmd;
 mod output;
 mod run_cmd;
 mod sched_cmd;
+mod security_cmd;
 
 use clap::Parser;
 use sluice_consensus::ClientError;
@@ -34,9 +35,12 @@ fn main() -> std::process::ExitCode {
         );
         tracing_subscriber::EnvFilter::new("warn")
     });
+    // Colours only on a terminal: a log file gets plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(ansi)
         .init();
     let result = match cli.command {
         // The engine runs its own pinned threads: no async runtime, and none
@@ -62,6 +66,8 @@ fn main() -> std::process::ExitCode {
         }
         Command::Bench(BenchCommand::Compare(args)) => return compare(&args),
         Command::Bench(BenchCommand::All(args)) => bench_all(&args),
+        Command::Tls(cmd) => security_cmd::tls(cmd),
+        Command::Acl(cmd) => block_on(security_cmd::acl(cmd)),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -6,7 +6,7 @@ use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 use sluice_consensus::{MasterConfig, MasterHandle};
 
-use crate::cli::{MasterArgs, RaftTuning};
+use crate::cli::{MasterArgs, RaftTuning, TlsArgs};
 
 /// The master's TOML config file; every key is optional and flags win.
 #[derive(Debug, Default, Deserialize)]
@@ -27,6 +27,13 @@ struct MasterFile {
     agent_timeout_ms: Option<u64>,
     agent_grace_ms: Option<u64>,
     schedule_interval_ms: Option<u64>,
+    tls_ca: Option<PathBuf>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    #[serde(default)]
+    insecure: bool,
+    #[serde(default)]
+    acl: bool,
 }
 
 fn read_file(path: &Path) -> Result<MasterFile> {
@@ -105,6 +112,13 @@ fn resolve(args: MasterArgs) -> Result<MasterConfig> {
         .advertise_api_addr
         .clone()
         .or(file.advertise_api_addr.clone());
+    config.tls = TlsArgs {
+        tls_ca: args.tls.tls_ca.clone().or(file.tls_ca.clone()),
+        tls_cert: args.tls.tls_cert.clone().or(file.tls_cert.clone()),
+        tls_key: args.tls.tls_key.clone().or(file.tls_key.clone()),
+    }
+    .for_daemon(args.insecure || file.insecure, "master")?;
+    config.acl = args.acl || file.acl;
     args.tuning.or_file(&file).apply(&mut config);
     config
         .raft_config()

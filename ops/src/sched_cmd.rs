@@ -10,7 +10,7 @@ use sluice_consensus::state::{
     Resources, RestartPolicy, Role, RolePatch, SchedulerSummary,
 };
 use sluice_consensus::units::{format_bytes, format_duration_ms};
-use sluice_consensus::{Command, CommandOutput, MasterClient, Query};
+use sluice_consensus::{CommandOutput, MasterClient, Query, Request};
 
 use crate::checkpoints_view::{print_checkpoints, CheckpointsView};
 use crate::cli::{
@@ -24,7 +24,7 @@ async fn read<T: serde::de::DeserializeOwned>(client: &MasterClient, query: Quer
     serde_json::from_value(value).context("undecodable answer from the master")
 }
 
-async fn write(args: &ClientArgs, command: Command) -> Result<CommandOutput> {
+async fn write(args: &ClientArgs, command: Request) -> Result<CommandOutput> {
     Ok(client(args)?.write(&command).await?.output)
 }
 
@@ -73,7 +73,7 @@ pub async fn policy(cmd: PolicyCommand) -> Result<()> {
             policy,
             client: args,
         } => {
-            let out = write(&args, Command::SetPolicy { policy }).await?;
+            let out = write(&args, Request::SetPolicy { policy }).await?;
             let previous = match out {
                 CommandOutput::PolicySet { previous } => previous,
                 other => bail!("unexpected answer {other:?}"),
@@ -172,10 +172,9 @@ pub async fn agent(cmd: AgentCommand) -> Result<()> {
         } => {
             let out = write(
                 &args,
-                Command::DrainAgent {
+                Request::DrainAgent {
                     id,
                     deadline_ms: deadline,
-                    now_ms: 0,
                 },
             )
             .await?;
@@ -195,7 +194,7 @@ pub async fn agent(cmd: AgentCommand) -> Result<()> {
             })
         }
         AgentCommand::Undrain { id, client: args } => {
-            let out = write(&args, Command::UndrainAgent { id }).await?;
+            let out = write(&args, Request::UndrainAgent { id }).await?;
             emit(args.output, &out, |_| {
                 println!("agent {id} is active again")
             })
@@ -264,7 +263,7 @@ pub async fn role(cmd: RoleCommand) -> Result<()> {
                 limit: limit.unwrap_or_default(),
                 reservations,
             };
-            let out = write(&args, Command::UpdateRole(patch)).await?;
+            let out = write(&args, Request::UpdateRole(patch)).await?;
             emit(args.output, &out, |out| {
                 if let CommandOutput::RoleSet { name, created } = out {
                     println!(
@@ -308,7 +307,7 @@ pub async fn role(cmd: RoleCommand) -> Result<()> {
             })
         }
         RoleCommand::Remove { name, client: args } => {
-            let out = write(&args, Command::RemoveRole { name }).await?;
+            let out = write(&args, Request::RemoveRole { name }).await?;
             emit(args.output, &out, |out| {
                 if let CommandOutput::RoleRemoved { name } = out {
                     println!("role {name} removed");
@@ -414,14 +413,7 @@ pub async fn job(cmd: JobCommand) -> Result<()> {
     match cmd {
         JobCommand::Submit(args) => {
             let spec = job_spec(&args)?;
-            let out = write(
-                &args.client,
-                Command::SubmitJob {
-                    job: spec,
-                    now_ms: 0,
-                },
-            )
-            .await?;
+            let out = write(&args.client, Request::SubmitJob { job: spec }).await?;
             emit(args.client.output, &out, |out| {
                 if let CommandOutput::JobSubmitted { id } = out {
                     println!("job {id} submitted; `sluice job show {id}` follows it");
@@ -471,7 +463,7 @@ pub async fn job(cmd: JobCommand) -> Result<()> {
             emit(args.output, &job, print_job)
         }
         JobCommand::Cancel { id, client: args } => {
-            let out = write(&args, Command::CancelJob { id, now_ms: 0 }).await?;
+            let out = write(&args, Request::CancelJob { id }).await?;
             emit(args.output, &out, |_| println!("job {id} cancelled"))
         }
         JobCommand::Checkpoints { id, client: args } => {
@@ -516,15 +508,7 @@ pub async fn task(cmd: TaskCommand) -> Result<()> {
         }
         TaskCommand::Kill { task, client: args } => {
             let (job, task) = parse_task_ref(&task)?;
-            let out = write(
-                &args,
-                Command::KillTask {
-                    job,
-                    task,
-                    now_ms: 0,
-                },
-            )
-            .await?;
+            let out = write(&args, Request::KillTask { job, task }).await?;
             emit(args.output, &out, |_| {
                 println!("task {job}.{task} killed; job {job} cancelled")
             })
@@ -542,6 +526,7 @@ async fn task_logs(
     tail: Option<u64>,
 ) -> Result<()> {
     let client = client(args)?;
+    let tls = args.tls.load()?;
     let stream = if stderr {
         sluice_agent::LogStream::Stderr
     } else {
@@ -568,7 +553,18 @@ async fn task_logs(
             bail!("agent {agent_id} publishes no API address (an older agent?)");
         };
         let mut out = tokio::io::stdout();
-        match sluice_agent::task_logs(addr, job, task, stream, tail, follow, &mut out).await {
+        match sluice_agent::task_logs(
+            addr,
+            tls.as_ref(),
+            job,
+            task,
+            stream,
+            tail,
+            follow,
+            &mut out,
+        )
+        .await
+        {
             // Placed but not started yet: wait for it.
             Err(sluice_agent::AgentError::AgentApi { code, .. })
                 if code == sluice_agent::api::Code::NotFound

@@ -159,11 +159,15 @@ impl Drop for Child {
     }
 }
 
-/// Retries `sluice ARGS` until `ok` accepts its stdout or 30 s pass.
-fn eventually(args: &[&str], ok: impl Fn(&str) -> bool) -> String {
+/// Retries `sluice ARGS` (with `env`) until `ok` accepts its stdout or 30 s pass.
+fn eventually(env: &[(String, String)], args: &[&str], ok: impl Fn(&str) -> bool) -> String {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
-        let out = sluice().args(args).output().unwrap();
+        let out = sluice()
+            .envs(env.iter().cloned())
+            .args(args)
+            .output()
+            .unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         if out.status.success() && ok(&stdout) {
             return stdout;
@@ -178,22 +182,80 @@ fn eventually(args: &[&str], ok: impl Fn(&str) -> bool) -> String {
     }
 }
 
+/// The environment `sluice dev --data-dir DIR` tells its user to export:
+/// the client certificate and the management token.
+fn dev_env(dir: &std::path::Path) -> Vec<(String, String)> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let token_file = dir.join("management.token");
+    let token = loop {
+        match std::fs::read_to_string(&token_file) {
+            Ok(token) if token.ends_with('\n') => break token.trim().to_owned(),
+            _ if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(100))
+            }
+            _ => panic!("sluice dev wrote no {}", token_file.display()),
+        }
+    };
+    let tls = dir.join("tls");
+    let path = |name: &str| tls.join(name).to_string_lossy().into_owned();
+    vec![
+        ("SLUICE_TLS_CA".into(), path("ca.pem")),
+        ("SLUICE_TLS_CERT".into(), path("client.pem")),
+        ("SLUICE_TLS_KEY".into(), path("client-key.pem")),
+        ("SLUICE_TOKEN".into(), token),
+    ]
+}
+
+/// `sluice dev` runs with mutual TLS and ACLs on: the CLI needs the client
+/// certificate and the token it printed; agents, with their own certificate
+/// and token, register and run a task whose logs the CLI reads from the
+/// agent over TLS.
 #[test]
 fn task_logs_are_fetched_from_the_agent_through_the_cli() {
     let base = free_base_port();
+    let dir = tempfile::tempdir().unwrap();
     let _dev = Child(
         sluice()
-            .args(["dev", "--no-demo", "--base-port", &base.to_string()])
+            .args([
+                "dev",
+                "--no-demo",
+                "--base-port",
+                &base.to_string(),
+                "--data-dir",
+            ])
+            .arg(dir.path())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap(),
     );
+    let env = dev_env(dir.path());
     let masters = format!("127.0.0.1:{}", base + 1);
     let m = ["--masters", masters.as_str()];
-    eventually(&["agent", "list", m[0], m[1]], |out| {
+    eventually(&env, &["agent", "list", m[0], m[1]], |out| {
         out.contains("dev-agent-0")
     });
+    // Without the token, or without TLS, nothing is read.
+    let no_token: Vec<_> = env
+        .iter()
+        .filter(|(k, _)| k != "SLUICE_TOKEN")
+        .cloned()
+        .collect();
+    let out = sluice()
+        .envs(no_token)
+        .args(["agent", "list", m[0], m[1]])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("no ACL token given"),
+        "{err}"
+    );
+    let out = sluice()
+        .args(["agent", "list", m[0], m[1], "--timeout-ms", "2000"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "plain text reached a TLS master");
     let submit = [
         "job",
         "submit",
@@ -208,14 +270,25 @@ fn task_logs_are_fetched_from_the_agent_through_the_cli() {
         "-c",
         "echo one; echo oops >&2; sleep 1; echo two",
     ];
-    eventually(&submit, |out| out.contains("job 0 submitted"));
-    let followed = eventually(&["task", "logs", "0.0", "--follow", m[0], m[1]], |_| true);
+    eventually(&env, &submit, |out| out.contains("job 0 submitted"));
+    let followed = eventually(
+        &env,
+        &["task", "logs", "0.0", "--follow", m[0], m[1]],
+        |_| true,
+    );
     assert_eq!(followed, "one\ntwo\n");
-    let stderr = eventually(&["task", "logs", "0", "--stderr", m[0], m[1]], |_| true);
+    let stderr = eventually(&env, &["task", "logs", "0", "--stderr", m[0], m[1]], |_| {
+        true
+    });
     assert_eq!(stderr, "oops\n");
-    let tail = eventually(&["task", "logs", "0", "--tail", "4", m[0], m[1]], |_| true);
+    let tail = eventually(
+        &env,
+        &["task", "logs", "0", "--tail", "4", m[0], m[1]],
+        |_| true,
+    );
     assert_eq!(tail, "two\n");
     let out = sluice()
+        .envs(env.iter().cloned())
         .args(["task", "logs", "7.0", m[0], m[1]])
         .output()
         .unwrap();

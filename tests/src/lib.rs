@@ -13,7 +13,7 @@ use anyhow::{bail, Result};
 use sluice_bench::procs::sluice_bin;
 use sluice_consensus::state::RoleSpec;
 use sluice_consensus::state::{AgentId, AgentSpec, ClusterState, Job, JobState};
-use sluice_consensus::{Command, CommandOutput, MasterClient, Query};
+use sluice_consensus::{CommandOutput, MasterClient, Query, Request};
 
 pub use sluice_bench::procs::{wait_until, ProcessCluster};
 
@@ -33,8 +33,8 @@ pub const TIMING: &[&str] = &[
 pub const PATIENCE: Duration = Duration::from_secs(30);
 
 /// A role-setting command: a small real write whose effect is easy to read back.
-pub fn set_role(name: &str) -> Command {
-    Command::SetRole(RoleSpec {
+pub fn set_role(name: &str) -> Request {
+    Request::SetRole(RoleSpec {
         name: name.to_owned(),
         weight: 1.0,
         quota: None,
@@ -46,6 +46,11 @@ pub fn set_role(name: &str) -> Command {
 /// Runs `sluice ARGS`, returning (exit success, stdout, stderr); fails past `timeout`.
 pub async fn sluice(args: &[&str], timeout: Duration) -> Result<(bool, String, String)> {
     let mut cmd = tokio::process::Command::new(sluice_bin()?);
+    // A `sluice master` or `sluice agent` run here serves plain text unless
+    // its arguments configure TLS (the flag has no effect on other commands).
+    if !args.contains(&"--tls-ca") {
+        cmd.env("SLUICE_INSECURE", "1");
+    }
     cmd.args(args)
         .kill_on_drop(true)
         .stdin(std::process::Stdio::null());
@@ -125,7 +130,7 @@ pub async fn register_agent(
         disk_bytes: 100 << 30,
         attributes: Default::default(),
     };
-    match client.write(&Command::RegisterAgent(spec)).await?.output {
+    match client.write(&Request::RegisterAgent(spec)).await?.output {
         CommandOutput::AgentRegistered { id, .. } => Ok(id),
         other => bail!("unexpected answer {other:?}"),
     }

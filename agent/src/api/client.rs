@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use sluice_security::{Role, Tls};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tonic::transport::Endpoint;
 use tonic::Status;
@@ -40,8 +41,10 @@ const _: () =
 /// run on that agent, `Unavailable` when the agent stopped meanwhile,
 /// `DeadlineExceeded` past a deadline); [`AgentError::Output`] when `out`
 /// fails.
+#[allow(clippy::too_many_arguments)]
 pub async fn task_logs(
     agent_api_addr: &str,
+    tls: Option<&Tls>,
     job: u64,
     task: u32,
     stream: LogStream,
@@ -52,6 +55,7 @@ pub async fn task_logs(
     let deadlines = LogDeadlines::default();
     task_logs_within(
         agent_api_addr,
+        tls,
         job,
         task,
         stream,
@@ -85,6 +89,7 @@ impl Default for LogDeadlines {
 #[allow(clippy::too_many_arguments)]
 pub async fn task_logs_within(
     agent_api_addr: &str,
+    tls: Option<&Tls>,
     job: u64,
     task: u32,
     stream: LogStream,
@@ -99,15 +104,22 @@ pub async fn task_logs_within(
         addr: addr.to_owned(),
         reason,
     };
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let uri = if addr.contains("://") {
         addr.to_owned()
     } else {
-        format!("http://{addr}")
+        format!("{scheme}://{addr}")
     };
-    let endpoint = Endpoint::from_shared(uri)
+    let mut endpoint = Endpoint::from_shared(uri)
         .map_err(|e| unreachable(format!("not a valid HOST:PORT address ({e})")))?
         .connect_timeout(CONNECT_TIMEOUT)
         .tcp_nodelay(true);
+    if let Some(tls) = tls {
+        // Only an agent's certificate is accepted at the other end.
+        endpoint = endpoint
+            .tls_config(tls.client_config(Role::Agent))
+            .map_err(|e| unreachable(format!("TLS settings: {e}")))?;
+    }
     let channel = match tokio::time::timeout(CONNECT_TIMEOUT, endpoint.connect()).await {
         Ok(Ok(channel)) => channel,
         Ok(Err(e)) => return Err(unreachable(error_chain(&e))),

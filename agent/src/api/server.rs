@@ -4,6 +4,8 @@
 //! of the request and a stream name checked against a fixed list, so no
 //! request can reach outside the tasks directory.
 
+use sluice_security::tls::require_role;
+use sluice_security::{Role, Tls};
 use std::io::SeekFrom;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -45,14 +47,20 @@ const SHUTDOWN_WAIT: Duration = Duration::from_secs(3);
 pub(crate) struct BoundApi {
     listener: TcpListener,
     addr: SocketAddr,
+    tls: Option<Tls>,
 }
 
-/// Binds the API address (port 0: the kernel picks one).
-pub(crate) async fn bind(addr: SocketAddr) -> Result<BoundApi, AgentError> {
+/// Binds the API address (port 0: the kernel picks one). With `tls`, the
+/// API serves mutual TLS and answers only client certificates.
+pub(crate) async fn bind(addr: SocketAddr, tls: Option<Tls>) -> Result<BoundApi, AgentError> {
     let bind_error = |source| AgentError::Bind { addr, source };
     let listener = TcpListener::bind(addr).await.map_err(bind_error)?;
     let addr = listener.local_addr().map_err(bind_error)?;
-    Ok(BoundApi { listener, addr })
+    Ok(BoundApi {
+        listener,
+        addr,
+        tls,
+    })
 }
 
 impl BoundApi {
@@ -63,18 +71,25 @@ impl BoundApi {
 
     /// Serves the API on the current runtime until [`ApiServer::shutdown`]
     /// (or until the [`ApiServer`] is dropped).
-    pub(crate) fn serve(self, data_dir: PathBuf, live: LiveTasks) -> ApiServer {
+    pub(crate) fn serve(self, data_dir: PathBuf, live: LiveTasks) -> Result<ApiServer, AgentError> {
         let (stop, stopped) = watch::channel(false);
         let service = LogService {
             data_dir,
             live,
             stop: stopped.clone(),
+            tls: self.tls.clone(),
+        };
+        let mut builder = match &self.tls {
+            Some(tls) => tonic::transport::Server::builder()
+                .tls_config(tls.server_config())
+                .map_err(|e| AgentError::Config(format!("TLS on the agent API: {e}")))?,
+            None => tonic::transport::Server::builder(),
         };
         let incoming = TcpIncoming::from(self.listener)
             .with_nodelay(Some(true))
             .with_keepalive(Some(Duration::from_secs(10)));
         let mut stopped = stopped;
-        let server = tonic::transport::Server::builder()
+        let server = builder
             .add_service(AgentApiServer::new(service))
             .serve_with_incoming_shutdown(incoming, async move {
                 let _ = stopped.wait_for(|&s| s).await;
@@ -85,8 +100,8 @@ impl BoundApi {
                 tracing::error!(%e, %addr, "agent API server failed");
             }
         });
-        tracing::info!(%addr, "agent API listening");
-        ApiServer { stop, task }
+        tracing::info!(%addr, tls = self.tls.is_some(), "agent API listening");
+        Ok(ApiServer { stop, task })
     }
 }
 
@@ -117,6 +132,7 @@ struct LogService {
     data_dir: PathBuf,
     live: LiveTasks,
     stop: watch::Receiver<bool>,
+    tls: Option<Tls>,
 }
 
 #[tonic::async_trait]
@@ -127,6 +143,12 @@ impl AgentApi for LogService {
         &self,
         request: Request<TaskLogsRequest>,
     ) -> Result<Response<Self::TaskLogsStream>, Status> {
+        require_role(
+            self.tls.as_ref(),
+            &request,
+            &[Role::Client],
+            "read task logs",
+        )?;
         let req = request.into_inner();
         let stream: LogStream = req.stream.parse().map_err(Status::invalid_argument)?;
         if req.tail_bytes.is_some() && req.offset != 0 {

@@ -36,6 +36,8 @@ pub struct CommandLaunch {
     /// Where limits can be enforced; the error says why they cannot.
     pub cgroups: Result<Cgroups, String>,
     pub kill_grace: Duration,
+    /// The user the task runs as (None: the agent's).
+    pub user: Option<sys::User>,
 }
 
 /// The directory of task `key` under the agent's data dir.
@@ -166,6 +168,22 @@ async fn run(launch: CommandLaunch, events: &Events, mut stop_rx: oneshot::Recei
         (Ok(o), Ok(e)) => (o, e),
         (Err(e), _) | (_, Err(e)) => return fail(e),
     };
+    if let Some(user) = &launch.user {
+        // The task user owns its sandbox (and may read its own output).
+        for path in [
+            launch.dir.clone(),
+            launch.dir.join("stdout"),
+            launch.dir.join("stderr"),
+        ] {
+            if let Err(e) = std::os::unix::fs::chown(&path, Some(user.uid), Some(user.gid)) {
+                return fail(format!(
+                    "cannot give {} to task user {}: {e}",
+                    path.display(),
+                    user.name
+                ));
+            }
+        }
+    }
     let (cgroup, limits): (Option<TaskCgroup>, String) = match &launch.cgroups {
         Ok(cgroups) => match cgroups.create(key, launch.cpus, launch.memory_bytes) {
             Ok(cg) => {
@@ -181,7 +199,20 @@ async fn run(launch: CommandLaunch, events: &Events, mut stop_rx: oneshot::Recei
         },
         Err(e) => (None, format!("cpu and memory limits not enforced: {e}")),
     };
+    // With a task user, the shell cannot write the (root's) cgroup.procs
+    // itself: it waits on stdin until the agent has moved it into the
+    // cgroup, then becomes the program, so again nothing of the task runs
+    // outside its limits.
+    let joined_by_agent = cgroup.is_some() && launch.user.is_some();
     let mut command = match &cgroup {
+        Some(_) if joined_by_agent => {
+            let mut c = tokio::process::Command::new("/bin/sh");
+            c.arg("-c")
+                .arg(r#"read -r _ && exec "$0" "$@""#)
+                .arg(&program)
+                .args(&launch.argv[1..]);
+            c
+        }
         // The shell joins the cgroup, then becomes the program (same pid),
         // so nothing of the task ever runs outside its limits.
         Some(cg) => {
@@ -199,9 +230,17 @@ async fn run(launch: CommandLaunch, events: &Events, mut stop_rx: oneshot::Recei
             c
         }
     };
+    if let Some(user) = &launch.user {
+        // std drops root's supplementary groups when it switches the uid.
+        command.uid(user.uid).gid(user.gid);
+    }
     command
         .current_dir(&launch.dir)
-        .stdin(Stdio::null())
+        .stdin(if joined_by_agent {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::from(stdout))
         .stderr(Stdio::from(stderr))
         .process_group(0)
@@ -218,6 +257,25 @@ async fn run(launch: CommandLaunch, events: &Events, mut stop_rx: oneshot::Recei
     let Some(pid) = child.id() else {
         return fail("the process ended before its pid could be read".into());
     };
+    if let (true, Some(cg)) = (joined_by_agent, &cgroup) {
+        let joined = std::fs::write(cg.procs_file(), pid.to_string());
+        let released = match (&joined, child.stdin.take()) {
+            (Ok(()), Some(mut stdin)) => {
+                use tokio::io::AsyncWriteExt;
+                stdin.write_all(b"go\n").await
+            }
+            _ => Ok(()),
+        };
+        if let Err(e) = joined.and(released) {
+            let _ = child.start_kill();
+            let _ = child.wait().await;
+            cg.remove();
+            return fail(format!(
+                "cannot move the task into cgroup {}: {e}",
+                cg.dir.display()
+            ));
+        }
+    }
     let start_ticks = procfs::stat(pid).map_or(0, |s| s.start_ticks);
     send(
         events,

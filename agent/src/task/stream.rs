@@ -27,9 +27,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sluice_consensus::client::{ClientError, MasterClient};
-use sluice_consensus::command::{Command, CommandError};
+use sluice_consensus::command::CommandError;
 use sluice_consensus::state::{AgentId, CheckpointInfo, JobId, TaskState};
+use sluice_consensus::Request;
 use sluice_engine::runtime::coordinator::CheckpointMetadata;
+use sluice_engine::runtime::remote::ExchangeTls;
 use sluice_engine::runtime::{CheckpointHooks, CompletionError, RemoteExchangeConfig};
 use sluice_engine::{EngineError, JobControl};
 
@@ -111,11 +113,10 @@ impl CheckpointLink {
                 alignment_us: meta.alignment_us.clone(),
                 completed_ms: 0,
             };
-            let command = Command::CheckpointCompleted {
+            let command = Request::CheckpointCompleted {
                 job,
                 attempt,
                 checkpoint,
-                now_ms: 0,
             };
             let written = runtime.block_on(async {
                 tokio::time::timeout(CHECKPOINT_COMMIT_TIMEOUT, client.write(&command)).await
@@ -133,12 +134,11 @@ impl CheckpointLink {
         };
         let (client, runtime) = (self.client.clone(), self.runtime.clone());
         let failed = move |id: u64, reason: &str| {
-            let command = Command::CheckpointFailed {
+            let command = Request::CheckpointFailed {
                 job,
                 attempt,
                 id,
                 reason: reason.to_owned(),
-                now_ms: 0,
             };
             // Best effort: the failure is counted in the engine's report either way.
             let written = runtime.block_on(async {
@@ -150,12 +150,11 @@ impl CheckpointLink {
         };
         let (client, runtime) = (self.client.clone(), self.runtime.clone());
         let triggered = move |id: u64, triggered_ms: i64| {
-            let command = Command::CheckpointTriggered {
+            let command = Request::CheckpointTriggered {
                 job,
                 attempt,
                 id,
                 triggered_ms: triggered_ms.max(0) as u64,
-                now_ms: 0,
             };
             let client = client.clone();
             // Not waited for: the checkpoint goes on while the masters commit its start. A
@@ -208,6 +207,7 @@ pub fn remote_config(
     layout: &ShardLayout,
     listen: SocketAddr,
     peer_addrs: &BTreeMap<AgentId, SocketAddr>,
+    tls: Option<ExchangeTls>,
 ) -> Result<RemoteExchangeConfig, String> {
     let peers = layout
         .peers
@@ -224,6 +224,29 @@ pub fn remote_config(
         peers,
         listen,
         connect_timeout: CONNECT_TIMEOUT,
+        tls,
+    })
+}
+
+/// The exchange's TLS for an agent with this identity: it dials and accepts
+/// only other agents of its cluster.
+pub fn exchange_tls(tls: &sluice_security::Tls) -> Result<ExchangeTls, String> {
+    let (client, server) = tls.rustls_configs().map_err(|e| e.to_string())?;
+    let name = sluice_security::Role::Agent.name_in(tls.cluster());
+    let server_name = rustls::pki_types::ServerName::try_from(name.clone())
+        .map_err(|e| format!("{name}: {e}"))?;
+    let checker = tls.clone();
+    Ok(ExchangeTls {
+        client,
+        server,
+        server_name,
+        peer_check: std::sync::Arc::new(move |chain| match checker.peer_role(chain)? {
+            sluice_security::Role::Agent => Ok(()),
+            other => Err(format!(
+                "{} certificate cannot join a job's exchange (needs an agent certificate)",
+                other.with_article()
+            )),
+        }),
     })
 }
 

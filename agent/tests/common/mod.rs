@@ -15,7 +15,7 @@ use sluice_consensus::state::{
     Agent, Job, JobId, JobKind, JobSpec, JobState, PlacementStrategy, DEFAULT_ROLE,
 };
 use sluice_consensus::{
-    Command, CommandOutput, MasterClient, MasterConfig, MasterError, MasterHandle, Query,
+    CommandOutput, MasterClient, MasterConfig, MasterError, MasterHandle, Query, Request,
 };
 
 pub const MIB: u64 = 1 << 20;
@@ -126,6 +126,52 @@ impl Cluster {
         })
     }
 
+    /// Three masters with mutual TLS (`master` identity) and ACLs on; the
+    /// cluster's client presents `client` and, once bootstrapped here,
+    /// carries the management token (returned).
+    pub async fn start_secure(
+        root: &Path,
+        master: sluice_security::Tls,
+        client: sluice_security::Tls,
+    ) -> Result<(Self, String)> {
+        let mut configs = Vec::new();
+        let mut api_addrs = Vec::new();
+        for id in 1..=3u64 {
+            let api = format!("127.0.0.1:{}", free_port()?);
+            let raft = format!("127.0.0.1:{}", free_port()?);
+            let mut config =
+                MasterConfig::new(id, raft, api.clone(), root.join(format!("master-{id}")));
+            config.schedule_interval_ms = 50;
+            config.tls = Some(master.clone());
+            config.acl = true;
+            configs.push(config);
+            api_addrs.push(api);
+        }
+        let mut masters = Vec::new();
+        for config in &configs {
+            masters.push((config.id, start_master(config).await?));
+        }
+        let anonymous = MasterClient::new(api_addrs.clone(), Duration::from_secs(10))?
+            .with_tls(Some(client.clone()));
+        anonymous.init(&api_addrs).await?;
+        anonymous.leader_status().await?;
+        let management = anonymous
+            .write(&Request::AclBootstrap)
+            .await?
+            .secret
+            .context("no bootstrap secret")?;
+        let client = anonymous.with_token(Some(management.clone()));
+        Ok((
+            Self {
+                configs,
+                masters,
+                api_addrs,
+                client,
+            },
+            management,
+        ))
+    }
+
     /// Stops every master (their data stays on disk).
     pub async fn stop(&mut self) -> Result<()> {
         for (_, m) in self.masters.drain(..) {
@@ -191,6 +237,8 @@ impl Cluster {
         // A data-plane port of its own: parallel tests must not share one.
         let port = free_port().expect("a free port for the data plane");
         config.data_ports = port..=port;
+        // CI runs as root; tests that switch users set `task_user`.
+        config.allow_root_tasks = true;
         config
     }
 
@@ -215,12 +263,7 @@ impl Cluster {
             placement,
             restart: Default::default(),
         };
-        match self
-            .client
-            .write(&Command::SubmitJob { job, now_ms: 0 })
-            .await?
-            .output
-        {
+        match self.client.write(&Request::SubmitJob { job }).await?.output {
             CommandOutput::JobSubmitted { id } => Ok(id),
             other => bail!("unexpected output {other:?}"),
         }

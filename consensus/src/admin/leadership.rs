@@ -59,9 +59,14 @@ pub(super) async fn campaign(svc: &AdminService, deadline_millis: u64) -> Result
     Ok(is_leader())
 }
 
+/// Moves leadership to `to`. `token` is the caller's ACL token, passed on to
+/// the members asked to hold off or campaign (without TLS, that token is
+/// how they know the request is allowed; with TLS, this master's
+/// certificate is).
 pub(super) async fn transfer(
     svc: &AdminService,
     to: NodeId,
+    token: Option<String>,
 ) -> Result<TransferLeaderReply, Status> {
     svc.require_leader()?;
     if svc.transferring.swap(true, Ordering::SeqCst) {
@@ -69,7 +74,7 @@ pub(super) async fn transfer(
             "a leadership transfer is already in progress; retry when it ends",
         ));
     }
-    let result = transfer_inner(svc, to).await;
+    let result = transfer_inner(svc, to, token.as_deref()).await;
     svc.transferring.store(false, Ordering::SeqCst);
     result
 }
@@ -86,7 +91,21 @@ pub(super) fn best_successor(svc: &AdminService) -> Option<NodeId> {
         .max_by_key(|id| replication.get(id).cloned().flatten().map(|l| l.index))
 }
 
-async fn transfer_inner(svc: &AdminService, to: NodeId) -> Result<TransferLeaderReply, Status> {
+/// A request to a peer, carrying `token` if there is one.
+fn peer_request<T>(message: T, timeout: Duration, token: Option<&str>) -> tonic::Request<T> {
+    let mut req = tonic::Request::new(message);
+    req.set_timeout(timeout);
+    if let Some(value) = token.and_then(|t| format!("Bearer {t}").parse().ok()) {
+        req.metadata_mut().insert(super::auth::TOKEN_KEY, value);
+    }
+    req
+}
+
+async fn transfer_inner(
+    svc: &AdminService,
+    to: NodeId,
+    token: Option<&str>,
+) -> Result<TransferLeaderReply, Status> {
     let me = svc.config.id;
     if to == me {
         return Ok(TransferLeaderReply { leader_id: me });
@@ -130,10 +149,15 @@ async fn transfer_inner(svc: &AdminService, to: NodeId) -> Result<TransferLeader
             continue;
         }
         // A voter we cannot reach cannot campaign against the target either.
-        if let Ok(mut client) = admin_client(&node.api_addr) {
-            let mut req = tonic::Request::new(SuppressElectionRequest { millis: hold_ms });
-            req.set_timeout(timeout);
-            let _ = client.suppress_election(req).await;
+        if let Ok(mut client) = admin_client(&node.api_addr, svc.config.tls.as_ref()) {
+            let req = peer_request(SuppressElectionRequest { millis: hold_ms }, timeout, token);
+            if let Err(status) = client.suppress_election(req).await {
+                tracing::warn!(
+                    member = id,
+                    "could not ask a member to hold off elections: {}",
+                    status.message()
+                );
+            }
         }
     }
     svc.raft.runtime_config().heartbeat(false);
@@ -141,11 +165,15 @@ async fn transfer_inner(svc: &AdminService, to: NodeId) -> Result<TransferLeader
         .get_node(&to)
         .ok_or_else(|| Status::not_found(format!("member {to} has no address")))?;
     let result = async {
-        let mut client = admin_client(&target.api_addr).map_err(Status::unavailable)?;
-        let mut req = tonic::Request::new(CampaignRequest {
-            deadline_millis: hold_ms,
-        });
-        req.set_timeout(Duration::from_millis(hold_ms + 1_000));
+        let mut client =
+            admin_client(&target.api_addr, svc.config.tls.as_ref()).map_err(Status::unavailable)?;
+        let req = peer_request(
+            CampaignRequest {
+                deadline_millis: hold_ms,
+            },
+            Duration::from_millis(hold_ms + 1_000),
+            token,
+        );
         client.campaign(req).await.map(|r| r.into_inner().leader)
     }
     .await;

@@ -118,9 +118,12 @@ pub(super) async fn add(
     change_voters(svc, ChangeMembers::AddVoterIds([member.id].into())).await
 }
 
+/// Removes a member; `token` is the caller's, passed on if this leader must
+/// hand over first.
 pub(super) async fn remove(
     svc: &AdminService,
     request: RemoveMasterRequest,
+    token: Option<String>,
 ) -> Result<MembershipReply, Status> {
     svc.require_lease()?;
     let current = voters(svc);
@@ -139,7 +142,7 @@ pub(super) async fn remove(
         // send the removal to it (it follows the hint).
         let successor = super::leadership::best_successor(svc)
             .ok_or_else(|| Status::unavailable("no other voter to hand leadership to"))?;
-        let reply = super::leadership::transfer(svc, successor).await?;
+        let reply = super::leadership::transfer(svc, successor, token).await?;
         return Err(svc.not_leader(Some(reply.leader_id), None));
     }
     change_voters(svc, ChangeMembers::RemoveVoters([request.id].into())).await

@@ -32,6 +32,7 @@ pub use placement::{PlacementViolation, TaskUpdate};
 pub use resources::Resources;
 pub use roles::{Change, Role, RolePatch, RoleSpec, ROLES_MAX};
 
+use crate::acl::{AclState, AclToken, TokenInfo};
 use crate::command::{Command, CommandError, CommandOutput, Proposal, Response};
 use crate::types::{NodeId, TypeConfig};
 
@@ -58,6 +59,9 @@ pub struct ClusterState {
     pub ended_jobs: u64,
     /// Index of the last entry that changed this state (0 if none).
     pub last_change_index: u64,
+    /// ACL tokens. A restored snapshot keeps the cluster's current ones.
+    #[serde(default)]
+    pub acl: AclState,
 }
 
 impl ClusterState {
@@ -127,14 +131,44 @@ impl ClusterState {
                 triggered_ms,
                 now_ms,
             } => self.checkpoint_triggered(*now_ms, *job, *attempt, *id, *triggered_ms)?,
+            Command::AclBootstrap { token } => {
+                if self.acl.bootstrapped {
+                    return Err(CommandError::AclBootstrapped);
+                }
+                let output = self.create_token(token)?;
+                self.acl.bootstrapped = true;
+                output
+            }
+            Command::AclCreateToken { token } => self.create_token(token)?,
+            Command::AclRevokeToken { accessor, now_ms } => {
+                let name = self.acl.revoke(accessor, *now_ms)?;
+                CommandOutput::AclTokenRevoked {
+                    accessor: accessor.clone(),
+                    name,
+                }
+            }
         };
         self.last_change_index = index;
         Ok(output)
     }
 
+    fn create_token(&mut self, token: &AclToken) -> Result<CommandOutput, CommandError> {
+        self.acl.check_new(token)?;
+        self.acl.insert(token.clone());
+        Ok(CommandOutput::AclTokenCreated {
+            accessor: token.accessor.clone(),
+            name: token.name.clone(),
+        })
+    }
+
+    /// Replaces the allocation state with a saved one; the ACL tokens stay
+    /// (a snapshot restored must not lock the operator out, nor bring back
+    /// revoked tokens).
     fn restore(&mut self, saved: &ClusterState) -> Result<CommandOutput, CommandError> {
         saved.validate()?;
+        let acl = std::mem::take(&mut self.acl);
         *self = saved.clone();
+        self.acl = acl;
         Ok(CommandOutput::StateRestored {
             agents: self.agents.len(),
             roles: self.roles.len(),
@@ -295,7 +329,7 @@ impl sluice_storage::StateLogic<TypeConfig> for ClusterState {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum Query {
-    /// The whole state (used by `cluster snapshot save`).
+    /// The whole state but the ACL tokens (used by `cluster snapshot save`).
     State,
     Agents,
     Agent {
@@ -319,6 +353,8 @@ pub enum Query {
     AgentTasks {
         id: AgentId,
     },
+    /// The ACL tokens, without their secrets' hashes.
+    AclTokens,
 }
 
 impl Query {
@@ -335,7 +371,14 @@ impl Query {
     /// Answers the query from a state, as JSON.
     pub fn answer(&self, state: &ClusterState) -> Result<serde_json::Value, CommandError> {
         let value = match self {
-            Query::State => serde_json::to_value(state),
+            // Without the ACL tokens: a saved snapshot is no key to anything.
+            Query::State => {
+                let mut value = serde_json::to_value(state);
+                if let Ok(serde_json::Value::Object(map)) = &mut value {
+                    map.remove("acl");
+                }
+                value
+            }
             Query::Agents => serde_json::to_value(state.agents.values().collect::<Vec<_>>()),
             Query::Agent { id } => {
                 let agent = state
@@ -374,6 +417,14 @@ impl Query {
                     .ok_or(CommandError::UnknownAgent { id: *id })?;
                 serde_json::to_value(AgentAssignment::of(state, agent))
             }
+            Query::AclTokens => serde_json::to_value(
+                state
+                    .acl
+                    .tokens
+                    .values()
+                    .map(TokenInfo::from)
+                    .collect::<Vec<_>>(),
+            ),
         };
         value.map_err(|e| CommandError::invalid("query", e.to_string()))
     }

@@ -191,7 +191,7 @@ fn connect_remote(
         let started = start_peer(
             PeerPlan {
                 addr: peer.addr,
-                stream: peer.stream,
+                link: peer.link,
                 local: config.local_shards.clone(),
                 remote: peer.shards,
                 edge_schemas: &plan.edge_schemas,

@@ -8,6 +8,6 @@ pub mod thread_cpu;
 pub mod uring_reader;
 pub mod uring_tcp;
 
-pub use thread_cpu::thread_cpu_time;
+pub use thread_cpu::{process_cpu_time, thread_cpu_time};
 pub use uring_reader::UringReader;
 pub use uring_tcp::{TcpEvent, UringTcpServer};

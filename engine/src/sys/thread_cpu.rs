@@ -1,14 +1,24 @@
-//! CPU time of the calling thread, from `getrusage(RUSAGE_THREAD)`.
+//! CPU time of the calling thread (`getrusage(RUSAGE_THREAD)`) or of the whole process
+//! (`RUSAGE_SELF`).
 
 use std::time::Duration;
 
 /// Returns the user plus system CPU time the calling thread has used, or `None` if the
 /// kernel refuses.
 pub fn thread_cpu_time() -> Option<Duration> {
+    cpu_time(libc::RUSAGE_THREAD)
+}
+
+/// The user plus system CPU time of every thread of this process so far.
+pub fn process_cpu_time() -> Option<Duration> {
+    cpu_time(libc::RUSAGE_SELF)
+}
+
+fn cpu_time(who: libc::c_int) -> Option<Duration> {
     let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
     // SAFETY: `usage` points to writable memory of the size and alignment of `rusage`, which
-    // is all getrusage writes to; RUSAGE_THREAD is valid on Linux.
-    let rc = unsafe { libc::getrusage(libc::RUSAGE_THREAD, usage.as_mut_ptr()) };
+    // is all getrusage writes to; RUSAGE_THREAD and RUSAGE_SELF are valid on Linux.
+    let rc = unsafe { libc::getrusage(who, usage.as_mut_ptr()) };
     if rc != 0 {
         return None;
     }

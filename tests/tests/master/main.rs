@@ -12,3 +12,4 @@ mod t09_scheduler;
 mod t10_partitioned_leader;
 mod t11_hostile_cli;
 mod t12_restart;
+mod t13_security;

@@ -60,13 +60,33 @@ async fn bad_requests_are_refused_and_change_nothing() -> anyhow::Result<()> {
         other => panic!("expected an invalid-weight rejection, got {other}"),
     }
     match client
-        .write_json(r#"{"set_agent_state": {"id": 99, "state": "draining"}}"#)
+        .write_json(r#"{"drain_agent": {"id": 99}}"#)
         .await
         .unwrap_err()
     {
         ClientError::Rejected(CommandError::UnknownAgent { id }) => assert_eq!(id, 99),
         other => panic!("expected unknown agent 99, got {other}"),
     }
+    // The leader's own commands are no requests, whoever sends them.
+    for internal in [
+        r#"{"set_agent_state": {"id": 99, "state": "lost"}}"#,
+        r#"{"place_job": {"job": 0, "version": 0, "grants": []}}"#,
+        r#"{"preempt_job": {"job": 0, "version": 0, "reason": "mine"}}"#,
+        r#"{"set_pending_reasons": {"reasons": [[0, "x"]]}}"#,
+    ] {
+        expect_invalid(
+            client.write_json(internal).await.unwrap_err(),
+            "is an internal command: only the leader proposes it",
+        );
+    }
+    // Nor do clients stamp times: the leader does.
+    expect_invalid(
+        client
+            .write_json(r#"{"cancel_job": {"id": 0, "now_ms": 1}}"#)
+            .await
+            .unwrap_err(),
+        "unknown field `now_ms`",
+    );
     let bad_agent =
         r#"{"register_agent": {"hostname": "", "cores": [0], "memory_bytes": 1, "disk_bytes": 0}}"#;
     match client.write_json(bad_agent).await.unwrap_err() {

@@ -203,10 +203,7 @@ async fn failover_mid_stream_keeps_placements_and_double_grants_nothing() -> any
             placement: Default::default(),
             restart: Default::default(),
         };
-        sluice_consensus::Command::SubmitJob {
-            job: spec,
-            now_ms: 0,
-        }
+        sluice_consensus::Request::SubmitJob { job: spec }
     };
     for i in 0..10 {
         client.write(&job(i)).await?;

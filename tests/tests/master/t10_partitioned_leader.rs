@@ -33,7 +33,14 @@ async fn a_partitioned_leader_reschedules_nothing() -> anyhow::Result<()> {
     let agent_log = std::fs::File::create(tmp.path().join("agent.log"))?;
     let mut agent = net
         .command(3, &sluice_bin()?)
-        .args(["agent", "--masters", &masters, "--data-dir"])
+        .args([
+            "agent",
+            "--insecure",
+            "--allow-root-tasks",
+            "--masters",
+            &masters,
+            "--data-dir",
+        ])
         .arg(tmp.path().join("agent"))
         .args(["--cores", "1", "--memory", "1GiB", "--disk", "1GiB"])
         .args(["--heartbeat-ms", "300", "--data-addr", &agent_ip])

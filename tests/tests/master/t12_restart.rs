@@ -17,7 +17,14 @@ async fn a_failing_job_restarts_per_its_policy_then_fails() -> anyhow::Result<()
     let client = cluster.client(&[], Duration::from_secs(20))?;
     let log = std::fs::File::create(tmp.path().join("agent.log"))?;
     let _agent = tokio::process::Command::new(sluice_bin()?)
-        .args(["agent", "--masters", &masters, "--data-dir"])
+        .args([
+            "agent",
+            "--insecure",
+            "--allow-root-tasks",
+            "--masters",
+            &masters,
+            "--data-dir",
+        ])
         .arg(tmp.path().join("agent"))
         .args(["--cores", "1", "--memory", "1GiB", "--disk", "1GiB"])
         .args(["--heartbeat-ms", "200"])

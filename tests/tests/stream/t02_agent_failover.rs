@@ -33,7 +33,14 @@ pub(crate) fn agent(dir: &Path, masters: &str, name: &str, ports: &str) -> Resul
     let log = std::fs::File::create(dir.join(format!("{name}.log")))?;
     let api = format!("127.0.0.1:{}", free_port()?);
     Ok(Command::new(sluice_bin()?)
-        .args(["agent", "--masters", masters, "--data-dir"])
+        .args([
+            "agent",
+            "--insecure",
+            "--allow-root-tasks",
+            "--masters",
+            masters,
+            "--data-dir",
+        ])
         .arg(dir.join(name))
         .args(["--cores", "1", "--memory", "1GiB", "--disk", "1GiB"])
         .args(["--heartbeat-ms", "200", "--hostname", name])

@@ -27,6 +27,7 @@
 //!         peers: vec![(2..4, "10.0.0.2:7100".parse().unwrap())],
 //!         listen: "0.0.0.0:7100".parse().unwrap(),
 //!         connect_timeout: Duration::from_secs(10),
+//!         tls: None,
 //!     };
 //!     sluice_engine::api::run_job_remote(spec, config)
 //! }
@@ -35,9 +36,9 @@
 pub mod credit;
 pub mod endpoint;
 pub mod frame;
+pub mod link;
 pub mod peer;
 
-use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -48,6 +49,7 @@ use crate::spec::plan::Plan;
 use frame::{decode, encode_hello, Frame, Hello};
 
 pub use endpoint::{RemoteReceiver, RemoteSender};
+pub use link::{ExchangeTls, Link};
 
 /// How long a dialer waits between attempts while a peer is not listening yet.
 const DIAL_RETRY: Duration = Duration::from_millis(20);
@@ -68,6 +70,8 @@ pub struct RemoteExchangeConfig {
     pub listen: SocketAddr,
     /// How long to wait for every peer to connect and answer.
     pub connect_timeout: Duration,
+    /// Mutual TLS on every connection (None: plain TCP).
+    pub tls: Option<ExchangeTls>,
 }
 
 impl RemoteExchangeConfig {
@@ -127,7 +131,7 @@ pub struct Connected {
     /// Its shards.
     pub shards: Range<u32>,
     /// The connection.
-    pub stream: TcpStream,
+    pub link: Link,
 }
 
 fn unreachable(addr: SocketAddr, source: std::io::Error) -> EngineError {
@@ -144,28 +148,21 @@ fn peer_error(addr: SocketAddr, message: impl Into<String>) -> EngineError {
     }
 }
 
-fn send_hello(stream: &mut TcpStream, addr: SocketAddr, hello: &Hello) -> Result<(), EngineError> {
+fn send_hello(link: &mut Link, addr: SocketAddr, hello: &Hello) -> Result<(), EngineError> {
     let mut buf = Vec::new();
     encode_hello(&mut buf, hello);
-    stream
-        .write_all(&buf)
+    link.send(&buf)
         .map_err(|e| peer_error(addr, format!("sending HELLO failed: {e}")))
 }
 
-fn read_hello(
-    stream: &mut TcpStream,
-    addr: SocketAddr,
-    deadline: Instant,
-) -> Result<Hello, EngineError> {
-    let remaining = deadline
-        .saturating_duration_since(Instant::now())
-        .max(Duration::from_millis(1));
-    stream
-        .set_read_timeout(Some(remaining))
-        .map_err(|e| peer_error(addr, e.to_string()))?;
+fn read_hello(link: &mut Link, addr: SocketAddr, deadline: Instant) -> Result<Hello, EngineError> {
+    let remaining = || {
+        deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_millis(1))
+    };
     let mut len = [0u8; 4];
-    stream
-        .read_exact(&mut len)
+    link.receive(&mut len, remaining())
         .map_err(|e| peer_error(addr, format!("no HELLO from the peer: {e}")))?;
     let len = u32::from_le_bytes(len) as usize;
     // A HELLO is 27 bytes; anything much larger is not one.
@@ -176,12 +173,8 @@ fn read_hello(
         ));
     }
     let mut body = vec![0u8; len];
-    stream
-        .read_exact(&mut body)
+    link.receive(&mut body, remaining())
         .map_err(|e| peer_error(addr, format!("no HELLO from the peer: {e}")))?;
-    stream
-        .set_read_timeout(None)
-        .map_err(|e| peer_error(addr, e.to_string()))?;
     match decode(&body) {
         Ok(Frame::Hello(h)) => Ok(h),
         Ok(other) => Err(peer_error(addr, format!("expected a HELLO, got {other:?}"))),
@@ -216,6 +209,23 @@ fn check_hello(
     Ok(())
 }
 
+/// The link over a fresh connection: TLS (handshake and peer check) when
+/// the exchange is configured for it.
+fn secure(
+    stream: TcpStream,
+    config: &RemoteExchangeConfig,
+    dialer: bool,
+    addr: SocketAddr,
+    deadline: Instant,
+) -> Result<Link, EngineError> {
+    match &config.tls {
+        Some(tls) => {
+            Link::handshake(stream, tls, dialer, deadline).map_err(|e| peer_error(addr, e))
+        }
+        None => Link::plain(stream).map_err(|e| peer_error(addr, e.to_string())),
+    }
+}
+
 /// Connects to every peer (dialing later ranges, accepting earlier ones on `listener`) and
 /// exchanges HELLOs. `listener` may be `None` when no peer comes before this process.
 pub fn connect_peers(
@@ -243,7 +253,7 @@ pub fn connect_peers_cancellable(
             to_accept.push((range.clone(), *addr));
             continue;
         }
-        let mut stream = loop {
+        let stream = loop {
             if cancelled() {
                 return Err(EngineError::Cancelled);
             }
@@ -260,13 +270,14 @@ pub fn connect_peers_cancellable(
         stream
             .set_nodelay(true)
             .map_err(|e| peer_error(*addr, e.to_string()))?;
-        send_hello(&mut stream, *addr, hello)?;
-        let theirs = read_hello(&mut stream, *addr, deadline)?;
+        let mut link = secure(stream, config, true, *addr, deadline)?;
+        send_hello(&mut link, *addr, hello)?;
+        let theirs = read_hello(&mut link, *addr, deadline)?;
         check_hello(&theirs, hello, range, *addr)?;
         connected.push(Connected {
             addr: *addr,
             shards: range.clone(),
-            stream,
+            link,
         });
     }
     if to_accept.is_empty() {
@@ -287,7 +298,7 @@ pub fn connect_peers_cancellable(
         if cancelled() {
             return Err(EngineError::Cancelled);
         }
-        let (mut stream, from) = match listener.accept() {
+        let (stream, from) = match listener.accept() {
             Ok(pair) => pair,
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                 if Instant::now() >= deadline {
@@ -315,7 +326,8 @@ pub fn connect_peers_cancellable(
             .set_nonblocking(false)
             .and_then(|()| stream.set_nodelay(true))
             .map_err(|e| peer_error(from, e.to_string()))?;
-        let theirs = read_hello(&mut stream, from, deadline)?;
+        let mut link = secure(stream, config, false, from, deadline)?;
+        let theirs = read_hello(&mut link, from, deadline)?;
         let Some(pos) = to_accept.iter().position(|(r, _)| *r == theirs.local) else {
             return Err(peer_error(
                 from,
@@ -327,11 +339,11 @@ pub fn connect_peers_cancellable(
         };
         let (range, addr) = to_accept.swap_remove(pos);
         check_hello(&theirs, hello, &range, from)?;
-        send_hello(&mut stream, from, hello)?;
+        send_hello(&mut link, from, hello)?;
         connected.push(Connected {
             addr,
             shards: range,
-            stream,
+            link,
         });
     }
     Ok(connected)
@@ -352,6 +364,7 @@ mod tests {
                 .collect(),
             listen: "127.0.0.1:0".parse().unwrap(),
             connect_timeout: Duration::from_secs(1),
+            tls: None,
         }
     }
 
@@ -380,12 +393,14 @@ mod tests {
             peers: vec![(1..2, addr)],
             listen: "127.0.0.1:0".parse().unwrap(),
             connect_timeout: Duration::from_secs(5),
+            tls: None,
         };
         let b = RemoteExchangeConfig {
             local_shards: 1..2,
             peers: vec![(0..1, "127.0.0.1:1".parse().unwrap())],
             listen: addr,
             connect_timeout: Duration::from_secs(5),
+            tls: None,
         };
         let hello = |fingerprint, local| Hello {
             fingerprint,

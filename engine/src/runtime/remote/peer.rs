@@ -31,6 +31,7 @@ use crate::runtime::remote::frame::{
     decode, decode_rows, encode_checkpoint, encode_control, encode_data, ChannelId, Frame,
     FRAME_BYTES_MAX, MESSAGE_ROWS_MAX, ROWS_PER_FRAME_MAX,
 };
+use crate::runtime::remote::link::{Link, LinkReader, LinkWriter};
 
 /// Messages the writer takes from one channel per round, so one busy channel cannot starve
 /// the others.
@@ -181,8 +182,8 @@ impl ChannelIndex {
 pub struct PeerPlan<'a> {
     /// The peer's address (for messages).
     pub addr: SocketAddr,
-    /// The connected, handshaken stream.
-    pub stream: TcpStream,
+    /// The connected, handshaken link.
+    pub link: Link,
     /// Shards of this process.
     pub local: Range<u32>,
     /// Shards of the peer.
@@ -209,7 +210,7 @@ pub fn start_peer(
 ) -> Result<(PeerIo, PeerEnds), EngineError> {
     let PeerPlan {
         addr,
-        stream,
+        link,
         local,
         remote,
         edge_schemas,
@@ -270,11 +271,9 @@ pub fn start_peer(
         receiver_parts.push((id, rx, ret_tx, ledger));
     }
     let incoming_open = Arc::new(AtomicUsize::new(incoming.len()));
-    let clone = |s: &TcpStream| {
-        s.try_clone()
-            .map_err(|e| peer_error(addr, format!("cannot share the connection: {e}")))
-    };
-    let (read_stream, keep) = (clone(&stream)?, clone(&stream)?);
+    let (mut read_half, stream, keep) = link
+        .split()
+        .map_err(|e| peer_error(addr, format!("cannot share the connection: {e}")))?;
     stream
         .set_write_timeout(Some(WRITE_TIMEOUT))
         .map_err(|e| peer_error(addr, format!("cannot set a write timeout: {e}")))?;
@@ -295,12 +294,16 @@ pub fn start_peer(
                 };
                 if let Err(e) = w.run() {
                     shared.fail(e);
-                    let _ = w.stream.shutdown(Shutdown::Both);
+                    w.stream.abort();
                 }
             })
             .map_err(|e| peer_error(addr, format!("cannot start the writer thread: {e}")))?
     };
     let writer_thread = writer.thread().clone();
+    read_half.set_writer(writer_thread.clone());
+    let reader_keep = keep
+        .try_clone()
+        .map_err(|e| peer_error(addr, format!("cannot share the connection: {e}")))?;
     let reader = {
         let (shared, wake) = (shared.clone(), writer_thread.clone());
         std::thread::Builder::new()
@@ -308,7 +311,8 @@ pub fn start_peer(
             .spawn(move || {
                 let mut r = Reader {
                     addr,
-                    stream: BufReader::with_capacity(READ_BUFFER_BYTES, read_stream),
+                    stream: BufReader::with_capacity(READ_BUFFER_BYTES, read_half),
+                    keep: reader_keep,
                     incoming,
                     in_index,
                     credits,
@@ -327,7 +331,7 @@ pub fn start_peer(
                     if !shared.stopping() {
                         shared.fail(e);
                     }
-                    let _ = r.stream.get_ref().shutdown(Shutdown::Both);
+                    r.keep.shutdown(Shutdown::Both).ok();
                     r.writer.unpark();
                 }
             })
@@ -388,7 +392,7 @@ pub fn start_peer(
 
 struct Writer {
     addr: SocketAddr,
-    stream: TcpStream,
+    stream: LinkWriter,
     outgoing: Vec<Outgoing>,
     grants: Vec<Grant>,
     incoming_open: Arc<AtomicUsize>,
@@ -402,7 +406,7 @@ impl Writer {
     fn run(&mut self) -> Result<(), EngineError> {
         loop {
             if self.shared.stopping() {
-                let _ = self.stream.shutdown(Shutdown::Both);
+                self.stream.abort();
                 return Ok(());
             }
             let mut progress = false;
@@ -428,7 +432,7 @@ impl Writer {
             if all_sent && self.incoming_open.load(Ordering::Acquire) == 0 {
                 // Everything is sent (the coordinator too is done) and nothing more will
                 // arrive that needs credits.
-                let _ = self.stream.shutdown(Shutdown::Write);
+                let _ = self.stream.finish();
                 return Ok(());
             }
             if !progress {
@@ -513,10 +517,12 @@ impl Writer {
     }
 
     fn flush(&mut self) -> Result<(), EngineError> {
-        if self.buf.is_empty() {
-            return Ok(());
-        }
-        let result = self.stream.write_all(&self.buf);
+        let result = if self.buf.is_empty() {
+            // Sends what TLS itself queued, if anything (nothing for TCP).
+            self.stream.flush()
+        } else {
+            self.stream.write_all(&self.buf)
+        };
         self.buf.clear();
         result.map_err(|e| {
             let message = if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::TimedOut {
@@ -531,7 +537,9 @@ impl Writer {
 
 struct Reader {
     addr: SocketAddr,
-    stream: BufReader<TcpStream>,
+    stream: BufReader<LinkReader>,
+    /// The socket, to shut down on failure.
+    keep: TcpStream,
     incoming: Vec<Incoming>,
     in_index: ChannelIndex,
     credits: Vec<Arc<SendCredits>>,

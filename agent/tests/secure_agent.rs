@@ -1,0 +1,197 @@
+//! An agent in a cluster that runs mutual TLS and ACLs, and command tasks
+//! run as an unprivileged user. Real masters, real TLS, real setuid.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{ensure, Context, Result};
+use common::*;
+use sluice_agent::{task_logs, Agent, AgentError, LogStream};
+use sluice_consensus::acl::AclPolicy;
+use sluice_consensus::state::JobState;
+use sluice_consensus::Request;
+use sluice_security::pki::{self, Ca, Validity};
+use sluice_security::{Role, Tls, TlsFiles};
+
+/// A CA in `dir` and one loaded identity per role.
+fn pki(dir: &Path) -> Result<(Tls, Tls, Tls)> {
+    let ca = Ca::generate("t")?;
+    ca.write(dir)?;
+    let load = |role: Role| -> Result<Tls> {
+        let issued = ca.issue(role, Validity::days(1)?)?;
+        let files = pki::write_issued(dir, role.as_str(), &issued)?;
+        Ok(Tls::load(&TlsFiles {
+            ca: dir.join(pki::CA_CERT_FILE),
+            cert: files.cert,
+            key: files.key,
+        })?)
+    };
+    Ok((load(Role::Master)?, load(Role::Agent)?, load(Role::Client)?))
+}
+
+async fn token(cluster: &Cluster, name: &str, policies: Vec<AclPolicy>) -> Result<String> {
+    cluster
+        .client
+        .write(&Request::AclCreateToken {
+            name: name.into(),
+            policies,
+            ttl_ms: None,
+        })
+        .await?
+        .secret
+        .context("no secret")
+}
+
+async fn logs(addr: &str, tls: Option<&Tls>, job: u64) -> Result<String, AgentError> {
+    let mut out = Vec::new();
+    task_logs(addr, tls, job, 0, LogStream::Stdout, None, false, &mut out).await?;
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_needs_its_certificate_and_token_and_serves_logs_over_tls() -> Result<()> {
+    let root = tempfile::tempdir()?;
+    let (master, agent_tls, client_tls) = pki(&root.path().join("pki"))?;
+    let (cluster, _management) =
+        Cluster::start_secure(root.path(), master, client_tls.clone()).await?;
+    let agent_token = token(&cluster, "agents", vec![AclPolicy::Agent]).await?;
+    let reader = token(&cluster, "reader", vec![AclPolicy::Read]).await?;
+
+    // Each missing piece is refused at registration, naming it.
+    let refusals = [
+        (
+            "no token",
+            Some(agent_tls.clone()),
+            None,
+            "no ACL token given",
+        ),
+        (
+            "a token without the agent policy",
+            Some(agent_tls.clone()),
+            Some(reader.clone()),
+            "needs agent",
+        ),
+        (
+            "a client certificate",
+            Some(client_tls.clone()),
+            Some(agent_token.clone()),
+            "a client certificate cannot make an agent's report",
+        ),
+    ];
+    for (what, tls, token, reason) in refusals {
+        let mut config = cluster.agent_config(root.path().join(format!("refused-{what}")));
+        config.tls = tls;
+        config.token = token;
+        config.register_timeout = Duration::from_secs(5);
+        match Agent::start(config).await {
+            Err(e) => ensure!(e.to_string().contains(reason), "{what}: {e}"),
+            Ok(agent) => {
+                agent.shutdown().await;
+                anyhow::bail!("{what}: the agent registered");
+            }
+        }
+    }
+
+    let mut config = cluster.agent_config(root.path().join("agent"));
+    config.tls = Some(agent_tls.clone());
+    config.token = Some(agent_token);
+    let agent = Agent::start(config).await?;
+    let addr = agent.api_addr().to_string();
+    let id = cluster
+        .submit("hello", command(&["sh", "-c", "echo over tls"]))
+        .await?;
+    let job = cluster.wait_ended(id).await?;
+    ensure!(job.state == JobState::Finished, "{job:#?}");
+
+    // The agent API: a client certificate reads, an agent's is refused by
+    // name, plain text gets nothing.
+    ensure!(logs(&addr, Some(&client_tls), id).await? == "over tls\n");
+    let refused = logs(&addr, Some(&agent_tls), id)
+        .await
+        .unwrap_err()
+        .to_string();
+    ensure!(
+        refused.contains("an agent certificate cannot read task logs"),
+        "{refused}"
+    );
+    ensure!(
+        logs(&addr, None, id).await.is_err(),
+        "plain text read the logs"
+    );
+    agent.shutdown().await;
+    cluster.shutdown().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn command_tasks_run_as_the_task_user_and_root_needs_a_flag() -> Result<()> {
+    if !sluice_agent::sys::running_as_root() {
+        eprintln!("skipped: switching the task user needs root, and this test runs as a user");
+        return Ok(());
+    }
+    let root = tempfile::tempdir()?;
+    // The task user must reach its sandbox under the agent's data dir.
+    std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o711))?;
+    let cluster = Cluster::start(root.path()).await?;
+    let nobody = sluice_agent::sys::lookup_user("nobody")?;
+
+    let refused = |config: sluice_agent::AgentConfig| async move {
+        match Agent::start(config).await {
+            Err(e) => Ok(e.to_string()),
+            Ok(agent) => {
+                agent.shutdown().await;
+                anyhow::bail!("the agent started")
+            }
+        }
+    };
+    let mut as_root = cluster.agent_config(root.path().join("a"));
+    as_root.allow_root_tasks = false;
+    let err = refused(as_root).await?;
+    ensure!(
+        err.contains("would run command tasks as root") && err.contains("--task-user"),
+        "{err}"
+    );
+    let mut root_user = cluster.agent_config(root.path().join("b"));
+    root_user.allow_root_tasks = false;
+    root_user.task_user = Some("root".into());
+    let err = refused(root_user).await?;
+    ensure!(err.contains("is root; name an unprivileged user"), "{err}");
+    let mut unknown = cluster.agent_config(root.path().join("c"));
+    unknown.allow_root_tasks = false;
+    unknown.task_user = Some("no-such-user-anywhere".into());
+    let err = refused(unknown).await?;
+    ensure!(err.contains("no user \"no-such-user-anywhere\""), "{err}");
+
+    let data_dir = root.path().join("agent");
+    let mut config = cluster.agent_config(data_dir.clone());
+    config.allow_root_tasks = false;
+    config.task_user = Some("nobody".into());
+    let agent = Agent::start(config).await?;
+    let id = cluster
+        .submit(
+            "whoami",
+            command(&["sh", "-c", "id -u; id -g; id -G; touch mine"]),
+        )
+        .await?;
+    let job = cluster.wait_ended(id).await?;
+    ensure!(job.state == JobState::Finished, "{job:#?}");
+    let task_dir = data_dir.join("tasks").join(format!("{id}.0"));
+    let out = std::fs::read_to_string(task_dir.join("stdout"))?;
+    let lines: Vec<&str> = out.lines().collect();
+    // The user's uid and gid, and none of root's groups.
+    ensure!(
+        lines
+            == [
+                nobody.uid.to_string(),
+                nobody.gid.to_string(),
+                nobody.gid.to_string()
+            ],
+        "{out}"
+    );
+    use std::os::unix::fs::MetadataExt;
+    ensure!(std::fs::metadata(task_dir.join("mine"))?.uid() == nobody.uid);
+    agent.shutdown().await;
+    cluster.shutdown().await
+}

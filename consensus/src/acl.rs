@@ -1,0 +1,411 @@
+//! ACL tokens: who may do what.
+//!
+//! A token has a name (shown in audit lines), a public accessor (to list and
+//! revoke it), the SHA-256 of its secret (the secret itself is shown once, at
+//! creation, and never stored), policies and an optional expiry. Every API
+//! call names what it needs ([`Need`]); a token's policies grant it or the
+//! call is refused before anything happens:
+//! - `read`: list, show, status, logs;
+//! - `submit:ROLE[,ROLE...]` (or `submit:*`): submit, cancel and kill jobs in
+//!   those roles;
+//! - `operator`: agents (drain, remove), roles, the scheduler's policy;
+//! - `management`: everything, including masters, snapshots and ACLs;
+//! - `agent`: what an agent does: register, heartbeat, report tasks and
+//!   checkpoints.
+//!
+//! Every policy grants `read`.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::command::CommandError;
+
+/// Longest token name.
+pub const TOKEN_NAME_BYTES_MAX: usize = 64;
+/// Most tokens alive at once.
+pub const TOKENS_MAX: usize = 10_000;
+/// Most revoked tokens remembered (to say "revoked" rather than "unknown").
+pub const REVOKED_KEPT: usize = 1_000;
+/// Most policies on one token, and roles in one `submit` policy.
+pub const POLICIES_MAX: usize = 16;
+
+/// One grant of a token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum AclPolicy {
+    Read,
+    /// Jobs in these roles; `*` means every role.
+    Submit {
+        roles: Vec<String>,
+    },
+    Operator,
+    Management,
+    Agent,
+}
+
+impl fmt::Display for AclPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AclPolicy::Read => f.write_str("read"),
+            AclPolicy::Submit { roles } => write!(f, "submit:{}", roles.join(",")),
+            AclPolicy::Operator => f.write_str("operator"),
+            AclPolicy::Management => f.write_str("management"),
+            AclPolicy::Agent => f.write_str("agent"),
+        }
+    }
+}
+
+impl FromStr for AclPolicy {
+    type Err = String;
+
+    /// `read`, `submit:ROLE[,ROLE...]`, `submit:*`, `operator`, `management`
+    /// or `agent`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let policy = match s.split_once(':') {
+            None => match s {
+                "read" => AclPolicy::Read,
+                "operator" => AclPolicy::Operator,
+                "management" => AclPolicy::Management,
+                "agent" => AclPolicy::Agent,
+                "submit" => {
+                    return Err(
+                        "policy \"submit\" needs its roles: submit:ROLE[,ROLE...] or submit:*"
+                            .into(),
+                    )
+                }
+                other => {
+                    return Err(format!(
+                        "unknown policy {other:?}: expected read, submit:ROLES, operator, \
+                         management or agent"
+                    ))
+                }
+            },
+            Some(("submit", roles)) => AclPolicy::Submit {
+                roles: roles.split(',').map(|r| r.trim().to_owned()).collect(),
+            },
+            Some((other, _)) => {
+                return Err(format!(
+                    "unknown policy {other:?}: only submit takes roles (submit:ROLE,...)"
+                ))
+            }
+        };
+        policy.validate()?;
+        Ok(policy)
+    }
+}
+
+impl AclPolicy {
+    fn validate(&self) -> Result<(), String> {
+        if let AclPolicy::Submit { roles } = self {
+            if roles.is_empty() || roles.len() > POLICIES_MAX {
+                return Err(format!(
+                    "submit policy with {} roles: give 1 to {POLICIES_MAX}",
+                    roles.len()
+                ));
+            }
+            for role in roles {
+                let ok = role == "*"
+                    || (!role.is_empty()
+                        && role.len() <= 64
+                        && role
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)));
+                if !ok {
+                    return Err(format!(
+                        "submit policy role {role:?}: a role name (letters, digits, - _ .) or *"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What one API call needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Need {
+    Read,
+    /// Submit rights on this role.
+    Submit(String),
+    /// Submit rights on some role (a call about a job that does not exist:
+    /// it will be refused as unknown, to anyone who may submit at all).
+    SubmitAny,
+    Operator,
+    Management,
+    Agent,
+}
+
+impl fmt::Display for Need {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Need::Read => f.write_str("read"),
+            Need::Submit(role) => write!(f, "submit on role {role}"),
+            Need::SubmitAny => f.write_str("submit on some role"),
+            Need::Operator => f.write_str("operator"),
+            Need::Management => f.write_str("management"),
+            Need::Agent => f.write_str("agent"),
+        }
+    }
+}
+
+impl Need {
+    /// Whether `policies` grant this.
+    pub fn granted_by(&self, policies: &[AclPolicy]) -> bool {
+        policies.iter().any(|p| match (p, self) {
+            (AclPolicy::Management, _) | (_, Need::Read) => true,
+            (AclPolicy::Submit { roles }, Need::Submit(role)) => {
+                roles.iter().any(|r| r == "*" || r == role)
+            }
+            (AclPolicy::Submit { .. }, Need::SubmitAny) => true,
+            (AclPolicy::Operator, Need::Operator) | (AclPolicy::Agent, Need::Agent) => true,
+            _ => false,
+        })
+    }
+}
+
+/// A token as the state keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AclToken {
+    pub accessor: String,
+    pub name: String,
+    /// SHA-256 of the secret, hex.
+    pub secret_hash: String,
+    pub policies: Vec<AclPolicy>,
+    pub created_ms: u64,
+    #[serde(default)]
+    pub expires_ms: Option<u64>,
+    /// When it was revoked; a revoked token is kept a while to say so.
+    #[serde(default)]
+    pub revoked_ms: Option<u64>,
+}
+
+/// A token as listed: everything but the secret's hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenInfo {
+    pub accessor: String,
+    pub name: String,
+    pub policies: Vec<AclPolicy>,
+    pub created_ms: u64,
+    #[serde(default)]
+    pub expires_ms: Option<u64>,
+    #[serde(default)]
+    pub revoked_ms: Option<u64>,
+}
+
+impl From<&AclToken> for TokenInfo {
+    fn from(t: &AclToken) -> Self {
+        Self {
+            accessor: t.accessor.clone(),
+            name: t.name.clone(),
+            policies: t.policies.clone(),
+            created_ms: t.created_ms,
+            expires_ms: t.expires_ms,
+            revoked_ms: t.revoked_ms,
+        }
+    }
+}
+
+/// The replicated ACL state.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AclState {
+    /// Whether the management token was bootstrapped (once per cluster).
+    pub bootstrapped: bool,
+    /// Tokens by accessor, revoked ones included.
+    pub tokens: BTreeMap<String, AclToken>,
+}
+
+/// Why a token does not let a call through.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Denied {
+    #[error("no ACL token given (pass --token or set SLUICE_TOKEN)")]
+    NoToken,
+    #[error("unknown ACL token")]
+    Unknown,
+    #[error("ACL token {name:?} ({accessor}) was revoked")]
+    Revoked { name: String, accessor: String },
+    #[error("ACL token {name:?} ({accessor}) expired at {expires_ms} (Unix ms)")]
+    Expired {
+        name: String,
+        accessor: String,
+        expires_ms: u64,
+    },
+    #[error("permission denied: token {name:?} needs {need}")]
+    Needs { name: String, need: Need },
+}
+
+impl AclState {
+    /// The live token whose secret is `secret`, at time `now_ms`.
+    pub fn authenticate(&self, secret: &str, now_ms: u64) -> Result<&AclToken, Denied> {
+        let hash = sluice_security::token::hash_secret(secret);
+        let token = self
+            .tokens
+            .values()
+            .find(|t| t.secret_hash == hash)
+            .ok_or(Denied::Unknown)?;
+        if token.revoked_ms.is_some() {
+            return Err(Denied::Revoked {
+                name: token.name.clone(),
+                accessor: token.accessor.clone(),
+            });
+        }
+        if let Some(expires_ms) = token.expires_ms.filter(|&e| e <= now_ms) {
+            return Err(Denied::Expired {
+                name: token.name.clone(),
+                accessor: token.accessor.clone(),
+                expires_ms,
+            });
+        }
+        Ok(token)
+    }
+
+    /// Checks a token about to be added.
+    pub(crate) fn check_new(&self, token: &AclToken) -> Result<(), CommandError> {
+        let bad = |field: &str, reason: String| Err(CommandError::invalid(field, reason));
+        let name_ok = !token.name.is_empty()
+            && token.name.len() <= TOKEN_NAME_BYTES_MAX
+            && token.name.chars().all(|c| !c.is_control());
+        if !name_ok {
+            return bad(
+                "token.name",
+                format!("1 to {TOKEN_NAME_BYTES_MAX} bytes without control characters"),
+            );
+        }
+        if token.policies.is_empty() || token.policies.len() > POLICIES_MAX {
+            return bad("token.policies", format!("give 1 to {POLICIES_MAX}"));
+        }
+        for policy in &token.policies {
+            policy
+                .validate()
+                .map_err(|e| CommandError::invalid("token.policies", e))?;
+        }
+        let hex = |s: &str, len: usize| s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit());
+        if !hex(&token.accessor, 16) || !hex(&token.secret_hash, 64) {
+            return bad("token", "malformed accessor or secret hash".into());
+        }
+        if token.expires_ms.is_some_and(|e| e <= token.created_ms) {
+            return bad("token.expires_ms", "not after its creation".into());
+        }
+        if token.revoked_ms.is_some() {
+            return bad("token.revoked_ms", "a new token cannot be revoked".into());
+        }
+        if self.tokens.contains_key(&token.accessor)
+            || self
+                .tokens
+                .values()
+                .any(|t| t.secret_hash == token.secret_hash)
+        {
+            return bad("token", "accessor or secret already in use".into());
+        }
+        let live = self
+            .tokens
+            .values()
+            .filter(|t| t.revoked_ms.is_none())
+            .count();
+        if live >= TOKENS_MAX {
+            return Err(CommandError::LimitReached {
+                what: "ACL tokens".into(),
+                max: TOKENS_MAX as u64,
+            });
+        }
+        Ok(())
+    }
+
+    /// Adds a checked token.
+    pub(crate) fn insert(&mut self, token: AclToken) {
+        self.tokens.insert(token.accessor.clone(), token);
+    }
+
+    /// Revokes a token, forgetting the oldest revoked ones past
+    /// [`REVOKED_KEPT`].
+    pub(crate) fn revoke(&mut self, accessor: &str, now_ms: u64) -> Result<String, CommandError> {
+        let token = self
+            .tokens
+            .get_mut(accessor)
+            .filter(|t| t.revoked_ms.is_none())
+            .ok_or_else(|| CommandError::UnknownToken {
+                accessor: accessor.to_owned(),
+            })?;
+        token.revoked_ms = Some(now_ms);
+        let name = token.name.clone();
+        let mut revoked: Vec<(u64, String)> = self
+            .tokens
+            .values()
+            .filter_map(|t| t.revoked_ms.map(|r| (r, t.accessor.clone())))
+            .collect();
+        if revoked.len() > REVOKED_KEPT {
+            revoked.sort();
+            for (_, old) in &revoked[..revoked.len() - REVOKED_KEPT] {
+                self.tokens.remove(old);
+            }
+        }
+        Ok(name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policies_parse_and_grant() {
+        let p = |s: &str| s.parse::<AclPolicy>().unwrap();
+        let analytics = [p("submit:analytics,etl")];
+        assert!(Need::Submit("etl".into()).granted_by(&analytics));
+        assert!(!Need::Submit("batch".into()).granted_by(&analytics));
+        assert!(Need::SubmitAny.granted_by(&analytics));
+        assert!(Need::Read.granted_by(&analytics));
+        assert!(!Need::Operator.granted_by(&analytics));
+        assert!(Need::Submit("x".into()).granted_by(&[p("submit:*")]));
+        assert!(Need::Management.granted_by(&[p("management")]));
+        assert!(Need::Agent.granted_by(&[p("management")]));
+        assert!(!Need::Agent.granted_by(&[p("operator")]));
+        assert!(!Need::Management.granted_by(&[p("operator"), p("read")]));
+        assert_eq!(p("submit:a,b").to_string(), "submit:a,b");
+        for bad in ["submit", "submit:", "root", "read:x", "submit:a b"] {
+            assert!(bad.parse::<AclPolicy>().is_err(), "{bad}");
+        }
+    }
+
+    fn token(n: u8, expires_ms: Option<u64>) -> AclToken {
+        AclToken {
+            accessor: format!("{n:016x}"),
+            name: format!("t{n}"),
+            secret_hash: sluice_security::token::hash_secret(&format!("secret-{n}")),
+            policies: vec![AclPolicy::Read],
+            created_ms: 10,
+            expires_ms,
+            revoked_ms: None,
+        }
+    }
+
+    #[test]
+    fn tokens_authenticate_until_they_expire_or_are_revoked() {
+        let mut acl = AclState::default();
+        for t in [token(1, None), token(2, Some(100))] {
+            acl.check_new(&t).unwrap();
+            acl.insert(t);
+        }
+        assert!(acl.check_new(&token(1, None)).is_err(), "accessor reused");
+        assert_eq!(acl.authenticate("secret-1", 50).unwrap().name, "t1");
+        assert_eq!(acl.authenticate("secret-2", 99).unwrap().name, "t2");
+        assert!(matches!(
+            acl.authenticate("secret-2", 100),
+            Err(Denied::Expired { .. })
+        ));
+        assert_eq!(acl.authenticate("nope", 0), Err(Denied::Unknown));
+        assert_eq!(acl.revoke(&token(1, None).accessor, 60).unwrap(), "t1");
+        assert!(matches!(
+            acl.authenticate("secret-1", 61),
+            Err(Denied::Revoked { .. })
+        ));
+        assert!(acl.revoke(&token(1, None).accessor, 70).is_err(), "twice");
+        let mut bad = token(3, Some(5));
+        assert!(acl.check_new(&bad).is_err(), "expires before creation");
+        bad.expires_ms = None;
+        bad.policies.clear();
+        assert!(acl.check_new(&bad).is_err(), "no policy");
+    }
+}
