@@ -109,6 +109,12 @@ impl Agent {
     pub async fn start(config: AgentConfig) -> Result<AgentHandle, AgentError> {
         config.validate().map_err(AgentError::Config)?;
         let task_user = resolve_task_user(&config)?;
+        if config.tls.is_none() {
+            tracing::warn!(
+                "INSECURE: TLS is off (--insecure): the agent talks to the masters, serves task \
+                 logs and exchanges stream records in plain text"
+            );
+        }
         let dir = config.data_dir.clone();
         std::fs::create_dir_all(&dir).map_err(AgentError::io(&dir))?;
         let recorded = Identity::load(&dir)?;

@@ -4,7 +4,6 @@
 mod common;
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
@@ -13,24 +12,8 @@ use sluice_agent::{task_logs, Agent, AgentError, LogStream};
 use sluice_consensus::acl::AclPolicy;
 use sluice_consensus::state::JobState;
 use sluice_consensus::Request;
-use sluice_security::pki::{self, Ca, Validity};
-use sluice_security::{Role, Tls, TlsFiles};
-
-/// A CA in `dir` and one loaded identity per role.
-fn pki(dir: &Path) -> Result<(Tls, Tls, Tls)> {
-    let ca = Ca::generate("t")?;
-    ca.write(dir)?;
-    let load = |role: Role| -> Result<Tls> {
-        let issued = ca.issue(role, Validity::days(1)?)?;
-        let files = pki::write_issued(dir, role.as_str(), &issued)?;
-        Ok(Tls::load(&TlsFiles {
-            ca: dir.join(pki::CA_CERT_FILE),
-            cert: files.cert,
-            key: files.key,
-        })?)
-    };
-    Ok((load(Role::Master)?, load(Role::Agent)?, load(Role::Client)?))
-}
+use sluice_security::pki::{Ca, Validity};
+use sluice_security::{Role, Tls};
 
 async fn token(cluster: &Cluster, name: &str, policies: Vec<AclPolicy>) -> Result<String> {
     cluster
@@ -54,7 +37,7 @@ async fn logs(addr: &str, tls: Option<&Tls>, job: u64) -> Result<String, AgentEr
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_needs_its_certificate_and_token_and_serves_logs_over_tls() -> Result<()> {
     let root = tempfile::tempdir()?;
-    let (master, agent_tls, client_tls) = pki(&root.path().join("pki"))?;
+    let (master, agent_tls, client_tls) = test_pki(&root.path().join("pki"))?;
     let (cluster, _management) =
         Cluster::start_secure(root.path(), master, client_tls.clone()).await?;
     let agent_token = token(&cluster, "agents", vec![AclPolicy::Agent]).await?;
@@ -121,6 +104,57 @@ async fn an_agent_needs_its_certificate_and_token_and_serves_logs_over_tls() -> 
         logs(&addr, None, id).await.is_err(),
         "plain text read the logs"
     );
+    // The handshake refuses a missing, foreign or expired certificate, with
+    // an alert naming why.
+    let pki_dir = root.path().join("pki");
+    let ca = Ca::load(&pki_dir)?;
+    let now = time::OffsetDateTime::now_utc();
+    let expired = ca.issue(
+        Role::Client,
+        Validity {
+            not_before: now - time::Duration::days(2),
+            not_after: now - time::Duration::days(1),
+        },
+    )?;
+    let foreign = Ca::generate("other")?.issue(Role::Client, Validity::days(1)?)?;
+    for (what, identity, reason) in [
+        ("no certificate", None, "CertificateRequired"),
+        ("another CA's certificate", Some(foreign), "UnknownCA"),
+        (
+            "an expired certificate",
+            Some(expired),
+            "CertificateExpired",
+        ),
+    ] {
+        // A raw TLS client: the server's alert arrives on its first read.
+        let config = sluice_security::tls::unchecked_client_config(
+            ca.cert_pem().as_bytes(),
+            identity
+                .as_ref()
+                .map(|id| (id.cert_pem.as_bytes(), id.key_pem.as_bytes())),
+        )?;
+        let name = rustls::pki_types::ServerName::try_from(Role::Agent.name_in(ca.cluster()))?;
+        let target = addr.clone();
+        let refusal = tokio::task::spawn_blocking(move || -> Result<String> {
+            use std::io::{Read, Write};
+            let mut conn = rustls::ClientConnection::new(config, name)?;
+            let mut sock = std::net::TcpStream::connect(&target)?;
+            sock.set_read_timeout(Some(Duration::from_secs(10)))?;
+            let mut stream = rustls::Stream::new(&mut conn, &mut sock);
+            let _ = stream.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+            let mut buf = [0u8; 64];
+            Ok(match stream.read(&mut buf) {
+                Ok(n) => format!("read {n} bytes"),
+                Err(e) => e.to_string(),
+            })
+        })
+        .await??;
+        let errors = [refusal];
+        ensure!(
+            errors.iter().any(|e| e.contains(reason)),
+            "{what}: no refusal names {reason}: {errors:?}"
+        );
+    }
     agent.shutdown().await;
     cluster.shutdown().await
 }

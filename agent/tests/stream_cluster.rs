@@ -164,12 +164,42 @@ async fn a_leader_kill_during_a_bounded_stream_job_loses_and_duplicates_nothing(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_spread_over_two_agents_matches_one_agent() -> Result<()> {
+    spread_matches_one_agent(false).await
+}
+
+/// The same with mutual TLS and ACLs: agents register with their
+/// certificates and token, and the shards exchange records over TLS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_spread_over_two_agents_in_tls_matches_one_agent() -> Result<()> {
+    spread_matches_one_agent(true).await
+}
+
+async fn spread_matches_one_agent(secure: bool) -> Result<()> {
     let root = tempfile::tempdir()?;
-    let cluster = Cluster::start(root.path()).await?;
+    let (cluster, agent_identity) = if secure {
+        let (master, agent, client) = test_pki(&root.path().join("pki"))?;
+        let (cluster, _) = Cluster::start_secure(root.path(), master, client).await?;
+        let token = cluster
+            .client
+            .write(&Request::AclCreateToken {
+                name: "agents".into(),
+                policies: vec![sluice_consensus::acl::AclPolicy::Agent],
+                ttl_ms: None,
+            })
+            .await?
+            .secret;
+        (cluster, Some((agent, token)))
+    } else {
+        (Cluster::start(root.path()).await?, None)
+    };
     let mut agents = Vec::new();
     for name in ["agent-a", "agent-b"] {
         let mut config = cluster.agent_config(root.path().join(name));
         config.hostname = Some(name.into());
+        if let Some((tls, token)) = &agent_identity {
+            config.tls = Some(tls.clone());
+            config.token = token.clone();
+        }
         agents.push(Agent::start(config).await?);
     }
     let events = 20_000;

@@ -180,6 +180,17 @@ impl AdminService {
 }
 
 impl AdminService {
+    /// A client's management call (masters, leadership); returns the
+    /// caller's token, for the calls the leader makes on its behalf.
+    fn authorize_management<T>(
+        &self,
+        request: &Request<T>,
+        what: &str,
+    ) -> Result<Option<String>, Status> {
+        self.authorize(request, &[Role::Client], what, Some(Need::Management))?;
+        auth::token_of(request.metadata())
+    }
+
     /// A master's call steering elections (leadership transfer): with TLS,
     /// only another master's certificate may; without, the management token
     /// the transfer's caller gave, passed on by the leader.
@@ -206,15 +217,17 @@ impl AdminService {
         self.require_lease()?;
         let need = parsed.need(&self.state.read().state);
         let name = parsed.name();
-        let caller = self.authorize(&request, roles, what, need).inspect_err(|denied| {
-            tracing::info!(
-                target: "sluice::audit",
-                request = name,
-                outcome = "denied",
-                reason = denied.message(),
-                "write"
-            );
-        })?;
+        let caller = self
+            .authorize(&request, roles, what, need)
+            .inspect_err(|denied| {
+                tracing::info!(
+                    target: "sluice::audit",
+                    request = name,
+                    outcome = "denied",
+                    reason = denied.message(),
+                    "write"
+                );
+            })?;
         let (command, secret) = parsed
             .into_command(now_unix_ms())
             .map_err(Status::internal)?;
@@ -462,12 +475,7 @@ impl Master for AdminService {
     ) -> Result<Response<MembershipReply>, Status> {
         bounded(
             async move {
-                self.authorize(
-                    &request,
-                    &[Role::Client],
-                    "change the masters",
-                    Some(Need::Management),
-                )?;
+                self.authorize_management(&request, "change the masters")?;
                 membership::add(self, request.into_inner())
                     .await
                     .map(Response::new)
@@ -482,13 +490,7 @@ impl Master for AdminService {
     ) -> Result<Response<MembershipReply>, Status> {
         bounded(
             async move {
-                self.authorize(
-                    &request,
-                    &[Role::Client],
-                    "change the masters",
-                    Some(Need::Management),
-                )?;
-                let token = auth::token_of(request.metadata())?;
+                let token = self.authorize_management(&request, "change the masters")?;
                 membership::remove(self, request.into_inner(), token)
                     .await
                     .map(Response::new)
@@ -503,13 +505,7 @@ impl Master for AdminService {
     ) -> Result<Response<TransferLeaderReply>, Status> {
         bounded(
             async move {
-                self.authorize(
-                    &request,
-                    &[Role::Client],
-                    "move leadership",
-                    Some(Need::Management),
-                )?;
-                let token = auth::token_of(request.metadata())?;
+                let token = self.authorize_management(&request, "move leadership")?;
                 leadership::transfer(self, request.into_inner().to, token)
                     .await
                     .map(Response::new)

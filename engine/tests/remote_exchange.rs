@@ -20,7 +20,7 @@ use sluice_engine::sink::Sink;
 use sluice_engine::source::{DeadLetters, Source, SourceStatus};
 use sluice_engine::spec::{CustomSource, JobSpec, SinkSpec};
 use sluice_engine::EngineError;
-use sluice_security::pki::{Ca, Validity};
+use sluice_security::pki::{Ca, Issued, Validity};
 use sluice_security::{Role, Tls, TlsFiles};
 
 /// Longest a test waits for its workers.
@@ -391,13 +391,47 @@ fn a_split_job_over_mutual_tls_gives_the_same_answer() {
     assert_eq!(a.shards.len() + b.shards.len(), SHARDS);
 }
 
+/// An agent's exchange TLS whose dialing side presents `identity` (or no
+/// certificate) as is, as a peer with an expired certificate, or none, dials.
+fn dialing_with(ca: &Ca, identity: Option<&Issued>) -> ExchangeTls {
+    let mut tls = exchange_tls(ca, Role::Agent);
+    tls.client = sluice_security::tls::unchecked_client_config(
+        ca.cert_pem().as_bytes(),
+        identity.map(|id| (id.cert_pem.as_bytes(), id.key_pem.as_bytes())),
+    )
+    .unwrap();
+    tls
+}
+
 #[test]
 fn exchange_peers_without_the_right_certificate_are_refused() {
     let ca = Ca::generate("exchange").unwrap();
     let other_ca = Ca::generate("exchange").unwrap();
     let agent = || Some(exchange_tls(&ca, Role::Agent));
+    let now = time::OffsetDateTime::now_utc();
+    let expired = ca
+        .issue(
+            Role::Agent,
+            Validity {
+                not_before: now - time::Duration::days(2),
+                not_after: now - time::Duration::days(1),
+            },
+        )
+        .unwrap();
     // Worker A (shards 0..2) dials worker B (2..4).
-    let cases: [(&str, Option<ExchangeTls>, Option<ExchangeTls>, &str); 4] = [
+    let cases: [(&str, Option<ExchangeTls>, Option<ExchangeTls>, &str); 6] = [
+        (
+            "a dialer with no certificate",
+            Some(dialing_with(&ca, None)),
+            agent(),
+            "TLS handshake failed",
+        ),
+        (
+            "a dialer with an expired certificate",
+            Some(dialing_with(&ca, Some(&expired))),
+            agent(),
+            "TLS handshake failed",
+        ),
         (
             "a dialer with a client certificate",
             Some(exchange_tls(&ca, Role::Client)),

@@ -150,11 +150,11 @@ pub struct MasterArgs {
     pub tls: TlsArgs,
     /// Serve plain text, without TLS: anyone who reaches the ports can read
     /// and change the cluster. Only for tests and trusted networks.
-    #[arg(long, env = "SLUICE_INSECURE")]
+    #[arg(long, env = "SLUICE_INSECURE", value_parser = clap::builder::BoolishValueParser::new())]
     pub insecure: bool,
     /// Require an ACL token that allows it on every API call (bootstrap the
     /// first with `sluice acl bootstrap`).
-    #[arg(long, env = "SLUICE_ACL")]
+    #[arg(long, env = "SLUICE_ACL", value_parser = clap::builder::BoolishValueParser::new())]
     pub acl: bool,
     #[command(flatten)]
     pub tuning: RaftTuning,
@@ -380,7 +380,7 @@ pub struct AgentRunArgs {
     pub tls: TlsArgs,
     /// Talk to the masters and serve the agent API in plain text, without
     /// TLS. Only for tests and trusted networks.
-    #[arg(long, env = "SLUICE_INSECURE")]
+    #[arg(long, env = "SLUICE_INSECURE", value_parser = clap::builder::BoolishValueParser::new())]
     pub insecure: bool,
     /// The agent's ACL token (policy `agent`), when the masters run with --acl.
     #[arg(long, env = "SLUICE_TOKEN", hide_env_values = true)]
@@ -391,7 +391,12 @@ pub struct AgentRunArgs {
     pub task_user: Option<String>,
     /// Let an agent running as root run command tasks as root (refused
     /// without this flag or --task-user).
-    #[arg(long, env = "SLUICE_ALLOW_ROOT_TASKS", conflicts_with = "task_user")]
+    #[arg(
+        long,
+        env = "SLUICE_ALLOW_ROOT_TASKS",
+        value_parser = clap::builder::BoolishValueParser::new(),
+        conflicts_with = "task_user"
+    )]
     pub allow_root_tasks: bool,
 }
 

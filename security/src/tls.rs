@@ -311,6 +311,40 @@ impl Tls {
     }
 }
 
+/// A rustls client trusting the CA in `ca_pem` and presenting `identity`
+/// (certificate and key PEM) as given, or no certificate: unlike
+/// [`Tls::load`], nothing checks the identity first, so this is how a test
+/// dials with an expired certificate, or none.
+pub fn unchecked_client_config(
+    ca_pem: &[u8],
+    identity: Option<(&[u8], &[u8])>,
+) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+    let invalid = |problem: String| TlsError::Invalid {
+        what: "TLS client settings".into(),
+        problem,
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    let ca = CertificateDer::from_pem_slice(ca_pem).map_err(|e| invalid(e.to_string()))?;
+    roots.add(ca).map_err(|e| invalid(e.to_string()))?;
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| invalid(e.to_string()))?
+    .with_root_certificates(roots);
+    let config = match identity {
+        Some((cert_pem, key_pem)) => builder
+            .with_client_auth_cert(
+                vec![CertificateDer::from_pem_slice(cert_pem).map_err(|e| invalid(e.to_string()))?],
+                rustls_pki_types::PrivateKeyDer::from_pem_slice(key_pem)
+                    .map_err(|e| invalid(e.to_string()))?,
+            )
+            .map_err(|e| invalid(e.to_string()))?,
+        None => builder.with_no_client_auth(),
+    };
+    Ok(Arc::new(config))
+}
+
 /// Checks the caller's role when TLS is on; lets everything through when it
 /// is off (the member said `--insecure`).
 pub fn require_role<T>(

@@ -97,6 +97,15 @@ impl Cluster {
 
     /// Starts three masters, `tweak` adjusting each one's config.
     pub async fn start_with(root: &Path, tweak: impl Fn(&mut MasterConfig)) -> Result<Self> {
+        Self::start_tls(root, tweak, None).await
+    }
+
+    /// [`Cluster::start_with`], the cluster's client presenting `client_tls`.
+    async fn start_tls(
+        root: &Path,
+        tweak: impl Fn(&mut MasterConfig),
+        client_tls: Option<sluice_security::Tls>,
+    ) -> Result<Self> {
         let mut configs = Vec::new();
         let mut api_addrs = Vec::new();
         for id in 1..=3u64 {
@@ -115,7 +124,8 @@ impl Cluster {
         for config in &configs {
             masters.push((config.id, start_master(config).await?));
         }
-        let client = MasterClient::new(api_addrs.clone(), Duration::from_secs(10))?;
+        let client =
+            MasterClient::new(api_addrs.clone(), Duration::from_secs(10))?.with_tls(client_tls);
         client.init(&api_addrs).await?;
         client.leader_status().await?;
         Ok(Self {
@@ -134,42 +144,25 @@ impl Cluster {
         master: sluice_security::Tls,
         client: sluice_security::Tls,
     ) -> Result<(Self, String)> {
-        let mut configs = Vec::new();
-        let mut api_addrs = Vec::new();
-        for id in 1..=3u64 {
-            let api = format!("127.0.0.1:{}", free_port()?);
-            let raft = format!("127.0.0.1:{}", free_port()?);
-            let mut config =
-                MasterConfig::new(id, raft, api.clone(), root.join(format!("master-{id}")));
-            config.schedule_interval_ms = 50;
-            config.tls = Some(master.clone());
-            config.acl = true;
-            configs.push(config);
-            api_addrs.push(api);
-        }
-        let mut masters = Vec::new();
-        for config in &configs {
-            masters.push((config.id, start_master(config).await?));
-        }
-        let anonymous = MasterClient::new(api_addrs.clone(), Duration::from_secs(10))?
-            .with_tls(Some(client.clone()));
-        anonymous.init(&api_addrs).await?;
-        anonymous.leader_status().await?;
-        let management = anonymous
+        let mut cluster = Self::start_tls(
+            root,
+            |config| {
+                config.tls = Some(master.clone());
+                config.acl = true;
+            },
+            Some(client.clone()),
+        )
+        .await?;
+        let management = cluster
+            .client
             .write(&Request::AclBootstrap)
             .await?
             .secret
             .context("no bootstrap secret")?;
-        let client = anonymous.with_token(Some(management.clone()));
-        Ok((
-            Self {
-                configs,
-                masters,
-                api_addrs,
-                client,
-            },
-            management,
-        ))
+        cluster.client = MasterClient::new(cluster.api_addrs.clone(), Duration::from_secs(10))?
+            .with_tls(Some(client))
+            .with_token(Some(management.clone()));
+        Ok((cluster, management))
     }
 
     /// Stops every master (their data stays on disk).
@@ -373,4 +366,29 @@ pub fn placements(job: &Job) -> usize {
         .iter()
         .filter(|e| e.message.starts_with("placed on") || e.message.starts_with("moved to"))
         .count()
+}
+
+/// A cluster CA in `dir` and one loaded identity per role: master, agent,
+/// client.
+pub fn test_pki(
+    dir: &Path,
+) -> Result<(
+    sluice_security::Tls,
+    sluice_security::Tls,
+    sluice_security::Tls,
+)> {
+    use sluice_security::pki::{self, Ca, Validity};
+    use sluice_security::{Role, Tls, TlsFiles};
+    let ca = Ca::generate("t")?;
+    ca.write(dir)?;
+    let load = |role: Role| -> Result<Tls> {
+        let issued = ca.issue(role, Validity::days(1)?)?;
+        let files = pki::write_issued(dir, role.as_str(), &issued)?;
+        Ok(Tls::load(&TlsFiles {
+            ca: dir.join(pki::CA_CERT_FILE),
+            cert: files.cert,
+            key: files.key,
+        })?)
+    };
+    Ok((load(Role::Master)?, load(Role::Agent)?, load(Role::Client)?))
 }
