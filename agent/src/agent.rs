@@ -255,10 +255,10 @@ fn resolve_task_user(config: &AgentConfig) -> Result<Option<sys::User>, AgentErr
             }
             let user = sys::lookup_user(name)
                 .map_err(|e| AgentError::Config(format!("--task-user {name}: {e}")))?;
-            if user.uid == 0 {
+            if user.uid == 0 || user.gid == 0 {
                 return Err(AgentError::Config(format!(
-                    "--task-user {name} is root; name an unprivileged user (or pass \
-                     --allow-root-tasks without --task-user to run tasks as root)"
+                    "--task-user {name} is root or in group root; name an unprivileged user \
+                     (or pass --allow-root-tasks without --task-user to run tasks as root)"
                 )));
             }
             tracing::info!(user = %user.name, uid = user.uid, gid = user.gid, "command tasks run as this user");

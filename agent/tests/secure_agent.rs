@@ -191,7 +191,7 @@ async fn command_tasks_run_as_the_task_user_and_root_needs_a_flag() -> Result<()
     root_user.allow_root_tasks = false;
     root_user.task_user = Some("root".into());
     let err = refused(root_user).await?;
-    ensure!(err.contains("is root; name an unprivileged user"), "{err}");
+    ensure!(err.contains("is root or in group root"), "{err}");
     let mut unknown = cluster.agent_config(root.path().join("c"));
     unknown.allow_root_tasks = false;
     unknown.task_user = Some("no-such-user-anywhere".into());
@@ -206,7 +206,7 @@ async fn command_tasks_run_as_the_task_user_and_root_needs_a_flag() -> Result<()
     let id = cluster
         .submit(
             "whoami",
-            command(&["sh", "-c", "id -u; id -g; id -G; touch mine"]),
+            command(&["sh", "-c", "id -u; id -g; id -G; touch mine; env > env.txt"]),
         )
         .await?;
     let job = cluster.wait_ended(id).await?;
@@ -226,6 +226,32 @@ async fn command_tasks_run_as_the_task_user_and_root_needs_a_flag() -> Result<()
     );
     use std::os::unix::fs::MetadataExt;
     ensure!(std::fs::metadata(task_dir.join("mine"))?.uid() == nobody.uid);
+    // Nothing of the agent's environment (which may hold its token) but PATH
+    // and the user's name; the shell adds its own few.
+    let env = std::fs::read_to_string(task_dir.join("env.txt"))?;
+    let names: Vec<&str> = env
+        .lines()
+        .filter_map(|l| l.split_once('=').map(|(k, _)| k))
+        .collect();
+    let allowed = ["PATH", "USER", "LOGNAME", "PWD", "OLDPWD", "SHLVL", "_"];
+    ensure!(names.iter().all(|n| allowed.contains(n)), "{env}");
+
+    // A task that swaps its output for a link to a file only root may read
+    // gets nothing through the agent, which reads as root.
+    let secret = root.path().join("root-only");
+    std::fs::write(&secret, "root's secret\n")?;
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600))?;
+    let swap = format!("rm -f stdout && ln -s {} stdout", secret.display());
+    let id = cluster
+        .submit("swap", command(&["sh", "-c", &swap]))
+        .await?;
+    let job = cluster.wait_ended(id).await?;
+    ensure!(job.state == JobState::Finished, "{job:#?}");
+    let refused = logs(&agent.api_addr().to_string(), None, id)
+        .await
+        .unwrap_err()
+        .to_string();
+    ensure!(refused.contains("symbolic link"), "{refused}");
     agent.shutdown().await;
     cluster.shutdown().await
 }

@@ -215,7 +215,9 @@ impl AdminService {
         // The leader first: a follower's state may not hold a token just
         // created, and the client follows the redirect.
         self.require_lease()?;
-        let need = parsed.need(&self.state.read().state);
+        let need = parsed
+            .need(&self.state.read().state)
+            .map_err(|e| rejected(&e))?;
         let name = parsed.name();
         let caller = self
             .authorize(&request, roles, what, need)
@@ -266,18 +268,24 @@ impl AdminService {
                     secret: secret.map(|s| s.0),
                 }))
             }
-            Err(rejected) => {
+            Err(error) => {
                 audit("rejected");
-                let mut status = Status::failed_precondition(format!("rejected: {rejected}"));
-                if let Ok(json) = serde_json::to_string(&rejected) {
-                    if let Ok(value) = MetadataValue::try_from(json) {
-                        status.metadata_mut().insert(COMMAND_ERROR_KEY, value);
-                    }
-                }
-                Err(status)
+                Err(rejected(&error))
             }
         }
     }
+}
+
+/// A refusal by the state machine's rules, with the typed error attached
+/// for the client.
+fn rejected(error: &crate::command::CommandError) -> Status {
+    let mut status = Status::failed_precondition(format!("rejected: {error}"));
+    if let Ok(json) = serde_json::to_string(error) {
+        if let Ok(value) = MetadataValue::try_from(json) {
+            status.metadata_mut().insert(COMMAND_ERROR_KEY, value);
+        }
+    }
+    status
 }
 
 /// Most bytes of an error message sent back: it travels in a gRPC header,

@@ -154,7 +154,7 @@ impl MasterClient {
 
     /// Sends this ACL token with every call.
     pub fn with_token(mut self, token: Option<String>) -> Self {
-        self.token = token.map(Secret);
+        self.token = token.map(|t| Secret(t.trim().to_owned()));
         self
     }
 

@@ -10,7 +10,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::acl::{AclPolicy, AclToken, Need};
-use crate::command::Command;
+use crate::command::{Command, CommandError};
 use crate::state::{
     AgentId, AgentSpec, CheckpointInfo, ClusterState, JobId, JobSpec, Policy, RolePatch, RoleSpec,
     TaskUpdate,
@@ -165,16 +165,20 @@ impl Request {
     }
 
     /// What a token needs to make this request, given the current state;
-    /// None for the one request that needs no token (bootstrap).
-    pub fn need(&self, state: &ClusterState) -> Option<Need> {
+    /// None for the one request that needs no token (bootstrap). A request
+    /// about a job that does not exist is refused here: authorising it
+    /// against "some role" would let a token of one role act on a job of
+    /// another that appears before the request applies.
+    pub fn need(&self, state: &ClusterState) -> Result<Option<Need>, CommandError> {
         let job_role = |id: &JobId| {
             state
                 .jobs
                 .get(id)
-                .map_or(Need::SubmitAny, |j| Need::Submit(j.spec.role.clone()))
+                .map(|j| Need::Submit(j.spec.role.clone()))
+                .ok_or(CommandError::UnknownJob { id: *id })
         };
-        Some(match self {
-            Request::AclBootstrap => return None,
+        Ok(Some(match self {
+            Request::AclBootstrap => return Ok(None),
             Request::RegisterAgent(_)
             | Request::UpdateTask { .. }
             | Request::CheckpointCompleted { .. }
@@ -188,12 +192,12 @@ impl Request {
             | Request::RemoveRole { .. }
             | Request::SetPolicy { .. } => Need::Operator,
             Request::SubmitJob { job } => Need::Submit(job.role.clone()),
-            Request::CancelJob { id } => job_role(id),
-            Request::KillTask { job, .. } => job_role(job),
+            Request::CancelJob { id } => job_role(id)?,
+            Request::KillTask { job, .. } => job_role(job)?,
             Request::RestoreState(_)
             | Request::AclCreateToken { .. }
             | Request::AclRevokeToken { .. } => Need::Management,
-        })
+        }))
     }
 
     /// The command the leader proposes for this request at `now_ms`, and
@@ -300,6 +304,20 @@ mod tests {
         }
         let err = Request::from_json(r#"{"cancel_job": {"id": 1, "now_ms": 5}}"#).unwrap_err();
         assert!(err.contains("unknown field `now_ms`"), "{err}");
+    }
+
+    #[test]
+    fn a_request_about_a_job_that_does_not_exist_needs_nothing_and_is_refused() {
+        let state = ClusterState::default();
+        assert_eq!(
+            Request::CancelJob { id: 7 }.need(&state),
+            Err(CommandError::UnknownJob { id: 7 })
+        );
+        assert_eq!(
+            Request::KillTask { job: 7, task: 0 }.need(&state),
+            Err(CommandError::UnknownJob { id: 7 })
+        );
+        assert_eq!(Request::AclBootstrap.need(&state), Ok(None));
     }
 
     #[test]

@@ -256,13 +256,22 @@ async fn dev_tokens(
     if let (Ok(management), Ok(agent)) = (read(MANAGEMENT_TOKEN_FILE), read(AGENT_TOKEN_FILE)) {
         return Ok((client.with_token(Some(management)), agent));
     }
-    let management = client
-        .write(&Request::AclBootstrap)
-        .await
-        .context("bootstrapping the ACL system (a reused data dir without its token files?)")?
-        .secret
-        .context("the bootstrap answer holds no secret")?;
-    save_secret(&root.join(MANAGEMENT_TOKEN_FILE), &management)?;
+    let management = match read(MANAGEMENT_TOKEN_FILE) {
+        // Bootstrapped by an earlier run that stopped before the agents' token.
+        Ok(management) => management,
+        Err(_) => {
+            let management = client
+                .write(&Request::AclBootstrap)
+                .await
+                .context(
+                    "bootstrapping the ACL system (a reused data dir without its token files?)",
+                )?
+                .secret
+                .context("the bootstrap answer holds no secret")?;
+            save_secret(&root.join(MANAGEMENT_TOKEN_FILE), &management)?;
+            management
+        }
+    };
     let client = client.with_token(Some(management));
     let agent = client
         .write(&Request::AclCreateToken {

@@ -105,6 +105,12 @@ pub async fn task_logs_within(
         reason,
     };
     let scheme = if tls.is_some() { "https" } else { "http" };
+    if tls.is_some() && addr.contains("://") && !addr.starts_with("https://") {
+        return Err(unreachable(format!(
+            "the agent publishes a plain-text API address ({addr}) and TLS is configured here; \
+             refusing to send the request without TLS"
+        )));
+    }
     let uri = if addr.contains("://") {
         addr.to_owned()
     } else {

@@ -208,10 +208,27 @@ impl AgentApi for LogService {
     }
 }
 
-/// Opens `path` for reading; None if it does not exist (yet).
+/// Opens `path` for reading; None if it does not exist (yet). A task owns
+/// its directory (with `--task-user`): a symlink or anything but a regular
+/// file there is refused, so the agent never reads another file for it.
 async fn open(path: &Path) -> Result<Option<File>, Status> {
-    match File::open(path).await {
-        Ok(f) => Ok(Some(f)),
+    let opened = tokio::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .await;
+    match opened {
+        Ok(f) => match f.metadata().await {
+            Ok(m) if m.is_file() => Ok(Some(f)),
+            _ => Err(Status::permission_denied(format!(
+                "{} is not a regular file; refusing to read it",
+                path.display()
+            ))),
+        },
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => Err(Status::permission_denied(format!(
+            "{} is a symbolic link; refusing to follow it",
+            path.display()
+        ))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(Status::internal(format!(
             "cannot open {}: {e}",

@@ -6,7 +6,7 @@
 //! stopping it stops what it started too (SIGTERM, then SIGKILL after a
 //! grace period).
 
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -160,28 +160,40 @@ async fn run(launch: CommandLaunch, events: &Events, mut stop_rx: oneshot::Recei
         Ok(p) => p,
         Err(e) => return fail(format!("cannot start: {e}")),
     };
+    // A fresh file per run, never through a link: with a task user the
+    // task owns this directory and could have left a symlink here.
     let open = |name: &str| {
         let path = launch.dir.join(name);
-        std::fs::File::create(&path).map_err(|e| format!("cannot create {}: {e}", path.display()))
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(format!("cannot replace {}: {e}", path.display())),
+        }
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .mode(0o640)
+            .open(&path)
+            .map_err(|e| format!("cannot create {}: {e}", path.display()))
     };
     let (stdout, stderr) = match (open("stdout"), open("stderr")) {
         (Ok(o), Ok(e)) => (o, e),
         (Err(e), _) | (_, Err(e)) => return fail(e),
     };
     if let Some(user) = &launch.user {
-        // The task user owns its sandbox (and may read its own output).
-        for path in [
-            launch.dir.clone(),
-            launch.dir.join("stdout"),
-            launch.dir.join("stderr"),
-        ] {
-            if let Err(e) = std::os::unix::fs::chown(&path, Some(user.uid), Some(user.gid)) {
-                return fail(format!(
-                    "cannot give {} to task user {}: {e}",
-                    path.display(),
-                    user.name
-                ));
-            }
+        // The task user owns its sandbox (and may read its own output); the
+        // files are changed through their descriptors, not their paths.
+        let (uid, gid) = (Some(user.uid), Some(user.gid));
+        let owned = std::os::unix::fs::lchown(&launch.dir, uid, gid)
+            .and_then(|()| std::os::unix::fs::fchown(&stdout, uid, gid))
+            .and_then(|()| std::os::unix::fs::fchown(&stderr, uid, gid));
+        if let Err(e) = owned {
+            return fail(format!(
+                "cannot give the task dir {} and its output to task user {}: {e}",
+                launch.dir.display(),
+                user.name
+            ));
         }
     }
     let (cgroup, limits): (Option<TaskCgroup>, String) = match &launch.cgroups {
@@ -233,6 +245,15 @@ async fn run(launch: CommandLaunch, events: &Events, mut stop_rx: oneshot::Recei
     if let Some(user) = &launch.user {
         // std drops root's supplementary groups when it switches the uid.
         command.uid(user.uid).gid(user.gid);
+    }
+    // Not the agent's environment: it may hold the agent's ACL token.
+    command.env_clear();
+    command.env(
+        "PATH",
+        std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into()),
+    );
+    if let Some(user) = &launch.user {
+        command.env("USER", &user.name).env("LOGNAME", &user.name);
     }
     command
         .current_dir(&launch.dir)

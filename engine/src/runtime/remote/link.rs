@@ -247,10 +247,17 @@ impl Read for LinkReader {
                 conn.process_new_packets().map_err(tls_error)?;
                 return match conn.reader().read(buf) {
                     Ok(n) => Ok(n),
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "the peer closed the connection in the middle of a TLS record",
-                    )),
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            io::ErrorKind::WouldBlock | io::ErrorKind::UnexpectedEof
+                        ) =>
+                    {
+                        Err(io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            "the peer closed the connection without ending TLS (close_notify)",
+                        ))
+                    }
                     Err(e) => Err(e),
                 };
             }
