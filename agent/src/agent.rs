@@ -128,7 +128,7 @@ impl Agent {
         let client = Arc::new(
             MasterClient::new(config.masters.clone(), config.request_timeout)?
                 .with_tls(config.tls.clone())
-                .with_token(config.token.clone()),
+                .with_token(config.token.as_ref().map(|t| t.expose().to_owned())),
         );
         let id = register(&client, &spec, config.register_timeout, recorded.as_ref()).await?;
         let identity = Identity::new(

@@ -73,7 +73,7 @@ pub struct AgentConfig {
     pub tls: Option<sluice_security::Tls>,
     /// The agent's ACL token (policy `agent`), sent with every call to the
     /// masters when their ACLs are on.
-    pub token: Option<String>,
+    pub token: Option<sluice_security::token::Secret>,
     /// The user command tasks run as (the agent must run as root to switch).
     pub task_user: Option<String>,
     /// Lets an agent running as root run command tasks as root (without

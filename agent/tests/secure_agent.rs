@@ -67,7 +67,7 @@ async fn an_agent_needs_its_certificate_and_token_and_serves_logs_over_tls() -> 
     for (what, tls, token, reason) in refusals {
         let mut config = cluster.agent_config(root.path().join(format!("refused-{what}")));
         config.tls = tls;
-        config.token = token;
+        config.token = token.map(Into::into);
         config.register_timeout = Duration::from_secs(5);
         match Agent::start(config).await {
             Err(e) => ensure!(e.to_string().contains(reason), "{what}: {e}"),
@@ -80,7 +80,7 @@ async fn an_agent_needs_its_certificate_and_token_and_serves_logs_over_tls() -> 
 
     let mut config = cluster.agent_config(root.path().join("agent"));
     config.tls = Some(agent_tls.clone());
-    config.token = Some(agent_token);
+    config.token = Some(agent_token.into());
     let agent = Agent::start(config).await?;
     let addr = agent.api_addr().to_string();
     let id = cluster

@@ -198,7 +198,7 @@ async fn spread_matches_one_agent(secure: bool) -> Result<()> {
         config.hostname = Some(name.into());
         if let Some((tls, token)) = &agent_identity {
             config.tls = Some(tls.clone());
-            config.token = token.clone();
+            config.token = token.clone().map(Into::into);
         }
         agents.push(Agent::start(config).await?);
     }

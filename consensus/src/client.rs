@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 
+use sluice_security::token::Secret;
 use sluice_security::Tls;
 
 use crate::admin::auth::TOKEN_KEY;
@@ -94,22 +95,13 @@ pub struct Written {
     pub secret: Option<String>,
 }
 
-/// A token that `Debug` does not print.
-struct Secret(String);
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("<token>")
-    }
-}
-
 /// A client of the whole cluster.
 #[derive(Debug)]
 pub struct MasterClient {
     seeds: Vec<String>,
     timeout: Duration,
     tls: Option<Tls>,
-    /// The ACL token every call carries (never printed: see `Debug`).
+    /// The ACL token every call carries (never printed by `Debug`).
     token: Option<Secret>,
     leader: Mutex<Option<String>>,
     channels: Mutex<HashMap<String, MasterGrpc<Channel>>>,
@@ -154,7 +146,7 @@ impl MasterClient {
 
     /// Sends this ACL token with every call.
     pub fn with_token(mut self, token: Option<String>) -> Self {
-        self.token = token.map(|t| Secret(t.trim().to_owned()));
+        self.token = token.map(Secret::from);
         self
     }
 
@@ -166,8 +158,8 @@ impl MasterClient {
     fn request<T>(&self, message: T, timeout: Duration) -> tonic::Request<T> {
         let mut req = tonic::Request::new(message);
         req.set_timeout(timeout);
-        if let Some(Secret(token)) = &self.token {
-            if let Ok(value) = format!("Bearer {token}").parse() {
+        if let Some(token) = &self.token {
+            if let Ok(value) = format!("Bearer {}", token.expose()).parse() {
                 req.metadata_mut().insert(TOKEN_KEY, value);
             }
         }

@@ -105,7 +105,7 @@ pub struct ClientArgs {
     pub timeout_ms: u64,
     /// The ACL token to send with every request (when the masters run with --acl).
     #[arg(long, env = "SLUICE_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
+    pub token: Option<sluice_security::token::Secret>,
     #[command(flatten)]
     pub tls: TlsArgs,
 }
@@ -372,7 +372,7 @@ pub struct AgentRunArgs {
     pub insecure: bool,
     /// The agent's ACL token (policy `agent`), when the masters run with --acl.
     #[arg(long, env = "SLUICE_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
+    pub token: Option<sluice_security::token::Secret>,
     /// Run command tasks as this (unprivileged) user; the agent must run as
     /// root to switch to it.
     #[arg(long, env = "SLUICE_TASK_USER")]

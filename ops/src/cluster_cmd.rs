@@ -18,7 +18,7 @@ pub fn client(args: &ClientArgs) -> Result<MasterClient> {
     Ok(
         MasterClient::new(args.masters.clone(), Duration::from_millis(args.timeout_ms))?
             .with_tls(args.tls.load()?)
-            .with_token(args.token.clone()),
+            .with_token(args.token.as_ref().map(|t| t.expose().to_owned())),
     )
 }
 

@@ -126,7 +126,7 @@ pub async fn run(args: DevArgs) -> Result<()> {
         // Every agent shares one checkpoint directory, so a job resumes wherever it moves.
         config.checkpoint_storage = Some(format!("file://{}", checkpoints.display()));
         config.tls = pki.as_ref().map(|p| p.agent.clone());
-        config.token = agent_token.clone();
+        config.token = agent_token.clone().map(Into::into);
         // A local demo: tasks run as whoever started it, root included.
         config.allow_root_tasks = true;
         let agent = Agent::start(config)

@@ -7,6 +7,39 @@
 
 use ring::rand::SecureRandom;
 
+/// A token's secret held in memory: `Debug` never prints it, so no `{:?}`
+/// of a config or a client leaks it into a log.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret itself, to send.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<secret>")
+    }
+}
+
+impl From<String> for Secret {
+    /// Surrounding whitespace (a newline from `$(cat file)`) is not part of it.
+    fn from(secret: String) -> Self {
+        Self(secret.trim().to_owned())
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self::from(s.to_owned()))
+    }
+}
+
 /// Prefix of every secret, so one found in a file or a log is recognisable.
 pub const SECRET_PREFIX: &str = "sluice_";
 
@@ -56,5 +89,8 @@ mod tests {
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
         assert_eq!(new_accessor().unwrap().len(), 16);
+        let secret = Secret::from(format!("{a}\n"));
+        assert_eq!(secret.expose(), a);
+        assert!(!format!("{secret:?}").contains(&a));
     }
 }
