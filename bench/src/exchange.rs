@@ -22,8 +22,6 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use std::sync::Arc;
-
 use sluice_engine::runtime::remote::{ExchangeTls, RemoteExchangeConfig};
 use sluice_engine::sys::process_cpu_time;
 use sluice_engine::{EngineError, JobReport, JobSpec};
@@ -92,19 +90,13 @@ impl Run {
     }
 }
 
-/// Both ends' exchange TLS: agents of one throwaway cluster CA.
+/// Both ends' exchange TLS: agents of one throwaway cluster CA, set up as
+/// the agent sets up its own.
 fn bench_tls() -> Result<(ExchangeTls, ExchangeTls)> {
     let ca = BenchCa::new("bench")?;
     let one = || -> Result<ExchangeTls> {
-        let tls = ca.identity(Role::Agent)?;
-        let (client, server) = tls.rustls_configs()?;
-        let name = Role::Agent.name_in(tls.cluster());
-        Ok(ExchangeTls {
-            client,
-            server,
-            server_name: rustls::pki_types::ServerName::try_from(name)?,
-            peer_check: Arc::new(move |chain| tls.peer_role(chain).map(|_| ())),
-        })
+        sluice_agent::task::stream::exchange_tls(&ca.identity(Role::Agent)?)
+            .map_err(anyhow::Error::msg)
     };
     Ok((one()?, one()?))
 }

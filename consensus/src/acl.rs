@@ -213,7 +213,8 @@ impl From<&AclToken> for TokenInfo {
 pub struct AclState {
     /// Whether the management token was bootstrapped (once per cluster).
     pub bootstrapped: bool,
-    /// Tokens by accessor, revoked ones included.
+    /// Tokens by the SHA-256 of their secret (every API call looks one up
+    /// that way), revoked ones included.
     pub tokens: BTreeMap<String, AclToken>,
 }
 
@@ -240,11 +241,7 @@ impl AclState {
     /// The live token whose secret is `secret`, at time `now_ms`.
     pub fn authenticate(&self, secret: &str, now_ms: u64) -> Result<&AclToken, Denied> {
         let hash = sluice_security::token::hash_secret(secret);
-        let token = self
-            .tokens
-            .values()
-            .find(|t| t.secret_hash == hash)
-            .ok_or(Denied::Unknown)?;
+        let token = self.tokens.get(&hash).ok_or(Denied::Unknown)?;
         if token.revoked_ms.is_some() {
             return Err(Denied::Revoked {
                 name: token.name.clone(),
@@ -291,11 +288,8 @@ impl AclState {
         if token.revoked_ms.is_some() {
             return bad("token.revoked_ms", "a new token cannot be revoked".into());
         }
-        if self.tokens.contains_key(&token.accessor)
-            || self
-                .tokens
-                .values()
-                .any(|t| t.secret_hash == token.secret_hash)
+        if self.tokens.contains_key(&token.secret_hash)
+            || self.tokens.values().any(|t| t.accessor == token.accessor)
         {
             return bad("token", "accessor or secret already in use".into());
         }
@@ -315,7 +309,7 @@ impl AclState {
 
     /// Adds a checked token.
     pub(crate) fn insert(&mut self, token: AclToken) {
-        self.tokens.insert(token.accessor.clone(), token);
+        self.tokens.insert(token.secret_hash.clone(), token);
     }
 
     /// Revokes a token, forgetting the oldest revoked ones past
@@ -323,8 +317,8 @@ impl AclState {
     pub(crate) fn revoke(&mut self, accessor: &str, now_ms: u64) -> Result<String, CommandError> {
         let token = self
             .tokens
-            .get_mut(accessor)
-            .filter(|t| t.revoked_ms.is_none())
+            .values_mut()
+            .find(|t| t.accessor == accessor && t.revoked_ms.is_none())
             .ok_or_else(|| CommandError::UnknownToken {
                 accessor: accessor.to_owned(),
             })?;
@@ -333,7 +327,7 @@ impl AclState {
         let mut revoked: Vec<(u64, String)> = self
             .tokens
             .values()
-            .filter_map(|t| t.revoked_ms.map(|r| (r, t.accessor.clone())))
+            .filter_map(|t| t.revoked_ms.map(|r| (r, t.secret_hash.clone())))
             .collect();
         if revoked.len() > REVOKED_KEPT {
             revoked.sort();
