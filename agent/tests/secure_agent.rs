@@ -126,29 +126,18 @@ async fn an_agent_needs_its_certificate_and_token_and_serves_logs_over_tls() -> 
             "CertificateExpired",
         ),
     ] {
-        // A raw TLS client: the server's alert arrives on its first read.
         let config = sluice_security::tls::unchecked_client_config(
             ca.cert_pem().as_bytes(),
             identity
                 .as_ref()
                 .map(|id| (id.cert_pem.as_bytes(), id.key_pem.as_bytes())),
         )?;
-        let name = rustls::pki_types::ServerName::try_from(Role::Agent.name_in(ca.cluster()))?;
-        let target = addr.clone();
-        let refusal = tokio::task::spawn_blocking(move || -> Result<String> {
-            use std::io::{Read, Write};
-            let mut conn = rustls::ClientConnection::new(config, name)?;
-            let mut sock = std::net::TcpStream::connect(&target)?;
-            sock.set_read_timeout(Some(Duration::from_secs(10)))?;
-            let mut stream = rustls::Stream::new(&mut conn, &mut sock);
-            let _ = stream.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
-            let mut buf = [0u8; 64];
-            Ok(match stream.read(&mut buf) {
-                Ok(n) => format!("read {n} bytes"),
-                Err(e) => e.to_string(),
-            })
+        let (target, name) = (addr.clone(), Role::Agent.name_in(ca.cluster()));
+        let refusal = tokio::task::spawn_blocking(move || {
+            sluice_security::tls::probe(&target, config, &name, Duration::from_secs(10))
         })
-        .await??;
+        .await?
+        .map_err(anyhow::Error::msg)?;
         let errors = [refusal];
         ensure!(
             errors.iter().any(|e| e.contains(reason)),

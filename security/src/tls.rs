@@ -345,6 +345,35 @@ pub fn unchecked_client_config(
     Ok(Arc::new(config))
 }
 
+/// Dials `addr` as `config`'s client, expecting a server certificate named
+/// `server_name`, and reads once: the server's verdict on the client's
+/// certificate. (In TLS 1.3 that verdict, an alert such as `UnknownCA` or
+/// `CertificateExpired`, arrives after the client has finished its side of
+/// the handshake, so a gRPC call may see only the connection close.)
+/// Returns what the first read gave: bytes (accepted) or the error.
+pub fn probe(
+    addr: &str,
+    config: Arc<rustls::ClientConfig>,
+    server_name: &str,
+    timeout: std::time::Duration,
+) -> Result<String, String> {
+    use std::io::{Read, Write};
+    let name = rustls_pki_types::ServerName::try_from(server_name.to_owned())
+        .map_err(|e| format!("{server_name}: {e}"))?;
+    let mut conn = rustls::ClientConnection::new(config, name).map_err(|e| e.to_string())?;
+    let mut sock = std::net::TcpStream::connect(addr).map_err(|e| format!("{addr}: {e}"))?;
+    sock.set_read_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
+    let mut stream = rustls::Stream::new(&mut conn, &mut sock);
+    // An HTTP/2 preface, so that a gRPC server that accepted answers.
+    let _ = stream.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+    let mut buf = [0u8; 64];
+    Ok(match stream.read(&mut buf) {
+        Ok(n) => format!("read {n} bytes"),
+        Err(e) => e.to_string(),
+    })
+}
+
 /// Checks the caller's role when TLS is on; lets everything through when it
 /// is off (the member said `--insecure`).
 pub fn require_role<T>(

@@ -285,11 +285,27 @@ async fn wrong_certificates_and_tokens_are_refused_with_their_reason() -> Result
                 "{}: a call went through",
                 caller.what
             );
-            ensure!(
-                outcomes.iter().any(|o| o.contains(reason)),
-                "{}: no call names {reason}: {outcomes:?}",
-                caller.what
-            );
+            // The alert itself, read by a raw TLS client on both ports.
+            for port in [&api, &raft] {
+                let config = sluice_security::tls::unchecked_client_config(
+                    ca_pem.as_bytes(),
+                    caller
+                        .identity
+                        .as_ref()
+                        .map(|id| (id.cert_pem.as_bytes(), id.key_pem.as_bytes())),
+                )?;
+                let (target, name) = (port.clone(), Role::Master.name_in(CLUSTER));
+                let refusal = tokio::task::spawn_blocking(move || {
+                    sluice_security::tls::probe(&target, config, &name, Duration::from_secs(10))
+                })
+                .await?
+                .map_err(anyhow::Error::msg)?;
+                ensure!(
+                    refusal.contains(reason),
+                    "{} on {port}: the refusal does not name {reason}: {refusal} (calls: {outcomes:?})",
+                    caller.what
+                );
+            }
             continue;
         }
         match caller.what {
