@@ -164,6 +164,30 @@ fn run_split_with(
 ) {
     let listen_a = TcpListener::bind("127.0.0.1:0").unwrap();
     let listen_b = TcpListener::bind("127.0.0.1:0").unwrap();
+    let tls = [tls_a, tls_b];
+    run_split_on(
+        spec,
+        split,
+        tls,
+        Duration::from_secs(20),
+        listen_a,
+        listen_b,
+    )
+}
+
+/// [`run_split_with`] on given listeners (worker B accepts worker A's
+/// connection on `listen_b`), each worker waiting `connect_timeout` for its peer.
+fn run_split_on(
+    spec: JobSpec,
+    split: u32,
+    [tls_a, tls_b]: [Option<ExchangeTls>; 2],
+    connect_timeout: Duration,
+    listen_a: TcpListener,
+    listen_b: TcpListener,
+) -> (
+    Result<JobReport, EngineError>,
+    Result<JobReport, EngineError>,
+) {
     let (addr_a, addr_b) = (
         listen_a.local_addr().unwrap(),
         listen_b.local_addr().unwrap(),
@@ -173,14 +197,14 @@ fn run_split_with(
         local_shards: 0..split,
         peers: vec![(split..shards, addr_b)],
         listen: addr_a,
-        connect_timeout: Duration::from_secs(20),
+        connect_timeout,
         tls: tls_a,
     };
     let config_b = RemoteExchangeConfig {
         local_shards: split..shards,
         peers: vec![(0..split, addr_a)],
         listen: addr_b,
-        connect_timeout: Duration::from_secs(20),
+        connect_timeout,
         tls: tls_b,
     };
     let (tx, rx) = mpsc::channel();
@@ -454,7 +478,16 @@ fn exchange_peers_without_the_right_certificate_are_refused() {
     ];
     for (what, tls_a, tls_b, reason) in cases {
         let seen: Seen = Arc::default();
-        let (a, b) = run_split_with(sequence_job(&seen, None, None), 2, tls_a, tls_b);
+        // The acceptor drops a refused connection and waits on for the
+        // right peer until its timeout: keep that short here.
+        let (a, b) = run_split_on(
+            sequence_job(&seen, None, None),
+            2,
+            [tls_a, tls_b],
+            Duration::from_secs(2),
+            TcpListener::bind("127.0.0.1:0").unwrap(),
+            TcpListener::bind("127.0.0.1:0").unwrap(),
+        );
         let (a, b) = (a.unwrap_err().to_string(), b.unwrap_err().to_string());
         assert!(
             a.contains(reason) || b.contains(reason),
@@ -462,4 +495,60 @@ fn exchange_peers_without_the_right_certificate_are_refused() {
         );
         assert!(seen.lock().unwrap().is_empty(), "{what}: records flowed");
     }
+}
+
+/// Anyone can connect to an agent's exchange port: connections that stay
+/// silent, speak garbage or present no certificate are dropped, and the job
+/// still starts when its real peer connects.
+#[test]
+fn stray_connections_to_the_exchange_port_do_not_fail_the_job() {
+    let ca = Ca::generate("exchange").unwrap();
+    let listen_a = TcpListener::bind("127.0.0.1:0").unwrap();
+    let listen_b = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr_b = listen_b.local_addr().unwrap();
+    // Queued before the real peer's connection, so worker B meets them first.
+    let silent = std::net::TcpStream::connect(addr_b).unwrap();
+    let mut garbage = std::net::TcpStream::connect(addr_b).unwrap();
+    std::io::Write::write_all(&mut garbage, b"GET / HTTP/1.1\r\n\r\n").unwrap();
+    let no_certificate = std::thread::Builder::new()
+        .name("no-certificate".into())
+        .spawn({
+            let tls = dialing_with(&ca, None);
+            move || {
+                let stream = std::net::TcpStream::connect(addr_b).unwrap();
+                let deadline = std::time::Instant::now() + Duration::from_secs(10);
+                // In TLS 1.3 the dialer finishes its side before the acceptor has
+                // judged its certificate: the refusal arrives as an alert on the
+                // first read, or as the connection closing.
+                match sluice_engine::runtime::remote::Link::handshake(stream, &tls, true, deadline)
+                {
+                    Err(_) => true,
+                    Ok(mut link) => link
+                        .receive(&mut [0u8; 1], Duration::from_secs(10))
+                        .is_err(),
+                }
+            }
+        })
+        .unwrap();
+    let seen: Seen = Arc::default();
+    let (a, b) = run_split_on(
+        sequence_job(&seen, None, None),
+        2,
+        [
+            Some(exchange_tls(&ca, Role::Agent)),
+            Some(exchange_tls(&ca, Role::Agent)),
+        ],
+        Duration::from_secs(30),
+        listen_a,
+        listen_b,
+    );
+    a.unwrap();
+    b.unwrap();
+    assert!(
+        no_certificate.join().unwrap(),
+        "a dialer without a certificate must not get through"
+    );
+    drop((silent, garbage));
+    let seen = seen.lock().unwrap();
+    check_order_and_count(&seen);
 }

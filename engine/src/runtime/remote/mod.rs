@@ -53,6 +53,9 @@ pub use link::{ExchangeTls, Link};
 
 /// How long a dialer waits between attempts while a peer is not listening yet.
 const DIAL_RETRY: Duration = Duration::from_millis(20);
+/// Longest an accepted connection may take to finish its handshake and
+/// HELLO (within the overall connect deadline).
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long an acceptor waits between polls of its listener.
 const ACCEPT_POLL: Duration = Duration::from_millis(2);
 /// The default time to wait for all peers to connect.
@@ -294,6 +297,7 @@ pub fn connect_peers_cancellable(
     listener
         .set_nonblocking(true)
         .map_err(|e| EngineError::io(local.to_string(), e))?;
+    let mut last_refusal: Option<String> = None;
     while !to_accept.is_empty() {
         if cancelled() {
             return Err(EngineError::Cancelled);
@@ -311,8 +315,12 @@ pub fn connect_peers_cancellable(
                         source: std::io::Error::new(
                             std::io::ErrorKind::TimedOut,
                             format!(
-                                "no connection on {local} within {:?}",
-                                config.connect_timeout
+                                "no connection on {local} within {:?}{}",
+                                config.connect_timeout,
+                                last_refusal
+                                    .as_deref()
+                                    .map(|r| format!(" (last refused: {r})"))
+                                    .unwrap_or_default()
                             ),
                         ),
                     });
@@ -322,31 +330,58 @@ pub fn connect_peers_cancellable(
             }
             Err(e) => return Err(EngineError::io(local.to_string(), e)),
         };
-        stream
-            .set_nonblocking(false)
-            .and_then(|()| stream.set_nodelay(true))
-            .map_err(|e| peer_error(from, e.to_string()))?;
-        let mut link = secure(stream, config, false, from, deadline)?;
-        let theirs = read_hello(&mut link, from, deadline)?;
-        let Some(pos) = to_accept.iter().position(|(r, _)| *r == theirs.local) else {
-            return Err(peer_error(
-                from,
-                format!(
-                    "the peer claims shards {:?}, which no expected peer runs",
-                    theirs.local
-                ),
-            ));
-        };
-        let (range, addr) = to_accept.swap_remove(pos);
-        check_hello(&theirs, hello, &range, from)?;
-        send_hello(&mut link, from, hello)?;
-        connected.push(Connected {
-            addr,
-            shards: range,
-            link,
-        });
+        // Whoever can reach the port can connect: a connection that fails
+        // the handshake or says the wrong HELLO is dropped and logged, and
+        // the expected peers still have until the deadline. Each gets a
+        // bounded time of its own, so one that connects and stays silent
+        // cannot hold the others off.
+        let own_deadline = deadline.min(Instant::now() + HANDSHAKE_TIMEOUT);
+        match accept_one(stream, from, config, hello, &to_accept, own_deadline) {
+            Ok((pos, link)) => {
+                let (range, addr) = to_accept.swap_remove(pos);
+                connected.push(Connected {
+                    addr,
+                    shards: range,
+                    link,
+                });
+            }
+            Err(e) => {
+                tracing::warn!(peer = %from, error = %e, "exchange connection refused and dropped");
+                last_refusal = Some(format!("{from}: {e}"));
+            }
+        }
     }
     Ok(connected)
+}
+
+/// Handshakes one accepted connection: which expected peer it is (its
+/// index in `to_accept`) and its link, or why it is refused.
+fn accept_one(
+    stream: TcpStream,
+    from: SocketAddr,
+    config: &RemoteExchangeConfig,
+    hello: &Hello,
+    to_accept: &[(Range<u32>, SocketAddr)],
+    deadline: Instant,
+) -> Result<(usize, Link), EngineError> {
+    stream
+        .set_nonblocking(false)
+        .and_then(|()| stream.set_nodelay(true))
+        .map_err(|e| peer_error(from, e.to_string()))?;
+    let mut link = secure(stream, config, false, from, deadline)?;
+    let theirs = read_hello(&mut link, from, deadline)?;
+    let Some(pos) = to_accept.iter().position(|(r, _)| *r == theirs.local) else {
+        return Err(peer_error(
+            from,
+            format!(
+                "the peer claims shards {:?}, which no expected peer runs",
+                theirs.local
+            ),
+        ));
+    };
+    check_hello(&theirs, hello, &to_accept[pos].0, from)?;
+    send_hello(&mut link, from, hello)?;
+    Ok((pos, link))
 }
 
 #[cfg(test)]
