@@ -1,9 +1,9 @@
-//! Compiles `proto/sluice.proto` with protox (pure Rust), so building Sluice
+//! Compiles `proto/raft.proto` with protox (pure Rust), so building Sluice
 //! needs no system `protoc`.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    println!("cargo:rerun-if-changed=proto/sluice.proto");
-    let fds = protox::compile(["proto/sluice.proto"], ["proto"])?;
+    println!("cargo:rerun-if-changed=proto/raft.proto");
+    let fds = protox::compile(["proto/raft.proto"], ["proto"])?;
     tonic_prost_build::configure().compile_fds(fds)?;
     Ok(())
 }

@@ -13,13 +13,13 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use sluice_consensus::command::{CommandError, CommandOutput};
-use sluice_consensus::state::{
+use sluice_api::model::{
     Agent as AgentRecord, AgentAssignment, AgentId, AgentSpec, AgentState, Assignment, JobKind,
-    Query, TaskState, TaskUpdate,
+    TaskState, TaskUpdate,
 };
-use sluice_consensus::Request;
-use sluice_consensus::{ClientError, MasterClient};
+use sluice_api::outcome::{CommandError, CommandOutput};
+use sluice_api::{ClientError, MasterClient};
+use sluice_api::{Query, Request};
 use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::JoinHandle;
 
@@ -240,9 +240,10 @@ fn agent_spec(config: &AgentConfig, recorded: Option<&Identity>) -> Result<Agent
     })
 }
 
-/// Who command tasks run as. An agent running as root needs a task user
-/// (an unprivileged one) or an explicit `allow_root_tasks`; a task user
-/// needs an agent running as root, to switch to it.
+/// Who command tasks run as, and whose permissions stream jobs open their
+/// files with. An agent running as root needs a task user (an unprivileged
+/// one) or an explicit `allow_root_tasks`; a task user needs an agent running
+/// as root, to switch to it.
 fn resolve_task_user(config: &AgentConfig) -> Result<Option<sys::User>, AgentError> {
     let root = sys::running_as_root();
     match &config.task_user {
@@ -261,17 +262,18 @@ fn resolve_task_user(config: &AgentConfig) -> Result<Option<sys::User>, AgentErr
                      (or pass --allow-root-tasks without --task-user to run tasks as root)"
                 )));
             }
-            tracing::info!(user = %user.name, uid = user.uid, gid = user.gid, "command tasks run as this user");
+            tracing::info!(user = %user.name, uid = user.uid, gid = user.gid,
+                "command tasks run as this user, and stream jobs open their files as it");
             Ok(Some(user))
         }
         None if root && !config.allow_root_tasks => Err(AgentError::Config(
-            "the agent runs as root and would run command tasks as root: give --task-user USER \
-             (an unprivileged user), or --allow-root-tasks to accept that"
+            "the agent runs as root and would run command tasks and stream jobs as root: give \
+             --task-user USER (an unprivileged user), or --allow-root-tasks to accept that"
                 .into(),
         )),
         None => {
             if root {
-                tracing::warn!("command tasks run as root (--allow-root-tasks)");
+                tracing::warn!("command tasks and stream jobs run as root (--allow-root-tasks)");
             }
             Ok(None)
         }
@@ -385,7 +387,8 @@ struct MainLoop {
     id: AgentId,
     spec: AgentSpec,
     config: AgentConfig,
-    /// Who command tasks run as (None: as the agent).
+    /// Who command tasks run as and stream jobs open files as (None: the
+    /// agent).
     task_user: Option<sys::User>,
     /// The stream exchange's TLS (with the agent's identity).
     exchange_tls: Option<ExchangeTls>,
@@ -629,6 +632,7 @@ impl MainLoop {
             }),
             default_checkpoint_storage: self.config.checkpoint_storage.clone(),
             default_state_dir: self.config.data_dir.join("state"),
+            user: self.task_user.clone(),
             tasks: tasks.iter().map(|a| a.task).collect(),
             cores: tasks
                 .iter()

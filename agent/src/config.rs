@@ -74,10 +74,12 @@ pub struct AgentConfig {
     /// The agent's ACL token (policy `agent`), sent with every call to the
     /// masters when their ACLs are on.
     pub token: Option<sluice_security::token::Secret>,
-    /// The user command tasks run as (the agent must run as root to switch).
+    /// The user command tasks run as, and whose permissions every file a
+    /// stream job opens is checked with (the agent must run as root to
+    /// switch).
     pub task_user: Option<String>,
-    /// Lets an agent running as root run command tasks as root (without
-    /// `task_user`); refused otherwise.
+    /// Lets an agent running as root run command tasks and stream jobs as
+    /// root (without `task_user`); refused otherwise.
     pub allow_root_tasks: bool,
 }
 

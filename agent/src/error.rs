@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use sluice_consensus::{ClientError, CommandError};
+use sluice_api::{ClientError, CommandError};
 
 /// Why the agent could not start or stopped.
 #[derive(Debug, thiserror::Error)]

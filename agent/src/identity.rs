@@ -7,7 +7,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use sluice_consensus::state::AgentId;
+use sluice_api::model::AgentId;
 
 use crate::error::AgentError;
 

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use rocksdb::{ColumnFamilyDescriptor, Options, WriteOptions, DB};
 use serde::{Deserialize, Serialize};
-use sluice_consensus::state::{JobId, TaskUpdate};
+use sluice_api::model::{JobId, TaskUpdate};
 
 use crate::error::AgentError;
 
@@ -183,7 +183,7 @@ impl Journal {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sluice_consensus::state::TaskState;
+    use sluice_api::model::TaskState;
 
     fn update(job: u64, state: TaskState) -> TaskUpdate {
         TaskUpdate {

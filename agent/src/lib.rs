@@ -27,7 +27,7 @@
 //! ```
 //!
 //! `unsafe` is denied everywhere except in [`sys`] (statvfs, kill,
-//! sched_setaffinity through libc).
+//! sched_setaffinity, a thread's file-system credentials through libc).
 
 #![deny(unsafe_code)]
 

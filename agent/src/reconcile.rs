@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use sluice_consensus::state::{AgentAssignment, Assignment, JobId, JobKind, TaskState};
+use sluice_api::model::{AgentAssignment, Assignment, JobId, JobKind, TaskState};
 
 use crate::journal::TaskKey;
 
@@ -62,7 +62,7 @@ pub fn reconcile(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sluice_consensus::state::{AgentState, Grant};
+    use sluice_api::model::{AgentState, Grant};
 
     fn task(job: JobId, task: u32, state: TaskState, stream: bool) -> Assignment {
         Assignment {

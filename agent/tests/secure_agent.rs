@@ -173,7 +173,8 @@ async fn command_tasks_run_as_the_task_user_and_root_needs_a_flag() -> Result<()
     as_root.allow_root_tasks = false;
     let err = refused(as_root).await?;
     ensure!(
-        err.contains("would run command tasks as root") && err.contains("--task-user"),
+        err.contains("would run command tasks and stream jobs as root")
+            && err.contains("--task-user"),
         "{err}"
     );
     let mut root_user = cluster.agent_config(root.path().join("b"));

@@ -19,15 +19,19 @@ use tonic::{Code, Status};
 use sluice_security::token::Secret;
 use sluice_security::Tls;
 
-use crate::admin::auth::TOKEN_KEY;
-use crate::admin::{COMMAND_ERROR_KEY, LEADER_API_KEY, NO_QUORUM_KEY};
-use crate::command::{CommandError, CommandOutput};
-use crate::network::lazy_channel;
+use crate::convert::{assignment_from_proto, output_from_proto};
+use crate::model::{AgentAssignment, AgentId};
+use crate::outcome::{CommandError, CommandOutput};
 use crate::proto::master_client::MasterClient as MasterGrpc;
 use crate::proto::*;
+use crate::query::Query;
 use crate::request::Request;
-use crate::state::{AgentAssignment, AgentId, Query};
-use crate::types::NodeId;
+use crate::wire::{
+    lazy_channel, COMMAND_ERROR_KEY, LEADER_API_KEY, MESSAGE_BYTES_MAX, NO_QUORUM_KEY, TOKEN_KEY,
+};
+
+/// A master's id in the Raft group.
+pub type NodeId = u64;
 
 /// Pause before retrying when no leader is known (an election is running).
 const NO_LEADER_RETRY_MS: u64 = 25;
@@ -38,7 +42,7 @@ const ENDPOINT_PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 /// TLS when `tls` is given).
 pub fn admin_client(addr: &str, tls: Option<&Tls>) -> Result<MasterGrpc<Channel>, String> {
     lazy_channel(addr, tls)
-        .map(|ch| MasterGrpc::new(ch).max_decoding_message_size(crate::node::MESSAGE_BYTES_MAX))
+        .map(|ch| MasterGrpc::new(ch).max_decoding_message_size(MESSAGE_BYTES_MAX))
 }
 
 /// Why a request to the cluster failed.
@@ -333,25 +337,20 @@ impl MasterClient {
 
     /// Makes a request and waits until it is applied.
     pub async fn write(&self, request: &Request) -> Result<Written, ClientError> {
-        let request_json =
-            serde_json::to_string(request).map_err(|e| ClientError::Usage(e.to_string()))?;
-        self.write_json(&request_json).await
+        let message = WriteRequest::from(request);
+        self.write_message(message).await
     }
 
-    /// Makes a request given as JSON (checked by the master).
-    pub async fn write_json(&self, request_json: &str) -> Result<Written, ClientError> {
+    /// Sends a write message as given (checked by the master): for tests of
+    /// what a master does with a malformed one.
+    pub async fn write_message(&self, message: WriteRequest) -> Result<Written, ClientError> {
         let reply = self
             .on_leader(Kind::Write, |mut c, left| {
-                let req = self.request(
-                    WriteRequest {
-                        request_json: request_json.to_owned(),
-                    },
-                    left,
-                );
+                let req = self.request(message.clone(), left);
                 async move { c.write(req).await }
             })
             .await?;
-        let output = serde_json::from_str(&reply.output_json).map_err(|e| ClientError::Failed {
+        let output = output_from_proto(reply.output).map_err(|e| ClientError::Failed {
             addr: "leader".into(),
             code: Code::Internal,
             message: format!("undecodable write reply: {e}"),
@@ -366,14 +365,13 @@ impl MasterClient {
     /// Reads the state: linearizable through the leader, or `stale` from the
     /// first seed that answers.
     pub async fn read(&self, query: &Query, stale: bool) -> Result<serde_json::Value, ClientError> {
-        let query_json =
-            serde_json::to_string(query).map_err(|e| ClientError::Usage(e.to_string()))?;
+        let message = ReadRequest::from(query);
         let reply = if stale {
             self.on_any(|mut c, left| {
                 let req = self.request(
                     ReadRequest {
-                        query_json: query_json.clone(),
                         stale: true,
+                        ..message.clone()
                     },
                     left,
                 );
@@ -382,13 +380,7 @@ impl MasterClient {
             .await?
         } else {
             self.on_leader(Kind::Idempotent, |mut c, left| {
-                let req = self.request(
-                    ReadRequest {
-                        query_json: query_json.clone(),
-                        stale: false,
-                    },
-                    left,
-                );
+                let req = self.request(message.clone(), left);
                 async move { c.read(req).await }
             })
             .await?
@@ -594,7 +586,7 @@ impl MasterClient {
                 async move { c.heartbeat(req).await }
             })
             .await?;
-        serde_json::from_str(&reply.assignment_json).map_err(|e| ClientError::Failed {
+        assignment_from_proto(reply.assignment).map_err(|e| ClientError::Failed {
             addr: "leader".into(),
             code: Code::Internal,
             message: format!("undecodable heartbeat reply: {e}"),

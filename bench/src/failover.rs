@@ -159,7 +159,7 @@ async fn stream_during_failover(
 ) -> Result<StreamFailover> {
     let dir = root.join("stream-failover");
     std::fs::create_dir_all(&dir)?;
-    let mut cluster = ProcessCluster::start(&dir, 3, &[]).await?;
+    let mut cluster = ProcessCluster::start_insecure(&dir, 3, &[]).await?;
     cluster.init(&[]).await?;
     let leader = cluster.leader(Duration::from_secs(20)).await?;
     let client = cluster.client(&[], Duration::from_secs(20))?;

@@ -22,3 +22,4 @@ pub mod raft;
 pub mod recorder;
 pub mod report;
 pub mod scheduler;
+pub mod secure;

@@ -8,13 +8,19 @@ use std::future::Future;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
+use sluice_consensus::acl::AclPolicy;
 use sluice_consensus::MasterClient;
+
+use crate::secure::ClusterSecurity;
 
 /// Polling interval of [`wait_until`].
 const POLL_MS: u64 = 20;
+/// How long a new cluster may take to elect the leader that bootstraps its ACLs.
+const PATIENCE_BOOTSTRAP: Duration = Duration::from_secs(30);
 
 /// Polls `check` until it yields `Some`, or fails after `timeout` naming `what`.
 pub async fn wait_until<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> Result<T>
@@ -94,14 +100,91 @@ pub struct ProcessCluster {
     /// The identity this harness's own clients present (when the masters
     /// run TLS).
     client_tls: Option<sluice_security::Tls>,
+    /// The cluster's CA, certificates and tokens, when the harness set up
+    /// TLS and ACLs itself (the default).
+    security: Option<Arc<ClusterSecurity>>,
     pub members: BTreeMap<u64, Member>,
 }
 
 impl ProcessCluster {
-    /// Starts masters `1..=count` (not yet forming a cluster) under `root`.
+    /// Starts masters `1..=count` (not yet forming a cluster) under `root`,
+    /// as a production cluster runs: mutual TLS with a CA of the cluster's
+    /// own (in `root/tls`) and ACLs on; [`ProcessCluster::init`] bootstraps
+    /// the management token, which the harness's clients then carry.
     /// `extra_args` go to every `sluice master` (e.g. timing flags).
     pub async fn start(root: &Path, count: u64, extra_args: &[&str]) -> Result<Self> {
+        let (security, args) = Self::secure_args(root, extra_args)?;
+        let mut cluster = Self::new(root, &args, Some(security.client_tls()))?;
+        cluster.security = Some(security);
+        for id in 1..=count {
+            cluster.add_process(id).await?;
+        }
+        Ok(cluster)
+    }
+
+    /// [`ProcessCluster::start`] in plain text without ACLs (`--insecure`),
+    /// for tests of that mode.
+    pub async fn start_insecure(root: &Path, count: u64, extra_args: &[&str]) -> Result<Self> {
         Self::start_with_tls(root, count, extra_args, None).await
+    }
+
+    fn new(
+        root: &Path,
+        extra_args: &[String],
+        client_tls: Option<sluice_security::Tls>,
+    ) -> Result<Self> {
+        Ok(Self {
+            bin: sluice_bin()?,
+            root: root.to_path_buf(),
+            extra_args: extra_args.to_vec(),
+            client_tls,
+            security: None,
+            members: BTreeMap::new(),
+        })
+    }
+
+    /// A CA and certificates under `root/tls`, and the master arguments
+    /// that use them with ACLs on, followed by `extra_args`.
+    fn secure_args(
+        root: &Path,
+        extra_args: &[&str],
+    ) -> Result<(Arc<ClusterSecurity>, Vec<String>)> {
+        let security = Arc::new(ClusterSecurity::create(&root.join("tls"))?);
+        let mut args = security.master_args();
+        args.extend(extra_args.iter().map(|s| (*s).to_owned()));
+        Ok((security, args))
+    }
+
+    /// The cluster's certificates and tokens (None for a plain-text cluster
+    /// or one whose TLS the caller set up).
+    pub fn security(&self) -> Option<&Arc<ClusterSecurity>> {
+        self.security.as_ref()
+    }
+
+    /// The environment a `sluice` command needs to act as a client of this
+    /// cluster: its client certificate and management token, or the
+    /// plain-text opt-out.
+    pub fn cli_env(&self) -> Vec<(String, String)> {
+        match &self.security {
+            Some(security) => security.client_env(),
+            None => vec![("SLUICE_INSECURE".into(), "1".into())],
+        }
+    }
+
+    /// The environment a `sluice agent` of this cluster needs: the agent
+    /// certificate and a new token of its own with the `agent` policy (needs
+    /// [`ProcessCluster::init`] first), or the plain-text opt-out.
+    pub async fn agent_env(&self, name: &str) -> Result<Vec<(String, String)>> {
+        match &self.security {
+            Some(security) => {
+                let client = self.client(&[], Duration::from_secs(20))?;
+                let token = security
+                    .new_token(&client, name, vec![AclPolicy::Agent])
+                    .await?;
+                Ok(security.agent_env(&token))
+            }
+            None => Ok(vec![("SLUICE_INSECURE".into(), "1".into())]),
+        }
     }
 
     /// [`ProcessCluster::start`] for masters whose `extra_args` configure
@@ -112,13 +195,8 @@ impl ProcessCluster {
         extra_args: &[&str],
         client_tls: Option<sluice_security::Tls>,
     ) -> Result<Self> {
-        let mut cluster = Self {
-            bin: sluice_bin()?,
-            root: root.to_path_buf(),
-            extra_args: extra_args.iter().map(|s| (*s).to_owned()).collect(),
-            client_tls,
-            members: BTreeMap::new(),
-        };
+        let args: Vec<String> = extra_args.iter().map(|s| (*s).to_owned()).collect();
+        let mut cluster = Self::new(root, &args, client_tls)?;
         for id in 1..=count {
             cluster.add_process(id).await?;
         }
@@ -127,14 +205,11 @@ impl ProcessCluster {
 
     /// Starts masters `1..=hosts.len()` (not yet forming a cluster), each
     /// on its host, at [`HOST_API_PORT`] and [`HOST_RAFT_PORT`] of its IP.
+    /// Secure as [`ProcessCluster::start`].
     pub async fn start_on(root: &Path, hosts: &[Host], extra_args: &[&str]) -> Result<Self> {
-        let mut cluster = Self {
-            bin: sluice_bin()?,
-            root: root.to_path_buf(),
-            extra_args: extra_args.iter().map(|s| (*s).to_owned()).collect(),
-            client_tls: None,
-            members: BTreeMap::new(),
-        };
+        let (security, args) = Self::secure_args(root, extra_args)?;
+        let mut cluster = Self::new(root, &args, Some(security.client_tls()))?;
+        cluster.security = Some(security);
         for (id, host) in (1..).zip(hosts) {
             let member = Member {
                 id,
@@ -316,14 +391,41 @@ impl ProcessCluster {
                 .map(|id| self.member(*id).map(|m| m.api_addr.clone()))
                 .collect::<Result<_>>()?
         };
-        Ok(MasterClient::new(addrs, timeout)?.with_tls(self.client_tls.clone()))
+        let token = self.security.as_ref().and_then(|s| s.management_token());
+        Ok(MasterClient::new(addrs, timeout)?
+            .with_tls(self.client_tls.clone())
+            .with_token(token))
     }
 
-    /// Forms a cluster of the given members (all when empty).
+    /// A client that acts as an agent (for tests that play one): the agent
+    /// certificate and a new token of its own with the `agent` policy
+    /// (needs [`ProcessCluster::init`] first).
+    pub async fn agent_client(&self, name: &str, timeout: Duration) -> Result<MasterClient> {
+        let client = MasterClient::new(self.api_addrs(), timeout)?;
+        match &self.security {
+            Some(security) => {
+                let admin = self.client(&[], Duration::from_secs(20))?;
+                let token = security
+                    .new_token(&admin, name, vec![AclPolicy::Agent])
+                    .await?;
+                Ok(client
+                    .with_tls(Some(security.agent_tls()))
+                    .with_token(Some(token)))
+            }
+            None => Ok(client.with_tls(self.client_tls.clone())),
+        }
+    }
+
+    /// Forms a cluster of the given members (all when empty) and, when the
+    /// harness runs ACLs, bootstraps the management token.
     pub async fn init(&self, ids: &[u64]) -> Result<()> {
         let client = self.client(ids, Duration::from_secs(10))?;
         let addrs = client.seeds().to_vec();
         client.init(&addrs).await?;
+        if let Some(security) = &self.security {
+            let client = self.client(ids, PATIENCE_BOOTSTRAP)?;
+            security.bootstrap(&client).await?;
+        }
         Ok(())
     }
 

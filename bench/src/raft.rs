@@ -403,7 +403,7 @@ async fn inproc_load(
         move |command| {
             let proposer = proposer.clone();
             async move {
-                match command.into_command(0) {
+                match sluice_consensus::request::into_command(command, 0) {
                     Ok((command, _)) => proposer.propose(command).await.is_ok(),
                     Err(_) => false,
                 }
@@ -504,7 +504,7 @@ pub async fn failover(
     let dir = root.join("failover");
     std::fs::create_dir_all(&dir)?;
     let flags: Vec<&str> = master_flags.iter().map(String::as_str).collect();
-    let mut cluster = ProcessCluster::start(&dir, 3, &flags).await?;
+    let mut cluster = ProcessCluster::start_insecure(&dir, 3, &flags).await?;
     cluster.init(&[]).await?;
     let mut rec = Recorder::new();
     let mut elect = Recorder::new();

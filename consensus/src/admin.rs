@@ -26,18 +26,11 @@ use crate::lease::{LeaderLease, LeaseError};
 use crate::proposer::{ProposeError, Proposer};
 use crate::proto::master_server::Master;
 use crate::proto::*;
-use crate::request::Request as ApiRequest;
-use crate::state::{AgentAssignment, Query};
+use crate::request::{self as api_request, Request as ApiRequest};
+use crate::state::Query;
 use crate::types::{MasterNode, NodeId, Raft, StateHandle};
 
-/// Metadata key carrying the leader's id on a "not the leader" answer.
-pub const LEADER_ID_KEY: &str = "sluice-leader-id";
-/// Metadata key carrying the leader's admin API address.
-pub const LEADER_API_KEY: &str = "sluice-leader-api";
-/// Metadata key carrying a state-machine rejection as JSON (`CommandError`).
-pub const COMMAND_ERROR_KEY: &str = "sluice-command-error";
-/// Metadata key marking a refusal because the leader has lost its quorum.
-pub const NO_QUORUM_KEY: &str = "sluice-no-quorum";
+pub use sluice_api::wire::{COMMAND_ERROR_KEY, LEADER_API_KEY, LEADER_ID_KEY, NO_QUORUM_KEY};
 
 /// The admin API of one master.
 #[derive(Clone)]
@@ -148,9 +141,9 @@ impl AdminService {
         self.require_leader()?;
         self.lease.check().map_err(|e| match e {
             LeaseError::NotLeader { .. } => self.not_leader(None, None),
-            lapsed @ LeaseError::Lapsed { .. } => no_quorum(format!(
-                "{lapsed}; nothing was done here: retry on another master"
-            )),
+            lapsed @ (LeaseError::Lapsed { .. } | LeaseError::CatchingUp { .. }) => no_quorum(
+                format!("{lapsed}; nothing was done here: retry on another master"),
+            ),
         })
     }
 
@@ -205,8 +198,8 @@ impl AdminService {
         &self,
         request: Request<WriteRequest>,
     ) -> Result<Response<WriteReply>, Status> {
-        let parsed = ApiRequest::from_json(&request.get_ref().request_json)
-            .map_err(Status::invalid_argument)?;
+        let parsed = ApiRequest::try_from(request.get_ref().clone())
+            .map_err(|e| Status::invalid_argument(format!("invalid request: {e}")))?;
         let (roles, what): (&[Role], &str) = if parsed.from_agents() {
             (&[Role::Agent], "make an agent's report")
         } else {
@@ -215,9 +208,8 @@ impl AdminService {
         // The leader first: a follower's state may not hold a token just
         // created, and the client follows the redirect.
         self.require_lease()?;
-        let need = parsed
-            .need(&self.state.read().state)
-            .map_err(|e| rejected(&e))?;
+        let need =
+            api_request::need(&parsed, &self.state.read().state).map_err(|e| rejected(&e))?;
         let name = parsed.name();
         let caller = self
             .authorize(&request, roles, what, need)
@@ -230,9 +222,8 @@ impl AdminService {
                     "write"
                 );
             })?;
-        let (command, secret) = parsed
-            .into_command(now_unix_ms())
-            .map_err(Status::internal)?;
+        let (command, secret) =
+            api_request::into_command(parsed, now_unix_ms()).map_err(|e| rejected(&e))?;
         let audit = |outcome: &str| {
             tracing::info!(
                 target: "sluice::audit",
@@ -263,8 +254,7 @@ impl AdminService {
                 audit("applied");
                 Ok(Response::new(WriteReply {
                     log_index: applied.log_index,
-                    output_json: serde_json::to_string(&output)
-                        .map_err(|e| Status::internal(e.to_string()))?,
+                    output: Some(sluice_api::convert::output_to_proto(&output)),
                     secret: secret.map(|s| s.0),
                 }))
             }
@@ -426,8 +416,8 @@ impl Master for AdminService {
     async fn read(&self, request: Request<ReadRequest>) -> Result<Response<ReadReply>, Status> {
         bounded(
             async move {
-                let query = Query::from_json(&request.get_ref().query_json)
-                    .map_err(Status::invalid_argument)?;
+                let query = Query::try_from(request.get_ref())
+                    .map_err(|e| Status::invalid_argument(format!("invalid query: {e}")))?;
                 let need = match query {
                     Query::State | Query::AclTokens => Need::Management,
                     _ => Need::Read,
@@ -465,8 +455,9 @@ impl Master for AdminService {
                         })?;
                 }
                 let view = self.state.read();
-                let result = query
-                    .answer(&view.state)
+                let result = view
+                    .state
+                    .answer(&query)
                     .map_err(|e| Status::not_found(e.to_string()))?;
                 Ok(Response::new(ReadReply {
                     result_json: result.to_string(),
@@ -567,10 +558,9 @@ impl Master for AdminService {
                     ))
                 })?;
                 self.liveness.beat(id);
-                let assignment = AgentAssignment::of(&view.state, agent);
+                let assignment = view.state.assignment_of(agent);
                 Ok(Response::new(HeartbeatReply {
-                    assignment_json: serde_json::to_string(&assignment)
-                        .map_err(|e| Status::internal(e.to_string()))?,
+                    assignment: Some(sluice_api::convert::assignment_to_proto(&assignment)),
                     applied_index: view.last_applied.map(|l| l.index),
                     leader_id: self.config.id,
                 }))

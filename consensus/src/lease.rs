@@ -34,6 +34,18 @@ use crate::types::{NodeId, Raft};
 struct Acked {
     term: u64,
     at: Option<Instant>,
+    /// The last log index when this member became leader of `term` (every
+    /// entry committed before its term is at or below it), and how far it
+    /// has applied: until it has applied that far its state may miss a
+    /// committed change (a revoked token, a removed role), so it does not
+    /// answer from it.
+    caught_up: CatchUp,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct CatchUp {
+    needed: u64,
+    applied: u64,
 }
 
 /// Why this member may not act as leader now.
@@ -56,6 +68,17 @@ pub enum LeaseError {
         term: u64,
         since_ack_ms: Option<u64>,
         lease_ms: u64,
+    },
+    /// A new leader still applying entries committed before its term.
+    #[error(
+        "master {id} leads term {term} but is still applying earlier terms' entries \
+         (applied {applied} of {needed}); it does not act as leader until it has"
+    )]
+    CatchingUp {
+        id: NodeId,
+        term: u64,
+        applied: u64,
+        needed: u64,
     },
 }
 
@@ -84,7 +107,7 @@ impl LeaderLease {
         let lease = Arc::new(Self {
             id: config.id,
             lease: Self::duration_for(config),
-            acked: Mutex::new(Acked { term: 0, at: None }),
+            acked: Mutex::new(Acked::NONE),
         });
         tokio::spawn(track(raft.metrics(), lease.clone(), stop));
         lease
@@ -108,7 +131,18 @@ impl LeaderLease {
         }
         let since = acked.at.map(|at| now.saturating_duration_since(at));
         match since {
-            Some(since) if since < self.lease => Ok(acked.term),
+            Some(since) if since < self.lease => {
+                let CatchUp { needed, applied } = acked.caught_up;
+                if applied < needed {
+                    return Err(LeaseError::CatchingUp {
+                        id: self.id,
+                        term: acked.term,
+                        applied,
+                        needed,
+                    });
+                }
+                Ok(acked.term)
+            }
             _ => Err(LeaseError::Lapsed {
                 id: self.id,
                 term: acked.term,
@@ -121,6 +155,21 @@ impl LeaderLease {
     fn record(&self, acked: Acked) {
         *self.acked.lock().unwrap_or_else(|p| p.into_inner()) = acked;
     }
+
+    fn recorded(&self) -> Acked {
+        *self.acked.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Acked {
+    const NONE: Acked = Acked {
+        term: 0,
+        at: None,
+        caught_up: CatchUp {
+            needed: 0,
+            applied: 0,
+        },
+    };
 }
 
 /// Records, on every metrics update (openraft sends one at least every
@@ -136,14 +185,24 @@ async fn track(
             let m = metrics.borrow_and_update();
             let now = Instant::now();
             if m.state == ServerState::Leader {
+                let before = lease.recorded();
+                let applied = m.last_applied.map_or(0, |l| l.index);
+                let needed = if before.term == m.current_term {
+                    before.caught_up.needed
+                } else {
+                    // Leader completeness: this member's log holds every
+                    // entry committed before its term.
+                    m.last_log_index.unwrap_or(0)
+                };
                 Acked {
                     term: m.current_term,
                     at: m
                         .millis_since_quorum_ack
                         .and_then(|ms| now.checked_sub(Duration::from_millis(ms))),
+                    caught_up: CatchUp { needed, applied },
                 }
             } else {
-                Acked { term: 0, at: None }
+                Acked::NONE
             }
         };
         lease.record(acked);
@@ -152,7 +211,7 @@ async fn track(
             _ = stop.changed() => if *stop.borrow() { break },
         }
     }
-    lease.record(Acked { term: 0, at: None });
+    lease.record(Acked::NONE);
 }
 
 #[cfg(test)]
@@ -163,7 +222,7 @@ mod tests {
         LeaderLease {
             id: 7,
             lease: Duration::from_millis(ms),
-            acked: Mutex::new(Acked { term: 0, at: None }),
+            acked: Mutex::new(Acked::NONE),
         }
     }
 
@@ -180,6 +239,7 @@ mod tests {
         let acked = Acked {
             term: 3,
             at: Some(t0),
+            ..Acked::NONE
         };
         assert_eq!(l.judge(acked, t0 + Duration::from_millis(99)), Ok(3));
         let err = l.judge(acked, t0 + Duration::from_millis(250)).unwrap_err();
@@ -203,9 +263,39 @@ mod tests {
     fn a_new_leader_without_any_ack_holds_no_lease() {
         let l = lease(100);
         let err = l
-            .judge(Acked { term: 4, at: None }, Instant::now())
+            .judge(
+                Acked {
+                    term: 4,
+                    ..Acked::NONE
+                },
+                Instant::now(),
+            )
             .unwrap_err();
         assert!(err.to_string().contains("no majority"), "{err}");
+    }
+
+    #[test]
+    fn a_new_leader_acts_only_once_it_applied_earlier_terms() {
+        let l = lease(100);
+        let t0 = Instant::now();
+        let behind = Acked {
+            term: 5,
+            at: Some(t0),
+            caught_up: CatchUp {
+                needed: 40,
+                applied: 38,
+            },
+        };
+        let err = l.judge(behind, t0).unwrap_err();
+        assert!(err.to_string().contains("applied 38 of 40"), "{err}");
+        let caught_up = Acked {
+            caught_up: CatchUp {
+                needed: 40,
+                applied: 40,
+            },
+            ..behind
+        };
+        assert_eq!(l.judge(caught_up, t0), Ok(5));
     }
 
     #[test]

@@ -11,13 +11,13 @@
 //!   [`acl`]: the tokens that say who may ask what.
 //! - [`admin`]: the `Master` gRPC service used by the CLI and other masters.
 //! - [`node`]: one running master: storage, Raft, both servers.
-//! - [`client`]: a client that works against any master and follows the leader.
+//! - The API itself — its messages, records, requests and client — is the
+//!   `sluice-api` crate, which links neither openraft nor RocksDB.
 
 #![forbid(unsafe_code)]
 
 pub mod acl;
 pub mod admin;
-pub mod client;
 pub mod command;
 pub mod config;
 pub mod leader;
@@ -29,15 +29,22 @@ pub mod raft_service;
 pub mod request;
 pub mod scheduler;
 pub mod state;
-pub mod text;
 pub mod types;
-pub mod units;
 
-/// Code generated from `proto/sluice.proto`.
+/// The Raft service, generated from `proto/raft.proto`, beside the admin
+/// API's messages (`sluice-api`).
 pub mod proto {
-    #![allow(clippy::all, missing_docs, rust_2018_idioms)]
-    tonic::include_proto!("sluice.v1");
+    mod raft {
+        #![allow(clippy::all, missing_docs, rust_2018_idioms)]
+        tonic::include_proto!("sluice.v1");
+    }
+    pub use raft::*;
+    pub use sluice_api::proto::*;
 }
+
+// The client side lives in `sluice-api`; these keep one path for the
+// crates that also run a master.
+pub use sluice_api::{client, text, units};
 
 pub use client::{ClientError, MasterClient};
 pub use command::{Command, CommandError, CommandOutput};

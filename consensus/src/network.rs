@@ -17,15 +17,14 @@ use openraft::raft::{
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use sluice_security::{Role, Tls};
-use tonic::transport::{Channel, Endpoint};
+use sluice_security::Tls;
+use tonic::transport::Channel;
+
+pub use sluice_api::wire::{lazy_channel, CONNECT_TIMEOUT_MS};
 
 use crate::proto::raft_client::RaftClient;
 use crate::proto::RaftMessage;
 use crate::types::{MasterNode, NodeId, TypeConfig};
-
-/// How long to wait for a TCP connection to a peer.
-pub const CONNECT_TIMEOUT_MS: u64 = 500;
 
 /// Opens (lazily) one gRPC channel per peer.
 #[derive(Debug, Clone)]
@@ -61,25 +60,6 @@ pub struct PeerClient {
     node: MasterNode,
     client: Result<RaftClient<Channel>, String>,
     retry: Duration,
-}
-
-/// A gRPC channel to the master at `addr` (HOST:PORT) that connects on
-/// first use; over mutual TLS when `tls` is given, accepting only a master's
-/// certificate.
-pub fn lazy_channel(addr: &str, tls: Option<&Tls>) -> Result<Channel, String> {
-    let scheme = if tls.is_some() { "https" } else { "http" };
-    let mut endpoint = Endpoint::from_shared(format!("{scheme}://{addr}"))
-        .map_err(|e| format!("bad address {addr:?}: {e}"))?;
-    if let Some(tls) = tls {
-        endpoint = endpoint
-            .tls_config(tls.client_config(Role::Master))
-            .map_err(|e| format!("TLS settings for {addr}: {e}"))?;
-    }
-    Ok(endpoint
-        .connect_timeout(Duration::from_millis(CONNECT_TIMEOUT_MS))
-        .tcp_nodelay(true)
-        .http2_keep_alive_interval(Duration::from_secs(10))
-        .connect_lazy())
 }
 
 type RpcResult<T, E> = Result<T, RPCError<NodeId, MasterNode, RaftError<NodeId, E>>>;

@@ -155,7 +155,7 @@ impl MasterHandle {
 }
 
 /// Largest gRPC message a master accepts (snapshot chunks, log batches).
-pub const MESSAGE_BYTES_MAX: usize = 64 << 20;
+pub use sluice_api::wire::MESSAGE_BYTES_MAX;
 
 /// A gRPC server builder, serving mutual TLS when the master has it.
 fn server_builder(config: &MasterConfig) -> Result<tonic::transport::Server, MasterError> {

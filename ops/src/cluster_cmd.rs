@@ -308,7 +308,9 @@ async fn restore(args: &ClientArgs, file: &Path) -> Result<()> {
         .validate()
         .map_err(|e| anyhow::anyhow!("{}: invalid state: {e}; nothing changed", file.display()))?;
     let written = client(args)?
-        .write(&Request::RestoreState(Box::new(doc.state)))
+        .write(&Request::RestoreState {
+            snapshot: serde_json::to_string(&doc.state)?,
+        })
         .await?;
     #[derive(Serialize, serde::Deserialize)]
     struct Restored {

@@ -44,14 +44,27 @@ pub fn set_role(name: &str) -> Request {
 }
 
 /// Runs `sluice ARGS`, returning (exit success, stdout, stderr); fails past `timeout`.
+/// A `sluice master` or `sluice agent` run here serves plain text unless its
+/// arguments configure TLS (the flag has no effect on other commands).
 pub async fn sluice(args: &[&str], timeout: Duration) -> Result<(bool, String, String)> {
+    let env = if args.contains(&"--tls-ca") {
+        Vec::new()
+    } else {
+        vec![("SLUICE_INSECURE".to_owned(), "1".to_owned())]
+    };
+    sluice_with(args, &env, timeout).await
+}
+
+/// [`sluice`] with `env` set for the command alone (e.g. a cluster's
+/// [`ProcessCluster::cli_env`]: its client certificate and token).
+pub async fn sluice_with(
+    args: &[&str],
+    env: &[(String, String)],
+    timeout: Duration,
+) -> Result<(bool, String, String)> {
     let mut cmd = tokio::process::Command::new(sluice_bin()?);
-    // A `sluice master` or `sluice agent` run here serves plain text unless
-    // its arguments configure TLS (the flag has no effect on other commands).
-    if !args.contains(&"--tls-ca") {
-        cmd.env("SLUICE_INSECURE", "1");
-    }
     cmd.args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .kill_on_drop(true)
         .stdin(std::process::Stdio::null());
     let output = match tokio::time::timeout(timeout, cmd.output()).await {

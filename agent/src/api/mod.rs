@@ -63,7 +63,7 @@ impl FromStr for LogStream {
 
 /// The API address an agent published (its attribute
 /// [`API_ADDR_ATTRIBUTE`]), from the attributes of its record on the
-/// masters (`sluice_consensus::state::Agent::attributes`).
+/// masters (`sluice_api::model::Agent::attributes`).
 pub fn published_api_addr(attributes: &BTreeMap<String, String>) -> Option<&str> {
     attributes.get(API_ADDR_ATTRIBUTE).map(String::as_str)
 }

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use sluice_consensus::state::TaskState;
+use sluice_api::model::TaskState;
 use tokio::sync::oneshot;
 
 use super::cgroup::{Cgroups, TaskCgroup};

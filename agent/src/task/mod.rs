@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use sluice_consensus::state::TaskState;
+use sluice_api::model::TaskState;
 use sluice_engine::JobControl;
 use tokio::sync::{mpsc, oneshot};
 

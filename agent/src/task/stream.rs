@@ -12,6 +12,16 @@
 //! engine shards by (agent id, task index), so every agent holds a
 //! contiguous shard range and computes the same layout.
 //!
+//! With a task user (an agent running as root with `--task-user`), every
+//! file the job opens is opened with the user's permissions: the job's thread
+//! switches its own file-system credentials to the user's before anything
+//! else (planning looks at the job's files, the checkpoint storage is opened
+//! there), and the engine runs the same switch first on every shard thread
+//! and on the checkpoint coordinator ([`ThreadStart`]); the threads those
+//! start inherit it. File-system credentials belong to one thread, so the
+//! rest of the agent stays root. The RocksDB state backend is refused there:
+//! RocksDB writes files from background threads shared by the whole process.
+//!
 //! Stopping: every task of the share holds the same [`StreamStop`]; a stop
 //! request (the job cancelled or moved, the agent shutting down) cancels the
 //! engine job, whose shards and data-plane threads end within milliseconds;
@@ -26,13 +36,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use sluice_consensus::client::{ClientError, MasterClient};
-use sluice_consensus::command::CommandError;
-use sluice_consensus::state::{AgentId, CheckpointInfo, JobId, TaskState};
-use sluice_consensus::Request;
+use sluice_api::client::{ClientError, MasterClient};
+use sluice_api::model::{AgentId, CheckpointInfo, JobId, TaskState};
+use sluice_api::outcome::CommandError;
+use sluice_api::Request;
 use sluice_engine::runtime::coordinator::CheckpointMetadata;
 use sluice_engine::runtime::remote::ExchangeTls;
-use sluice_engine::runtime::{CheckpointHooks, CompletionError, RemoteExchangeConfig};
+use sluice_engine::runtime::{CheckpointHooks, CompletionError, RemoteExchangeConfig, ThreadStart};
+use sluice_engine::spec::StateBackend;
 use sluice_engine::{EngineError, JobControl};
 
 use super::{send, Events, RecordChange, Running, StreamStop};
@@ -192,6 +203,8 @@ pub struct StreamLaunch {
     /// Scratch directory of RocksDB state for a spec that names none (under the agent's
     /// data dir).
     pub default_state_dir: PathBuf,
+    /// The user whose permissions the job's files are opened with (None: the agent's).
+    pub user: Option<sys::User>,
     /// This agent's tasks of the job.
     pub tasks: Vec<u32>,
     /// The cores granted to those tasks.
@@ -308,6 +321,30 @@ pub fn start(launch: StreamLaunch, events: Events) -> Vec<((JobId, u32), Running
     handles
 }
 
+/// The engine hook that gives the thread it runs on the file permissions of
+/// `user` (see [`sys::set_thread_fs_user`]).
+fn fs_user_hook(user: sys::User) -> ThreadStart {
+    ThreadStart::new(move || {
+        sys::set_thread_fs_user(&user).map_err(|e| {
+            format!(
+                "cannot open the job's files as task user {} (uid {}, gid {}): {e}",
+                user.name, user.uid, user.gid
+            )
+        })
+    })
+}
+
+/// Why a job with RocksDB state cannot run on an agent with a task user.
+fn rocksdb_refused(user: &sys::User) -> String {
+    format!(
+        "state_backend = \"rocksdb\" is not available on this agent, which opens stream jobs' \
+         files as task user {}: RocksDB writes its files from background threads that the whole \
+         agent process shares, which cannot take the user's permissions; use the memory state \
+         backend, or an agent that runs stream jobs as itself (not root, or --allow-root-tasks)",
+        user.name
+    )
+}
+
 /// Runs the shards until they end or `control` is cancelled; the message
 /// says how it went.
 fn run(launch: &StreamLaunch, events: &Events, control: &JobControl) -> Result<String, Stopped> {
@@ -320,6 +357,21 @@ fn run(launch: &StreamLaunch, events: &Events, control: &JobControl) -> Result<S
     if spec.state_dir.is_none() {
         spec.state_dir = Some(launch.default_state_dir.clone());
     }
+    // With a task user, this thread takes the user's file permissions before the engine
+    // plans the job or opens anything, and so does every thread the engine starts for it.
+    let as_user;
+    let control = match &launch.user {
+        Some(user) => {
+            if spec.state_backend == StateBackend::Rocksdb {
+                return Err(Stopped::Failed(rocksdb_refused(user)));
+            }
+            let hook = fs_user_hook(user.clone());
+            hook.run().map_err(Stopped::Failed)?;
+            as_user = control.and_thread_start(hook);
+            &as_user
+        }
+        None => control,
+    };
     let pinning = match sys::set_thread_affinity(&launch.cores) {
         Ok(()) => format!("pinned to cores {:?}", launch.cores),
         Err(e) => {
@@ -334,12 +386,16 @@ fn run(launch: &StreamLaunch, events: &Events, control: &JobControl) -> Result<S
         Some(r) => format!("shards {:?} of {}", r.local_shards, launch.parallelism),
         None => format!("{} shards", launch.parallelism),
     };
+    let access = match &launch.user {
+        Some(user) => format!(", files opened as task user {}", user.name),
+        None => String::new(),
+    };
     for &task in &launch.tasks {
         send(
             events,
             (launch.job, task),
             TaskState::Running,
-            format!("{shards}, {pinning}"),
+            format!("{shards}, {pinning}{access}"),
             RecordChange::None,
         );
     }

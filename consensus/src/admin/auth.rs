@@ -9,8 +9,7 @@ use super::AdminService;
 use crate::acl::{Denied, Need};
 use crate::leader::now_unix_ms;
 
-/// Metadata key carrying the caller's ACL token, as `Bearer SECRET`.
-pub const TOKEN_KEY: &str = "authorization";
+pub use sluice_api::wire::TOKEN_KEY;
 
 /// Who made a call, for audit lines (never the secret).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -8,7 +8,6 @@ mod agents;
 mod checkpoints;
 mod jobs;
 mod placement;
-mod resources;
 mod roles;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -16,23 +15,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use openraft::LogId;
 use serde::{Deserialize, Serialize};
 
-pub use agents::{Agent, AgentId, AgentSpec, AgentState, Drain, AGENTS_MAX, CORES_PER_AGENT_MAX};
-pub use checkpoints::{
-    CheckpointFailure, CheckpointInfo, CheckpointStarted, RestartPolicy,
-    CHECKPOINT_FAILURE_BYTES_MAX, JOB_CHECKPOINTS_KEPT, JOB_CHECKPOINT_FAILURES_KEPT,
-    RESTART_ATTEMPTS_MAX, RESTART_DELAY_MAX_MS,
-};
-pub use jobs::Grant;
-pub use jobs::{
-    Constraint, ConstraintOp, Job, JobEvent, JobId, JobKind, JobSpec, JobState, PlacementStrategy,
-    Policy, Task, TaskState, DEFAULT_ROLE, ENDED_JOBS_KEPT, JOBS_MAX, JOB_NAME_PUNCTUATION,
-    TASKS_PER_JOB_MAX,
-};
-pub use placement::{PlacementViolation, TaskUpdate};
-pub use resources::Resources;
-pub use roles::{Change, Role, RolePatch, RoleSpec, ROLES_MAX};
+// The records themselves are the API's: clients read them as they are stored.
+pub use sluice_api::model::*;
+pub use sluice_api::Query;
 
-use crate::acl::{AclState, AclToken, TokenInfo};
+use crate::acl::{AclState, AclToken};
 use crate::command::{Command, CommandError, CommandOutput, Proposal, Response};
 use crate::types::{NodeId, TypeConfig};
 
@@ -325,52 +312,11 @@ impl sluice_storage::StateLogic<TypeConfig> for ClusterState {
     }
 }
 
-/// A read of the state, named on the admin API's JSON.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", deny_unknown_fields)]
-pub enum Query {
-    /// The whole state but the ACL tokens (used by `cluster snapshot save`).
-    State,
-    Agents,
-    Agent {
-        id: AgentId,
-    },
-    Roles,
-    Role {
-        name: String,
-    },
-    /// Jobs, optionally only those in one state.
-    Jobs {
-        #[serde(default)]
-        state: Option<JobState>,
-    },
-    Job {
-        id: JobId,
-    },
-    /// The queue policy and a summary of the queue.
-    Scheduler,
-    /// What an agent should be running: its tasks with their jobs' specs.
-    AgentTasks {
-        id: AgentId,
-    },
-    /// The ACL tokens, without their secrets' hashes.
-    AclTokens,
-}
-
-impl Query {
-    pub fn from_json(json: &str) -> Result<Self, String> {
-        serde_json::from_str(json).map_err(|e| {
-            format!(
-                "invalid query at line {} column {}: {e}",
-                e.line(),
-                e.column()
-            )
-        })
-    }
-
-    /// Answers the query from a state, as JSON.
-    pub fn answer(&self, state: &ClusterState) -> Result<serde_json::Value, CommandError> {
-        let value = match self {
+impl ClusterState {
+    /// Answers a query from this state, as JSON.
+    pub fn answer(&self, query: &Query) -> Result<serde_json::Value, CommandError> {
+        let state = self;
+        let value = match query {
             // Without the ACL tokens: a saved snapshot is no key to anything.
             Query::State => {
                 let mut value = serde_json::to_value(state);
@@ -409,13 +355,13 @@ impl Query {
                     .ok_or(CommandError::UnknownJob { id: *id })?;
                 serde_json::to_value(job)
             }
-            Query::Scheduler => serde_json::to_value(SchedulerSummary::of(state)),
+            Query::Scheduler => serde_json::to_value(state.scheduler_summary()),
             Query::AgentTasks { id } => {
                 let agent = state
                     .agents
                     .get(id)
                     .ok_or(CommandError::UnknownAgent { id: *id })?;
-                serde_json::to_value(AgentAssignment::of(state, agent))
+                serde_json::to_value(state.assignment_of(agent))
             }
             Query::AclTokens => serde_json::to_value(
                 state
@@ -430,20 +376,10 @@ impl Query {
     }
 }
 
-/// The scheduler's policy and the queue at a glance (`cluster policy show`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SchedulerSummary {
-    pub policy: Policy,
-    pub pending: usize,
-    pub running: usize,
-    pub ended: usize,
-    /// Everything Active agents offer, and what of it is granted.
-    pub offered: Resources,
-    pub granted: Resources,
-}
-
-impl SchedulerSummary {
-    pub fn of(state: &ClusterState) -> Self {
+impl ClusterState {
+    /// The scheduler's policy and the queue at a glance.
+    pub fn scheduler_summary(&self) -> SchedulerSummary {
+        let state = self;
         let count = |s: JobState| state.jobs.values().filter(|j| j.state == s).count();
         let (offered, granted) = state
             .agents
@@ -452,7 +388,7 @@ impl SchedulerSummary {
             .fold((Resources::ZERO, Resources::ZERO), |(o, g), a| {
                 (o.plus(&a.total()), g.plus(&a.total().minus(&a.free())))
             });
-        Self {
+        SchedulerSummary {
             policy: state.policy,
             pending: count(JobState::Pending),
             running: count(JobState::Running),
@@ -463,39 +399,10 @@ impl SchedulerSummary {
     }
 }
 
-/// One task an agent should run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Assignment {
-    pub job: JobId,
-    pub task: u32,
-    pub state: TaskState,
-    pub grant: Grant,
-    pub name: String,
-    pub kind: JobKind,
-    /// Where each task of the job runs, in task order (stream shards need
-    /// their peers); None for a task not placed.
-    pub peers: Vec<Option<AgentId>>,
-    /// The job's run (bumped by every placement); its checkpoints name it.
-    #[serde(default)]
-    pub attempt: u64,
-    /// The checkpoint this run resumes from, and the ones completed since.
-    #[serde(default)]
-    pub restore_from: Option<u64>,
-    /// The job's latest completed checkpoint.
-    #[serde(default)]
-    pub last_checkpoint: Option<u64>,
-}
-
-/// An agent's state and the tasks placed on it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AgentAssignment {
-    pub agent: AgentId,
-    pub state: AgentState,
-    pub tasks: Vec<Assignment>,
-}
-
-impl AgentAssignment {
-    pub fn of(state: &ClusterState, agent: &Agent) -> Self {
+impl ClusterState {
+    /// What `agent` should be running.
+    pub fn assignment_of(&self, agent: &Agent) -> AgentAssignment {
+        let state = self;
         let tasks = agent
             .tasks
             .iter()
@@ -520,7 +427,7 @@ impl AgentAssignment {
                 })
             })
             .collect();
-        Self {
+        AgentAssignment {
             agent: agent.id,
             state: agent.state,
             tasks,

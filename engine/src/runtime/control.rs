@@ -2,6 +2,10 @@
 //! while the job runs on another thread. Every shard looks at it once per round and every
 //! remote I/O thread at least every few milliseconds, so a cancelled job returns within a
 //! short, bounded time with [`crate::EngineError::Cancelled`].
+//!
+//! The control also carries what the caller supplies for the run: checkpoint completion
+//! through [`CheckpointHooks`], and a [`ThreadStart`] hook that runs first on the threads
+//! the engine starts for the job.
 #![forbid(unsafe_code)]
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,6 +17,40 @@ use std::sync::Arc;
 pub struct JobControl {
     cancel: Arc<AtomicBool>,
     checkpoints: Option<Arc<CheckpointHooks>>,
+    thread_start: Option<ThreadStart>,
+}
+
+/// A hook the engine runs first on every thread it starts for a job that may open files:
+/// each shard thread (before it builds its sources, io_uring rings, operators and sinks) and
+/// the checkpoint coordinator (before it opens anything in the checkpoint storage). An error
+/// fails the job with the hook's message, before that thread has done anything.
+///
+/// It is for per-thread settings of the caller's (an agent sets the thread's file-system
+/// credentials with it). Such settings are copied to a thread from the thread that starts
+/// it, so the helper threads those threads start in turn (a shard's RocksDB checkpoint
+/// writer) get them without running the hook again. Exchange I/O threads only move bytes
+/// between rings and sockets and do not run it. The calling thread is the caller's: it
+/// plans the job (looking at its input and output files) and opens the checkpoint storage,
+/// so a caller that needs the hook there runs it itself before calling the engine.
+#[derive(Clone)]
+pub struct ThreadStart(Arc<dyn Fn() -> Result<(), String> + Send + Sync>);
+
+impl ThreadStart {
+    /// A hook running `f`; `f`'s error says why the thread cannot work for the job.
+    pub fn new(f: impl Fn() -> Result<(), String> + Send + Sync + 'static) -> Self {
+        Self(Arc::new(f))
+    }
+
+    /// Runs the hook on the calling thread.
+    pub fn run(&self) -> Result<(), String> {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for ThreadStart {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ThreadStart")
+    }
 }
 
 /// Why an external completion of a checkpoint failed.
@@ -91,15 +129,31 @@ impl JobControl {
         Self {
             cancel: Arc::default(),
             checkpoints: Some(Arc::new(hooks)),
+            thread_start: None,
         }
     }
 
-    /// This control (the same cancel flag) with checkpoints completing through `hooks`.
+    /// This control (the same cancel flag and thread hook) with checkpoints completing
+    /// through `hooks`.
     pub fn and_checkpoints(&self, hooks: CheckpointHooks) -> Self {
         Self {
-            cancel: self.cancel.clone(),
             checkpoints: Some(Arc::new(hooks)),
+            ..self.clone()
         }
+    }
+
+    /// This control (the same cancel flag and checkpoint hooks) with `hook` run first on
+    /// the threads the engine starts for the job (see [`ThreadStart`]).
+    pub fn and_thread_start(&self, hook: ThreadStart) -> Self {
+        Self {
+            thread_start: Some(hook),
+            ..self.clone()
+        }
+    }
+
+    /// The hook run first on the job's threads, if the caller gave one.
+    pub fn thread_start(&self) -> Option<ThreadStart> {
+        self.thread_start.clone()
     }
 
     /// The checkpoint hooks, if the job's checkpoints complete elsewhere.

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use crate::error::EngineError;
 use crate::record::Batch;
 use crate::runtime::checkpoint::{CheckpointControl, ShardEvent};
-use crate::runtime::control::JobControl;
+use crate::runtime::control::{JobControl, ThreadStart};
 use crate::runtime::coordinator::{CheckpointReport, CheckpointSettings, Coordinator, PeerLink};
 use crate::runtime::exchange::{local_channel, ExchangeReceiver, ExchangeSender};
 use crate::runtime::remote::frame::Hello;
@@ -356,15 +356,25 @@ impl CheckpointSetup {
         Ok(Some((setup, resume)))
     }
 
-    /// Starts the coordinator's thread (dropping this side's event sender).
-    fn start(&mut self) -> Option<RunningCoordinator> {
+    /// Starts the coordinator's thread (dropping this side's event sender), running
+    /// `thread_start` there first: if it fails, the coordinator stops the job.
+    fn start(&mut self, thread_start: Option<ThreadStart>) -> Option<RunningCoordinator> {
         let coordinator = self.coordinator.take()?;
         let (unused, _) = crossbeam_channel::unbounded();
         drop(std::mem::replace(&mut self.events, unused));
         let stop = coordinator.stop.clone();
         let handle = std::thread::Builder::new()
             .name("sluice-checkpoints".into())
-            .spawn(move || coordinator.run());
+            .spawn(move || {
+                if let Some(Err(e)) = thread_start.as_ref().map(ThreadStart::run) {
+                    coordinator.abort.store(true, Ordering::Relaxed);
+                    let e = EngineError::Checkpoint(format!(
+                        "the checkpoint coordinator cannot start: {e}"
+                    ));
+                    return (CheckpointReport::default(), Some(e));
+                }
+                coordinator.run()
+            });
         match handle {
             Ok(h) => Some((stop, h, std::mem::take(&mut self.restored))),
             Err(e) => {
@@ -521,6 +531,7 @@ fn run_placed(
             checkpoints,
         };
         let guard_abort = abort.clone();
+        let thread_start = control.thread_start();
         let handle = std::thread::Builder::new()
             .name(format!("sluice-shard-{shard}"))
             .spawn(move || {
@@ -528,7 +539,15 @@ fn run_placed(
                     abort: guard_abort,
                     armed: true,
                 };
-                let result = builder.run();
+                // Before the shard opens anything: its sources, rings and sinks are made
+                // with what the hook set on this thread.
+                let result = match thread_start.as_ref().map(ThreadStart::run) {
+                    Some(Err(e)) => Err(EngineError::Shard {
+                        shard,
+                        message: format!("cannot start: {e}"),
+                    }),
+                    _ => builder.run(),
+                };
                 guard.armed = result.is_err();
                 result
             })
@@ -557,7 +576,9 @@ fn run_placed(
     // when every shard thread has ended (each holds a sender until then).
     drop(collector);
     // The shards hold the only event senders now: the coordinator sees them go.
-    let coordinator = checkpointing.as_mut().and_then(CheckpointSetup::start);
+    let coordinator = checkpointing
+        .as_mut()
+        .and_then(|c| c.start(control.thread_start()));
     let collected: Vec<Batch> = collect_rx.iter().collect();
     let mut report = JobReport {
         name: plan.spec.name.clone(),

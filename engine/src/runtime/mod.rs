@@ -13,7 +13,7 @@ pub mod restore;
 pub mod shard;
 pub mod stage;
 
-pub use control::{CheckpointHooks, CompletionError, JobControl};
+pub use control::{CheckpointHooks, CompletionError, JobControl, ThreadStart};
 pub use exchange::{ExchangeReceiver, ExchangeSender, Message};
 pub use job::{run_plan, run_plan_remote, run_plan_remote_with, run_plan_with, JobReport};
 pub use remote::RemoteExchangeConfig;

@@ -6,26 +6,33 @@ use sluice_tests::*;
 
 const CLI_TIMEOUT: Duration = Duration::from_secs(60);
 
-async fn cli_json(args: &[&str]) -> anyhow::Result<Value> {
+async fn cli_json(cluster: &ProcessCluster, args: &[&str]) -> anyhow::Result<Value> {
     let mut full = args.to_vec();
     full.extend(["--output", "json"]);
-    let (ok, stdout, stderr) = sluice(&full, CLI_TIMEOUT).await?;
+    let (ok, stdout, stderr) = sluice_with(&full, &cluster.cli_env(), CLI_TIMEOUT).await?;
     anyhow::ensure!(ok, "`sluice {}` failed: {stderr}", full.join(" "));
     Ok(serde_json::from_str(&stdout)?)
 }
 
-/// The admin CLI against a real cluster: init, status (table and JSON),
-/// transfer-leader, snapshot save and restore; any member's address works.
+/// The admin CLI against a real cluster with TLS and ACLs: init, ACL
+/// bootstrap, status (table and JSON), transfer-leader, snapshot save and
+/// restore; any member's address works.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_cli_drives_a_real_cluster() -> anyhow::Result<()> {
     let tmp = tempfile::tempdir()?;
     let cluster = ProcessCluster::start(tmp.path(), 3, TIMING).await?;
     let all = cluster.api_addrs().join(",");
-    let init = cli_json(&["cluster", "init", "--masters", &all]).await?;
+    let init = cli_json(&cluster, &["cluster", "init", "--masters", &all]).await?;
     assert_eq!(init["members"], serde_json::json!([1, 2, 3]));
+    let security = cluster.security().expect("a secure cluster");
+    let created = cli_json(&cluster, &["acl", "bootstrap", "--masters", &all]).await?;
+    let token = created["secret"].as_str().expect("a token").to_owned();
+    security.set_management_token(token);
 
     // Again: refused, nothing changed.
-    let (ok, _, stderr) = sluice(&["cluster", "init", "--masters", &all], CLI_TIMEOUT).await?;
+    let env = cluster.cli_env();
+    let (ok, _, stderr) =
+        sluice_with(&["cluster", "init", "--masters", &all], &env, CLI_TIMEOUT).await?;
     assert!(
         !ok && stderr.contains("already belongs to a cluster"),
         "{stderr}"
@@ -33,13 +40,18 @@ async fn admin_cli_drives_a_real_cluster() -> anyhow::Result<()> {
 
     // Status through a single, arbitrary member.
     let member3 = cluster.member(3)?.api_addr.clone();
-    let status = cli_json(&["cluster", "status", "--masters", &member3]).await?;
+    let status = cli_json(&cluster, &["cluster", "status", "--masters", &member3]).await?;
     let leader = status["leader_id"].as_u64().expect("a leader");
     let members = status["members"].as_array().unwrap();
     assert_eq!(members.len(), 3);
     assert_eq!(members.iter().filter(|m| m["role"] == "leader").count(), 1);
     assert!(members.iter().all(|m| m["lag"].is_u64()), "{status}");
-    let (ok, table, _) = sluice(&["cluster", "status", "--masters", &member3], CLI_TIMEOUT).await?;
+    let (ok, table, _) = sluice_with(
+        &["cluster", "status", "--masters", &member3],
+        &env,
+        CLI_TIMEOUT,
+    )
+    .await?;
     assert!(
         ok && table.contains("leader") && table.contains("applied"),
         "{table}"
@@ -47,13 +59,16 @@ async fn admin_cli_drives_a_real_cluster() -> anyhow::Result<()> {
 
     // Leadership moves where asked.
     let target = (1..=3).find(|id| *id != leader).unwrap();
-    let moved = cli_json(&[
-        "cluster",
-        "transfer-leader",
-        &target.to_string(),
-        "--masters",
-        &member3,
-    ])
+    let moved = cli_json(
+        &cluster,
+        &[
+            "cluster",
+            "transfer-leader",
+            &target.to_string(),
+            "--masters",
+            &member3,
+        ],
+    )
     .await?;
     assert_eq!(moved["leader_id"], target);
     assert_eq!(cluster.leader(PATIENCE).await?, target);
@@ -63,25 +78,31 @@ async fn admin_cli_drives_a_real_cluster() -> anyhow::Result<()> {
     client.write(&set_role("saved")).await?;
     let file = tmp.path().join("state.json");
     let file_str = file.to_string_lossy().into_owned();
-    cli_json(&[
-        "cluster",
-        "snapshot",
-        "save",
-        &file_str,
-        "--masters",
-        &member3,
-    ])
+    cli_json(
+        &cluster,
+        &[
+            "cluster",
+            "snapshot",
+            "save",
+            &file_str,
+            "--masters",
+            &member3,
+        ],
+    )
     .await?;
     let saved = client.read(&Query::State, false).await?;
     client.write(&set_role("later")).await?;
-    cli_json(&[
-        "cluster",
-        "snapshot",
-        "restore",
-        &file_str,
-        "--masters",
-        &member3,
-    ])
+    cli_json(
+        &cluster,
+        &[
+            "cluster",
+            "snapshot",
+            "restore",
+            &file_str,
+            "--masters",
+            &member3,
+        ],
+    )
     .await?;
     let mut restored = client.read(&Query::State, false).await?;
     // The restore itself is the latest change.
@@ -93,7 +114,7 @@ async fn admin_cli_drives_a_real_cluster() -> anyhow::Result<()> {
         &file,
         "{\"format\": \"sluice-cluster-state/1\", \"state\": 3}",
     )?;
-    let (ok, _, stderr) = sluice(
+    let (ok, _, stderr) = sluice_with(
         &[
             "cluster",
             "snapshot",
@@ -102,6 +123,7 @@ async fn admin_cli_drives_a_real_cluster() -> anyhow::Result<()> {
             "--masters",
             &member3,
         ],
+        &env,
         CLI_TIMEOUT,
     )
     .await?;

@@ -19,12 +19,24 @@ async fn cli_jobs_are_placed_and_a_silent_agent_s_work_moves() -> anyhow::Result
     cluster.init(&[]).await?;
     cluster.leader(PATIENCE).await?;
     let client = std::sync::Arc::new(cluster.client(&[], Duration::from_secs(20))?);
-    let a = register_agent(&client, "agent-a", 4, 8).await?;
-    let b = register_agent(&client, "agent-b", 4, 8).await?;
-    let beat_a = heartbeat(client.clone(), a);
-    let beat_b = heartbeat(client.clone(), b);
+    let as_a = std::sync::Arc::new(
+        cluster
+            .agent_client("agent-a", Duration::from_secs(20))
+            .await?,
+    );
+    let as_b = std::sync::Arc::new(
+        cluster
+            .agent_client("agent-b", Duration::from_secs(20))
+            .await?,
+    );
+    let a = register_agent(&as_a, "agent-a", 4, 8).await?;
+    let b = register_agent(&as_b, "agent-b", 4, 8).await?;
+    let beat_a = heartbeat(as_a, a);
+    let beat_b = heartbeat(as_b, b);
 
     let masters = cluster.api_addrs().join(",");
+    let env = cluster.cli_env();
+    let env = &env;
     let submit = |extra: &[&str]| {
         let mut args = vec!["job", "submit", "--masters", masters.as_str(), "-o", "json"];
         args.extend_from_slice(extra);
@@ -32,7 +44,7 @@ async fn cli_jobs_are_placed_and_a_silent_agent_s_work_moves() -> anyhow::Result
     };
     let run = |args: Vec<String>| async move {
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        sluice(&refs, Duration::from_secs(30)).await
+        sluice_with(&refs, env, Duration::from_secs(30)).await
     };
     let spec = concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -184,8 +196,11 @@ async fn failover_mid_stream_keeps_placements_and_double_grants_nothing() -> any
     let client = std::sync::Arc::new(cluster.client(&[], Duration::from_secs(20))?);
     let mut beats = Vec::new();
     for i in 0..3 {
-        let id = register_agent(&client, &format!("agent-{i}"), 16, 32).await?;
-        beats.push(heartbeat(client.clone(), id));
+        let name = format!("agent-{i}");
+        let agent =
+            std::sync::Arc::new(cluster.agent_client(&name, Duration::from_secs(20)).await?);
+        let id = register_agent(&agent, &name, 16, 32).await?;
+        beats.push(heartbeat(agent, id));
     }
     let job = |i: usize| {
         let spec = sluice_consensus::state::JobSpec {

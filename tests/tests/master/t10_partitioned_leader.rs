@@ -27,6 +27,7 @@ async fn a_partitioned_leader_reschedules_nothing() -> anyhow::Result<()> {
     let leader = cluster.leader(PATIENCE).await?;
     let masters = cluster.api_addrs().join(",");
     let client = cluster.client(&[], Duration::from_secs(20))?;
+    let env = cluster.cli_env();
 
     // An agent on a host of its own, reaching every master.
     let agent_ip = net.ip(3);
@@ -35,7 +36,6 @@ async fn a_partitioned_leader_reschedules_nothing() -> anyhow::Result<()> {
         .command(3, &sluice_bin()?)
         .args([
             "agent",
-            "--insecure",
             "--allow-root-tasks",
             "--masters",
             &masters,
@@ -45,6 +45,7 @@ async fn a_partitioned_leader_reschedules_nothing() -> anyhow::Result<()> {
         .args(["--cores", "1", "--memory", "1GiB", "--disk", "1GiB"])
         .args(["--heartbeat-ms", "300", "--data-addr", &agent_ip])
         .args(["--api-addr", &format!("{agent_ip}:7400")])
+        .envs(cluster.agent_env("agent").await?)
         .env("SLUICE_LOG", "info,openraft=error")
         .stdout(agent_log.try_clone()?)
         .stderr(agent_log)
@@ -53,7 +54,7 @@ async fn a_partitioned_leader_reschedules_nothing() -> anyhow::Result<()> {
 
     let starts = tmp.path().join("starts");
     let script = format!("echo started >> {}; exec sleep 600", starts.display());
-    let (ok, stdout, stderr) = sluice(
+    let (ok, stdout, stderr) = sluice_with(
         &[
             "job",
             "submit",
@@ -72,6 +73,7 @@ async fn a_partitioned_leader_reschedules_nothing() -> anyhow::Result<()> {
             "-c",
             &script,
         ],
+        &env,
         Duration::from_secs(30),
     )
     .await?;
@@ -134,8 +136,9 @@ async fn a_partitioned_leader_reschedules_nothing() -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("a read through the old leader first: {e}"))?;
 
     // The CLI, given every master, reads and writes through the majority.
-    let (ok, stdout, stderr) = sluice(
+    let (ok, stdout, stderr) = sluice_with(
         &["job", "list", "--masters", &masters],
+        &env,
         Duration::from_secs(30),
     )
     .await?;
@@ -143,8 +146,9 @@ async fn a_partitioned_leader_reschedules_nothing() -> anyhow::Result<()> {
         ok && stdout.contains("steady"),
         "job list during the partition: {stderr}"
     );
-    let (ok, _, stderr) = sluice(
+    let (ok, _, stderr) = sluice_with(
         &["role", "set", "during-partition", "--masters", &masters],
+        &env,
         Duration::from_secs(30),
     )
     .await?;

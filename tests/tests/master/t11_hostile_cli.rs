@@ -6,12 +6,14 @@ use sluice_tests::*;
 
 const CLI_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Runs `sluice ARGS` and returns (exit code, stdout, stderr).
-async fn run(args: &[&str]) -> anyhow::Result<(i32, String, String)> {
+/// Runs `sluice ARGS` with `env` (the cluster's client certificate and
+/// token) and returns (exit code, stdout, stderr).
+async fn run(env: &[(String, String)], args: &[&str]) -> anyhow::Result<(i32, String, String)> {
     let out = tokio::time::timeout(
         CLI_TIMEOUT,
         tokio::process::Command::new(sluice_bin()?)
             .args(args)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .kill_on_drop(true)
             .output(),
@@ -35,24 +37,28 @@ async fn the_cli_holds_up_under_hostile_input() -> anyhow::Result<()> {
     cluster.leader(PATIENCE).await?;
     let m = cluster.api_addrs().join(",");
     let m = m.as_str();
+    let env = cluster.cli_env();
 
     // A job name with an escape sequence or a newline is refused, and the
     // error shows it escaped.
     for name in ["evil\u{1b}[2J", "two\nlines"] {
-        let (code, _, stderr) = run(&[
-            "job",
-            "submit",
-            "--masters",
-            m,
-            "--name",
-            name,
-            "--cpus",
-            "1",
-            "--memory",
-            "1MiB",
-            "--",
-            "true",
-        ])
+        let (code, _, stderr) = run(
+            &env,
+            &[
+                "job",
+                "submit",
+                "--masters",
+                m,
+                "--name",
+                name,
+                "--cpus",
+                "1",
+                "--memory",
+                "1MiB",
+                "--",
+                "true",
+            ],
+        )
         .await?;
         assert_eq!(code, 1, "{stderr}");
         assert!(stderr.contains("invalid name"), "{stderr}");
@@ -65,7 +71,7 @@ async fn the_cli_holds_up_under_hostile_input() -> anyhow::Result<()> {
     // Non-finite weights are refused before anything is sent (usage: 2).
     for weight in ["1e309", "inf", "NaN", "-1", "0"] {
         let flag = format!("--weight={weight}");
-        let (code, _, stderr) = run(&["role", "set", "r", &flag, "--masters", m]).await?;
+        let (code, _, stderr) = run(&env, &["role", "set", "r", &flag, "--masters", m]).await?;
         assert_eq!(code, 2, "--weight {weight}: {stderr}");
         assert!(
             stderr.contains("(0, 1000000]") || stderr.contains("not a number"),
@@ -74,23 +80,33 @@ async fn the_cli_holds_up_under_hostile_input() -> anyhow::Result<()> {
     }
 
     // `role set` with only --weight keeps the quota and the limit.
-    let (code, _, stderr) = run(&[
-        "role",
-        "set",
-        "team",
-        "--quota",
-        "cores=1",
-        "--limit",
-        "cores=4",
-        "--masters",
-        m,
-    ])
+    let (code, _, stderr) = run(
+        &env,
+        &[
+            "role",
+            "set",
+            "team",
+            "--quota",
+            "cores=1",
+            "--limit",
+            "cores=4",
+            "--masters",
+            m,
+        ],
+    )
     .await?;
     assert_eq!(code, 0, "{stderr}");
-    let (code, _, stderr) = run(&["role", "set", "team", "--weight", "3", "--masters", m]).await?;
+    let (code, _, stderr) = run(
+        &env,
+        &["role", "set", "team", "--weight", "3", "--masters", m],
+    )
+    .await?;
     assert_eq!(code, 0, "{stderr}");
-    let (code, stdout, stderr) =
-        run(&["role", "show", "team", "--masters", m, "-o", "json"]).await?;
+    let (code, stdout, stderr) = run(
+        &env,
+        &["role", "show", "team", "--masters", m, "-o", "json"],
+    )
+    .await?;
     assert_eq!(code, 0, "{stderr}");
     let role: serde_json::Value = serde_json::from_str(&stdout)?;
     assert_eq!(role["weight"], 3.0);
@@ -103,10 +119,17 @@ async fn the_cli_holds_up_under_hostile_input() -> anyhow::Result<()> {
         "{stdout}"
     );
     assert!(!stdout.contains("18446744073709551615"), "{stdout}");
-    let (code, _, stderr) =
-        run(&["role", "set", "team", "--limit", "none", "--masters", m]).await?;
+    let (code, _, stderr) = run(
+        &env,
+        &["role", "set", "team", "--limit", "none", "--masters", m],
+    )
+    .await?;
     assert_eq!(code, 0, "{stderr}");
-    let (_, stdout, _) = run(&["role", "show", "team", "--masters", m, "-o", "json"]).await?;
+    let (_, stdout, _) = run(
+        &env,
+        &["role", "show", "team", "--masters", m, "-o", "json"],
+    )
+    .await?;
     let role: serde_json::Value = serde_json::from_str(&stdout)?;
     assert_eq!(
         role["limit"],
@@ -117,7 +140,7 @@ async fn the_cli_holds_up_under_hostile_input() -> anyhow::Result<()> {
 
     // A 100 KB name gets a short, plain error, not an HTTP/2 failure.
     let huge = "x".repeat(100_000);
-    let (code, _, stderr) = run(&["role", "set", &huge, "--masters", m]).await?;
+    let (code, _, stderr) = run(&env, &["role", "set", &huge, "--masters", m]).await?;
     assert_eq!(code, 1, "{}", &stderr[..stderr.len().min(500)]);
     assert!(
         !stderr.contains("h2 protocol") && !stderr.contains("http2"),
@@ -132,7 +155,7 @@ async fn the_cli_holds_up_under_hostile_input() -> anyhow::Result<()> {
 
     // A Raft port is not an API endpoint, and the CLI says so.
     let raft = cluster.member(1)?.raft_addr.clone();
-    let (code, _, stderr) = run(&["job", "list", "--masters", &raft]).await?;
+    let (code, _, stderr) = run(&env, &["job", "list", "--masters", &raft]).await?;
     assert_eq!(code, 1, "{stderr}");
     assert!(
         stderr.contains("not a Sluice master API endpoint"),
@@ -142,11 +165,13 @@ async fn the_cli_holds_up_under_hostile_input() -> anyhow::Result<()> {
     // A reader that goes away (`| head -1`) ends the CLI quietly.
     // Something to print.
     for i in 0..3 {
-        let (code, _, stderr) = run(&["role", "set", &format!("r{i}"), "--masters", m]).await?;
+        let (code, _, stderr) =
+            run(&env, &["role", "set", &format!("r{i}"), "--masters", m]).await?;
         assert_eq!(code, 0, "{stderr}");
     }
     let mut child = tokio::process::Command::new(sluice_bin()?)
         .args(["role", "list", "--masters", m])
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -186,11 +211,12 @@ async fn exit_codes_tell_unknown_outcomes_from_failures() -> anyhow::Result<()> 
     let at_leader = cluster.member(leader)?.api_addr.clone();
     let client = cluster.client(&[], Duration::from_secs(20))?;
     client.write(&set_role("before")).await?;
+    let env = cluster.cli_env();
 
     for id in &followers {
         cluster.signal(*id, "STOP")?;
     }
-    let (code, _, stderr) = run(&["role", "set", "maybe", "--masters", &at_leader]).await?;
+    let (code, _, stderr) = run(&env, &["role", "set", "maybe", "--masters", &at_leader]).await?;
     assert_eq!(code, 3, "{stderr}");
     assert!(stderr.contains("outcome is unknown"), "{stderr}");
 
@@ -201,15 +227,18 @@ async fn exit_codes_tell_unknown_outcomes_from_failures() -> anyhow::Result<()> 
         (s.lease_held == Some(false)).then_some(())
     })
     .await?;
-    let (code, _, stderr) = run(&[
-        "role",
-        "set",
-        "never",
-        "--masters",
-        &at_leader,
-        "--timeout-ms",
-        "3000",
-    ])
+    let (code, _, stderr) = run(
+        &env,
+        &[
+            "role",
+            "set",
+            "never",
+            "--masters",
+            &at_leader,
+            "--timeout-ms",
+            "3000",
+        ],
+    )
     .await?;
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("no quorum"), "{stderr}");

@@ -15,11 +15,11 @@ async fn a_failing_job_restarts_per_its_policy_then_fails() -> anyhow::Result<()
     cluster.leader(PATIENCE).await?;
     let masters = cluster.api_addrs().join(",");
     let client = cluster.client(&[], Duration::from_secs(20))?;
+    let env = cluster.cli_env();
     let log = std::fs::File::create(tmp.path().join("agent.log"))?;
     let _agent = tokio::process::Command::new(sluice_bin()?)
         .args([
             "agent",
-            "--insecure",
             "--allow-root-tasks",
             "--masters",
             &masters,
@@ -29,6 +29,7 @@ async fn a_failing_job_restarts_per_its_policy_then_fails() -> anyhow::Result<()
         .args(["--cores", "1", "--memory", "1GiB", "--disk", "1GiB"])
         .args(["--heartbeat-ms", "200"])
         .args(["--api-addr", &format!("127.0.0.1:{}", free_port()?)])
+        .envs(cluster.agent_env("agent").await?)
         .stdout(log.try_clone()?)
         .stderr(log)
         .kill_on_drop(true)
@@ -36,7 +37,7 @@ async fn a_failing_job_restarts_per_its_policy_then_fails() -> anyhow::Result<()
 
     let runs = tmp.path().join("runs");
     let script = format!("echo run >> {}; exit 3", runs.display());
-    let (ok, stdout, stderr) = sluice(
+    let (ok, stdout, stderr) = sluice_with(
         &[
             "job",
             "submit",
@@ -57,6 +58,7 @@ async fn a_failing_job_restarts_per_its_policy_then_fails() -> anyhow::Result<()
             "-c",
             &script,
         ],
+        &env,
         Duration::from_secs(30),
     )
     .await?;
@@ -91,7 +93,7 @@ async fn a_failing_job_restarts_per_its_policy_then_fails() -> anyhow::Result<()
         "the first run and two restarts: {ran:?}"
     );
     // A policy the masters would refuse is refused before anything is submitted.
-    let (ok, _, stderr) = sluice(
+    let (ok, _, stderr) = sluice_with(
         &[
             "job",
             "submit",
@@ -106,6 +108,7 @@ async fn a_failing_job_restarts_per_its_policy_then_fails() -> anyhow::Result<()
             "--",
             "true",
         ],
+        &env,
         Duration::from_secs(30),
     )
     .await?;

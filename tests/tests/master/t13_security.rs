@@ -237,9 +237,7 @@ async fn wrong_certificates_and_tokens_are_refused_with_their_reason() -> Result
             identity: Some(issued_from(&pki_dir, "master")?),
         },
     ];
-    let write_role = || WriteRequest {
-        request_json: serde_json::to_string(&Request::SetRole(role_spec("intruder"))).unwrap(),
-    };
+    let write_role = || WriteRequest::from(&Request::SetRole(role_spec("intruder")));
     for caller in &callers {
         let api_channel = channel(&api, &ca_pem, &caller.identity).await?;
         let raft_channel = channel(&raft, &ca_pem, &caller.identity).await?;
@@ -249,8 +247,8 @@ async fn wrong_certificates_and_tokens_are_refused_with_their_reason() -> Result
         let read = MasterGrpc::new(api_channel)
             .read(with_token(
                 ReadRequest {
-                    query_json: "\"roles\"".into(),
                     stale: true,
+                    ..ReadRequest::from(&Query::Roles)
                 },
                 Some(&management),
             ))

@@ -29,13 +29,20 @@ fn spec(dir: &Path) -> String {
     )
 }
 
-pub(crate) fn agent(dir: &Path, masters: &str, name: &str, ports: &str) -> Result<Child> {
+/// Starts agent `name`; `env` is its certificate and token
+/// ([`ProcessCluster::agent_env`]).
+pub(crate) fn agent(
+    dir: &Path,
+    masters: &str,
+    name: &str,
+    ports: &str,
+    env: Vec<(String, String)>,
+) -> Result<Child> {
     let log = std::fs::File::create(dir.join(format!("{name}.log")))?;
     let api = format!("127.0.0.1:{}", free_port()?);
     Ok(Command::new(sluice_bin()?)
         .args([
             "agent",
-            "--insecure",
             "--allow-root-tasks",
             "--masters",
             masters,
@@ -45,6 +52,7 @@ pub(crate) fn agent(dir: &Path, masters: &str, name: &str, ports: &str) -> Resul
         .args(["--cores", "1", "--memory", "1GiB", "--disk", "1GiB"])
         .args(["--heartbeat-ms", "200", "--hostname", name])
         .args(["--data-ports", ports, "--api-addr", &api])
+        .envs(env)
         .env("SLUICE_LOG", "info,openraft=error")
         .stdout(log.try_clone()?)
         .stderr(log)
@@ -53,16 +61,21 @@ pub(crate) fn agent(dir: &Path, masters: &str, name: &str, ports: &str) -> Resul
 }
 
 /// Submits the counting job (written into `dir`) through the CLI; returns its id.
-async fn submit(dir: &Path, masters: &str) -> Result<u64> {
-    submit_spec(dir, masters, &spec(dir)).await
+async fn submit(dir: &Path, masters: &str, env: &[(String, String)]) -> Result<u64> {
+    submit_spec(dir, masters, env, &spec(dir)).await
 }
 
 /// Submits the stream job `spec` (written into `dir`) through the CLI; returns its id.
-pub(crate) async fn submit_spec(dir: &Path, masters: &str, spec: &str) -> Result<u64> {
+pub(crate) async fn submit_spec(
+    dir: &Path,
+    masters: &str,
+    env: &[(String, String)],
+    spec: &str,
+) -> Result<u64> {
     let spec_path = dir.join("job.toml");
     std::fs::write(&spec_path, spec)?;
     let spec_arg = spec_path.to_str().context("utf-8 path")?;
-    let (ok, stdout, stderr) = sluice(
+    let (ok, stdout, stderr) = sluice_with(
         &[
             "job",
             "submit",
@@ -73,6 +86,7 @@ pub(crate) async fn submit_spec(dir: &Path, masters: &str, spec: &str) -> Result
             "--stream",
             spec_arg,
         ],
+        env,
         Duration::from_secs(30),
     )
     .await?;
@@ -83,9 +97,13 @@ pub(crate) async fn submit_spec(dir: &Path, masters: &str, spec: &str) -> Result
 }
 
 /// What `sluice job checkpoints ID -o json` says.
-pub(crate) async fn checkpoints_view(masters: &str, id: u64) -> Result<serde_json::Value> {
+pub(crate) async fn checkpoints_view(
+    masters: &str,
+    env: &[(String, String)],
+    id: u64,
+) -> Result<serde_json::Value> {
     let id = id.to_string();
-    let (ok, stdout, stderr) = sluice(
+    let (ok, stdout, stderr) = sluice_with(
         &[
             "job",
             "checkpoints",
@@ -95,6 +113,7 @@ pub(crate) async fn checkpoints_view(masters: &str, id: u64) -> Result<serde_jso
             "-o",
             "json",
         ],
+        env,
         Duration::from_secs(30),
     )
     .await?;
@@ -134,14 +153,33 @@ async fn failover(dir: &Path, leader_kills: usize) -> Result<()> {
     let masters = cluster.api_addrs().join(",");
     let client = cluster.client(&[], Duration::from_secs(20))?;
     let mut agents = BTreeMap::new();
-    agents.insert("a1", agent(tmp, &masters, "a1", "7310-7319")?);
-    agents.insert("a2", agent(tmp, &masters, "a2", "7320-7329")?);
+    agents.insert(
+        "a1",
+        agent(
+            tmp,
+            &masters,
+            "a1",
+            "7310-7319",
+            cluster.agent_env("a1").await?,
+        )?,
+    );
+    agents.insert(
+        "a2",
+        agent(
+            tmp,
+            &masters,
+            "a2",
+            "7320-7329",
+            cluster.agent_env("a2").await?,
+        )?,
+    );
     wait_until(PATIENCE, "both agents to register", || async {
         (cluster_state(&client).await.ok()?.agents.len() == 2).then_some(())
     })
     .await?;
 
-    let id = submit(tmp, &masters).await?;
+    let env = cluster.cli_env();
+    let id = submit(tmp, &masters, &env).await?;
     let job = wait_job(&client, id, JobState::Running).await?;
     let first_agent = job.tasks[0].grant.as_ref().context("a grant")?.agent;
     // A few checkpoints committed through the masters, then the agent dies.
@@ -192,7 +230,7 @@ async fn failover(dir: &Path, leader_kills: usize) -> Result<()> {
         .start_kill()?;
 
     // Re-placed on the other agent, resuming from a committed checkpoint, and finished.
-    let resumed = resumed_after_kill(&client, &masters, id, committed_before).await?;
+    let resumed = resumed_after_kill(&client, &masters, &env, id, committed_before).await?;
     ensure!(
         committed_ids.contains(&resumed),
         "resumed from {resumed}, which was not a committed checkpoint: {committed_ids:?}"
@@ -209,6 +247,7 @@ async fn failover(dir: &Path, leader_kills: usize) -> Result<()> {
 pub(crate) async fn resumed_after_kill(
     client: &sluice_consensus::MasterClient,
     masters: &str,
+    env: &[(String, String)],
     id: u64,
     committed_before: Option<u64>,
 ) -> Result<u64> {
@@ -233,7 +272,7 @@ pub(crate) async fn resumed_after_kill(
         committed_before.is_some_and(|c| resumed >= c),
         "resumed from {resumed}, but {committed_before:?} was committed before the kill"
     );
-    let view = checkpoints_view(masters, id).await?;
+    let view = checkpoints_view(masters, env, id).await?;
     ensure!(view["restored_from"] == resumed, "{view}");
     Ok(resumed)
 }
@@ -249,8 +288,15 @@ async fn failed_checkpoints_are_visible_through_the_masters() -> Result<()> {
     cluster.leader(PATIENCE).await?;
     let masters = cluster.api_addrs().join(",");
     let client = cluster.client(&[], Duration::from_secs(20))?;
-    let _agent = agent(dir, &masters, "a1", "7330-7339")?;
-    let id = submit(dir, &masters).await?;
+    let _agent = agent(
+        dir,
+        &masters,
+        "a1",
+        "7330-7339",
+        cluster.agent_env("a1").await?,
+    )?;
+    let env = cluster.cli_env();
+    let id = submit(dir, &masters, &env).await?;
     wait_until(PATIENCE, "a checkpoint to be committed", || async {
         let state = cluster_state(&client).await.ok()?;
         (!state.jobs[&id].checkpoints.is_empty()).then_some(())
@@ -279,7 +325,7 @@ async fn failed_checkpoints_are_visible_through_the_masters() -> Result<()> {
         },
     )
     .await?;
-    let view = checkpoints_view(&masters, id).await?;
+    let view = checkpoints_view(&masters, &env, id).await?;
     ensure!(view["failed"].as_u64() > Some(0), "{view}");
     let failures = view["failures"].as_array().context("failures")?;
     let reason = failures.last().and_then(|f| f["reason"].as_str());

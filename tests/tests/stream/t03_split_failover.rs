@@ -35,8 +35,26 @@ async fn split_failover(dir: &Path) -> Result<()> {
     let masters = cluster.api_addrs().join(",");
     let client = cluster.client(&[], Duration::from_secs(20))?;
     let mut agents = BTreeMap::new();
-    agents.insert("a1", agent(dir, &masters, "a1", "7340-7349")?);
-    agents.insert("a2", agent(dir, &masters, "a2", "7350-7359")?);
+    agents.insert(
+        "a1",
+        agent(
+            dir,
+            &masters,
+            "a1",
+            "7340-7349",
+            cluster.agent_env("a1").await?,
+        )?,
+    );
+    agents.insert(
+        "a2",
+        agent(
+            dir,
+            &masters,
+            "a2",
+            "7350-7359",
+            cluster.agent_env("a2").await?,
+        )?,
+    );
     wait_until(PATIENCE, "both agents to register", || async {
         (cluster_state(&client).await.ok()?.agents.len() == 2).then_some(())
     })
@@ -53,7 +71,8 @@ async fn split_failover(dir: &Path) -> Result<()> {
         "",
         "auction",
     );
-    let id = submit_spec(dir, &masters, &spec).await?;
+    let env = cluster.cli_env();
+    let id = submit_spec(dir, &masters, &env, &spec).await?;
     let job = wait_job(&client, id, JobState::Running).await?;
     let placed: BTreeSet<u64> = job
         .tasks
@@ -85,7 +104,16 @@ async fn split_failover(dir: &Path) -> Result<()> {
     let committed_before = state.jobs[&id].checkpoints.last().map(|c| c.id);
 
     // A third agent to take over, then the lead agent dies.
-    agents.insert("a3", agent(dir, &masters, "a3", "7360-7369")?);
+    agents.insert(
+        "a3",
+        agent(
+            dir,
+            &masters,
+            "a3",
+            "7360-7369",
+            cluster.agent_env("a3").await?,
+        )?,
+    );
     wait_until(PATIENCE, "the third agent to register", || async {
         (cluster_state(&client).await.ok()?.agents.len() == 3).then_some(())
     })
@@ -96,7 +124,7 @@ async fn split_failover(dir: &Path) -> Result<()> {
         .context("the victim agent")?
         .start_kill()?;
 
-    resumed_after_kill(&client, &masters, id, committed_before).await?;
+    resumed_after_kill(&client, &masters, &env, id, committed_before).await?;
 
     // Exactly once across both shards' files.
     let parts = [0, 1].map(|s| dir.join(format!("counts.csv.{s}")));
