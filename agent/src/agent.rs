@@ -155,7 +155,7 @@ impl Agent {
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let live = LiveTasks::default();
         let running = recover(&mut journal, id, &config, &events_tx, &live)?;
-        let api = api.serve(dir.clone(), live.clone())?;
+        let api = api.serve(dir.clone(), live.clone(), client.clone())?;
 
         let journal = Arc::new(Mutex::new(journal));
         let notify = Arc::new(Notify::new());

@@ -28,9 +28,25 @@ async fn token(cluster: &Cluster, name: &str, policies: Vec<AclPolicy>) -> Resul
         .context("no secret")
 }
 
-async fn logs(addr: &str, tls: Option<&Tls>, job: u64) -> Result<String, AgentError> {
+async fn logs(
+    addr: &str,
+    tls: Option<&Tls>,
+    token: Option<&str>,
+    job: u64,
+) -> Result<String, AgentError> {
     let mut out = Vec::new();
-    task_logs(addr, tls, job, 0, LogStream::Stdout, None, false, &mut out).await?;
+    task_logs(
+        addr,
+        tls,
+        token,
+        job,
+        0,
+        LogStream::Stdout,
+        None,
+        false,
+        &mut out,
+    )
+    .await?;
     Ok(String::from_utf8_lossy(&out).into_owned())
 }
 
@@ -89,10 +105,12 @@ async fn an_agent_needs_its_certificate_and_token_and_serves_logs_over_tls() -> 
     let job = cluster.wait_ended(id).await?;
     ensure!(job.state == JobState::Finished, "{job:#?}");
 
-    // The agent API: a client certificate reads, an agent's is refused by
-    // name, plain text gets nothing.
-    ensure!(logs(&addr, Some(&client_tls), id).await? == "over tls\n");
-    let refused = logs(&addr, Some(&agent_tls), id)
+    // The agent API: a client certificate with a token the masters accept
+    // reads; an agent's certificate is refused by name, plain text gets
+    // nothing, and the masters judge the token: none, a revoked one.
+    let read = |token| logs(&addr, Some(&client_tls), token, id);
+    ensure!(read(Some(reader.as_str())).await? == "over tls\n");
+    let refused = logs(&addr, Some(&agent_tls), Some(&reader), id)
         .await
         .unwrap_err()
         .to_string();
@@ -101,9 +119,29 @@ async fn an_agent_needs_its_certificate_and_token_and_serves_logs_over_tls() -> 
         "{refused}"
     );
     ensure!(
-        logs(&addr, None, id).await.is_err(),
+        logs(&addr, None, Some(&reader), id).await.is_err(),
         "plain text read the logs"
     );
+    let refused = read(None).await.unwrap_err().to_string();
+    ensure!(refused.contains("no ACL token given"), "{refused}");
+    let doomed = token(&cluster, "doomed", vec![AclPolicy::Read]).await?;
+    ensure!(read(Some(doomed.as_str())).await? == "over tls\n");
+    let tokens = cluster
+        .client
+        .read(&sluice_consensus::Query::AclTokens, false)
+        .await?;
+    let accessor = tokens
+        .as_array()
+        .and_then(|t| t.iter().find(|t| t["name"] == "doomed"))
+        .and_then(|t| t["accessor"].as_str())
+        .context("the doomed token's accessor")?
+        .to_owned();
+    cluster
+        .client
+        .write(&Request::AclRevokeToken { accessor })
+        .await?;
+    let refused = read(Some(doomed.as_str())).await.unwrap_err().to_string();
+    ensure!(refused.contains("was revoked"), "{refused}");
     // The handshake refuses a missing, foreign or expired certificate, with
     // an alert naming why.
     let pki_dir = root.path().join("pki");
@@ -237,7 +275,7 @@ async fn command_tasks_run_as_the_task_user_and_root_needs_a_flag() -> Result<()
         .await?;
     let job = cluster.wait_ended(id).await?;
     ensure!(job.state == JobState::Finished, "{job:#?}");
-    let refused = logs(&agent.api_addr().to_string(), None, id)
+    let refused = logs(&agent.api_addr().to_string(), None, None, id)
         .await
         .unwrap_err()
         .to_string();

@@ -35,7 +35,7 @@ async fn fetch(
     follow: bool,
 ) -> Result<String, AgentError> {
     let mut out = Vec::new();
-    task_logs(addr, None, job, 0, stream, tail, follow, &mut out).await?;
+    task_logs(addr, None, None, job, 0, stream, tail, follow, &mut out).await?;
     Ok(String::from_utf8(out).expect("utf-8 output"))
 }
 
@@ -159,6 +159,7 @@ async fn following_sends_output_as_it_is_written() -> Result<()> {
             task_logs(
                 &addr,
                 None,
+                None,
                 id,
                 0,
                 LogStream::Stdout,
@@ -201,6 +202,7 @@ async fn following_sends_output_as_it_is_written() -> Result<()> {
         task_logs(
             &addr,
             None,
+            None,
             id,
             0,
             LogStream::Stdout,
@@ -231,7 +233,7 @@ async fn bad_requests_are_refused_with_clear_errors() -> Result<()> {
     let agent = Agent::start(cluster.agent_config(root.path().join("agent"))).await?;
     let addr = agent.api_addr().to_string();
 
-    // A task that never ran here.
+    // A job the masters do not know (they are asked before anything is read).
     match within(
         "the fetch",
         fetch(&addr, 999, LogStream::Stdout, None, true),
@@ -243,10 +245,7 @@ async fn bad_requests_are_refused_with_clear_errors() -> Result<()> {
             message,
             ..
         }) => {
-            assert!(
-                message.contains("task 999.0 has not run on this agent"),
-                "{message}"
-            );
+            assert!(message.contains("unknown job 999"), "{message}");
         }
         other => bail!("expected NOT_FOUND, got {other:?}"),
     }
@@ -353,6 +352,7 @@ async fn a_restarted_agent_serves_and_follows_the_task_it_adopted() -> Result<()
             task_logs(
                 &addr,
                 None,
+                None,
                 id,
                 0,
                 LogStream::Stdout,
@@ -405,6 +405,7 @@ async fn a_silent_agent_api_times_out() -> Result<()> {
             "the call to time out",
             sluice_agent::api::task_logs_within(
                 &addr,
+                None,
                 None,
                 1,
                 0,

@@ -154,6 +154,30 @@ impl MasterClient {
         self
     }
 
+    /// A client like this one (same masters, identity and connections)
+    /// that carries `token` instead: for a service that checks its own
+    /// callers' tokens by asking the masters with them.
+    pub fn for_caller(&self, token: Option<String>) -> Self {
+        Self {
+            seeds: self.seeds.clone(),
+            timeout: self.timeout,
+            tls: self.tls.clone(),
+            token: token.map(Secret::from),
+            leader: Mutex::new(
+                self.leader
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone(),
+            ),
+            channels: Mutex::new(
+                self.channels
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone(),
+            ),
+        }
+    }
+
     pub fn seeds(&self) -> &[String] {
         &self.seeds
     }

@@ -21,6 +21,25 @@ pub const MESSAGE_BYTES_MAX: usize = 64 << 20;
 /// How long a connection attempt to a master may take.
 pub const CONNECT_TIMEOUT_MS: u64 = 500;
 
+/// The ACL token a call carries (`authorization: Bearer SECRET`), if any;
+/// a header that is there but malformed is refused.
+pub fn bearer_token(
+    metadata: &tonic::metadata::MetadataMap,
+) -> Result<Option<String>, tonic::Status> {
+    let Some(value) = metadata.get(TOKEN_KEY) else {
+        return Ok(None);
+    };
+    let text = value.to_str().map_err(|_| {
+        tonic::Status::unauthenticated("permission denied: the authorization header is not text")
+    })?;
+    let secret = text.strip_prefix("Bearer ").ok_or_else(|| {
+        tonic::Status::unauthenticated(
+            "permission denied: the authorization header is not `Bearer TOKEN`",
+        )
+    })?;
+    Ok(Some(secret.trim().to_owned()))
+}
+
 /// A gRPC channel to the master at `addr` (HOST:PORT) that connects on
 /// first use; over mutual TLS when `tls` is given, accepting only a master's
 /// certificate.

@@ -556,6 +556,7 @@ async fn task_logs(
         match sluice_agent::task_logs(
             addr,
             tls.as_ref(),
+            args.token.as_ref().map(|t| t.expose()),
             job,
             task,
             stream,

@@ -28,7 +28,8 @@ const _: () =
 /// its last `tail_bytes` bytes) from the agent whose API listens on
 /// `agent_api_addr` (`HOST:PORT`, as published in its attribute
 /// [`crate::config::API_ADDR_ATTRIBUTE`]) to `out`, flushing after every
-/// chunk. With `follow`, keeps writing new output as the task produces it and
+/// chunk, carrying the caller's ACL `token` (the agent asks the masters
+/// whether it may read the job). With `follow`, keeps writing new output as the task produces it and
 /// returns once the task has ended and all of it is written.
 ///
 /// Every call has a deadline: [`FETCH_TIMEOUT`] for the whole call without
@@ -45,6 +46,7 @@ const _: () =
 pub async fn task_logs(
     agent_api_addr: &str,
     tls: Option<&Tls>,
+    token: Option<&str>,
     job: u64,
     task: u32,
     stream: LogStream,
@@ -56,6 +58,7 @@ pub async fn task_logs(
     task_logs_within(
         agent_api_addr,
         tls,
+        token,
         job,
         task,
         stream,
@@ -90,6 +93,7 @@ impl Default for LogDeadlines {
 pub async fn task_logs_within(
     agent_api_addr: &str,
     tls: Option<&Tls>,
+    token: Option<&str>,
     job: u64,
     task: u32,
     stream: LogStream,
@@ -164,6 +168,14 @@ pub async fn task_logs_within(
         follow,
     };
     let mut request = tonic::Request::new(request);
+    if let Some(token) = token {
+        let value = format!("Bearer {token}")
+            .parse()
+            .map_err(|_| unreachable("the ACL token is not a valid header value".into()))?;
+        request
+            .metadata_mut()
+            .insert(sluice_api::wire::TOKEN_KEY, value);
+    }
     let whole_call = (!follow).then(|| tokio::time::Instant::now() + fetch);
     if !follow {
         request.set_timeout(fetch);

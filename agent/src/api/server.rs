@@ -4,11 +4,13 @@
 //! of the request and a stream name checked against a fixed list, so no
 //! request can reach outside the tasks directory.
 
+use sluice_api::{ClientError, MasterClient, Query};
 use sluice_security::tls::require_role;
 use sluice_security::{Role, Tls};
 use std::io::SeekFrom;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::fs::File;
@@ -18,7 +20,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tonic::codegen::tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::server::TcpIncoming;
-use tonic::{Request, Response, Status};
+use tonic::{Code, Request, Response, Status};
 
 use super::proto::agent_api_server::{AgentApi, AgentApiServer};
 use super::proto::{LogChunk, TaskLogsRequest};
@@ -70,14 +72,21 @@ impl BoundApi {
     }
 
     /// Serves the API on the current runtime until [`ApiServer::shutdown`]
-    /// (or until the [`ApiServer`] is dropped).
-    pub(crate) fn serve(self, data_dir: PathBuf, live: LiveTasks) -> Result<ApiServer, AgentError> {
+    /// (or until the [`ApiServer`] is dropped). `masters` is the agent's own
+    /// client: each caller's token is checked by asking the masters with it.
+    pub(crate) fn serve(
+        self,
+        data_dir: PathBuf,
+        live: LiveTasks,
+        masters: Arc<MasterClient>,
+    ) -> Result<ApiServer, AgentError> {
         let (stop, stopped) = watch::channel(false);
         let service = LogService {
             data_dir,
             live,
             stop: stopped.clone(),
             tls: self.tls.clone(),
+            masters,
         };
         let mut builder = match &self.tls {
             Some(tls) => tonic::transport::Server::builder()
@@ -133,6 +142,33 @@ struct LogService {
     live: LiveTasks,
     stop: watch::Receiver<bool>,
     tls: Option<Tls>,
+    masters: Arc<MasterClient>,
+}
+
+impl LogService {
+    /// Lets a call about job `job` through if the masters let the caller's
+    /// token read it: the agent keeps no ACL of its own, so a token revoked
+    /// or expired on the masters is refused here too, and a cluster without
+    /// ACLs needs none. The masters' refusal is passed on as it is.
+    async fn authorize(&self, token: Option<String>, job: u64) -> Result<(), Status> {
+        let as_caller = self.masters.for_caller(token);
+        match as_caller.read(&Query::Job { id: job }, true).await {
+            Ok(_) => Ok(()),
+            Err(ClientError::Failed { code, message, .. })
+                if matches!(code, Code::PermissionDenied | Code::Unauthenticated) =>
+            {
+                Err(Status::new(code, message))
+            }
+            Err(ClientError::Failed {
+                code: Code::NotFound,
+                message,
+                ..
+            }) => Err(Status::not_found(message)),
+            Err(e) => Err(Status::unavailable(format!(
+                "cannot check the caller's token with the masters: {e}"
+            ))),
+        }
+    }
 }
 
 #[tonic::async_trait]
@@ -149,6 +185,8 @@ impl AgentApi for LogService {
             &[Role::Client],
             "read task logs",
         )?;
+        let token = sluice_api::wire::bearer_token(request.metadata())?;
+        self.authorize(token, request.get_ref().job).await?;
         let req = request.into_inner();
         let stream: LogStream = req.stream.parse().map_err(Status::invalid_argument)?;
         if req.tail_bytes.is_some() && req.offset != 0 {

@@ -2,7 +2,6 @@
 //! and ACL token, checked before a request does anything.
 
 use sluice_security::Role;
-use tonic::metadata::MetadataMap;
 use tonic::Status;
 
 use super::AdminService;
@@ -29,18 +28,7 @@ impl Caller {
 }
 
 /// The secret a call carries, if any.
-pub fn token_of(metadata: &MetadataMap) -> Result<Option<String>, Status> {
-    let Some(value) = metadata.get(TOKEN_KEY) else {
-        return Ok(None);
-    };
-    let text = value.to_str().map_err(|_| {
-        Status::unauthenticated("permission denied: the authorization header is not text")
-    })?;
-    let secret = text.strip_prefix("Bearer ").ok_or_else(|| {
-        Status::unauthenticated("permission denied: the authorization header is not `Bearer TOKEN`")
-    })?;
-    Ok(Some(secret.trim().to_owned()))
-}
+pub use sluice_api::wire::bearer_token as token_of;
 
 fn denied(reason: Denied) -> Status {
     let message = match &reason {
@@ -95,7 +83,7 @@ mod tests {
 
     #[test]
     fn tokens_come_as_bearer_headers() {
-        let mut meta = MetadataMap::new();
+        let mut meta = tonic::metadata::MetadataMap::new();
         assert_eq!(token_of(&meta).unwrap(), None);
         meta.insert(TOKEN_KEY, "Bearer sluice_abc".parse().unwrap());
         assert_eq!(token_of(&meta).unwrap().as_deref(), Some("sluice_abc"));
