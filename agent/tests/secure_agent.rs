@@ -96,8 +96,47 @@ async fn an_agent_needs_its_certificate_and_token_and_serves_logs_over_tls() -> 
 
     let mut config = cluster.agent_config(root.path().join("agent"));
     config.tls = Some(agent_tls.clone());
-    config.token = Some(agent_token.into());
+    config.token = Some(agent_token.clone().into());
     let agent = Agent::start(config).await?;
+
+    // The token is now bound to that agent: it registers no other agent,
+    // and heartbeats or task reports for another agent are refused.
+    let mut second = cluster.agent_config(root.path().join("second"));
+    second.tls = Some(agent_tls.clone());
+    second.token = Some(agent_token.clone().into());
+    second.register_timeout = Duration::from_secs(5);
+    match Agent::start(second).await {
+        Err(e) => ensure!(e.to_string().contains("acts for agent"), "{e}"),
+        Ok(other) => {
+            other.shutdown().await;
+            anyhow::bail!("a second agent registered with the first one's token");
+        }
+    }
+    let as_first =
+        sluice_consensus::MasterClient::new(cluster.api_addrs.clone(), Duration::from_secs(5))?
+            .with_tls(Some(agent_tls.clone()))
+            .with_token(Some(agent_token));
+    let other_id = agent.id() + 1;
+    let refused = as_first.heartbeat(other_id).await.unwrap_err().to_string();
+    ensure!(
+        refused.contains(&format!(
+            "acts for agent {}, not agent {other_id}",
+            agent.id()
+        )),
+        "{refused}"
+    );
+    as_first.heartbeat(agent.id()).await?;
+    let report = Request::UpdateTask {
+        update: sluice_consensus::state::TaskUpdate {
+            job: 0,
+            task: 0,
+            agent: other_id,
+            state: sluice_consensus::state::TaskState::Failed,
+            message: None,
+        },
+    };
+    let refused = as_first.write(&report).await.unwrap_err().to_string();
+    ensure!(refused.contains("acts for agent"), "{refused}");
     let addr = agent.api_addr().to_string();
     let id = cluster
         .submit("hello", command(&["sh", "-c", "echo over tls"]))

@@ -179,16 +179,7 @@ async fn spread_matches_one_agent(secure: bool) -> Result<()> {
     let (cluster, agent_identity) = if secure {
         let (master, agent, client) = test_pki(&root.path().join("pki"))?;
         let (cluster, _) = Cluster::start_secure(root.path(), master, client).await?;
-        let token = cluster
-            .client
-            .write(&Request::AclCreateToken {
-                name: "agents".into(),
-                policies: vec![sluice_consensus::acl::AclPolicy::Agent],
-                ttl_ms: None,
-            })
-            .await?
-            .secret;
-        (cluster, Some((agent, token)))
+        (cluster, Some(agent))
     } else {
         (Cluster::start(root.path()).await?, None)
     };
@@ -196,9 +187,20 @@ async fn spread_matches_one_agent(secure: bool) -> Result<()> {
     for name in ["agent-a", "agent-b"] {
         let mut config = cluster.agent_config(root.path().join(name));
         config.hostname = Some(name.into());
-        if let Some((tls, token)) = &agent_identity {
+        if let Some(tls) = &agent_identity {
+            // Each agent its own token: a token is bound to the agent that
+            // first registers with it.
+            let token = cluster
+                .client
+                .write(&Request::AclCreateToken {
+                    name: name.into(),
+                    policies: vec![sluice_consensus::acl::AclPolicy::Agent],
+                    ttl_ms: None,
+                })
+                .await?
+                .secret;
             config.tls = Some(tls.clone());
-            config.token = token.clone().map(Into::into);
+            config.token = token.map(Into::into);
         }
         agents.push(Agent::start(config).await?);
     }

@@ -155,6 +155,15 @@ pub enum CommandError {
     AclBootstrapped,
     #[error("unknown or already revoked ACL token {accessor}")]
     UnknownToken { accessor: String },
+    #[error(
+        "ACL token {name:?} acts for agent {agent}, not agent {wanted}: give each agent a token \
+         of its own (sluice acl token create --policy agent)"
+    )]
+    AgentTokenBound {
+        name: String,
+        agent: AgentId,
+        wanted: AgentId,
+    },
 }
 
 impl CommandError {

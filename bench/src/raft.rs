@@ -403,7 +403,7 @@ async fn inproc_load(
         move |command| {
             let proposer = proposer.clone();
             async move {
-                match sluice_consensus::request::into_command(command, 0) {
+                match sluice_consensus::request::into_command(command, 0, None) {
                     Ok((command, _)) => proposer.propose(command).await.is_ok(),
                     Err(_) => false,
                 }

@@ -199,7 +199,10 @@ fn cycle_state(
         }))?;
     }
     for i in 0..agents {
-        b.apply(Command::RegisterAgent(agent_spec(i, 32, 128)))?;
+        b.apply(Command::RegisterAgent {
+            spec: agent_spec(i, 32, 128),
+            token: None,
+        })?;
     }
     if busy {
         // One filler per agent takes 28 of its 32 cores.
@@ -329,9 +332,12 @@ async fn placements(cluster: &InProcessCluster, jobs: usize, report: &mut Report
     )?;
     // Then agents arrive: 64 cores each, enough for every job.
     let agents = jobs.div_ceil(64);
-    let registrations = futures::future::join_all(
-        (0..agents).map(|i| proposer.propose(Command::RegisterAgent(agent_spec(i, 64, 256)))),
-    )
+    let registrations = futures::future::join_all((0..agents).map(|i| {
+        proposer.propose(Command::RegisterAgent {
+            spec: agent_spec(i, 64, 256),
+            token: None,
+        })
+    }))
     .await;
     for r in registrations {
         if let Err(e) = r?.result {

@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 pub use sluice_api::model::acl::{AclPolicy, Need, TokenInfo, POLICIES_MAX, TOKEN_NAME_BYTES_MAX};
 
 use crate::command::CommandError;
+use crate::state::AgentId;
 
 /// Most tokens alive at once.
 pub const TOKENS_MAX: usize = 10_000;
@@ -42,6 +43,10 @@ pub struct AclToken {
     /// When it was revoked; a revoked token is kept a while to say so.
     #[serde(default)]
     pub revoked_ms: Option<u64>,
+    /// The agent this token acts for: set when an agent first registers
+    /// with it (tokens with the management policy act for any agent).
+    #[serde(default)]
+    pub agent: Option<AgentId>,
 }
 
 impl From<&AclToken> for TokenInfo {
@@ -53,6 +58,7 @@ impl From<&AclToken> for TokenInfo {
             created_ms: t.created_ms,
             expires_ms: t.expires_ms,
             revoked_ms: t.revoked_ms,
+            agent: t.agent,
         }
     }
 }
@@ -137,6 +143,9 @@ impl AclState {
         if token.revoked_ms.is_some() {
             return bad("token.revoked_ms", "a new token cannot be revoked".into());
         }
+        if token.agent.is_some() {
+            return bad("token.agent", "a new token acts for no agent yet".into());
+        }
         if self.tokens.contains_key(&token.secret_hash)
             || self.tokens.values().any(|t| t.accessor == token.accessor)
         {
@@ -154,6 +163,44 @@ impl AclState {
             });
         }
         Ok(())
+    }
+
+    /// What registering agent `agent` with the live token named `accessor`
+    /// does to it: `Some(key)` when the token is to be bound to the agent
+    /// from now on, `None` when nothing changes (it acts for that agent
+    /// already, or holds the management policy and acts for any). A token
+    /// bound to another agent is refused: each agent has a token of its own.
+    pub fn binding_for(
+        &self,
+        accessor: &str,
+        agent: AgentId,
+    ) -> Result<Option<String>, CommandError> {
+        let (key, token) = self
+            .tokens
+            .iter()
+            .find(|(_, t)| t.accessor == accessor && t.revoked_ms.is_none())
+            .ok_or_else(|| CommandError::UnknownToken {
+                accessor: accessor.to_owned(),
+            })?;
+        if token.policies.contains(&AclPolicy::Management) {
+            return Ok(None);
+        }
+        match token.agent {
+            Some(bound) if bound == agent => Ok(None),
+            Some(bound) => Err(CommandError::AgentTokenBound {
+                name: token.name.clone(),
+                agent: bound,
+                wanted: agent,
+            }),
+            None => Ok(Some(key.clone())),
+        }
+    }
+
+    /// Binds the token stored under `key` to `agent` (see [`AclState::binding_for`]).
+    pub(crate) fn bind(&mut self, key: &str, agent: AgentId) {
+        if let Some(token) = self.tokens.get_mut(key) {
+            token.agent = Some(agent);
+        }
     }
 
     /// Adds a checked token.
@@ -221,6 +268,7 @@ mod tests {
             created_ms: 10,
             expires_ms,
             revoked_ms: None,
+            agent: None,
         }
     }
 

@@ -222,8 +222,20 @@ impl AdminService {
                     "write"
                 );
             })?;
+        if let Err(refused) = self.check_reporter(&parsed, &caller) {
+            tracing::info!(
+                target: "sluice::audit",
+                caller = %caller.name,
+                request = name,
+                outcome = "denied",
+                reason = refused.message(),
+                "write"
+            );
+            return Err(refused);
+        }
         let (command, secret) =
-            api_request::into_command(parsed, now_unix_ms()).map_err(|e| rejected(&e))?;
+            api_request::into_command(parsed, now_unix_ms(), caller.token_to_bind())
+                .map_err(|e| rejected(&e))?;
         let audit = |outcome: &str| {
             tracing::info!(
                 target: "sluice::audit",
@@ -262,6 +274,58 @@ impl AdminService {
                 audit("rejected");
                 Err(rejected(&error))
             }
+        }
+    }
+}
+
+impl AdminService {
+    /// An agent's report must come from that agent's token: a token is
+    /// bound to the agent that first registered with it, so one agent's
+    /// certificate and token cannot report, re-register or heartbeat for
+    /// another. A checkpoint report names a job, not an agent: the caller's
+    /// agent must run one of that job's tasks.
+    fn check_reporter(&self, request: &ApiRequest, caller: &auth::Caller) -> Result<(), Status> {
+        let job_on_caller = |job: &u64| -> Result<(), Status> {
+            let auth::ActsFor::Agent(agent) = caller.acts_for else {
+                return caller.check_acts_for(u64::MAX);
+            };
+            let view = self.state.read();
+            let runs_it = view.state.jobs.get(job).is_some_and(|j| {
+                j.tasks
+                    .iter()
+                    .any(|t| t.grant.as_ref().is_some_and(|g| g.agent == agent))
+            });
+            if runs_it {
+                Ok(())
+            } else {
+                Err(Status::permission_denied(format!(
+                    "permission denied: token {:?} acts for agent {agent}, which runs no task of \
+                     job {job}",
+                    caller.name
+                )))
+            }
+        };
+        match request {
+            ApiRequest::RegisterAgent(spec) => match (caller.acts_for, spec.id) {
+                (auth::ActsFor::Agent(_), Some(id)) => caller.check_acts_for(id),
+                (auth::ActsFor::Agent(bound), None) => Err(Status::permission_denied(format!(
+                    "permission denied: token {:?} acts for agent {bound} already; a new agent \
+                     needs a token of its own",
+                    caller.name
+                ))),
+                _ => Ok(()),
+            },
+            ApiRequest::UpdateTask { update } => caller.check_acts_for(update.agent),
+            ApiRequest::CheckpointCompleted { job, .. }
+            | ApiRequest::CheckpointFailed { job, .. }
+            | ApiRequest::CheckpointTriggered { job, .. } => {
+                if caller.acts_for == auth::ActsFor::Any {
+                    Ok(())
+                } else {
+                    job_on_caller(job)
+                }
+            }
+            _ => Ok(()),
         }
     }
 }
@@ -549,8 +613,10 @@ impl Master for AdminService {
         bounded(
             async move {
                 self.require_lease()?;
-                self.authorize(&request, &[Role::Agent], "heartbeat", Some(Need::Agent))?;
+                let caller =
+                    self.authorize(&request, &[Role::Agent], "heartbeat", Some(Need::Agent))?;
                 let id = request.into_inner().agent_id;
+                caller.check_acts_for(id)?;
                 let view = self.state.read();
                 let agent = view.state.agents.get(&id).ok_or_else(|| {
                     Status::not_found(format!(

@@ -20,8 +20,14 @@ use crate::state::{
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum Command {
     /// Registers a new agent (no `id`) or re-registers a known one (`id` set;
-    /// its resources must match the recorded ones).
-    RegisterAgent(AgentSpec),
+    /// its resources must match the recorded ones). `token` is the accessor
+    /// of the ACL token it registered with, bound to the agent the first
+    /// time (none without ACLs or with a management token).
+    RegisterAgent {
+        spec: AgentSpec,
+        #[serde(default)]
+        token: Option<String>,
+    },
     /// Moves an agent to Active, Draining or Lost; Lost returns its work to
     /// the queue.
     SetAgentState {
@@ -167,7 +173,7 @@ impl Command {
             | Command::CheckpointFailed { now_ms, .. }
             | Command::CheckpointTriggered { now_ms, .. }
             | Command::AclRevokeToken { now_ms, .. } => *now_ms = now,
-            Command::RegisterAgent(_)
+            Command::RegisterAgent { .. }
             | Command::UndrainAgent { .. }
             | Command::RemoveAgent { .. }
             | Command::SetRole(_)

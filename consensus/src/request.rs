@@ -53,9 +53,12 @@ pub fn need(request: &Request, state: &ClusterState) -> Result<Option<Need>, Com
 
 /// The command the leader proposes for this request at `now_ms`, and
 /// the secret of a token it creates (to answer with, never to log).
+/// `caller_token` is the accessor of the token the request came with, when
+/// it is to be bound to the agent that registers with it.
 pub fn into_command(
     request: Request,
     now_ms: u64,
+    caller_token: Option<String>,
 ) -> Result<(Command, Option<NewSecret>), CommandError> {
     let new_token = |name: String, policies: Vec<AclPolicy>, ttl_ms: Option<u64>| {
         let secret = sluice_security::token::new_secret().map_err(CommandError::internal)?;
@@ -67,11 +70,15 @@ pub fn into_command(
             created_ms: now_ms,
             expires_ms: ttl_ms.map(|ttl| now_ms.saturating_add(ttl)),
             revoked_ms: None,
+            agent: None,
         };
         Ok::<_, CommandError>((token, NewSecret(secret)))
     };
     let command = match request {
-        Request::RegisterAgent(spec) => Command::RegisterAgent(spec),
+        Request::RegisterAgent(spec) => Command::RegisterAgent {
+            spec,
+            token: caller_token,
+        },
         Request::DrainAgent { id, deadline_ms } => Command::DrainAgent {
             id,
             deadline_ms,
@@ -171,7 +178,7 @@ mod tests {
 
     #[test]
     fn the_leader_stamps_time_and_makes_the_secret() {
-        let (command, secret) = into_command(Request::CancelJob { id: 4 }, 1234).unwrap();
+        let (command, secret) = into_command(Request::CancelJob { id: 4 }, 1234, None).unwrap();
         assert_eq!(
             command,
             Command::CancelJob {
@@ -185,7 +192,7 @@ mod tests {
             policies: vec![AclPolicy::Read],
             ttl_ms: Some(1000),
         };
-        let (command, secret) = into_command(request, 5000).unwrap();
+        let (command, secret) = into_command(request, 5000, None).unwrap();
         let NewSecret(secret) = secret.unwrap();
         let Command::AclCreateToken { token } = command else {
             panic!("{command:?}")

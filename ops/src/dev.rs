@@ -9,8 +9,8 @@
 //!
 //! Unless `--insecure`, the cluster runs as a production one should: mutual
 //! TLS everywhere (a CA and one certificate per role in `DATA/tls`) and ACLs
-//! on (the management token bootstrapped into `DATA/management.token`, the
-//! agents' token into `DATA/agent.token`, both readable by their owner
+//! on (the management token bootstrapped into `DATA/management.token`,
+//! one token per agent into `DATA/agent-N.token`, all readable by their owner
 //! only); the two lines to export for the CLI are printed.
 
 use std::path::PathBuf;
@@ -106,12 +106,9 @@ pub async fn run(args: DevArgs) -> Result<()> {
         .await
         .context("waiting for a leader")?;
     print_status(&status);
-    let (client, agent_token) = match &pki {
-        Some(_) => {
-            let (client, agent) = dev_tokens(client, &root).await?;
-            (client, Some(agent))
-        }
-        None => (client, None),
+    let client = match &pki {
+        Some(_) => dev_tokens(client, &root).await?,
+        None => client,
     };
 
     let mut agents: Vec<AgentHandle> = Vec::new();
@@ -126,7 +123,9 @@ pub async fn run(args: DevArgs) -> Result<()> {
         // Every agent shares one checkpoint directory, so a job resumes wherever it moves.
         config.checkpoint_storage = Some(format!("file://{}", checkpoints.display()));
         config.tls = pki.as_ref().map(|p| p.agent.clone());
-        config.token = agent_token.clone().map(Into::into);
+        if pki.is_some() {
+            config.token = Some(agent_token(&client, &root, n).await?.into());
+        }
         // A local demo: tasks run as whoever started it, root included.
         config.allow_root_tasks = true;
         let agent = Agent::start(config)
@@ -243,21 +242,10 @@ async fn submit_demo(client: &MasterClient, agents: u16) -> Result<u64> {
 
 /// Where `sluice dev` keeps the management token's secret.
 const MANAGEMENT_TOKEN_FILE: &str = "management.token";
-/// Where it keeps the agents' token's secret.
-const AGENT_TOKEN_FILE: &str = "agent.token";
-
-/// The client with the management token, and the agents' token:
-/// bootstrapped and saved on a new cluster, read back on a reused one.
-async fn dev_tokens(
-    client: MasterClient,
-    root: &std::path::Path,
-) -> Result<(MasterClient, String)> {
-    let read = |name: &str| std::fs::read_to_string(root.join(name)).map(|s| s.trim().to_owned());
-    if let (Ok(management), Ok(agent)) = (read(MANAGEMENT_TOKEN_FILE), read(AGENT_TOKEN_FILE)) {
-        return Ok((client.with_token(Some(management)), agent));
-    }
-    let management = match read(MANAGEMENT_TOKEN_FILE) {
-        // Bootstrapped by an earlier run that stopped before the agents' token.
+/// The client with the management token: bootstrapped and saved on a new
+/// cluster, read back on a reused one.
+async fn dev_tokens(client: MasterClient, root: &std::path::Path) -> Result<MasterClient> {
+    let management = match read_secret(&root.join(MANAGEMENT_TOKEN_FILE)) {
         Ok(management) => management,
         Err(_) => {
             let management = client
@@ -272,19 +260,33 @@ async fn dev_tokens(
             management
         }
     };
-    let client = client.with_token(Some(management));
-    let agent = client
+    Ok(client.with_token(Some(management)))
+}
+
+/// Agent `n`'s own token (each agent's token is bound to it when it first
+/// registers): made and saved in `DATA/agent-N.token` the first time, read
+/// back after.
+async fn agent_token(client: &MasterClient, root: &std::path::Path, n: u16) -> Result<String> {
+    let path = root.join(format!("agent-{n}.token"));
+    if let Ok(secret) = read_secret(&path) {
+        return Ok(secret);
+    }
+    let secret = client
         .write(&Request::AclCreateToken {
-            name: "dev-agents".into(),
+            name: format!("dev-agent-{n}"),
             policies: vec![AclPolicy::Agent],
             ttl_ms: None,
         })
         .await
-        .context("creating the agents' token")?
+        .with_context(|| format!("creating agent {n}'s token"))?
         .secret
         .context("the answer holds no secret")?;
-    save_secret(&root.join(AGENT_TOKEN_FILE), &agent)?;
-    Ok((client, agent))
+    save_secret(&path, &secret)?;
+    Ok(secret)
+}
+
+fn read_secret(path: &std::path::Path) -> std::io::Result<String> {
+    std::fs::read_to_string(path).map(|s| s.trim().to_owned())
 }
 
 fn save_secret(path: &std::path::Path, secret: &str) -> Result<()> {

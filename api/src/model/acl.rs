@@ -170,4 +170,8 @@ pub struct TokenInfo {
     pub expires_ms: Option<u64>,
     #[serde(default)]
     pub revoked_ms: Option<u64>,
+    /// The agent an `agent` token acts for, from that agent's first
+    /// registration on (none before, and none for other tokens).
+    #[serde(default)]
+    pub agent: Option<u64>,
 }

@@ -5,8 +5,9 @@ use sluice_security::Role;
 use tonic::Status;
 
 use super::AdminService;
-use crate::acl::{Denied, Need};
+use crate::acl::{AclPolicy, Denied, Need};
 use crate::leader::now_unix_ms;
+use crate::state::AgentId;
 
 pub use sluice_api::wire::TOKEN_KEY;
 
@@ -16,6 +17,19 @@ pub struct Caller {
     /// The token's name, or `anonymous` when ACLs are off or not needed.
     pub name: String,
     pub accessor: Option<String>,
+    /// Which agent's reports the caller may make.
+    pub acts_for: ActsFor,
+}
+
+/// Which agent a caller may report for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActsFor {
+    /// Any (ACLs off, or a management token).
+    Any,
+    /// None yet: an agent token before its agent first registered.
+    NoAgentYet,
+    /// This agent alone.
+    Agent(AgentId),
 }
 
 impl Caller {
@@ -23,6 +37,32 @@ impl Caller {
         Self {
             name: "anonymous".into(),
             accessor: None,
+            acts_for: ActsFor::Any,
+        }
+    }
+
+    /// The token to bind to the agent that registers with it, if any.
+    pub fn token_to_bind(&self) -> Option<String> {
+        match self.acts_for {
+            ActsFor::Any => None,
+            ActsFor::NoAgentYet | ActsFor::Agent(_) => self.accessor.clone(),
+        }
+    }
+
+    /// Refuses a report about agent `agent` from a caller that acts for
+    /// another (an agent's token is bound to it at its first registration).
+    pub fn check_acts_for(&self, agent: AgentId) -> Result<(), Status> {
+        match self.acts_for {
+            ActsFor::Any => Ok(()),
+            ActsFor::Agent(bound) if bound == agent => Ok(()),
+            ActsFor::Agent(bound) => Err(Status::permission_denied(format!(
+                "permission denied: token {:?} acts for agent {bound}, not agent {agent}",
+                self.name
+            ))),
+            ActsFor::NoAgentYet => Err(Status::permission_denied(format!(
+                "permission denied: token {:?} acts for no agent yet (an agent registers first)",
+                self.name
+            ))),
         }
     }
 }
@@ -70,9 +110,15 @@ impl AdminService {
                 need,
             }));
         }
+        let acts_for = if token.policies.contains(&AclPolicy::Management) {
+            ActsFor::Any
+        } else {
+            token.agent.map_or(ActsFor::NoAgentYet, ActsFor::Agent)
+        };
         Ok(Caller {
             name: token.name.clone(),
             accessor: Some(token.accessor.clone()),
+            acts_for,
         })
     }
 }

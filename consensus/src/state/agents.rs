@@ -4,12 +4,20 @@ use super::*;
 use crate::command::{CommandError, CommandOutput};
 
 impl ClusterState {
+    /// Registers or re-registers an agent; `token` (the accessor of the
+    /// agent's ACL token) is bound to the agent on its first registration
+    /// and refused for any other agent after that.
     pub(super) fn register_agent(
         &mut self,
         index: u64,
         spec: &AgentSpec,
+        token: Option<&str>,
     ) -> Result<CommandOutput, CommandError> {
         spec.validate()?;
+        let binding = |acl: &crate::acl::AclState, id: AgentId| match token {
+            Some(accessor) => acl.binding_for(accessor, id),
+            None => Ok(None),
+        };
         if let Some(id) = spec.id {
             let agent = self
                 .agents
@@ -18,11 +26,15 @@ impl ClusterState {
             if let Some(detail) = spec.mismatch(agent) {
                 return Err(CommandError::AgentResourcesMismatch { id, detail });
             }
+            let bind = binding(&self.acl, id)?;
             // A known agent coming back is live again; attributes may change.
             agent.attributes = spec.attributes.clone();
             if agent.state == AgentState::Lost {
                 agent.state = AgentState::Active;
                 agent.lost_reason = None;
+            }
+            if let Some(key) = bind {
+                self.acl.bind(&key, id);
             }
             return Ok(CommandOutput::AgentRegistered { id, new: false });
         }
@@ -33,7 +45,11 @@ impl ClusterState {
             });
         }
         let id = self.next_agent_id;
+        let bind = binding(&self.acl, id)?;
         self.next_agent_id += 1;
+        if let Some(key) = bind {
+            self.acl.bind(&key, id);
+        }
         self.agents.insert(
             id,
             Agent {

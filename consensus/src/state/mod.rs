@@ -59,7 +59,9 @@ impl ClusterState {
         command: &Command,
     ) -> Result<CommandOutput, CommandError> {
         let output = match command {
-            Command::RegisterAgent(spec) => self.register_agent(index, spec)?,
+            Command::RegisterAgent { spec, token } => {
+                self.register_agent(index, spec, token.as_deref())?
+            }
             Command::SetAgentState {
                 id,
                 state,
@@ -435,5 +437,7 @@ impl ClusterState {
     }
 }
 
+#[cfg(test)]
+mod acl_tests;
 #[cfg(test)]
 mod tests;

@@ -22,10 +22,22 @@ fn agent(hostname: &str, cores: u32, memory_bytes: u64) -> AgentSpec {
 fn agents_get_sequential_ids_and_reregister_idempotently() {
     let mut state = ClusterState::default();
     let first = state
-        .apply_command(1, &Command::RegisterAgent(agent("a", 4, 1 << 30)))
+        .apply_command(
+            1,
+            &Command::RegisterAgent {
+                spec: agent("a", 4, 1 << 30),
+                token: None,
+            },
+        )
         .unwrap();
     let second = state
-        .apply_command(2, &Command::RegisterAgent(agent("b", 2, 1 << 30)))
+        .apply_command(
+            2,
+            &Command::RegisterAgent {
+                spec: agent("b", 2, 1 << 30),
+                token: None,
+            },
+        )
         .unwrap();
     assert_eq!(first, CommandOutput::AgentRegistered { id: 0, new: true });
     assert_eq!(second, CommandOutput::AgentRegistered { id: 1, new: true });
@@ -33,7 +45,13 @@ fn agents_get_sequential_ids_and_reregister_idempotently() {
     let mut again = state.agents[&0].spec();
     again.attributes.insert("zone".into(), "eu-1".into());
     let out = state
-        .apply_command(3, &Command::RegisterAgent(again))
+        .apply_command(
+            3,
+            &Command::RegisterAgent {
+                spec: again,
+                token: None,
+            },
+        )
         .unwrap();
     assert_eq!(out, CommandOutput::AgentRegistered { id: 0, new: false });
     assert_eq!(state.agents[&0].attributes["zone"], "eu-1");
@@ -47,13 +65,25 @@ fn agents_get_sequential_ids_and_reregister_idempotently() {
 fn reregistering_with_other_resources_is_refused_and_changes_nothing() {
     let mut state = ClusterState::default();
     state
-        .apply_command(1, &Command::RegisterAgent(agent("a", 4, 1 << 30)))
+        .apply_command(
+            1,
+            &Command::RegisterAgent {
+                spec: agent("a", 4, 1 << 30),
+                token: None,
+            },
+        )
         .unwrap();
     let before = state.clone();
     let mut changed = state.agents[&0].spec();
     changed.cores = BTreeSet::from([0, 1, 2, 3, 4, 5, 6, 7]);
     let err = state
-        .apply_command(2, &Command::RegisterAgent(changed))
+        .apply_command(
+            2,
+            &Command::RegisterAgent {
+                spec: changed,
+                token: None,
+            },
+        )
         .unwrap_err();
     assert!(
         matches!(err, CommandError::AgentResourcesMismatch { id: 0, .. }),
@@ -67,7 +97,13 @@ fn reregistering_with_other_resources_is_refused_and_changes_nothing() {
 fn only_lost_agents_can_be_removed() {
     let mut state = ClusterState::default();
     state
-        .apply_command(1, &Command::RegisterAgent(agent("a", 1, 1 << 20)))
+        .apply_command(
+            1,
+            &Command::RegisterAgent {
+                spec: agent("a", 1, 1 << 20),
+                token: None,
+            },
+        )
         .unwrap();
     let err = state
         .apply_command(2, &Command::RemoveAgent { id: 0 })
@@ -107,7 +143,7 @@ fn absurd_resources_and_bad_roles_are_refused() {
         (agent(" ", 1, 1 << 20), "hostname"),
     ] {
         let err = state
-            .apply_command(1, &Command::RegisterAgent(spec))
+            .apply_command(1, &Command::RegisterAgent { spec, token: None })
             .unwrap_err();
         assert!(
             matches!(&err, CommandError::Invalid { field: f, .. } if f == field),
@@ -152,7 +188,13 @@ fn absurd_resources_and_bad_roles_are_refused() {
 fn restore_refuses_an_inconsistent_state() {
     let mut saved = ClusterState::default();
     saved
-        .apply_command(1, &Command::RegisterAgent(agent("a", 1, 1 << 20)))
+        .apply_command(
+            1,
+            &Command::RegisterAgent {
+                spec: agent("a", 1, 1 << 20),
+                token: None,
+            },
+        )
         .unwrap();
     saved.next_agent_id = 0;
     let mut state = ClusterState::default();
@@ -170,7 +212,13 @@ fn restore_refuses_an_inconsistent_state() {
 fn one_running_job() -> ClusterState {
     let mut state = ClusterState::default();
     state
-        .apply_command(1, &Command::RegisterAgent(agent("a", 4, 8 << 30)))
+        .apply_command(
+            1,
+            &Command::RegisterAgent {
+                spec: agent("a", 4, 8 << 30),
+                token: None,
+            },
+        )
         .unwrap();
     let job = JobSpec {
         name: "j".into(),
@@ -587,7 +635,7 @@ fn command_strategy() -> impl Strategy<Value = Command> {
         Just(AgentState::Lost)
     ];
     prop_oneof![
-        spec.prop_map(Command::RegisterAgent),
+        spec.prop_map(|spec| Command::RegisterAgent { spec, token: None }),
         (0u64..5, state).prop_map(|(id, state)| Command::SetAgentState {
             id,
             state,

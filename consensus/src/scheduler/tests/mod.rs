@@ -24,14 +24,17 @@ impl Sim {
             now_ms: 1_000_000,
         };
         for (i, &(cores, memory)) in agents.iter().enumerate() {
-            sim.apply(Command::RegisterAgent(AgentSpec {
-                id: None,
-                hostname: format!("agent-{i}"),
-                cores: (0..cores).collect(),
-                memory_bytes: memory,
-                disk_bytes: 100 * GIB,
-                attributes: BTreeMap::from([("rack".to_owned(), format!("r{i}"))]),
-            }))
+            sim.apply(Command::RegisterAgent {
+                spec: AgentSpec {
+                    id: None,
+                    hostname: format!("agent-{i}"),
+                    cores: (0..cores).collect(),
+                    memory_bytes: memory,
+                    disk_bytes: 100 * GIB,
+                    attributes: BTreeMap::from([("rack".to_owned(), format!("r{i}"))]),
+                },
+                token: None,
+            })
             .unwrap();
         }
         sim

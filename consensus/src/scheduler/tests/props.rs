@@ -130,7 +130,10 @@ proptest! {
                 Event::Reregister { agent } => {
                     if let Some(a) = sim.state.agents.get(&(agent as AgentId)) {
                         let spec = a.spec();
-                        sim.apply(Command::RegisterAgent(spec)).unwrap();
+                        sim.apply(Command::RegisterAgent {
+ spec,
+ token: None,
+ }).unwrap();
                     }
                 }
                 Event::Drain { agent, deadline_s } => {
