@@ -409,7 +409,7 @@ impl MasterClient {
             })
             .await?
         };
-        serde_json::from_str(&reply.result_json).map_err(|e| ClientError::Failed {
+        crate::convert::answer_to_json(reply.result).map_err(|e| ClientError::Failed {
             addr: "master".into(),
             code: Code::Internal,
             message: format!("undecodable read reply: {e}"),

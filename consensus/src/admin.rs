@@ -524,7 +524,7 @@ impl Master for AdminService {
                     .answer(&query)
                     .map_err(|e| Status::not_found(e.to_string()))?;
                 Ok(Response::new(ReadReply {
-                    result_json: result.to_string(),
+                    result: Some(result),
                     applied_index: view.last_applied.map(|l| l.index),
                 }))
             }

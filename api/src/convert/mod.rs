@@ -7,6 +7,7 @@
 //! are not checked here: the leader validates the request it decoded as it
 //! would any other.
 
+mod reads;
 mod records;
 mod replies;
 
@@ -17,6 +18,9 @@ use crate::proto;
 use crate::query::Query;
 use crate::request::Request;
 
+pub use reads::{
+    agent_to_proto, answer_to_json, job_to_proto, role_to_proto, summary_to_proto, token_to_proto,
+};
 pub use replies::{assignment_from_proto, assignment_to_proto, output_from_proto, output_to_proto};
 
 /// A message that does not decode into a request: which field, and why.
@@ -398,7 +402,7 @@ pub(crate) fn task_state_from(value: i32) -> Result<TaskState, WireError> {
     )
 }
 
-fn acl_policy_to(policy: &AclPolicy) -> proto::AclPolicy {
+pub(crate) fn acl_policy_to(policy: &AclPolicy) -> proto::AclPolicy {
     use proto::acl_policy::Policy as P;
     let p = match policy {
         AclPolicy::Read => P::Read(proto::Empty {}),
@@ -412,7 +416,7 @@ fn acl_policy_to(policy: &AclPolicy) -> proto::AclPolicy {
     proto::AclPolicy { policy: Some(p) }
 }
 
-fn acl_policy_from(policy: proto::AclPolicy) -> Result<AclPolicy, WireError> {
+pub(crate) fn acl_policy_from(policy: proto::AclPolicy) -> Result<AclPolicy, WireError> {
     use proto::acl_policy::Policy as P;
     Ok(
         match policy.policy.ok_or_else(|| {

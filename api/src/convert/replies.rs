@@ -2,7 +2,7 @@
 
 use super::{policy_from, policy_to, records, required_enum, task_state_from, task_state_to};
 use super::{WireError, Within};
-use crate::model::{AgentAssignment, AgentState, Assignment, Grant, JobState};
+use crate::model::{AgentAssignment, AgentState, Assignment, JobState};
 use crate::outcome::CommandOutput;
 use crate::proto;
 
@@ -31,7 +31,7 @@ pub(crate) fn job_state_from(value: i32) -> Result<JobState, WireError> {
     )
 }
 
-fn agent_state_to(state: AgentState) -> proto::AgentState {
+pub(crate) fn agent_state_to(state: AgentState) -> proto::AgentState {
     match state {
         AgentState::Active => proto::AgentState::Active,
         AgentState::Draining => proto::AgentState::Draining,
@@ -39,7 +39,7 @@ fn agent_state_to(state: AgentState) -> proto::AgentState {
     }
 }
 
-fn agent_state_from(value: i32) -> Result<AgentState, WireError> {
+pub(crate) fn agent_state_from(value: i32) -> Result<AgentState, WireError> {
     Ok(
         match required_enum::<proto::AgentState>("state", value, "active, draining, lost")? {
             proto::AgentState::Unspecified => unreachable!("required_enum refuses 0"),
@@ -172,12 +172,7 @@ pub fn assignment_to_proto(a: &AgentAssignment) -> proto::AgentAssignment {
                 job: t.job,
                 task: t.task,
                 state: task_state_to(t.state) as i32,
-                grant: Some(proto::Grant {
-                    agent: t.grant.agent,
-                    cores: t.grant.cores.iter().copied().collect(),
-                    memory_bytes: t.grant.memory_bytes,
-                    disk_bytes: t.grant.disk_bytes,
-                }),
+                grant: Some(super::reads::grant_to(&t.grant)),
                 name: t.name.clone(),
                 kind: Some(match records::job_kind_to(&t.kind) {
                     proto::job_spec::Kind::Stream(s) => proto::assignment::Kind::Stream(s),
@@ -220,12 +215,7 @@ fn assignment_from(t: proto::Assignment) -> Result<Assignment, WireError> {
         job: t.job,
         task: t.task,
         state: task_state_from(t.state)?,
-        grant: Grant {
-            agent: grant.agent,
-            cores: grant.cores.into_iter().collect(),
-            memory_bytes: grant.memory_bytes,
-            disk_bytes: grant.disk_bytes,
-        },
+        grant: super::reads::grant_from(grant),
         name: t.name,
         kind: records::job_kind_from(t.kind.map(|k| match k {
             proto::assignment::Kind::Stream(s) => proto::job_spec::Kind::Stream(s),

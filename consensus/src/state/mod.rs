@@ -19,6 +19,9 @@ use serde::{Deserialize, Serialize};
 pub use sluice_api::model::*;
 pub use sluice_api::Query;
 
+use crate::proto;
+use crate::proto::read_reply::Result as ReadResult;
+
 use crate::acl::{AclState, AclToken};
 use crate::command::{Command, CommandError, CommandOutput, Proposal, Response};
 use crate::types::{NodeId, TypeConfig};
@@ -315,66 +318,74 @@ impl sluice_storage::StateLogic<TypeConfig> for ClusterState {
 }
 
 impl ClusterState {
-    /// Answers a query from this state, as JSON.
-    pub fn answer(&self, query: &Query) -> Result<serde_json::Value, CommandError> {
+    /// Answers a query from this state, as the API's typed reply.
+    pub fn answer(&self, query: &Query) -> Result<ReadResult, CommandError> {
+        use sluice_api::convert as wire;
         let state = self;
-        let value = match query {
+        let encode = |e: serde_json::Error| CommandError::invalid("query", e.to_string());
+        Ok(match query {
             // Without the ACL tokens: a saved snapshot is no key to anything.
             Query::State => {
-                let mut value = serde_json::to_value(state);
-                if let Ok(serde_json::Value::Object(map)) = &mut value {
+                let mut value = serde_json::to_value(state).map_err(encode)?;
+                if let serde_json::Value::Object(map) = &mut value {
                     map.remove("acl");
                 }
-                value
+                ReadResult::StateJson(value.to_string())
             }
-            Query::Agents => serde_json::to_value(state.agents.values().collect::<Vec<_>>()),
+            Query::Agents => ReadResult::Agents(proto::AgentList {
+                agents: state.agents.values().map(wire::agent_to_proto).collect(),
+            }),
             Query::Agent { id } => {
                 let agent = state
                     .agents
                     .get(id)
                     .ok_or(CommandError::UnknownAgent { id: *id })?;
-                serde_json::to_value(agent)
+                ReadResult::Agent(wire::agent_to_proto(agent))
             }
-            Query::Roles => serde_json::to_value(state.roles.values().collect::<Vec<_>>()),
+            Query::Roles => ReadResult::Roles(proto::RoleList {
+                roles: state.roles.values().map(wire::role_to_proto).collect(),
+            }),
             Query::Role { name } => {
                 let role = state
                     .roles
                     .get(name)
                     .ok_or_else(|| CommandError::UnknownRole { name: name.clone() })?;
-                serde_json::to_value(role)
+                ReadResult::Role(wire::role_to_proto(role))
             }
-            Query::Jobs { state: filter } => serde_json::to_value(
-                state
+            Query::Jobs { state: filter } => ReadResult::Jobs(proto::JobList {
+                jobs: state
                     .jobs
                     .values()
                     .filter(|j| filter.is_none_or(|s| j.state == s))
-                    .collect::<Vec<_>>(),
-            ),
+                    .map(wire::job_to_proto)
+                    .collect(),
+            }),
             Query::Job { id } => {
                 let job = state
                     .jobs
                     .get(id)
                     .ok_or(CommandError::UnknownJob { id: *id })?;
-                serde_json::to_value(job)
+                ReadResult::Job(wire::job_to_proto(job))
             }
-            Query::Scheduler => serde_json::to_value(state.scheduler_summary()),
+            Query::Scheduler => {
+                ReadResult::Scheduler(wire::summary_to_proto(&state.scheduler_summary()))
+            }
             Query::AgentTasks { id } => {
                 let agent = state
                     .agents
                     .get(id)
                     .ok_or(CommandError::UnknownAgent { id: *id })?;
-                serde_json::to_value(state.assignment_of(agent))
+                ReadResult::AgentTasks(wire::assignment_to_proto(&state.assignment_of(agent)))
             }
-            Query::AclTokens => serde_json::to_value(
-                state
+            Query::AclTokens => ReadResult::AclTokens(proto::TokenList {
+                tokens: state
                     .acl
                     .tokens
                     .values()
-                    .map(TokenInfo::from)
-                    .collect::<Vec<_>>(),
-            ),
-        };
-        value.map_err(|e| CommandError::invalid("query", e.to_string()))
+                    .map(|t| wire::token_to_proto(&TokenInfo::from(t)))
+                    .collect(),
+            }),
+        })
     }
 }
 

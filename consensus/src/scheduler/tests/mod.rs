@@ -697,5 +697,6 @@ fn a_lost_agent_s_work_is_placed_elsewhere() {
     assert_eq!(sim.agents_of(job), vec![1 - first, 1 - first]);
 }
 
+mod answers;
 mod apply;
 mod props;
