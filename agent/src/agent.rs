@@ -14,12 +14,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sluice_api::model::{
-    Agent as AgentRecord, AgentAssignment, AgentId, AgentSpec, AgentState, Assignment, JobKind,
-    TaskState, TaskUpdate,
+    AgentAssignment, AgentId, AgentSpec, Assignment, JobKind, TaskState, TaskUpdate,
 };
 use sluice_api::outcome::{CommandError, CommandOutput};
+use sluice_api::Request;
 use sluice_api::{ClientError, MasterClient};
-use sluice_api::{Query, Request};
+
+use crate::beat::{heartbeat, Beat};
 use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::JoinHandle;
 
@@ -311,6 +312,11 @@ async fn register(
                         "; the masters do not know agent {id} (removed, or another cluster): \
                          use a new data dir to register as a new agent"
                     ),
+                    (CommandError::AgentTokenBound { .. }, _) => {
+                        "; each agent needs a token of its own: create one with \
+                         `sluice acl token create --policy agent` and start this agent with it"
+                            .into()
+                    }
                     _ => String::new(),
                 };
                 return Err(AgentError::Refused { source, hint });
@@ -374,13 +380,6 @@ fn recover(
         }
     }
     Ok(running)
-}
-
-/// A heartbeat's outcome, with what spread stream jobs need to start.
-struct Beat {
-    result: Result<AgentAssignment, ClientError>,
-    /// Data-plane listen addresses of peers of spread stream jobs, by agent.
-    peer_data: BTreeMap<AgentId, Result<(IpAddr, std::ops::RangeInclusive<u16>), String>>,
 }
 
 struct MainLoop {
@@ -663,58 +662,6 @@ impl MainLoop {
             self.journal_event(event);
         }
     }
-}
-
-/// One heartbeat; re-registers first when the masters say the agent is Lost.
-async fn heartbeat(client: &MasterClient, id: AgentId, spec: &AgentSpec) -> Beat {
-    let mut result = client.heartbeat(id).await;
-    if matches!(&result, Ok(a) if a.state == AgentState::Lost) {
-        tracing::warn!(id, "the masters marked this agent Lost; registering again");
-        match client.write(&Request::RegisterAgent(spec.clone())).await {
-            Ok(_) => result = client.heartbeat(id).await,
-            Err(e) => result = Err(e),
-        }
-    }
-    let mut peer_data = BTreeMap::new();
-    if let Ok(assignment) = &result {
-        let peers: BTreeSet<AgentId> = assignment
-            .tasks
-            .iter()
-            .filter(|a| a.state == TaskState::Staging && matches!(a.kind, JobKind::Stream { .. }))
-            .flat_map(|a| a.peers.iter().flatten().copied())
-            .filter(|&p| p != id)
-            .collect();
-        for peer in peers {
-            peer_data.insert(peer, peer_data_addr(client, peer).await);
-        }
-    }
-    Beat { result, peer_data }
-}
-
-/// Reads a peer agent's published data-plane address and port range.
-async fn peer_data_addr(
-    client: &MasterClient,
-    peer: AgentId,
-) -> Result<(IpAddr, std::ops::RangeInclusive<u16>), String> {
-    let value = client
-        .read(&Query::Agent { id: peer }, true)
-        .await
-        .map_err(|e| format!("cannot read agent {peer}: {e}"))?;
-    let agent: AgentRecord =
-        serde_json::from_value(value).map_err(|e| format!("bad agent {peer} record: {e}"))?;
-    let ip = agent
-        .attributes
-        .get(DATA_ADDR_ATTRIBUTE)
-        .and_then(|a| a.parse::<IpAddr>().ok())
-        .ok_or_else(|| format!("agent {peer} publishes no valid {DATA_ADDR_ATTRIBUTE}"))?;
-    let ports = agent
-        .attributes
-        .get(DATA_PORTS_ATTRIBUTE)
-        .and_then(|p| p.split_once('-'))
-        .and_then(|(a, b)| Some(a.parse::<u16>().ok()?..=b.parse::<u16>().ok()?))
-        .filter(|r| !r.is_empty())
-        .ok_or_else(|| format!("agent {peer} publishes no valid {DATA_PORTS_ATTRIBUTE}"))?;
-    Ok((ip, ports))
 }
 
 /// Sends journaled updates in order until each is acknowledged.

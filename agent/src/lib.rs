@@ -33,6 +33,7 @@
 
 pub mod agent;
 pub mod api;
+mod beat;
 pub mod config;
 pub mod error;
 pub mod identity;

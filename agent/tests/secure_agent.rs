@@ -163,6 +163,50 @@ async fn an_agent_needs_its_certificate_and_token_and_serves_logs_over_tls() -> 
     );
     let refused = read(None).await.unwrap_err().to_string();
     ensure!(refused.contains("no ACL token given"), "{refused}");
+    // What `sluice task logs` shows an agent: a ticket that reads this job
+    // alone, for a minute; never the user's own token.
+    let ticket = |job| {
+        let as_reader =
+            sluice_consensus::MasterClient::new(cluster.api_addrs.clone(), Duration::from_secs(5))
+                .map(|c| {
+                    c.with_tls(Some(client_tls.clone()))
+                        .with_token(Some(reader.clone()))
+                });
+        async move {
+            anyhow::Ok(
+                as_reader?
+                    .write(&Request::IssueLogTicket { job })
+                    .await?
+                    .secret
+                    .context("no ticket")?,
+            )
+        }
+    };
+    let for_this_job = ticket(id).await?;
+    ensure!(read(Some(for_this_job.as_str())).await? == "over tls\n");
+    let other = cluster.submit("other", command(&["true"])).await?;
+    let for_another_job = ticket(other).await?;
+    let refused = read(Some(for_another_job.as_str()))
+        .await
+        .unwrap_err()
+        .to_string();
+    ensure!(
+        refused.contains(&format!("needs read on job {id}")),
+        "{refused}"
+    );
+    let replayed =
+        sluice_consensus::MasterClient::new(cluster.api_addrs.clone(), Duration::from_secs(5))?
+            .with_tls(Some(client_tls.clone()))
+            .with_token(Some(for_this_job.clone()));
+    let refused = replayed
+        .read(&sluice_consensus::Query::Agents, false)
+        .await
+        .unwrap_err()
+        .to_string();
+    ensure!(
+        refused.contains("needs read"),
+        "a ticket reads nothing else: {refused}"
+    );
     let doomed = token(&cluster, "doomed", vec![AclPolicy::Read]).await?;
     ensure!(read(Some(doomed.as_str())).await? == "over tls\n");
     let tokens = cluster

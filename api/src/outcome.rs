@@ -164,6 +164,11 @@ pub enum CommandError {
         agent: AgentId,
         wanted: AgentId,
     },
+    #[error(
+        "agent {agent} acts with ACL token {name:?}; another token may act for it only once \
+         that one is revoked"
+    )]
+    AgentHasToken { agent: AgentId, name: String },
 }
 
 impl CommandError {

@@ -90,6 +90,11 @@ pub enum Request {
     AclRevokeToken {
         accessor: String,
     },
+    /// A short-lived token that reads job `job` and its tasks' logs alone
+    /// (`logs:JOB`), for the caller to show an agent instead of its own.
+    IssueLogTicket {
+        job: JobId,
+    },
 }
 
 /// Commands a client might try to send that only the leader proposes.
@@ -145,6 +150,7 @@ impl Request {
             Request::AclBootstrap => "acl_bootstrap",
             Request::AclCreateToken { .. } => "acl_create_token",
             Request::AclRevokeToken { .. } => "acl_revoke_token",
+            Request::IssueLogTicket { .. } => "issue_log_ticket",
         }
     }
 

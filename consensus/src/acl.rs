@@ -26,6 +26,9 @@ use crate::state::AgentId;
 
 /// Most tokens alive at once.
 pub const TOKENS_MAX: usize = 10_000;
+/// How long an expired token is remembered (to say "expired" rather than
+/// "unknown").
+pub const EXPIRED_KEPT_MS: u64 = 3_600_000;
 /// Most revoked tokens remembered (to say "revoked" rather than "unknown").
 pub const REVOKED_KEPT: usize = 1_000;
 
@@ -151,10 +154,11 @@ impl AclState {
         {
             return bad("token", "accessor or secret already in use".into());
         }
+        let now = token.created_ms;
         let live = self
             .tokens
             .values()
-            .filter(|t| t.revoked_ms.is_none())
+            .filter(|t| t.revoked_ms.is_none() && t.expires_ms.is_none_or(|e| e > now))
             .count();
         if live >= TOKENS_MAX {
             return Err(CommandError::LimitReached {
@@ -185,6 +189,19 @@ impl AclState {
         if token.policies.contains(&AclPolicy::Management) {
             return Ok(None);
         }
+        if token.agent.is_none() {
+            // An agent already acting with another live token keeps it.
+            if let Some(other) = self
+                .tokens
+                .values()
+                .find(|t| t.agent == Some(agent) && t.revoked_ms.is_none())
+            {
+                return Err(CommandError::AgentHasToken {
+                    agent,
+                    name: other.name.clone(),
+                });
+            }
+        }
         match token.agent {
             Some(bound) if bound == agent => Ok(None),
             Some(bound) => Err(CommandError::AgentTokenBound {
@@ -203,8 +220,15 @@ impl AclState {
         }
     }
 
-    /// Adds a checked token.
+    /// Adds a checked token, forgetting tokens that expired more than
+    /// [`EXPIRED_KEPT_MS`] before it was made (log tickets expire by the
+    /// minute; an expired token is remembered a while to say so).
     pub(crate) fn insert(&mut self, token: AclToken) {
+        let now = token.created_ms;
+        self.tokens.retain(|_, t| {
+            t.expires_ms
+                .is_none_or(|e| e.saturating_add(EXPIRED_KEPT_MS) > now)
+        });
         self.tokens.insert(token.secret_hash.clone(), token);
     }
 
@@ -238,6 +262,20 @@ impl AclState {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_log_ticket_reads_its_job_alone() {
+        let ticket = ["logs:12".parse::<AclPolicy>().unwrap()];
+        assert_eq!(ticket[0], AclPolicy::Logs { job: 12 });
+        assert_eq!(ticket[0].to_string(), "logs:12");
+        assert!(Need::ReadJob(12).granted_by(&ticket));
+        assert!(!Need::ReadJob(13).granted_by(&ticket));
+        assert!(!Need::Read.granted_by(&ticket), "no other read");
+        assert!(!Need::Submit("x".into()).granted_by(&ticket));
+        assert!(!Need::Agent.granted_by(&ticket));
+        assert!(Need::ReadJob(13).granted_by(&["read".parse().unwrap()]));
+        assert!("logs:x".parse::<AclPolicy>().is_err());
+    }
 
     #[test]
     fn policies_parse_and_grant() {

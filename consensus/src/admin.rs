@@ -234,8 +234,19 @@ impl AdminService {
             return Err(refused);
         }
         let (command, secret) =
-            api_request::into_command(parsed, now_unix_ms(), caller.token_to_bind())
-                .map_err(|e| rejected(&e))?;
+            api_request::into_command(parsed, now_unix_ms(), caller.token_to_bind()).map_err(
+                |e| {
+                    tracing::info!(
+                        target: "sluice::audit",
+                        caller = %caller.name,
+                        request = name,
+                        outcome = "rejected",
+                        reason = %e,
+                        "write"
+                    );
+                    rejected(&e)
+                },
+            )?;
         let audit = |outcome: &str| {
             tracing::info!(
                 target: "sluice::audit",
@@ -316,10 +327,19 @@ impl AdminService {
                 _ => Ok(()),
             },
             ApiRequest::UpdateTask { update } => caller.check_acts_for(update.agent),
-            ApiRequest::CheckpointCompleted { job, .. }
-            | ApiRequest::CheckpointFailed { job, .. }
-            | ApiRequest::CheckpointTriggered { job, .. } => {
-                if caller.acts_for == auth::ActsFor::Any {
+            ApiRequest::CheckpointCompleted { job, attempt, .. }
+            | ApiRequest::CheckpointFailed { job, attempt, .. }
+            | ApiRequest::CheckpointTriggered { job, attempt, .. } => {
+                let current = self
+                    .state
+                    .read()
+                    .state
+                    .jobs
+                    .get(job)
+                    .is_some_and(|j| j.attempt == *attempt);
+                // A report from a replaced run is refused by apply as stale
+                // (which tells that run to stop), whoever sends it.
+                if caller.acts_for == auth::ActsFor::Any || !current {
                     Ok(())
                 } else {
                     job_on_caller(job)
@@ -484,6 +504,7 @@ impl Master for AdminService {
                     .map_err(|e| Status::invalid_argument(format!("invalid query: {e}")))?;
                 let need = match query {
                     Query::State | Query::AclTokens => Need::Management,
+                    Query::Job { id } => Need::ReadJob(id),
                     _ => Need::Read,
                 };
                 if !request.get_ref().stale {
@@ -568,6 +589,9 @@ impl Master for AdminService {
     ) -> Result<Response<TransferLeaderReply>, Status> {
         bounded(
             async move {
+                // The leader first, caught up with earlier terms: its state
+                // holds every revocation committed before it was elected.
+                self.require_lease()?;
                 let token = self.authorize_management(&request, "move leadership")?;
                 leadership::transfer(self, request.into_inner().to, token)
                     .await

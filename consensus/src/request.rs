@@ -10,6 +10,7 @@ pub use sluice_api::Request;
 use crate::acl::{AclPolicy, AclToken, Need};
 use crate::command::{Command, CommandError};
 use crate::state::{ClusterState, JobId};
+use sluice_api::model::acl::LOG_TICKET_TTL_MS;
 
 /// A created token's secret, returned once to whoever asked for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,6 +46,10 @@ pub fn need(request: &Request, state: &ClusterState) -> Result<Option<Need>, Com
         Request::SubmitJob { job } => Need::Submit(job.role.clone()),
         Request::CancelJob { id } => job_role(id)?,
         Request::KillTask { job, .. } => job_role(job)?,
+        Request::IssueLogTicket { job } => {
+            job_role(job)?;
+            Need::ReadJob(*job)
+        }
         Request::RestoreState { .. }
         | Request::AclCreateToken { .. }
         | Request::AclRevokeToken { .. } => Need::Management,
@@ -154,6 +159,14 @@ pub fn into_command(
             return Ok((Command::AclCreateToken { token }, Some(secret)));
         }
         Request::AclRevokeToken { accessor } => Command::AclRevokeToken { accessor, now_ms },
+        Request::IssueLogTicket { job } => {
+            let (token, secret) = new_token(
+                format!("logs of job {job}"),
+                vec![AclPolicy::Logs { job }],
+                Some(LOG_TICKET_TTL_MS),
+            )?;
+            return Ok((Command::AclCreateToken { token }, Some(secret)));
+        }
     };
     Ok((command, None))
 }

@@ -552,11 +552,22 @@ async fn task_logs(
         let Some(addr) = sluice_agent::api::published_api_addr(&agent.attributes) else {
             bail!("agent {agent_id} publishes no API address (an older agent?)");
         };
+        // The agent sees a ticket that reads this job alone for a minute,
+        // never this command's own token.
+        let ticket = match &args.token {
+            Some(_) => client
+                .write(&Request::IssueLogTicket { job })
+                .await?
+                .secret
+                .ok_or_else(|| anyhow::anyhow!("the leader answered without a log ticket"))
+                .map(Some)?,
+            None => None,
+        };
         let mut out = tokio::io::stdout();
         match sluice_agent::task_logs(
             addr,
             tls.as_ref(),
-            args.token.as_ref().map(|t| t.expose()),
+            ticket.as_deref(),
             job,
             task,
             stream,

@@ -258,7 +258,7 @@ impl Tls {
             what: "TLS settings".into(),
             problem,
         };
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let provider = Arc::new(bulk_provider());
         let mut roots = rustls::RootCertStore::empty();
         roots
             .add(self.inner.ca_der.clone())
@@ -270,7 +270,7 @@ impl Tls {
         };
         let chain = vec![self.inner.cert_der.clone()];
         let client = rustls::ClientConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()
+            .with_protocol_versions(&[&rustls::version::TLS13])
             .map_err(|e| invalid(e.to_string()))?
             .with_root_certificates(roots.clone())
             .with_client_auth_cert(chain.clone(), key()?)
@@ -280,7 +280,7 @@ impl Tls {
                 .build()
                 .map_err(|e| invalid(e.to_string()))?;
         let server = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
+            .with_protocol_versions(&[&rustls::version::TLS13])
             .map_err(|e| invalid(e.to_string()))?
             .with_client_cert_verifier(verifier)
             .with_single_cert(chain, key()?)
@@ -309,6 +309,19 @@ impl Tls {
             wanted.join(" or ")
         )))
     }
+}
+
+/// ring's provider with TLS 1.3's AES-128-GCM first, for links that carry
+/// bulk data (the stream exchange): the peers are the cluster's own, both
+/// sides offer the same suites, and AES-128 does 10 rounds per block where
+/// AES-256 does 14, so every byte sent costs less to seal and open.
+/// AES-256-GCM and ChaCha20-Poly1305 stay available after it.
+fn bulk_provider() -> rustls::crypto::CryptoProvider {
+    let mut provider = rustls::crypto::ring::default_provider();
+    provider
+        .cipher_suites
+        .sort_by_key(|suite| suite.suite() != rustls::CipherSuite::TLS13_AES_128_GCM_SHA256);
+    provider
 }
 
 /// A rustls client trusting the CA in `ca_pem` and presenting `identity`

@@ -11,7 +11,9 @@ use crate::error::DirError;
 
 /// Name of the file that marks a directory as a Sluice master's and says whose.
 pub const IDENTITY_FILE: &str = "SLUICE_MEMBER";
-const FORMAT_VERSION: u32 = 1;
+/// 2: Raft entries carry the API split's commands (`RegisterAgent` with its
+/// token) and ACL tokens their agent; format 1 logs do not decode as those.
+const FORMAT_VERSION: u32 = 2;
 
 /// Column family holding Raft log entries, keyed by big-endian index.
 pub(crate) const CF_LOG: &str = "log";

@@ -147,12 +147,13 @@ struct LogService {
 
 impl LogService {
     /// Lets a call about job `job` through if the masters let the caller's
-    /// token read it: the agent keeps no ACL of its own, so a token revoked
-    /// or expired on the masters is refused here too, and a cluster without
-    /// ACLs needs none. The masters' refusal is passed on as it is.
+    /// token read it: the agent keeps no ACL of its own, and asks the leader
+    /// (a linearizable read, under its lease), so a token revoked or expired
+    /// is refused here too, and a cluster without ACLs needs none. The
+    /// masters' refusal is passed on as it is.
     async fn authorize(&self, token: Option<String>, job: u64) -> Result<(), Status> {
         let as_caller = self.masters.for_caller(token);
-        match as_caller.read(&Query::Job { id: job }, true).await {
+        match as_caller.read(&Query::Job { id: job }, false).await {
             Ok(_) => Ok(()),
             Err(ClientError::Failed { code, message, .. })
                 if matches!(code, Code::PermissionDenied | Code::Unauthenticated) =>

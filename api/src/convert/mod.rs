@@ -156,6 +156,7 @@ impl From<&Request> for proto::WriteRequest {
             Request::AclRevokeToken { accessor } => {
                 W::AclRevokeToken(proto::AclRevokeToken { accessor })
             }
+            Request::IssueLogTicket { job } => W::IssueLogTicket(proto::JobRef { id: job }),
         };
         proto::WriteRequest { request: Some(op) }
     }
@@ -243,6 +244,7 @@ impl TryFrom<proto::WriteRequest> for Request {
             W::AclRevokeToken(t) => Request::AclRevokeToken {
                 accessor: t.accessor,
             },
+            W::IssueLogTicket(j) => Request::IssueLogTicket { job: j.id },
         })
     }
 }
@@ -412,6 +414,7 @@ pub(crate) fn acl_policy_to(policy: &AclPolicy) -> proto::AclPolicy {
         AclPolicy::Operator => P::Operator(proto::Empty {}),
         AclPolicy::Management => P::Management(proto::Empty {}),
         AclPolicy::Agent => P::Agent(proto::Empty {}),
+        AclPolicy::Logs { job } => P::Logs(proto::JobRef { id: *job }),
     };
     proto::AclPolicy { policy: Some(p) }
 }
@@ -427,6 +430,7 @@ pub(crate) fn acl_policy_from(policy: proto::AclPolicy) -> Result<AclPolicy, Wir
             P::Operator(_) => AclPolicy::Operator,
             P::Management(_) => AclPolicy::Management,
             P::Agent(_) => AclPolicy::Agent,
+            P::Logs(j) => AclPolicy::Logs { job: j.id },
         },
     )
 }
@@ -457,6 +461,7 @@ impl fmt::Display for proto::WriteRequest {
             Some(W::AclBootstrap(_)) => "acl_bootstrap",
             Some(W::AclCreateToken(_)) => "acl_create_token",
             Some(W::AclRevokeToken(_)) => "acl_revoke_token",
+            Some(W::IssueLogTicket(_)) => "issue_log_ticket",
         };
         f.write_str(name)
     }

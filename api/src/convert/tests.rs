@@ -138,9 +138,11 @@ fn every_request() -> Vec<Request> {
                 AclPolicy::Operator,
                 AclPolicy::Management,
                 AclPolicy::Agent,
+                AclPolicy::Logs { job: 7 },
             ],
             ttl_ms: Some(1000),
         },
+        Request::IssueLogTicket { job: 7 },
         Request::AclRevokeToken {
             accessor: "acc".into(),
         },

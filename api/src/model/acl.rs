@@ -13,7 +13,11 @@
 //! - `agent`: what an agent does: register, heartbeat, report tasks and
 //!   checkpoints.
 //!
-//! Every policy grants `read`.
+//! - `logs:JOB`: read that one job and its tasks' logs (the short-lived
+//!   ticket `sluice task logs` gets from the leader and shows an agent, so
+//!   no user's own token ever reaches an agent).
+//!
+//! Every policy but `logs:JOB` grants `read`.
 
 use std::fmt;
 use std::str::FromStr;
@@ -37,7 +41,14 @@ pub enum AclPolicy {
     Operator,
     Management,
     Agent,
+    /// One job and its tasks' logs, nothing else.
+    Logs {
+        job: u64,
+    },
 }
+
+/// How long a log ticket (`logs:JOB`) lives.
+pub const LOG_TICKET_TTL_MS: u64 = 60_000;
 
 impl fmt::Display for AclPolicy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -47,6 +58,7 @@ impl fmt::Display for AclPolicy {
             AclPolicy::Operator => f.write_str("operator"),
             AclPolicy::Management => f.write_str("management"),
             AclPolicy::Agent => f.write_str("agent"),
+            AclPolicy::Logs { job } => write!(f, "logs:{job}"),
         }
     }
 }
@@ -79,9 +91,16 @@ impl FromStr for AclPolicy {
             Some(("submit", roles)) => AclPolicy::Submit {
                 roles: roles.split(',').map(|r| r.trim().to_owned()).collect(),
             },
+            Some(("logs", job)) => AclPolicy::Logs {
+                job: job
+                    .trim()
+                    .parse()
+                    .map_err(|_| format!("policy logs:{job}: expected logs:JOB (a job id)"))?,
+            },
             Some((other, _)) => {
                 return Err(format!(
-                    "unknown policy {other:?}: only submit takes roles (submit:ROLE,...)"
+                    "unknown policy {other:?}: only submit takes roles (submit:ROLE,...) and \
+                     logs a job (logs:JOB)"
                 ))
             }
         };
@@ -121,6 +140,8 @@ impl AclPolicy {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Need {
     Read,
+    /// Read this job (and its tasks' logs).
+    ReadJob(u64),
     /// Submit rights on this role.
     Submit(String),
     /// Submit rights on some role (a call about a job that does not exist:
@@ -135,6 +156,7 @@ impl fmt::Display for Need {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Need::Read => f.write_str("read"),
+            Need::ReadJob(job) => write!(f, "read on job {job}"),
             Need::Submit(role) => write!(f, "submit on role {role}"),
             Need::SubmitAny => f.write_str("submit on some role"),
             Need::Operator => f.write_str("operator"),
@@ -148,7 +170,10 @@ impl Need {
     /// Whether `policies` grant this.
     pub fn granted_by(&self, policies: &[AclPolicy]) -> bool {
         policies.iter().any(|p| match (p, self) {
-            (AclPolicy::Management, _) | (_, Need::Read) => true,
+            (AclPolicy::Management, _) => true,
+            (AclPolicy::Logs { job }, Need::ReadJob(wanted)) => job == wanted,
+            (AclPolicy::Logs { .. }, _) => false,
+            (_, Need::Read | Need::ReadJob(_)) => true,
             (AclPolicy::Submit { roles }, Need::Submit(role)) => {
                 roles.iter().any(|r| r == "*" || r == role)
             }

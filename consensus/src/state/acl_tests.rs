@@ -125,3 +125,52 @@ fn a_revoked_token_registers_nothing() {
     assert_eq!(err, CommandError::UnknownToken { accessor: a });
     assert!(state.agents.is_empty());
 }
+
+#[test]
+fn an_unbound_token_cannot_take_over_an_agent_that_has_one() {
+    let mut state = ClusterState::default();
+    let a = with_token(&mut state, 1, 1, AclPolicy::Agent);
+    register(&mut state, 2, agent("a"), &a).unwrap();
+    let c = with_token(&mut state, 3, 3, AclPolicy::Agent);
+    let victim = state.agents[&0].spec();
+    let before = state.clone();
+    let err = register(&mut state, 4, victim.clone(), &c).unwrap_err();
+    assert_eq!(
+        err,
+        CommandError::AgentHasToken {
+            agent: 0,
+            name: "token-1".into()
+        }
+    );
+    assert_eq!(state, before, "a refused takeover changes nothing");
+
+    // Rotation: once the agent's token is revoked, a new one takes over.
+    state
+        .apply_command(
+            5,
+            &Command::AclRevokeToken {
+                accessor: a,
+                now_ms: 5,
+            },
+        )
+        .unwrap();
+    register(&mut state, 6, victim, &c).unwrap();
+    assert_eq!(bound(&state, &c), Some(0));
+}
+
+#[test]
+fn a_restore_keeps_agent_ids_growing_and_drops_bindings_to_missing_agents() {
+    let mut state = ClusterState::default();
+    let saved = state.clone();
+    let a = with_token(&mut state, 1, 1, AclPolicy::Agent);
+    register(&mut state, 2, agent("a"), &a).unwrap();
+    state
+        .apply_command(3, &Command::RestoreState(Box::new(saved)))
+        .unwrap();
+    assert!(state.agents.is_empty());
+    assert_eq!(state.next_agent_id, 1, "id 0 is never given again");
+    assert_eq!(bound(&state, &a), None);
+    let b = with_token(&mut state, 4, 2, AclPolicy::Agent);
+    register(&mut state, 5, agent("b"), &b).unwrap();
+    assert_eq!(bound(&state, &b), Some(1));
+}

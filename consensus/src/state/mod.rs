@@ -158,8 +158,18 @@ impl ClusterState {
     /// revoked tokens).
     fn restore(&mut self, saved: &ClusterState) -> Result<CommandOutput, CommandError> {
         saved.validate()?;
-        let acl = std::mem::take(&mut self.acl);
+        let mut acl = std::mem::take(&mut self.acl);
+        let next_agent_id = self.next_agent_id;
         *self = saved.clone();
+        // Ids never go back, or a token bound to an agent the snapshot
+        // predates would act for the next agent given that id; bindings to
+        // agents the restored state does not hold are dropped.
+        self.next_agent_id = self.next_agent_id.max(next_agent_id);
+        for token in acl.tokens.values_mut() {
+            if token.agent.is_some_and(|a| !self.agents.contains_key(&a)) {
+                token.agent = None;
+            }
+        }
         self.acl = acl;
         Ok(CommandOutput::StateRestored {
             agents: self.agents.len(),
