@@ -299,40 +299,37 @@ pub fn answer_to_json(result: Option<R>) -> Result<serde_json::Value, WireError>
     };
     match result {
         R::StateJson(text) => json(serde_json::from_str(&text)),
-        R::Agents(list) => {
-            let agents = list
-                .agents
-                .into_iter()
-                .map(agent_from)
-                .collect::<Result<Vec<_>, _>>()
-                .within("agents")?;
-            json(serde_json::to_value(agents))
-        }
+        R::Agents(list) => json(serde_json::to_value(all(
+            list.agents,
+            agent_from,
+            "agents",
+        )?)),
         R::Agent(a) => json(serde_json::to_value(agent_from(a).within("agent")?)),
         R::Roles(list) => json(serde_json::to_value(
             list.roles.into_iter().map(role_from).collect::<Vec<_>>(),
         )),
         R::Role(r) => json(serde_json::to_value(role_from(r))),
-        R::Jobs(list) => {
-            let jobs = list
-                .jobs
-                .into_iter()
-                .map(job_from)
-                .collect::<Result<Vec<_>, _>>()
-                .within("jobs")?;
-            json(serde_json::to_value(jobs))
-        }
+        R::Jobs(list) => json(serde_json::to_value(all(list.jobs, job_from, "jobs")?)),
         R::Job(j) => json(serde_json::to_value(job_from(j).within("job")?)),
         R::Scheduler(s) => json(serde_json::to_value(summary_from(s).within("scheduler")?)),
         R::AgentTasks(a) => json(serde_json::to_value(super::assignment_from_proto(Some(a))?)),
-        R::AclTokens(list) => {
-            let tokens = list
-                .tokens
-                .into_iter()
-                .map(token_from)
-                .collect::<Result<Vec<_>, _>>()
-                .within("acl_tokens")?;
-            json(serde_json::to_value(tokens))
-        }
+        R::AclTokens(list) => json(serde_json::to_value(all(
+            list.tokens,
+            token_from,
+            "acl_tokens",
+        )?)),
     }
+}
+
+/// Decodes every message of a list, naming the list in an error.
+fn all<P, T>(
+    messages: Vec<P>,
+    decode: fn(P) -> Result<T, WireError>,
+    field: &str,
+) -> Result<Vec<T>, WireError> {
+    messages
+        .into_iter()
+        .map(decode)
+        .collect::<Result<_, _>>()
+        .within(field)
 }
