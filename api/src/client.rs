@@ -606,7 +606,12 @@ impl MasterClient {
     pub async fn heartbeat(&self, agent_id: AgentId) -> Result<AgentAssignment, ClientError> {
         let reply = self
             .on_leader(Kind::Idempotent, |mut c, left| {
-                let req = self.request(HeartbeatRequest { agent_id }, left);
+                let req = self.request(
+                    HeartbeatRequest {
+                        agent_id: Some(agent_id),
+                    },
+                    left,
+                );
                 async move { c.heartbeat(req).await }
             })
             .await?;

@@ -639,7 +639,9 @@ impl Master for AdminService {
                 self.require_lease()?;
                 let caller =
                     self.authorize(&request, &[Role::Agent], "heartbeat", Some(Need::Agent))?;
-                let id = request.into_inner().agent_id;
+                let id = request.into_inner().agent_id.ok_or_else(|| {
+                    Status::invalid_argument("invalid request: agent_id: missing")
+                })?;
                 caller.check_acts_for(id)?;
                 let view = self.state.read();
                 let agent = view.state.agents.get(&id).ok_or_else(|| {

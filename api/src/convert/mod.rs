@@ -69,6 +69,11 @@ impl<T> Within<T> for Result<T, WireError> {
     }
 }
 
+/// A field that must be set (an id: 0 is a real one, so absence is not 0).
+pub(crate) fn required<T>(field: &str, value: Option<T>) -> Result<T, WireError> {
+    value.ok_or_else(|| WireError::missing(field, ""))
+}
+
 /// A proto3 enum value that must be set: `UNSPECIFIED` (0) is missing, an
 /// unknown number is named.
 pub(crate) fn required_enum<E: TryFrom<i32>>(
@@ -90,25 +95,29 @@ impl From<&Request> for proto::WriteRequest {
         use proto::write_request::Request as W;
         let op = match request.clone() {
             Request::RegisterAgent(spec) => W::RegisterAgent(records::agent_spec_to(&spec)),
-            Request::DrainAgent { id, deadline_ms } => {
-                W::DrainAgent(proto::DrainAgent { id, deadline_ms })
-            }
-            Request::UndrainAgent { id } => W::UndrainAgent(proto::AgentRef { id }),
-            Request::RemoveAgent { id } => W::RemoveAgent(proto::AgentRef { id }),
+            Request::DrainAgent { id, deadline_ms } => W::DrainAgent(proto::DrainAgent {
+                id: Some(id),
+                deadline_ms,
+            }),
+            Request::UndrainAgent { id } => W::UndrainAgent(proto::AgentRef { id: Some(id) }),
+            Request::RemoveAgent { id } => W::RemoveAgent(proto::AgentRef { id: Some(id) }),
             Request::SetRole(spec) => W::SetRole(records::role_spec_to(&spec)),
             Request::UpdateRole(patch) => W::UpdateRole(role_patch_to(&patch)),
             Request::RemoveRole { name } => W::RemoveRole(proto::RoleRef { name }),
             Request::SubmitJob { job } => W::SubmitJob(records::job_spec_to(&job)),
-            Request::CancelJob { id } => W::CancelJob(proto::JobRef { id }),
-            Request::KillTask { job, task } => W::KillTask(proto::TaskRef { job, task }),
+            Request::CancelJob { id } => W::CancelJob(proto::JobRef { id: Some(id) }),
+            Request::KillTask { job, task } => W::KillTask(proto::TaskRef {
+                job: Some(job),
+                task: Some(task),
+            }),
             Request::SetPolicy { policy } => W::SetPolicy(proto::SetPolicy {
                 policy: policy_to(policy) as i32,
             }),
             Request::RestoreState { snapshot } => W::RestoreState(proto::RestoreState { snapshot }),
             Request::UpdateTask { update } => W::UpdateTask(proto::TaskUpdate {
-                job: update.job,
-                task: update.task,
-                agent: update.agent,
+                job: Some(update.job),
+                task: Some(update.task),
+                agent: Some(update.agent),
                 state: task_state_to(update.state) as i32,
                 message: update.message,
             }),
@@ -117,7 +126,7 @@ impl From<&Request> for proto::WriteRequest {
                 attempt,
                 checkpoint,
             } => W::CheckpointCompleted(proto::CheckpointCompleted {
-                job,
+                job: Some(job),
                 attempt,
                 checkpoint: Some(records::checkpoint_to(&checkpoint)),
             }),
@@ -127,7 +136,7 @@ impl From<&Request> for proto::WriteRequest {
                 id,
                 reason,
             } => W::CheckpointFailed(proto::CheckpointFailed {
-                job,
+                job: Some(job),
                 attempt,
                 id,
                 reason,
@@ -138,7 +147,7 @@ impl From<&Request> for proto::WriteRequest {
                 id,
                 triggered_ms,
             } => W::CheckpointTriggered(proto::CheckpointTriggered {
-                job,
+                job: Some(job),
                 attempt,
                 id,
                 triggered_ms,
@@ -156,7 +165,7 @@ impl From<&Request> for proto::WriteRequest {
             Request::AclRevokeToken { accessor } => {
                 W::AclRevokeToken(proto::AclRevokeToken { accessor })
             }
-            Request::IssueLogTicket { job } => W::IssueLogTicket(proto::JobRef { id: job }),
+            Request::IssueLogTicket { job } => W::IssueLogTicket(proto::JobRef { id: Some(job) }),
         };
         proto::WriteRequest { request: Some(op) }
     }
@@ -178,21 +187,27 @@ impl TryFrom<proto::WriteRequest> for Request {
                 Request::RegisterAgent(records::agent_spec_from(spec).within("register_agent")?)
             }
             W::DrainAgent(d) => Request::DrainAgent {
-                id: d.id,
+                id: required("drain_agent.id", d.id)?,
                 deadline_ms: d.deadline_ms,
             },
-            W::UndrainAgent(a) => Request::UndrainAgent { id: a.id },
-            W::RemoveAgent(a) => Request::RemoveAgent { id: a.id },
+            W::UndrainAgent(a) => Request::UndrainAgent {
+                id: required("undrain_agent.id", a.id)?,
+            },
+            W::RemoveAgent(a) => Request::RemoveAgent {
+                id: required("remove_agent.id", a.id)?,
+            },
             W::SetRole(spec) => Request::SetRole(records::role_spec_from(spec)),
             W::UpdateRole(patch) => Request::UpdateRole(role_patch_from(patch)),
             W::RemoveRole(r) => Request::RemoveRole { name: r.name },
             W::SubmitJob(job) => Request::SubmitJob {
                 job: records::job_spec_from(job).within("submit_job")?,
             },
-            W::CancelJob(j) => Request::CancelJob { id: j.id },
+            W::CancelJob(j) => Request::CancelJob {
+                id: required("cancel_job.id", j.id)?,
+            },
             W::KillTask(t) => Request::KillTask {
-                job: t.job,
-                task: t.task,
+                job: required("kill_task.job", t.job)?,
+                task: required("kill_task.task", t.task)?,
             },
             W::SetPolicy(p) => Request::SetPolicy {
                 policy: policy_from(p.policy).within("set_policy")?,
@@ -202,15 +217,15 @@ impl TryFrom<proto::WriteRequest> for Request {
             },
             W::UpdateTask(u) => Request::UpdateTask {
                 update: crate::model::TaskUpdate {
-                    job: u.job,
-                    task: u.task,
-                    agent: u.agent,
+                    job: required("update_task.job", u.job)?,
+                    task: required("update_task.task", u.task)?,
+                    agent: required("update_task.agent", u.agent)?,
                     state: task_state_from(u.state).within("update_task")?,
                     message: u.message,
                 },
             },
             W::CheckpointCompleted(c) => Request::CheckpointCompleted {
-                job: c.job,
+                job: required("checkpoint_completed.job", c.job)?,
                 attempt: c.attempt,
                 checkpoint: records::checkpoint_from(
                     c.checkpoint
@@ -218,13 +233,13 @@ impl TryFrom<proto::WriteRequest> for Request {
                 ),
             },
             W::CheckpointFailed(c) => Request::CheckpointFailed {
-                job: c.job,
+                job: required("checkpoint_failed.job", c.job)?,
                 attempt: c.attempt,
                 id: c.id,
                 reason: c.reason,
             },
             W::CheckpointTriggered(c) => Request::CheckpointTriggered {
-                job: c.job,
+                job: required("checkpoint_triggered.job", c.job)?,
                 attempt: c.attempt,
                 id: c.id,
                 triggered_ms: c.triggered_ms,
@@ -244,7 +259,9 @@ impl TryFrom<proto::WriteRequest> for Request {
             W::AclRevokeToken(t) => Request::AclRevokeToken {
                 accessor: t.accessor,
             },
-            W::IssueLogTicket(j) => Request::IssueLogTicket { job: j.id },
+            W::IssueLogTicket(j) => Request::IssueLogTicket {
+                job: required("issue_log_ticket.id", j.id)?,
+            },
         })
     }
 }
@@ -255,15 +272,15 @@ impl From<&Query> for proto::ReadRequest {
         let q = match query {
             Query::State => Q::State(proto::Empty {}),
             Query::Agents => Q::Agents(proto::Empty {}),
-            Query::Agent { id } => Q::Agent(proto::AgentRef { id: *id }),
+            Query::Agent { id } => Q::Agent(proto::AgentRef { id: Some(*id) }),
             Query::Roles => Q::Roles(proto::Empty {}),
             Query::Role { name } => Q::Role(proto::RoleRef { name: name.clone() }),
             Query::Jobs { state } => Q::Jobs(proto::JobsQuery {
                 state: state.map_or(0, |s| replies::job_state_to(s) as i32),
             }),
-            Query::Job { id } => Q::Job(proto::JobRef { id: *id }),
+            Query::Job { id } => Q::Job(proto::JobRef { id: Some(*id) }),
             Query::Scheduler => Q::Scheduler(proto::Empty {}),
-            Query::AgentTasks { id } => Q::AgentTasks(proto::AgentRef { id: *id }),
+            Query::AgentTasks { id } => Q::AgentTasks(proto::AgentRef { id: Some(*id) }),
             Query::AclTokens => Q::AclTokens(proto::Empty {}),
         };
         proto::ReadRequest {
@@ -287,7 +304,9 @@ impl TryFrom<&proto::ReadRequest> for Query {
         Ok(match q {
             Q::State(_) => Query::State,
             Q::Agents(_) => Query::Agents,
-            Q::Agent(a) => Query::Agent { id: a.id },
+            Q::Agent(a) => Query::Agent {
+                id: required("agent.id", a.id)?,
+            },
             Q::Roles(_) => Query::Roles,
             Q::Role(r) => Query::Role {
                 name: r.name.clone(),
@@ -298,9 +317,13 @@ impl TryFrom<&proto::ReadRequest> for Query {
                     s => Some(replies::job_state_from(s).within("jobs")?),
                 },
             },
-            Q::Job(j) => Query::Job { id: j.id },
+            Q::Job(j) => Query::Job {
+                id: required("job.id", j.id)?,
+            },
             Q::Scheduler(_) => Query::Scheduler,
-            Q::AgentTasks(a) => Query::AgentTasks { id: a.id },
+            Q::AgentTasks(a) => Query::AgentTasks {
+                id: required("agent_tasks.id", a.id)?,
+            },
             Q::AclTokens(_) => Query::AclTokens,
         })
     }
@@ -414,7 +437,7 @@ pub(crate) fn acl_policy_to(policy: &AclPolicy) -> proto::AclPolicy {
         AclPolicy::Operator => P::Operator(proto::Empty {}),
         AclPolicy::Management => P::Management(proto::Empty {}),
         AclPolicy::Agent => P::Agent(proto::Empty {}),
-        AclPolicy::Logs { job } => P::Logs(proto::JobRef { id: *job }),
+        AclPolicy::Logs { job } => P::Logs(proto::JobRef { id: Some(*job) }),
     };
     proto::AclPolicy { policy: Some(p) }
 }
@@ -430,7 +453,9 @@ pub(crate) fn acl_policy_from(policy: proto::AclPolicy) -> Result<AclPolicy, Wir
             P::Operator(_) => AclPolicy::Operator,
             P::Management(_) => AclPolicy::Management,
             P::Agent(_) => AclPolicy::Agent,
-            P::Logs(j) => AclPolicy::Logs { job: j.id },
+            P::Logs(j) => AclPolicy::Logs {
+                job: required("logs.id", j.id)?,
+            },
         },
     )
 }

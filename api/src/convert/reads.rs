@@ -1,7 +1,7 @@
 //! What reads answer, on the wire: the stored records as typed messages.
 
 use super::replies::{agent_state_from, agent_state_to, job_state_from, job_state_to};
-use super::{policy_from, policy_to, records, task_state_from, task_state_to};
+use super::{policy_from, policy_to, records, required, task_state_from, task_state_to};
 use super::{WireError, Within};
 use crate::model::{
     Agent, CheckpointFailure, CheckpointInfo, CheckpointStarted, Drain, Grant, Job, JobEvent, Role,
@@ -48,7 +48,10 @@ pub fn agent_to_proto(a: &Agent) -> proto::AgentRecord {
         tasks: a
             .tasks
             .iter()
-            .map(|&(job, task)| proto::TaskRef { job, task })
+            .map(|&(job, task)| proto::TaskRef {
+                job: Some(job),
+                task: Some(task),
+            })
             .collect(),
         drain: a.drain.map(|d| proto::Drain {
             since_ms: d.since_ms,
@@ -71,7 +74,16 @@ fn agent_from(a: proto::AgentRecord) -> Result<Agent, WireError> {
         used_cores: a.used_cores.into_iter().collect(),
         used_memory_bytes: a.used_memory_bytes,
         used_disk_bytes: a.used_disk_bytes,
-        tasks: a.tasks.into_iter().map(|t| (t.job, t.task)).collect(),
+        tasks: a
+            .tasks
+            .into_iter()
+            .map(|t| {
+                Ok((
+                    required("tasks.job", t.job)?,
+                    required("tasks.task", t.task)?,
+                ))
+            })
+            .collect::<Result<_, WireError>>()?,
         drain: a.drain.map(|d| Drain {
             since_ms: d.since_ms,
             deadline_ms: d.deadline_ms,

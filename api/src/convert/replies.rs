@@ -1,6 +1,8 @@
 //! Answers on the wire: what a write produced, and an agent's assignment.
 
-use super::{policy_from, policy_to, records, required_enum, task_state_from, task_state_to};
+use super::{
+    policy_from, policy_to, records, required, required_enum, task_state_from, task_state_to,
+};
 use super::{WireError, Within};
 use crate::model::{AgentAssignment, AgentState, Assignment, JobState};
 use crate::outcome::CommandOutput;
@@ -64,11 +66,11 @@ pub fn output_to_proto(output: &CommandOutput) -> proto::WriteOutput {
             id,
             tasks: tasks as u64,
         }),
-        CommandOutput::AgentUndrained { id } => O::AgentUndrained(proto::AgentRef { id }),
-        CommandOutput::AgentRemoved { id } => O::AgentRemoved(proto::AgentRef { id }),
+        CommandOutput::AgentUndrained { id } => O::AgentUndrained(proto::AgentRef { id: Some(id) }),
+        CommandOutput::AgentRemoved { id } => O::AgentRemoved(proto::AgentRef { id: Some(id) }),
         CommandOutput::RoleSet { name, created } => O::RoleSet(proto::RoleSet { name, created }),
         CommandOutput::RoleRemoved { name } => O::RoleRemoved(proto::RoleRef { name }),
-        CommandOutput::JobSubmitted { id } => O::JobSubmitted(proto::JobRef { id }),
+        CommandOutput::JobSubmitted { id } => O::JobSubmitted(proto::JobRef { id: Some(id) }),
         CommandOutput::JobCancelled { id, previous } => O::JobCancelled(proto::JobCancelled {
             id,
             previous: job_state_to(previous) as i32,
@@ -120,14 +122,20 @@ pub fn output_from_proto(output: Option<proto::WriteOutput>) -> Result<CommandOu
             id: a.id,
             tasks: a.tasks as usize,
         },
-        O::AgentUndrained(a) => CommandOutput::AgentUndrained { id: a.id },
-        O::AgentRemoved(a) => CommandOutput::AgentRemoved { id: a.id },
+        O::AgentUndrained(a) => CommandOutput::AgentUndrained {
+            id: required("agent_undrained.id", a.id)?,
+        },
+        O::AgentRemoved(a) => CommandOutput::AgentRemoved {
+            id: required("agent_removed.id", a.id)?,
+        },
         O::RoleSet(r) => CommandOutput::RoleSet {
             name: r.name,
             created: r.created,
         },
         O::RoleRemoved(r) => CommandOutput::RoleRemoved { name: r.name },
-        O::JobSubmitted(j) => CommandOutput::JobSubmitted { id: j.id },
+        O::JobSubmitted(j) => CommandOutput::JobSubmitted {
+            id: required("job_submitted.id", j.id)?,
+        },
         O::JobCancelled(j) => CommandOutput::JobCancelled {
             id: j.id,
             previous: job_state_from(j.previous).within("job_cancelled.previous")?,

@@ -304,6 +304,19 @@ fn a_bad_message_names_the_field() {
         )),
     };
     assert_eq!(err(w), "register_agent.cores: a core id is listed twice");
+
+    // 0 is a real id: one left out is refused, never taken for 0.
+    let w = proto::WriteRequest {
+        request: Some(proto::write_request::Request::CancelJob(proto::JobRef {
+            id: None,
+        })),
+    };
+    assert_eq!(err(w), "cancel_job.id: missing");
+    let mut update = proto::WriteRequest::from(&every_request()[15]);
+    if let Some(proto::write_request::Request::UpdateTask(u)) = &mut update.request {
+        u.agent = None;
+    }
+    assert_eq!(err(update), "update_task.agent: missing");
 }
 
 #[test]
