@@ -37,7 +37,8 @@ pub enum Query {
 }
 
 impl Query {
-    /// Decodes a query from JSON (the HTTP API's), naming where it is wrong.
+    /// Decodes a query from its JSON form (for tools and a JSON API), naming
+    /// where it is wrong.
     pub fn from_json(json: &str) -> Result<Self, String> {
         serde_json::from_str(json).map_err(|e| {
             format!(

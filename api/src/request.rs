@@ -106,9 +106,9 @@ const INTERNAL_COMMANDS: [&str; 4] = [
 ];
 
 impl Request {
-    /// Decodes a request from the admin API's JSON, with a message that says
-    /// what was wrong and where. A Raft command that only the leader may
-    /// propose is named as such.
+    /// Decodes a request from its JSON form (the records' serde shapes, for
+    /// tools and a JSON API), with a message that says what was wrong and
+    /// where. A Raft command that only the leader may propose is named as such.
     pub fn from_json(json: &str) -> Result<Self, String> {
         serde_json::from_str(json).map_err(|e| {
             let internal = INTERNAL_COMMANDS
