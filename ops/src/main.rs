@@ -27,6 +27,10 @@ pub const EXIT_OUTCOME_UNKNOWN: u8 = 3;
 
 fn main() -> std::process::ExitCode {
     quiet_on_broken_pipe();
+    // Every TLS connection of this process (gRPC included) prefers
+    // AES-128-GCM; nothing has made a TLS setting yet, so this cannot fail.
+    let _ =
+        rustls::crypto::CryptoProvider::install_default(sluice_security::tls::cluster_provider());
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|e| {
         eprintln!(

@@ -258,7 +258,7 @@ impl Tls {
             what: "TLS settings".into(),
             problem,
         };
-        let provider = Arc::new(bulk_provider());
+        let provider = Arc::new(cluster_provider());
         let mut roots = rustls::RootCertStore::empty();
         roots
             .add(self.inner.ca_der.clone())
@@ -311,12 +311,13 @@ impl Tls {
     }
 }
 
-/// ring's provider with TLS 1.3's AES-128-GCM first, for links that carry
-/// bulk data (the stream exchange): the peers are the cluster's own, both
-/// sides offer the same suites, and AES-128 does 10 rounds per block where
-/// AES-256 does 14, so every byte sent costs less to seal and open.
-/// AES-256-GCM and ChaCha20-Poly1305 stay available after it.
-fn bulk_provider() -> rustls::crypto::CryptoProvider {
+/// ring's provider with TLS 1.3's AES-128-GCM first: the peers are the
+/// cluster's own, both sides offer the same suites, and AES-128 does 10
+/// rounds per block where AES-256 does 14, so every byte sent costs less to
+/// seal and open. AES-256-GCM and ChaCha20-Poly1305 stay available after it.
+/// The exchange uses it; the `sluice` binary installs it as the process's
+/// default, which tonic's gRPC TLS takes.
+pub fn cluster_provider() -> rustls::crypto::CryptoProvider {
     let mut provider = rustls::crypto::ring::default_provider();
     provider
         .cipher_suites
