@@ -219,10 +219,12 @@ async fn spread_matches_one_agent(secure: bool) -> Result<()> {
                 j.tasks.iter().all(|t| t.grant.is_some()) || j.state.is_ended()
             })
             .await?;
+        // A short job may end before it is seen placed: its tasks keep the
+        // agent they last ran on.
         let hosts: std::collections::BTreeSet<u64> = job
             .tasks
             .iter()
-            .filter_map(|t| t.grant.as_ref().map(|g| g.agent))
+            .filter_map(|t| t.grant.as_ref().map(|g| g.agent).or(t.last_agent))
             .collect();
         assert_eq!(
             hosts.len(),
