@@ -43,6 +43,26 @@ pub fn set_role(name: &str) -> Request {
     })
 }
 
+/// A one-core command job `name` running `true` in `role`: a small real
+/// submission for tests about who may submit and what is refused.
+pub fn small_job(name: &str, role: &str) -> sluice_consensus::state::JobSpec {
+    sluice_consensus::state::JobSpec {
+        name: name.to_owned(),
+        role: role.to_owned(),
+        priority: 0,
+        estimated_duration_ms: None,
+        kind: sluice_consensus::state::JobKind::Command {
+            argv: vec!["true".into()],
+            cpus: 1,
+            memory_bytes: 1 << 20,
+            disk_bytes: 0,
+        },
+        constraints: Vec::new(),
+        placement: Default::default(),
+        restart: Default::default(),
+    }
+}
+
 /// Runs `sluice ARGS`, returning (exit success, stdout, stderr); fails past `timeout`.
 /// A `sluice master` or `sluice agent` run here serves plain text unless its
 /// arguments configure TLS (the flag has no effect on other commands).

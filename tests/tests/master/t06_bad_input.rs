@@ -3,7 +3,7 @@ use std::time::Duration;
 use prost::Message;
 use sluice_consensus::proto::raft_client::RaftClient;
 use sluice_consensus::proto::{write_request, RaftMessage, SetPolicy, WriteRequest};
-use sluice_consensus::state::{AgentSpec, JobKind, JobSpec, RoleSpec};
+use sluice_consensus::state::{AgentSpec, RoleSpec};
 use sluice_consensus::{ClientError, CommandError, Query};
 use sluice_tests::*;
 use tonic::Code;
@@ -53,21 +53,7 @@ async fn bad_requests_are_refused_and_change_nothing() -> anyhow::Result<()> {
         "invalid request: request: missing",
     );
     let mut job = WriteRequest::from(&sluice_consensus::Request::SubmitJob {
-        job: JobSpec {
-            name: "x".into(),
-            role: "default".into(),
-            priority: 0,
-            estimated_duration_ms: None,
-            kind: JobKind::Command {
-                argv: vec!["/bin/true".into()],
-                cpus: 1,
-                memory_bytes: 1 << 20,
-                disk_bytes: 0,
-            },
-            constraints: Vec::new(),
-            placement: Default::default(),
-            restart: Default::default(),
-        },
+        job: small_job("x", "default"),
     });
     if let Some(write_request::Request::SubmitJob(spec)) = &mut job.request {
         spec.kind = None;

@@ -418,21 +418,7 @@ async fn wrong_certificates_and_tokens_are_refused_with_their_reason() -> Result
         .write(&Request::SetRole(role_spec("allowed")))
         .await?;
     let job = |role: &str| Request::SubmitJob {
-        job: sluice_consensus::state::JobSpec {
-            name: "j".into(),
-            role: role.into(),
-            priority: 0,
-            estimated_duration_ms: None,
-            kind: sluice_consensus::state::JobKind::Command {
-                argv: vec!["true".into()],
-                cpus: 1,
-                memory_bytes: 1 << 20,
-                disk_bytes: 0,
-            },
-            constraints: Vec::new(),
-            placement: Default::default(),
-            restart: Default::default(),
-        },
+        job: small_job("j", role),
     };
     let analyst = with(Some(&analytics))?;
     analyst.write(&job("analytics")).await?;
